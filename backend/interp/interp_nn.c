@@ -1,0 +1,346 @@
+/*
+ * interp_nn.c — reference implementations of MatMul, Gemm, convolutions, pools,
+ * normalizations and softmax. Accumulation is in double. Window ops share their
+ * geometry (pads, strides, dilations, output sizes) with shape inference through
+ * shape_window_geometry, so a shape and its values can never disagree.
+ */
+#include "backend/interp/interp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void unravel_dims(int64_t flat, int rank, const int64_t *dims, int64_t *coord) {
+    for (int d = rank - 1; d >= 0; d--) {
+        coord[d] = dims[d] ? flat % dims[d] : 0;
+        flat = dims[d] ? flat / dims[d] : 0;
+    }
+}
+
+static int64_t product(int rank, const int64_t *dims) {
+    int64_t p = 1;
+    for (int d = 0; d < rank; d++)
+        p *= dims[d];
+    return p;
+}
+
+kiln_status interp_matmul(interp_ctx *c) {
+    const kiln_tensor *a = c->s.in[0], *b = c->s.in[1];
+    kiln_tensor *out = c->out[0];
+    int64_t m = a->rank >= 2 ? a->dims[a->rank - 2] : 1, k = a->dims[a->rank - 1];
+    int64_t n = b->rank >= 2 ? b->dims[b->rank - 1] : 1;
+    /* batch parts: everything before the two matrix dims */
+    kiln_tensor ba = {.rank = a->rank > 2 ? a->rank - 2 : 0}, bb = {.rank = b->rank > 2 ? b->rank - 2 : 0};
+    kiln_tensor bo = {.rank = out->rank - (a->rank >= 2) - (b->rank >= 2)};
+    memcpy(ba.dims, a->dims, sizeof(int64_t) * (size_t)ba.rank);
+    memcpy(bb.dims, b->dims, sizeof(int64_t) * (size_t)bb.rank);
+    memcpy(bo.dims, out->dims, sizeof(int64_t) * (size_t)bo.rank);
+    int64_t batches = product(bo.rank, bo.dims), coord[KILN_MAX_RANK];
+    for (int64_t ob = 0; ob < batches; ob++) {
+        interp_unravel(ob, &bo, coord);
+        int64_t ai = interp_broadcast_index(&ba, coord, bo.rank);
+        int64_t bi = interp_broadcast_index(&bb, coord, bo.rank);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double acc = 0;
+                for (int64_t p = 0; p < k; p++)
+                    acc += ir_tensor_get(a, (ai * m + i) * k + p) * ir_tensor_get(b, (bi * k + p) * n + j);
+                ir_tensor_set(out, (ob * m + i) * n + j, acc);
+            }
+    }
+    return KILN_OK;
+}
+
+kiln_status interp_gemm(interp_ctx *c) {
+    const kiln_tensor *a = c->s.in[0], *b = c->s.in[1];
+    const kiln_tensor *bias = c->s.in_count > 2 ? c->s.in[2] : NULL;
+    kiln_tensor *out = c->out[0];
+    bool ta = ir_attr_int(c->s.node, "transA"), tb = ir_attr_int(c->s.node, "transB");
+    double alpha = ir_attr_float(c->s.node, "alpha"), beta = ir_attr_float(c->s.node, "beta");
+    int64_t m = out->dims[0], n = out->dims[1], k = a->dims[ta ? 0 : 1];
+    int64_t coord[2];
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double acc = 0;
+            for (int64_t p = 0; p < k; p++)
+                acc += ir_tensor_get(a, ta ? p * m + i : i * k + p) *
+                       ir_tensor_get(b, tb ? j * k + p : p * n + j);
+            acc *= alpha;
+            if (bias) {
+                coord[0] = i, coord[1] = j;
+                acc += beta * ir_tensor_get(bias, interp_broadcast_index(bias, coord, 2));
+            }
+            ir_tensor_set(out, i * n + j, acc);
+        }
+    return KILN_OK;
+}
+
+/* The window geometry of this node, for the kernel in `kernel`. */
+static kiln_status geometry(interp_ctx *c, const int64_t *kernel, bool transposed, shape_window *w) {
+    return shape_window_geometry(&c->s, c->s.in[0], kernel, transposed,
+                                 ir_op_attr_spec(c->s.node->op, "ceil_mode") &&
+                                     ir_attr_int(c->s.node, "ceil_mode"),
+                                 w);
+}
+
+/* Input position along every spatial axis of window `kpos` at output `opos`; false if
+ * it falls in the padding. `flat` receives the spatial flat index inside the input. */
+static bool window_input(const shape_window *w, const int64_t *in_dims, const int64_t *opos,
+                         const int64_t *kpos, int64_t *flat) {
+    *flat = 0;
+    for (int d = 0; d < w->spatial; d++) {
+        int64_t p = opos[d] * w->stride[d] - w->pad_begin[d] + kpos[d] * w->dilation[d];
+        if (p < 0 || p >= in_dims[d])
+            return false;
+        *flat = *flat * in_dims[d] + p;
+    }
+    return true;
+}
+
+kiln_status interp_conv(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0], *wt = c->s.in[1];
+    const kiln_tensor *bias = c->s.in_count > 2 ? c->s.in[2] : NULL;
+    kiln_tensor *out = c->out[0];
+    shape_window w;
+    kiln_status st = geometry(c, wt->dims + 2, false, &w);
+    if (st)
+        return st;
+    int64_t batch = x->dims[0], cin = x->dims[1], cout = wt->dims[0], group = ir_attr_int(c->s.node, "group");
+    int64_t cin_g = cin / group, cout_g = cout / group;
+    int64_t in_sp = product(w.spatial, x->dims + 2), out_sp = product(w.spatial, w.out);
+    int64_t k_sp = product(w.spatial, w.kernel);
+    int64_t opos[KILN_MAX_RANK], kpos[KILN_MAX_RANK], xi;
+    for (int64_t nb = 0; nb < batch; nb++)
+        for (int64_t m = 0; m < cout; m++) {
+            int64_t g = m / cout_g;
+            for (int64_t o = 0; o < out_sp; o++) {
+                unravel_dims(o, w.spatial, w.out, opos);
+                double acc = bias ? ir_tensor_get(bias, m) : 0;
+                for (int64_t ci = 0; ci < cin_g; ci++)
+                    for (int64_t kk = 0; kk < k_sp; kk++) {
+                        unravel_dims(kk, w.spatial, w.kernel, kpos);
+                        if (!window_input(&w, x->dims + 2, opos, kpos, &xi))
+                            continue;
+                        acc += ir_tensor_get(x, (nb * cin + g * cin_g + ci) * in_sp + xi) *
+                               ir_tensor_get(wt, (m * cin_g + ci) * k_sp + kk);
+                    }
+                ir_tensor_set(out, (nb * cout + m) * out_sp + o, acc);
+            }
+        }
+    return KILN_OK;
+}
+
+kiln_status interp_conv_transpose(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0], *wt = c->s.in[1];
+    const kiln_tensor *bias = c->s.in_count > 2 ? c->s.in[2] : NULL;
+    kiln_tensor *out = c->out[0];
+    shape_window w;
+    kiln_status st = geometry(c, wt->dims + 2, true, &w);
+    if (st)
+        return st;
+    int64_t batch = x->dims[0], cin = x->dims[1], group = ir_attr_int(c->s.node, "group");
+    int64_t cout_g = wt->dims[1], cout = cout_g * group, cin_g = cin / group;
+    int64_t in_sp = product(w.spatial, x->dims + 2), out_sp = product(w.spatial, w.out);
+    int64_t k_sp = product(w.spatial, w.kernel);
+    double *acc = calloc((size_t)(batch * cout * out_sp) + 1, sizeof *acc);
+    if (!acc)
+        return interp_error(c, KILN_ERR_OOM, "out of memory");
+    int64_t ipos[KILN_MAX_RANK], kpos[KILN_MAX_RANK];
+    for (int64_t nb = 0; nb < batch; nb++)
+        for (int64_t ch = 0; ch < cin; ch++) {
+            int64_t g = ch / cin_g;
+            for (int64_t i = 0; i < in_sp; i++) {
+                unravel_dims(i, w.spatial, x->dims + 2, ipos);
+                double xv = ir_tensor_get(x, (nb * cin + ch) * in_sp + i);
+                for (int64_t kk = 0; kk < k_sp; kk++) {
+                    unravel_dims(kk, w.spatial, w.kernel, kpos);
+                    int64_t o = 0;
+                    bool inside = true;
+                    for (int d = 0; d < w.spatial && inside; d++) {
+                        int64_t p = ipos[d] * w.stride[d] - w.pad_begin[d] + kpos[d] * w.dilation[d];
+                        inside = p >= 0 && p < w.out[d];
+                        o = o * w.out[d] + p;
+                    }
+                    if (!inside)
+                        continue;
+                    for (int64_t mo = 0; mo < cout_g; mo++)
+                        acc[(nb * cout + g * cout_g + mo) * out_sp + o] +=
+                            xv * ir_tensor_get(wt, (ch * cout_g + mo) * k_sp + kk);
+                }
+            }
+        }
+    for (int64_t i = 0; i < batch * cout * out_sp; i++)
+        ir_tensor_set(out, i, acc[i] + (bias ? ir_tensor_get(bias, (i / out_sp) % cout) : 0));
+    free(acc);
+    return KILN_OK;
+}
+
+/* MaxPool and AveragePool: each output reduces the in-bounds part of its window. */
+static kiln_status pool(interp_ctx *c, bool is_max) {
+    const kiln_tensor *x = c->s.in[0];
+    const ir_attr *ks = ir_node_attr(c->s.node, "kernel_shape");
+    shape_window w;
+    kiln_status st = geometry(c, ks->ints, false, &w);
+    if (st)
+        return st;
+    bool include_pad = !is_max && ir_attr_int(c->s.node, "count_include_pad");
+    bool col_major = is_max && ir_attr_int(c->s.node, "storage_order");
+    int64_t planes = x->dims[0] * x->dims[1];
+    int64_t in_sp = product(w.spatial, x->dims + 2), out_sp = product(w.spatial, w.out);
+    int64_t k_sp = product(w.spatial, w.kernel);
+    int64_t opos[KILN_MAX_RANK], kpos[KILN_MAX_RANK], xi;
+    for (int64_t pl = 0; pl < planes; pl++)
+        for (int64_t o = 0; o < out_sp; o++) {
+            unravel_dims(o, w.spatial, w.out, opos);
+            double acc = is_max ? -INFINITY : 0;
+            int64_t count = 0, arg = -1;
+            for (int64_t kk = 0; kk < k_sp; kk++) {
+                unravel_dims(kk, w.spatial, w.kernel, kpos);
+                if (include_pad) { /* count positions inside the padded input, not past it */
+                    bool in_padded = true;
+                    for (int d = 0; d < w.spatial; d++) {
+                        int64_t p = opos[d] * w.stride[d] - w.pad_begin[d] + kpos[d] * w.dilation[d];
+                        in_padded &= p < x->dims[d + 2] + w.pad_end[d];
+                    }
+                    count += in_padded;
+                }
+                if (!window_input(&w, x->dims + 2, opos, kpos, &xi))
+                    continue;
+                double v = ir_tensor_get(x, pl * in_sp + xi);
+                if (!include_pad)
+                    count++;
+                if (!is_max)
+                    acc += v;
+                else if (v > acc || arg < 0)
+                    acc = v, arg = xi;
+            }
+            ir_tensor_set(c->out[0], pl * out_sp + o, is_max ? acc : acc / (double)count);
+            if (is_max && c->s.out_count > 1) {
+                int64_t idx = arg, coord[KILN_MAX_RANK];
+                if (col_major) { /* spatial axes in column-major order */
+                    unravel_dims(arg, w.spatial, x->dims + 2, coord);
+                    idx = 0;
+                    for (int d = w.spatial - 1; d >= 0; d--)
+                        idx = idx * x->dims[d + 2] + coord[d];
+                }
+                ir_tensor_set_int(c->out[1], pl * out_sp + o, pl * in_sp + idx);
+            }
+        }
+    return KILN_OK;
+}
+
+kiln_status interp_max_pool(interp_ctx *c) { return pool(c, true); }
+kiln_status interp_average_pool(interp_ctx *c) { return pool(c, false); }
+
+static kiln_status global_pool(interp_ctx *c, bool is_max) {
+    const kiln_tensor *x = c->s.in[0];
+    int64_t planes = x->dims[0] * x->dims[1], sp = product(x->rank - 2, x->dims + 2);
+    for (int64_t pl = 0; pl < planes; pl++) {
+        double acc = is_max ? -INFINITY : 0;
+        for (int64_t i = 0; i < sp; i++) {
+            double v = ir_tensor_get(x, pl * sp + i);
+            acc = is_max ? (v > acc ? v : acc) : acc + v;
+        }
+        ir_tensor_set(c->out[0], pl, is_max ? acc : acc / (double)sp);
+    }
+    return KILN_OK;
+}
+
+kiln_status interp_global_average_pool(interp_ctx *c) { return global_pool(c, false); }
+kiln_status interp_global_max_pool(interp_ctx *c) { return global_pool(c, true); }
+
+kiln_status interp_batch_norm(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0], *scale = c->s.in[1], *bias = c->s.in[2];
+    const kiln_tensor *mean = c->s.in[3], *var = c->s.in[4];
+    double eps = ir_attr_float(c->s.node, "epsilon");
+    int64_t ch = x->dims[1], sp = product(x->rank - 2, x->dims + 2), n = kiln_tensor_count(x);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = (i / sp) % ch;
+        double v = (ir_tensor_get(x, i) - ir_tensor_get(mean, k)) / sqrt(ir_tensor_get(var, k) + eps);
+        ir_tensor_set(c->out[0], i, v * ir_tensor_get(scale, k) + ir_tensor_get(bias, k));
+    }
+    return KILN_OK;
+}
+
+kiln_status interp_instance_norm(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0], *scale = c->s.in[1], *bias = c->s.in[2];
+    double eps = ir_attr_float(c->s.node, "epsilon");
+    int64_t ch = x->dims[1], planes = x->dims[0] * ch, sp = product(x->rank - 2, x->dims + 2);
+    for (int64_t pl = 0; pl < planes; pl++) {
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < sp; i++)
+            mean += ir_tensor_get(x, pl * sp + i);
+        mean /= (double)sp;
+        for (int64_t i = 0; i < sp; i++) {
+            double dv = ir_tensor_get(x, pl * sp + i) - mean;
+            var += dv * dv;
+        }
+        var /= (double)sp;
+        double s = ir_tensor_get(scale, pl % ch) / sqrt(var + eps), b = ir_tensor_get(bias, pl % ch);
+        for (int64_t i = 0; i < sp; i++)
+            ir_tensor_set(c->out[0], pl * sp + i, (ir_tensor_get(x, pl * sp + i) - mean) * s + b);
+    }
+    return KILN_OK;
+}
+
+kiln_status interp_layer_norm(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0], *scale = c->s.in[1];
+    const kiln_tensor *bias = c->s.in_count > 2 ? c->s.in[2] : NULL;
+    int axis;
+    shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), x->rank, "axis", &axis);
+    double eps = ir_attr_float(c->s.node, "epsilon");
+    kiln_tensor tail = {.rank = x->rank - axis};
+    memcpy(tail.dims, x->dims + axis, sizeof(int64_t) * (size_t)tail.rank);
+    int64_t rows = product(axis, x->dims), len = product(tail.rank, tail.dims);
+    int64_t coord[KILN_MAX_RANK];
+    for (int64_t r = 0; r < rows; r++) {
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < len; i++)
+            mean += ir_tensor_get(x, r * len + i);
+        mean /= (double)len;
+        for (int64_t i = 0; i < len; i++) {
+            double dv = ir_tensor_get(x, r * len + i) - mean;
+            var += dv * dv;
+        }
+        double inv = 1 / sqrt(var / (double)len + eps);
+        for (int64_t i = 0; i < len; i++) {
+            interp_unravel(i, &tail, coord);
+            double y = (ir_tensor_get(x, r * len + i) - mean) * inv *
+                       ir_tensor_get(scale, interp_broadcast_index(scale, coord, tail.rank));
+            if (bias)
+                y += ir_tensor_get(bias, interp_broadcast_index(bias, coord, tail.rank));
+            ir_tensor_set(c->out[0], r * len + i, y);
+        }
+        if (c->s.out_count > 1)
+            ir_tensor_set(c->out[1], r, mean);
+        if (c->s.out_count > 2)
+            ir_tensor_set(c->out[2], r, inv);
+    }
+    return KILN_OK;
+}
+
+/* Softmax along one axis (opset 13 semantics), shifted by the row max for stability. */
+static kiln_status softmax(interp_ctx *c, bool log_out) {
+    const kiln_tensor *x = c->s.in[0];
+    int axis;
+    shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), x->rank, "axis", &axis);
+    int64_t outer = product(axis, x->dims), len = x->rank ? x->dims[axis] : 1;
+    int64_t inner = product(x->rank - axis - 1, x->dims + axis + 1);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t base = o * len * inner + in;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t i = 0; i < len; i++)
+                mx = fmax(mx, ir_tensor_get(x, base + i * inner));
+            for (int64_t i = 0; i < len; i++)
+                sum += exp(ir_tensor_get(x, base + i * inner) - mx);
+            for (int64_t i = 0; i < len; i++) {
+                double z = ir_tensor_get(x, base + i * inner) - mx;
+                ir_tensor_set(c->out[0], base + i * inner, log_out ? z - log(sum) : exp(z) / sum);
+            }
+        }
+    return KILN_OK;
+}
+
+kiln_status interp_softmax(interp_ctx *c) { return softmax(c, false); }
+kiln_status interp_log_softmax(interp_ctx *c) { return softmax(c, true); }

@@ -1,0 +1,101 @@
+/*
+ * model.c — kiln.h's model API: load (parse, verify, optimize), inspect, run. The
+ * reference interpreter is the only backend today; the JIT plugs in behind kiln_model_run.
+ */
+#include "driver/model.h"
+
+#include "backend/interp/interp.h"
+#include "frontend/txt.h"
+#include "ir/verify.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+kiln_status driver_load_graph(const char *path, ir_graph **out, kiln_diag *d) {
+    *out = NULL;
+    size_t len = strlen(path);
+    if (len < 5 || strcmp(path + len - 5, ".kiln"))
+        return diag_error(d, (kiln_loc){.file = path}, KILN_ERR_UNSUPPORTED,
+                          "unknown model format (expected a .kiln file)");
+    kiln_status st = txt_parse_file(path, out, d);
+    if (!st && (st = ir_verify(*out, NULL, NULL, d))) {
+        ir_graph_destroy(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d) {
+    pass_ctx cx = {.d = d, .eval = interp_eval_node};
+#ifdef NDEBUG
+    bool verify = false;
+#else
+    bool verify = true;
+#endif
+    kiln_status st = pass_run_pipeline(g, &cx, stop_after, verify);
+    if (st && d->message[0] && g->file && !strstr(d->message, g->file)) {
+        /* messages from passes name the node; make sure they also name the file */
+        char msg[KILN_DIAG_MAX];
+        memcpy(msg, d->message, sizeof msg);
+        d->status = KILN_OK;
+        kiln_rt_error(d, st, "%s: %.*s", g->file, KILN_DIAG_MAX - 256, msg);
+    }
+    return st;
+}
+
+static kiln_status finish_load(ir_graph *g, kiln_model **out, kiln_diag *d) {
+    kiln_status st = driver_optimize(g, NULL, d);
+    if (st) {
+        ir_graph_destroy(g);
+        return st;
+    }
+    if (!(*out = calloc(1, sizeof **out))) {
+        ir_graph_destroy(g);
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    (*out)->graph = g;
+    return KILN_OK;
+}
+
+kiln_status kiln_model_load(const char *path, const kiln_options *opts, kiln_model **out,
+                            kiln_diag *d) {
+    (void)opts;
+    ir_graph *g;
+    *out = NULL;
+    kiln_status st = driver_load_graph(path, &g, d);
+    return st ? st : finish_load(g, out, d);
+}
+
+kiln_status kiln_model_parse(const char *text, size_t len, const char *filename,
+                             const kiln_options *opts, kiln_model **out, kiln_diag *d) {
+    (void)opts;
+    ir_graph *g;
+    *out = NULL;
+    kiln_status st = txt_parse(text, len, filename, &g, d);
+    if (!st && (st = ir_verify(g, NULL, NULL, d)))
+        ir_graph_destroy(g);
+    return st ? st : finish_load(g, out, d);
+}
+
+void kiln_model_destroy(kiln_model *m) {
+    if (!m)
+        return;
+    ir_graph_destroy(m->graph);
+    free(m);
+}
+
+int kiln_model_input_count(const kiln_model *m) { return m->graph->input_count; }
+int kiln_model_output_count(const kiln_model *m) { return m->graph->output_count; }
+
+const char *kiln_model_input_name(const kiln_model *m, int i) {
+    return i >= 0 && i < m->graph->input_count ? m->graph->inputs[i]->name : NULL;
+}
+
+const char *kiln_model_output_name(const kiln_model *m, int i) {
+    return i >= 0 && i < m->graph->output_count ? m->graph->outputs[i]->name : NULL;
+}
+
+kiln_status kiln_model_run(kiln_model *m, const kiln_tensor *const *inputs, kiln_tensor **outputs,
+                           kiln_diag *d) {
+    return interp_run(m->graph, inputs, outputs, d);
+}

@@ -1,0 +1,20 @@
+/*
+ * model.h — the driver behind kiln.h's model calls: frontend -> verify -> pass pipeline ->
+ * backend. Tools that need more than the public API (dumps after a pass) use this.
+ */
+#ifndef KILN_DRIVER_MODEL_H
+#define KILN_DRIVER_MODEL_H
+
+#include "ir/graph.h"
+#include "passes/pass.h"
+
+struct kiln_model {
+    ir_graph *graph;
+};
+
+/* Parses a model file by its extension (.kiln) into a verified graph, without passes. */
+kiln_status driver_load_graph(const char *path, ir_graph **out, kiln_diag *d);
+/* Runs the pipeline (up to `stop_after`, or all) with the interpreter as the evaluator. */
+kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d);
+
+#endif

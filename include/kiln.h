@@ -1,0 +1,120 @@
+/*
+ * kiln.h — the public C API of kiln, the only header a host application includes.
+ *
+ * Load a model (.kiln text today; ONNX and compiled backends plug in behind the same
+ * calls), inspect its inputs and outputs, run it on tensors, read and write .npy/.npz.
+ * Every fallible call returns a kiln_status and fills a caller-owned kiln_diag with a
+ * one-line message naming the file and the node or field it is about. Nothing here
+ * calls exit() or abort() on bad input.
+ */
+#ifndef KILN_KILN_H
+#define KILN_KILN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum kiln_status {
+    KILN_OK = 0,
+    KILN_ERR_INVALID,     /* malformed model or input */
+    KILN_ERR_UNSUPPORTED, /* valid, but kiln does not handle it (yet) */
+    KILN_ERR_SHAPE,       /* shapes or dtypes do not agree */
+    KILN_ERR_OOM,         /* an allocation failed or would pass the memory cap */
+    KILN_ERR_IO,          /* a file could not be read or written */
+    KILN_ERR_BACKEND,
+    KILN_ERR_INTERNAL,
+} kiln_status;
+
+/* Element types. The numbering is kiln's own; it is not ONNX's. */
+typedef enum kiln_dtype {
+    KILN_DTYPE_INVALID = 0,
+    KILN_F32,
+    KILN_F64,
+    KILN_I64,
+    KILN_I32,
+    KILN_I8,
+    KILN_U8,
+    KILN_BOOL, /* one byte, 0 or 1 */
+    KILN_DTYPE_COUNT
+} kiln_dtype;
+
+#define KILN_MAX_RANK 8
+#define KILN_DIAG_MAX 1024
+
+/* A diagnostic: the first error of a call. Caller-owned, usually on the stack. */
+typedef struct kiln_diag {
+    kiln_status status;
+    char message[KILN_DIAG_MAX];
+} kiln_diag;
+
+/* A dense, C-order tensor. `data` holds dims[0]*...*dims[rank-1] elements of `dtype`. */
+typedef struct kiln_tensor {
+    kiln_dtype dtype;
+    int rank;                     /* 0 for a scalar */
+    int64_t dims[KILN_MAX_RANK];  /* in elements */
+    void *data;
+} kiln_tensor;
+
+const char *kiln_status_name(kiln_status st);
+const char *kiln_dtype_name(kiln_dtype dt); /* "f32", "i64", ... ; "invalid" if unknown */
+size_t kiln_dtype_size(kiln_dtype dt);      /* bytes per element; 0 if invalid */
+
+/* Checked arithmetic for sizes that come from models or files. */
+bool kiln_mul_ok(int64_t a, int64_t b, int64_t *out);
+/* Element count of a shape; false if a dim is negative or the product overflows. */
+bool kiln_shape_count(int rank, const int64_t *dims, int64_t *out);
+
+/* Allocates a tensor and its zeroed data in one block; caller frees with kiln_tensor_free.
+ * Refuses shapes whose byte size overflows or passes KILN_TENSOR_MAX_BYTES. */
+#define KILN_TENSOR_MAX_BYTES ((int64_t)1 << 36)
+kiln_status kiln_tensor_create(kiln_dtype dt, int rank, const int64_t *dims, kiln_tensor **out,
+                               kiln_diag *diag);
+void kiln_tensor_free(kiln_tensor *t); /* NULL is a no-op */
+int64_t kiln_tensor_count(const kiln_tensor *t);
+size_t kiln_tensor_bytes(const kiln_tensor *t);
+
+/* .npy: C-order, little-endian f32 f64 i64 i32 i8 u8 bool. Caller frees *out. */
+kiln_status kiln_npy_read(const char *path, kiln_tensor **out, kiln_diag *diag);
+kiln_status kiln_npy_read_mem(const void *bytes, size_t size, const char *what, kiln_tensor **out,
+                              kiln_diag *diag);
+kiln_status kiln_npy_write(const char *path, const kiln_tensor *t, kiln_diag *diag);
+/* .npz (stored or deflated members): reads the array named `key` (without ".npy"). */
+kiln_status kiln_npz_read(const char *path, const char *key, kiln_tensor **out, kiln_diag *diag);
+/* Writes an uncompressed .npz of `count` arrays, as numpy.savez does. */
+kiln_status kiln_npz_write(const char *path, int count, const char *const *keys,
+                           const kiln_tensor *const *tensors, kiln_diag *diag);
+
+/* ---- models ------------------------------------------------------------------------- */
+
+typedef struct kiln_model kiln_model;
+
+typedef struct kiln_options {
+    int64_t batch; /* value for the symbolic batch dimension; 0: take it from the inputs */
+} kiln_options;
+
+/* Loads a .kiln model (weights referenced from .npy/.npz beside it), verifies it and infers
+ * shapes. `opts` may be NULL. On failure *out is NULL. Free with kiln_model_destroy. */
+kiln_status kiln_model_load(const char *path, const kiln_options *opts, kiln_model **out,
+                            kiln_diag *diag);
+kiln_status kiln_model_parse(const char *text, size_t len, const char *filename,
+                             const kiln_options *opts, kiln_model **out, kiln_diag *diag);
+void kiln_model_destroy(kiln_model *m); /* NULL is a no-op */
+
+int kiln_model_input_count(const kiln_model *m);
+int kiln_model_output_count(const kiln_model *m);
+const char *kiln_model_input_name(const kiln_model *m, int i);  /* borrowed: valid while m lives */
+const char *kiln_model_output_name(const kiln_model *m, int i); /* borrowed */
+
+/* Runs the model on the reference interpreter. inputs[i] is graph input i. On success,
+ * outputs[j] receives graph output j, which the caller frees with kiln_tensor_free. */
+kiln_status kiln_model_run(kiln_model *m, const kiln_tensor *const *inputs, kiln_tensor **outputs,
+                           kiln_diag *diag);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KILN_KILN_H */

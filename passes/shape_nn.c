@@ -1,0 +1,320 @@
+/*
+ * shape_nn.c — shape rules of the neural-network ops: MatMul and Gemm, convolutions
+ * and pools (through shape_window_geometry), normalizations, softmax, reductions and
+ * ArgMax/ArgMin.
+ */
+#include "passes/shape.h"
+
+#include <string.h>
+
+kiln_status shape_matmul(shape_ctx *c) {
+    const kiln_tensor *a = c->in[0], *b = c->in[1];
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_numeric, "numeric")) || (st = shape_same_dtype(c, 0, 1)))
+        return st;
+    if (a->rank < 1 || b->rank < 1)
+        return shape_error(c, "inputs must have rank >= 1");
+    /* numpy: a 1-D left operand is a row [1, K], a 1-D right operand a column [K, 1] */
+    int64_t k_a = a->dims[a->rank - 1], k_b = b->dims[b->rank >= 2 ? b->rank - 2 : 0];
+    if (k_a >= 0 && k_b >= 0 && k_a != k_b)
+        return shape_error(c, "inner dimensions differ: %lld vs %lld", (long long)k_a, (long long)k_b);
+    kiln_tensor ba = {.rank = a->rank > 2 ? a->rank - 2 : 0}, bb = {.rank = b->rank > 2 ? b->rank - 2 : 0};
+    memcpy(ba.dims, a->dims, sizeof(int64_t) * (size_t)ba.rank);
+    memcpy(bb.dims, b->dims, sizeof(int64_t) * (size_t)bb.rank);
+    kiln_tensor out;
+    if ((st = shape_broadcast(c, &ba, &bb, &out)))
+        return st;
+    if (a->rank >= 2)
+        out.dims[out.rank++] = a->dims[a->rank - 2];
+    if (b->rank >= 2)
+        out.dims[out.rank++] = b->dims[b->rank - 1];
+    shape_set(c, 0, a->dtype, out.rank, out.dims);
+    return KILN_OK;
+}
+
+kiln_status shape_gemm(shape_ctx *c) {
+    const kiln_tensor *a = c->in[0], *b = c->in[1];
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_numeric, "numeric")) || (st = shape_same_dtype(c, 0, 1)))
+        return st;
+    if (a->rank != 2 || b->rank != 2)
+        return shape_error(c, "A and B must be 2-D, got ranks %d and %d", a->rank, b->rank);
+    bool ta = ir_attr_int(c->node, "transA"), tb = ir_attr_int(c->node, "transB");
+    int64_t m = a->dims[ta ? 1 : 0], k = a->dims[ta ? 0 : 1];
+    int64_t k2 = b->dims[tb ? 1 : 0], n = b->dims[tb ? 0 : 1];
+    if (k >= 0 && k2 >= 0 && k != k2)
+        return shape_error(c, "inner dimensions differ: %lld vs %lld", (long long)k, (long long)k2);
+    int64_t dims[2] = {m, n};
+    if (c->in_count > 2 && c->in[2]) {
+        kiln_tensor y = {.rank = 2, .dims = {m, n}}, bc;
+        if ((st = shape_same_dtype(c, 0, 2)))
+            return st;
+        if (c->in[2]->rank > 2 || (st = shape_broadcast(c, &y, c->in[2], &bc)))
+            return st ? st : shape_error(c, "C must broadcast to [M, N]");
+        if ((bc.dims[0] >= 0 && m >= 0 && bc.dims[0] != m) || (bc.dims[1] >= 0 && n >= 0 && bc.dims[1] != n))
+            return shape_error(c, "C must broadcast to [M, N]");
+    }
+    shape_set(c, 0, a->dtype, 2, dims);
+    return KILN_OK;
+}
+
+/* Kernel sizes from the attribute, else from the weight's spatial dims. */
+static kiln_status kernel_sizes(shape_ctx *c, const kiln_tensor *w, int spatial, int64_t *kernel) {
+    const ir_attr *ks = ir_node_attr(c->node, "kernel_shape");
+    if (ks && ks->count) {
+        if (ks->count != spatial)
+            return shape_error(c, "attribute 'kernel_shape': expected %d values, got %d", spatial,
+                               ks->count);
+        memcpy(kernel, ks->ints, sizeof(int64_t) * (size_t)spatial);
+        return KILN_OK;
+    }
+    if (!w)
+        return shape_error(c, "missing required attribute 'kernel_shape'");
+    for (int i = 0; i < spatial; i++)
+        if ((kernel[i] = w->dims[i + 2]) < 0)
+            return shape_error(c, "the weight's spatial dims must be known");
+    return KILN_OK;
+}
+
+static kiln_status conv_like(shape_ctx *c, bool transposed) {
+    const kiln_tensor *x = c->in[0], *w = c->in[1];
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_float, "a float tensor")) ||
+        (st = shape_same_dtype(c, 0, 1)))
+        return st;
+    if (x->rank < 3 || x->rank > 5 || w->rank != x->rank)
+        return shape_error(c, "X and W must have the same rank, 3 to 5; got %d and %d", x->rank,
+                           w->rank);
+    int64_t group = ir_attr_int(c->node, "group");
+    int64_t ch = x->dims[1];
+    if (group < 1)
+        return shape_error(c, "attribute 'group' must be >= 1");
+    int64_t out_ch;
+    if (!transposed) {
+        if (ch >= 0 && (ch % group || w->dims[1] * group != ch))
+            return shape_error(c, "X has %lld channels but W expects %lld x group %lld",
+                               (long long)ch, (long long)w->dims[1], (long long)group);
+        if (w->dims[0] % group)
+            return shape_error(c, "W's %lld output channels are not divisible by group %lld",
+                               (long long)w->dims[0], (long long)group);
+        out_ch = w->dims[0];
+    } else {
+        if (ch >= 0 && w->dims[0] != ch)
+            return shape_error(c, "X has %lld channels but W has %lld", (long long)ch,
+                               (long long)w->dims[0]);
+        if (ch >= 0 && ch % group)
+            return shape_error(c, "channels %lld not divisible by group %lld", (long long)ch,
+                               (long long)group);
+        out_ch = w->dims[1] * group;
+    }
+    if (c->in_count > 2 && c->in[2] && (c->in[2]->rank != 1 || c->in[2]->dims[0] != out_ch))
+        return shape_error(c, "B must be 1-D with %lld elements", (long long)out_ch);
+    int64_t kernel[KILN_MAX_RANK];
+    shape_window win;
+    if ((st = kernel_sizes(c, w, x->rank - 2, kernel)))
+        return st;
+    for (int i = 0; i < x->rank - 2; i++)
+        if (kernel[i] != w->dims[i + 2])
+            return shape_error(c, "kernel_shape does not match W's spatial dims");
+    if ((st = shape_window_geometry(c, x, kernel, transposed, false, &win)))
+        return st;
+    int64_t dims[KILN_MAX_RANK] = {x->dims[0], out_ch};
+    memcpy(dims + 2, win.out, sizeof(int64_t) * (size_t)win.spatial);
+    shape_set(c, 0, x->dtype, x->rank, dims);
+    return KILN_OK;
+}
+
+kiln_status shape_conv(shape_ctx *c) { return conv_like(c, false); }
+kiln_status shape_conv_transpose(shape_ctx *c) { return conv_like(c, true); }
+
+static kiln_status pool(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0];
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_numeric, "numeric")))
+        return st;
+    if (x->rank < 3)
+        return shape_error(c, "input must be [N, C, spatial...], got rank %d", x->rank);
+    int64_t kernel[KILN_MAX_RANK];
+    shape_window win;
+    if ((st = kernel_sizes(c, NULL, x->rank - 2, kernel)) ||
+        (st = shape_window_geometry(c, x, kernel, false, ir_attr_int(c->node, "ceil_mode"), &win)))
+        return st;
+    for (int i = 0; i < win.spatial; i++)
+        if (win.pad_begin[i] >= win.kernel[i] * win.dilation[i] ||
+            win.pad_end[i] >= win.kernel[i] * win.dilation[i])
+            return shape_error(c, "padding must be smaller than the window (axis %d)", i);
+    int64_t dims[KILN_MAX_RANK] = {x->dims[0], x->dims[1]};
+    memcpy(dims + 2, win.out, sizeof(int64_t) * (size_t)win.spatial);
+    shape_set(c, 0, x->dtype, x->rank, dims);
+    if (c->out_count > 1)
+        shape_set(c, 1, KILN_I64, x->rank, dims);
+    return KILN_OK;
+}
+
+kiln_status shape_max_pool(shape_ctx *c) { return pool(c); }
+kiln_status shape_average_pool(shape_ctx *c) {
+    kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
+    return st ? st : pool(c);
+}
+
+static kiln_status global_pool(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0];
+    kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
+    if (st)
+        return st;
+    if (x->rank < 3)
+        return shape_error(c, "input must be [N, C, spatial...], got rank %d", x->rank);
+    int64_t dims[KILN_MAX_RANK];
+    for (int d = 0; d < x->rank; d++)
+        dims[d] = d < 2 ? x->dims[d] : 1;
+    shape_set(c, 0, x->dtype, x->rank, dims);
+    return KILN_OK;
+}
+
+kiln_status shape_global_average_pool(shape_ctx *c) { return global_pool(c); }
+kiln_status shape_global_max_pool(shape_ctx *c) { return global_pool(c); }
+
+/* Inputs [first, last] must be 1-D of `ch` elements and of X's dtype. */
+static kiln_status per_channel(shape_ctx *c, int first, int last, int64_t ch) {
+    for (int i = first; i <= last; i++) {
+        const kiln_tensor *t = c->in[i];
+        kiln_status st = shape_same_dtype(c, 0, i);
+        if (st)
+            return st;
+        if (t->rank != 1 || (ch >= 0 && t->dims[0] >= 0 && t->dims[0] != ch))
+            return shape_error(c, "input %d must be 1-D with %lld elements (the channels)", i,
+                               (long long)ch);
+    }
+    return KILN_OK;
+}
+
+kiln_status shape_batch_norm(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0];
+    kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
+    if (st)
+        return st;
+    if (ir_attr_int(c->node, "training_mode"))
+        return diag_error(c->d, c->node->loc, KILN_ERR_UNSUPPORTED,
+                          "training_mode=1 is not supported in inference graphs");
+    if (x->rank < 2)
+        return shape_error(c, "input must be [N, C, ...], got rank %d", x->rank);
+    if ((st = per_channel(c, 1, 4, x->dims[1])))
+        return st;
+    shape_set(c, 0, x->dtype, x->rank, x->dims);
+    return KILN_OK;
+}
+
+kiln_status shape_instance_norm(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0];
+    kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
+    if (st)
+        return st;
+    if (x->rank < 3)
+        return shape_error(c, "input must be [N, C, spatial...], got rank %d", x->rank);
+    if ((st = per_channel(c, 1, 2, x->dims[1])))
+        return st;
+    shape_set(c, 0, x->dtype, x->rank, x->dims);
+    return KILN_OK;
+}
+
+kiln_status shape_layer_norm(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0];
+    int axis;
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_float, "a float tensor")) ||
+        (st = shape_axis(c, ir_attr_int(c->node, "axis"), x->rank, "axis", &axis)))
+        return st;
+    kiln_tensor tail = {.rank = x->rank - axis}, bc;
+    memcpy(tail.dims, x->dims + axis, sizeof(int64_t) * (size_t)tail.rank);
+    for (int i = 1; i < c->in_count; i++) {
+        if (!c->in[i])
+            continue;
+        if ((st = shape_same_dtype(c, 0, i)) || (st = shape_broadcast(c, &tail, c->in[i], &bc)))
+            return st;
+        if (bc.rank != tail.rank)
+            return shape_error(c, "input %d has a higher rank than the normalized axes", i);
+    }
+    shape_set(c, 0, x->dtype, x->rank, x->dims);
+    int64_t stat[KILN_MAX_RANK];
+    for (int d = 0; d < x->rank; d++)
+        stat[d] = d < axis ? x->dims[d] : 1;
+    kiln_dtype stash = ir_attr_int(c->node, "stash_type") == 11 ? KILN_F64 : KILN_F32;
+    for (int i = 1; i < c->out_count; i++)
+        shape_set(c, i, stash, x->rank, stat);
+    return KILN_OK;
+}
+
+static kiln_status softmax_like(shape_ctx *c) {
+    int axis;
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_float, "a float tensor")) ||
+        (st = shape_axis(c, ir_attr_int(c->node, "axis"), c->in[0]->rank, "axis", &axis)))
+        return st;
+    shape_set(c, 0, c->in[0]->dtype, c->in[0]->rank, c->in[0]->dims);
+    return KILN_OK;
+}
+
+kiln_status shape_softmax(shape_ctx *c) { return softmax_like(c); }
+kiln_status shape_log_softmax(shape_ctx *c) { return softmax_like(c); }
+
+static kiln_status reduce(shape_ctx *c, bool (*ok)(kiln_dtype)) {
+    const kiln_tensor *x = c->in[0];
+    bool mask[KILN_MAX_RANK], identity, known;
+    kiln_status st;
+    if ((st = shape_require(c, 0, ok, "numeric")) ||
+        (st = shape_reduce_axes(c, mask, &identity, &known)))
+        return st;
+    bool keep = ir_attr_int(c->node, "keepdims");
+    if (!known) {
+        shape_set(c, 0, x->dtype, keep ? x->rank : -1, NULL);
+        return KILN_OK;
+    }
+    int64_t dims[KILN_MAX_RANK];
+    int rank = 0;
+    for (int d = 0; d < x->rank; d++) {
+        if (!mask[d] || identity)
+            dims[rank++] = x->dims[d];
+        else if (keep)
+            dims[rank++] = 1;
+    }
+    shape_set(c, 0, x->dtype, rank, dims);
+    return KILN_OK;
+}
+
+kiln_status shape_reduce_sum(shape_ctx *c) { return reduce(c, shape_is_numeric); }
+kiln_status shape_reduce_mean(shape_ctx *c) { return reduce(c, shape_is_numeric); }
+kiln_status shape_reduce_max(shape_ctx *c) { return reduce(c, shape_is_numeric); }
+kiln_status shape_reduce_min(shape_ctx *c) { return reduce(c, shape_is_numeric); }
+kiln_status shape_reduce_prod(shape_ctx *c) { return reduce(c, shape_is_numeric); }
+kiln_status shape_reduce_l1(shape_ctx *c) { return reduce(c, shape_is_numeric); }
+kiln_status shape_reduce_l2(shape_ctx *c) { return reduce(c, shape_is_numeric); }
+kiln_status shape_reduce_sum_square(shape_ctx *c) { return reduce(c, shape_is_numeric); }
+kiln_status shape_reduce_log_sum(shape_ctx *c) { return reduce(c, shape_is_float); }
+kiln_status shape_reduce_log_sum_exp(shape_ctx *c) { return reduce(c, shape_is_float); }
+
+static kiln_status arg_reduce(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0];
+    int axis;
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_numeric, "numeric")) ||
+        (st = shape_axis(c, ir_attr_int(c->node, "axis"), x->rank, "axis", &axis)))
+        return st;
+    if (x->rank == 0)
+        return shape_error(c, "input must have rank >= 1");
+    if (x->dims[axis] == 0)
+        return shape_error(c, "cannot take an arg-reduction over an empty axis");
+    bool keep = ir_attr_int(c->node, "keepdims");
+    int64_t dims[KILN_MAX_RANK];
+    int rank = 0;
+    for (int d = 0; d < x->rank; d++) {
+        if (d != axis)
+            dims[rank++] = x->dims[d];
+        else if (keep)
+            dims[rank++] = 1;
+    }
+    shape_set(c, 0, KILN_I64, rank, dims);
+    return KILN_OK;
+}
+
+kiln_status shape_argmax(shape_ctx *c) { return arg_reduce(c); }
+kiln_status shape_argmin(shape_ctx *c) { return arg_reduce(c); }

@@ -1,0 +1,34 @@
+/*
+ * rt.h — runtime-internal helpers shared by the runtime's files (not installed).
+ * The runtime depends on nothing of the compiler: only libc, libm, zlib and kiln.h's types.
+ */
+#ifndef KILN_RUNTIME_RT_H
+#define KILN_RUNTIME_RT_H
+
+#include "kiln.h"
+
+#if defined(__GNUC__)
+#define KILN_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define KILN_PRINTF(f, a)
+/* Reads a whole file, refusing files over `cap` bytes. Caller frees *buf (NUL-terminated). */
+kiln_status kiln_rt_read_file(const char *path, size_t cap, unsigned char **buf, size_t *size,
+                              kiln_diag *d);
+/* Writes the .npy 1.0 header (magic through padding) for `t` into hdr; returns its length,
+ * 0 if it does not fit in `cap`. */
+size_t kiln_rt_npy_header(const kiln_tensor *t, char *hdr, size_t cap);
+
+#endif
+
+/* Records `st` and a formatted message in `d` unless it already holds an error (the first
+ * error is the one worth reading), and returns `st`. `d` may be NULL. */
+kiln_status kiln_rt_error(kiln_diag *d, kiln_status st, const char *fmt, ...) KILN_PRINTF(3, 4);
+
+/* Reads a whole file, refusing files over `cap` bytes. Caller frees *buf (NUL-terminated). */
+kiln_status kiln_rt_read_file(const char *path, size_t cap, unsigned char **buf, size_t *size,
+                              kiln_diag *d);
+/* Writes the .npy 1.0 header (magic through padding) for `t` into hdr; returns its length,
+ * 0 if it does not fit in `cap`. */
+size_t kiln_rt_npy_header(const kiln_tensor *t, char *hdr, size_t cap);
+
+#endif

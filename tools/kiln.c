@@ -1,0 +1,302 @@
+/*
+ * kiln.c — the `kiln` command-line tool.
+ *
+ *   kiln run MODEL --input NAME=FILE.npy ... [--output-dir DIR]
+ *   kiln dump MODEL [--after PASS] [--elide N]
+ *   kiln check MODEL
+ *
+ * Exit status: 0 on success, 1 on a model or input error (one line on stderr naming the
+ * file and the place), 2 on a usage error.
+ */
+#include "driver/model.h"
+#include "ir/print.h"
+#include "ir/verify.h"
+#include "frontend/txt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { EXIT_MODEL = 1, EXIT_USAGE = 2 };
+
+static const char *const usage_main =
+    "usage: kiln COMMAND [ARGS]\n"
+    "\n"
+    "kiln is a deep-learning graph compiler for CPUs.\n"
+    "\n"
+    "commands:\n"
+    "  run     run a model on .npy inputs and write its outputs as .npy files\n"
+    "  dump    print a model in the .kiln text format, optionally after a pass\n"
+    "  check   verify a model and list every problem found\n"
+    "\n"
+    "Run `kiln COMMAND --help` for a command's flags.\n";
+
+static const char *const usage_run =
+    "usage: kiln run MODEL --input NAME=FILE ... [--output-dir DIR]\n"
+    "\n"
+    "Runs MODEL (.kiln) on the reference interpreter.\n"
+    "\n"
+    "  --input NAME=FILE   feed graph input NAME from FILE (.npy); once per graph input\n"
+    "  --output-dir DIR    write DIR/OUTPUT.npy for each graph output (default: .);\n"
+    "                      characters other than letters, digits, '_', '-' and '.' in an\n"
+    "                      output's name become '_'\n"
+    "  -h, --help          show this help\n";
+
+static const char *const usage_dump =
+    "usage: kiln dump MODEL [--after PASS] [--elide N]\n"
+    "\n"
+    "Prints MODEL in the .kiln text format.\n"
+    "\n"
+    "  --after PASS   run the pass pipeline up to PASS first: shape, fold, dce, or all\n"
+    "  --elide N      print inline data longer than N elements as <N values> (the output\n"
+    "                 then does not parse back)\n"
+    "  -h, --help     show this help\n";
+
+static const char *const usage_check =
+    "usage: kiln check MODEL\n"
+    "\n"
+    "Parses and verifies MODEL, lists every structural problem, then runs shape inference.\n"
+    "Prints a summary and exits 0 if the model is sound.\n"
+    "\n"
+    "  -h, --help   show this help\n";
+
+static int usage_error(const char *usage, const char *fmt, const char *arg) {
+    fprintf(stderr, "kiln: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n%s", usage);
+    return EXIT_USAGE;
+}
+
+static int model_error(const kiln_diag *d) {
+    fprintf(stderr, "kiln: %s\n", d->message);
+    return EXIT_MODEL;
+}
+
+static bool is_help(const char *a) {
+    return !strcmp(a, "-h") || !strcmp(a, "--help");
+}
+
+/* The output's file name: unsafe characters become '_', and no leading '.'. */
+static void sanitize(const char *name, char *out, size_t cap) {
+    size_t j = 0;
+    for (size_t i = 0; name[i] && j + 1 < cap; i++) {
+        char ch = name[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '_' || ch == '-' || (ch == '.' && j > 0);
+        out[j++] = ok ? ch : '_';
+    }
+    if (j == 0)
+        out[j++] = '_';
+    out[j] = 0;
+}
+
+typedef struct feed {
+    const char *name, *file;
+} feed;
+
+static int cmd_run(int argc, char **argv) {
+    const char *model_path = NULL, *out_dir = ".";
+    feed feeds[256];
+    int nfeeds = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_run, stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--input")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_run, "%s needs NAME=FILE", argv[i]);
+            char *eq = strchr(argv[++i], '=');
+            if (!eq || eq == argv[i])
+                return usage_error(usage_run, "--input expects NAME=FILE, got '%s'", argv[i]);
+            if (nfeeds == ARRAY_LEN(feeds))
+                return usage_error(usage_run, "too many inputs%s", "");
+            *eq = 0;
+            feeds[nfeeds++] = (feed){argv[i], eq + 1};
+        } else if (!strcmp(argv[i], "--output-dir")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_run, "%s needs a directory", argv[i]);
+            out_dir = argv[++i];
+        } else if (argv[i][0] == '-') {
+            return usage_error(usage_run, "unknown flag '%s'", argv[i]);
+        } else if (!model_path) {
+            model_path = argv[i];
+        } else {
+            return usage_error(usage_run, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!model_path)
+        return usage_error(usage_run, "missing MODEL%s", "");
+
+    kiln_diag d = {0};
+    kiln_model *m;
+    if (kiln_model_load(model_path, NULL, &m, &d))
+        return model_error(&d);
+    int nin = kiln_model_input_count(m), nout = kiln_model_output_count(m), rc = 0;
+    kiln_tensor **in = calloc((size_t)nin + 1, sizeof *in), **out = calloc((size_t)nout + 1, sizeof *out);
+    if (!in || !out) {
+        fprintf(stderr, "kiln: out of memory\n");
+        rc = EXIT_MODEL;
+        goto done;
+    }
+    for (int f = 0; f < nfeeds && !rc; f++) {
+        int slot = -1;
+        for (int i = 0; i < nin; i++)
+            if (!strcmp(kiln_model_input_name(m, i), feeds[f].name))
+                slot = i;
+        size_t len = strlen(feeds[f].file);
+        if (slot < 0) {
+            fprintf(stderr, "kiln: %s: the model has no input named '%s'\n", model_path, feeds[f].name);
+            rc = EXIT_MODEL;
+        } else if (in[slot]) {
+            fprintf(stderr, "kiln: input '%s' is given twice\n", feeds[f].name);
+            rc = EXIT_MODEL;
+        } else if (len < 4 || strcmp(feeds[f].file + len - 4, ".npy")) {
+            fprintf(stderr, "kiln: %s: unsupported input file format (expected .npy)\n", feeds[f].file);
+            rc = EXIT_MODEL;
+        } else if (kiln_npy_read(feeds[f].file, &in[slot], &d)) {
+            rc = model_error(&d);
+        }
+    }
+    for (int i = 0; i < nin && !rc; i++)
+        if (!in[i]) {
+            fprintf(stderr, "kiln: %s: input '%s' was not given (use --input %s=FILE.npy)\n",
+                    model_path, kiln_model_input_name(m, i), kiln_model_input_name(m, i));
+            rc = EXIT_MODEL;
+        }
+    if (!rc && kiln_model_run(m, (const kiln_tensor *const *)in, out, &d))
+        rc = model_error(&d);
+    if (!rc && mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "kiln: %s: cannot create the output directory: %s\n", out_dir, strerror(errno));
+        rc = EXIT_MODEL;
+    }
+    for (int j = 0; j < nout && !rc; j++) {
+        char name[256], path[4096];
+        sanitize(kiln_model_output_name(m, j), name, sizeof name);
+        snprintf(path, sizeof path, "%s/%s.npy", out_dir, name);
+        if (kiln_npy_write(path, out[j], &d))
+            rc = model_error(&d);
+        else
+            printf("%s -> %s\n", kiln_model_output_name(m, j), path);
+    }
+done:
+    for (int i = 0; in && i < nin; i++)
+        kiln_tensor_free(in[i]);
+    for (int j = 0; out && j < nout; j++)
+        kiln_tensor_free(out[j]);
+    free(in), free(out);
+    kiln_model_destroy(m);
+    return rc;
+}
+
+static int cmd_dump(int argc, char **argv) {
+    const char *model_path = NULL, *after = NULL;
+    ir_print_opts opts = {0};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_dump, stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--after")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_dump, "%s needs a pass name", argv[i]);
+            after = argv[++i];
+            if (strcmp(after, "all") && !pass_lookup(after))
+                return usage_error(usage_dump, "unknown pass '%s' (shape, fold, dce, all)", after);
+        } else if (!strcmp(argv[i], "--elide")) {
+            char *end;
+            if (i + 1 >= argc || (opts.elide_over = strtoll(argv[++i], &end, 10)) < 1 || *end)
+                return usage_error(usage_dump, "--elide needs a count >= 1%s", "");
+        } else if (argv[i][0] == '-') {
+            return usage_error(usage_dump, "unknown flag '%s'", argv[i]);
+        } else if (!model_path) {
+            model_path = argv[i];
+        } else {
+            return usage_error(usage_dump, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!model_path)
+        return usage_error(usage_dump, "missing MODEL%s", "");
+    kiln_diag d = {0};
+    ir_graph *g;
+    if (driver_load_graph(model_path, &g, &d))
+        return model_error(&d);
+    if (after && driver_optimize(g, strcmp(after, "all") ? after : NULL, &d)) {
+        ir_graph_destroy(g);
+        return model_error(&d);
+    }
+    ir_print(g, stdout, &opts);
+    ir_graph_destroy(g);
+    return 0;
+}
+
+static void print_problem(void *ctx, const char *message) {
+    int *count = ctx;
+    (*count)++;
+    fprintf(stderr, "kiln: %s\n", message);
+}
+
+static int cmd_check(int argc, char **argv) {
+    const char *model_path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_check, stdout);
+            return 0;
+        } else if (argv[i][0] == '-') {
+            return usage_error(usage_check, "unknown flag '%s'", argv[i]);
+        } else if (!model_path) {
+            model_path = argv[i];
+        } else {
+            return usage_error(usage_check, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!model_path)
+        return usage_error(usage_check, "missing MODEL%s", "");
+    kiln_diag d = {0};
+    ir_graph *g;
+    size_t len = strlen(model_path);
+    if (len < 5 || strcmp(model_path + len - 5, ".kiln")) {
+        fprintf(stderr, "kiln: %s: unknown model format (expected a .kiln file)\n", model_path);
+        return EXIT_MODEL;
+    }
+    if (txt_parse_file(model_path, &g, &d))
+        return model_error(&d);
+    int problems = 0;
+    kiln_diag vd = {0};
+    ir_verify(g, print_problem, &problems, &vd);
+    if (!problems) {
+        kiln_diag sd = {0};
+        pass_ctx cx = {.d = &sd};
+        if (pass_shape(g, &cx)) {
+            problems++;
+            fprintf(stderr, "kiln: %s\n", sd.message);
+        }
+    }
+    if (!problems)
+        printf("%s: ok: graph '%s', %d inputs, %d initializers, %d nodes, %d outputs\n",
+               model_path, g->name, g->input_count, g->init_count, g->node_count, g->output_count);
+    else
+        fprintf(stderr, "kiln: %s: %d problem%s\n", model_path, problems, problems == 1 ? "" : "s");
+    ir_graph_destroy(g);
+    return problems ? EXIT_MODEL : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (is_help(cmd)) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "dump"))
+        return cmd_dump(argc - 2, argv + 2);
+    if (!strcmp(cmd, "check"))
+        return cmd_check(argc - 2, argv + 2);
+    fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage_main);
+    return EXIT_USAGE;
+}
