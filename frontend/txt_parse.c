@@ -226,7 +226,7 @@ static kiln_status resolve_file(parser *p, const txt_token *at, const char *rel,
     if (rel[0] == '/' || !strcmp(rel, "..") || !strncmp(rel, "../", 3) || strstr(rel, "/../") ||
         (strlen(rel) >= 3 && !strcmp(rel + strlen(rel) - 3, "/..")))
         return error_at(p, at, KILN_ERR_INVALID,
-                        "file '%s' is outside the model's folder (absolute or '..')", rel);
+                        "file '%s' is outside the model's folder", rel);
     size_t len = strlen(p->dir) + strlen(rel) + 2;
     char *path = arena_alloc(p->g->arena, len, 1);
     if (!path)
@@ -337,9 +337,11 @@ static kiln_status parse_outputs(parser *p) {
         ir_value *v = ir_graph_find(p->g, name);
         if (!v)
             return error_at(p, &p->tok, KILN_ERR_INVALID, "unknown value '%%%s'", name);
-        kiln_diag one = {0};
-        if ((st = ir_graph_add_output(p->g, v, &one)))
-            return error_at(p, &p->tok, st, "%s", one.message);
+        if (v->is_output)
+            return error_at(p, &p->tok, KILN_ERR_INVALID, "value '%s' is listed as an output twice",
+                            name);
+        if ((st = ir_graph_add_output(p->g, v, p->d)))
+            return st;
         st = next(p);
     }
     return st;

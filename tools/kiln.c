@@ -92,6 +92,22 @@ static void sanitize(const char *name, char *out, size_t cap) {
     out[j] = 0;
 }
 
+/* mkdir -p: creates `dir` and any missing parents. */
+static int make_dirs(const char *dir) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return ENAMETOOLONG;
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return errno;
+        *p = '/';
+    }
+    return mkdir(path, 0777) != 0 && errno != EEXIST ? errno : 0;
+}
+
 typedef struct feed {
     const char *name, *file;
 } feed;
@@ -167,8 +183,9 @@ static int cmd_run(int argc, char **argv) {
         }
     if (!rc && kiln_model_run(m, (const kiln_tensor *const *)in, out, &d))
         rc = model_error(&d);
-    if (!rc && mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "kiln: %s: cannot create the output directory: %s\n", out_dir, strerror(errno));
+    int err = rc ? 0 : make_dirs(out_dir);
+    if (err) {
+        fprintf(stderr, "kiln: %s: cannot create the output directory: %s\n", out_dir, strerror(err));
         rc = EXIT_MODEL;
     }
     for (int j = 0; j < nout && !rc; j++) {

@@ -13,6 +13,7 @@
 #include "../test_util.h"
 
 #include "driver/model.h"
+#include "ir/print.h"
 
 #include <stdlib.h>
 
@@ -323,10 +324,26 @@ static void run_case(const op_case *c, int mode) {
     free(src);
 }
 
+/* print -> parse -> print is the identity on the case's graph. */
+static void check_round_trip(const op_case *c, int mode) {
+    char *src = case_source(c, mode);
+    kiln_diag d = {0};
+    ir_graph *g1, *g2;
+    assert_int_equal(txt_parse(src, strlen(src), "case.kiln", &g1, &d), KILN_OK);
+    char *p1 = ir_print_string(g1, NULL);
+    assert_int_equal(txt_parse(p1, strlen(p1), "case.kiln", &g2, &d), KILN_OK);
+    char *p2 = ir_print_string(g2, NULL);
+    assert_string_equal(p1, p2);
+    free(p1), free(p2), free(src);
+    ir_graph_destroy(g1), ir_graph_destroy(g2);
+}
+
 static void test_case(void **state) {
     const op_case *c = *state;
     run_case(c, MODE_INPUTS);
     run_case(c, MODE_CONSTS);
+    check_round_trip(c, MODE_INPUTS);
+    check_round_trip(c, MODE_CONSTS);
 }
 
 /* Every op in ir/ops.def has at least one successful case. */
