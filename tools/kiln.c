@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 enum { EXIT_MODEL = 1, EXIT_USAGE = 2 };
 
@@ -42,6 +43,7 @@ static const char *const usage_run =
     "  --output-dir DIR    write DIR/OUTPUT.npy for each graph output (default: .);\n"
     "                      characters other than letters, digits, '_', '-' and '.' in an\n"
     "                      output's name become '_'\n"
+    "  --time              print how long the run took (wall clock, not counting loading)\n"
     "  -h, --help          show this help\n";
 
 static const char *const usage_dump =
@@ -114,6 +116,7 @@ typedef struct feed {
 
 static int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *out_dir = ".";
+    bool show_time = false;
     feed feeds[256];
     int nfeeds = 0;
     for (int i = 0; i < argc; i++) {
@@ -134,6 +137,8 @@ static int cmd_run(int argc, char **argv) {
             if (i + 1 >= argc)
                 return usage_error(usage_run, "%s needs a directory", argv[i]);
             out_dir = argv[++i];
+        } else if (!strcmp(argv[i], "--time")) {
+            show_time = true;
         } else if (argv[i][0] == '-') {
             return usage_error(usage_run, "unknown flag '%s'", argv[i]);
         } else if (!model_path) {
@@ -181,8 +186,14 @@ static int cmd_run(int argc, char **argv) {
                     model_path, kiln_model_input_name(m, i), kiln_model_input_name(m, i));
             rc = EXIT_MODEL;
         }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!rc && kiln_model_run(m, (const kiln_tensor *const *)in, out, &d))
         rc = model_error(&d);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!rc && show_time)
+        printf("%s: ran in %.3f ms (reference interpreter)\n", model_path,
+               (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
     int err = rc ? 0 : make_dirs(out_dir);
     if (err) {
         fprintf(stderr, "kiln: %s: cannot create the output directory: %s\n", out_dir, strerror(err));

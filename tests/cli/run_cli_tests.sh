@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# CLI behaviour of `kiln`: exit status 0 on success, 1 on a model or input error with one
+# line on stderr naming the file and the place, 2 on usage errors; --help everywhere.
+# usage: run_cli_tests.sh KILN_BINARY   (run from the repository's tests/ folder)
+set -u
+kiln=$1
+models=../examples/models
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+
+# expect CODE PATTERN -- COMMAND...: the exit status is CODE and stderr (or stdout for
+# code 0) matches the extended regex PATTERN; for model errors, stderr is exactly one
+# line, except after --list (kiln check lists every problem, then a summary).
+expect() {
+    local code=$1 pattern=$2 one_line=yes
+    [ "$3" = --list ] && one_line=no
+    shift 3
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$? text
+    if [ "$code" = 0 ]; then text=$(cat "$tmp/out"); else text=$(cat "$tmp/err"); fi
+    local lines
+    lines=$(wc -l <"$tmp/err")
+    if [ "$rc" = "$code" ] && grep -qE -- "$pattern" <<<"$text" && { [ "$code" != 1 ] || [ "$one_line" = no ] || [ "$lines" = 1 ]; }; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL: $* -> exit $rc (want $code), output:"
+        sed 's/^/    /' "$tmp/err" "$tmp/out" | head -5
+        echo "    wanted /$pattern/"
+    fi
+}
+
+# make_npy FILE DESCR SHAPE NBYTES: a version-1.0 .npy with NBYTES zero data bytes
+make_npy() {
+    local dict="{'descr': '$2', 'fortran_order': False, 'shape': $3, }"
+    local hlen=$(( ( (10 + ${#dict} + 1 + 63) / 64 ) * 64 - 10 ))
+    { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $((hlen & 255)))\\x$(printf %02x $((hlen >> 8)))"
+      printf '%-*s\n' $((hlen - 1)) "$dict"; head -c "$4" /dev/zero; } >"$1"
+}
+
+# success paths
+expect 0 'logits -> .*/logits.npy' -- "$kiln" run $models/mlp.kiln --input image=$models/images.npy --output-dir "$tmp/o"
+expect 0 'probs -> .*/probs.npy' -- "$kiln" run $models/cnn.kiln --input image=$models/images.npy --output-dir "$tmp/o2/nested"
+expect 0 'ok: graph .cnn., 1 inputs, 14 initializers, 12 nodes, 2 outputs' -- "$kiln" check $models/cnn.kiln
+expect 0 '%probs: f32\[N, 10\] = Softmax' -- "$kiln" dump $models/mlp.kiln --after shape
+expect 0 'graph mlp \{' -- "$kiln" dump $models/mlp.kiln
+for cmd in "" run dump check; do
+    expect 0 'usage: kiln' -- "$kiln" $cmd --help
+done
+
+# model errors: exit 1, one line naming the file and the place
+expect 1 'bad/syntax.kiln:4:15: expected .,., found a value' -- "$kiln" run bad/syntax.kiln --input x=x.npy
+expect 1 'bad/unknown_op.kiln:3:8: unknown op .Relux.' -- "$kiln" run bad/unknown_op.kiln
+expect 1 'bad/arity.kiln:3:8: MatMul expects 2..2 inputs, got 1' --list "$kiln" check bad/arity.kiln
+expect 1 "bad/shape_mismatch.kiln:4:3: node 'y' \(MatMul\): inner dimensions differ: 3 vs 4" -- "$kiln" run bad/shape_mismatch.kiln
+expect 1 "bad/shape_mismatch.kiln:4:3: node 'y' \(MatMul\): inner dimensions differ" --list "$kiln" check bad/shape_mismatch.kiln
+expect 1 "bad/attr_kind.kiln:3:30: attribute 'perm': expected a list" -- "$kiln" dump bad/attr_kind.kiln
+expect 1 "bad/escape.kiln:2:26: file '../../etc/passwd.npy' is outside the model's folder" -- "$kiln" run bad/escape.kiln
+expect 1 'bad/absent.kiln: cannot open: No such file or directory' -- "$kiln" run bad/absent.kiln
+expect 1 'model.onnx: unknown model format' -- "$kiln" run model.onnx
+
+# input errors
+expect 1 "$tmp/nope.npy: cannot open" -- "$kiln" run $models/mlp.kiln --input image="$tmp/nope.npy"
+expect 1 "mlp.kiln: input 'image' was not given" -- "$kiln" run $models/mlp.kiln
+expect 1 "mlp.kiln: the model has no input named 'label'" -- "$kiln" run $models/mlp.kiln --input label=$models/images.npy
+expect 1 'unsupported input file format' -- "$kiln" run $models/mlp.kiln --input image=$models/mlp.kiln
+make_npy "$tmp/int.npy" '<i8' '(1, 1, 28, 28)' 6272
+expect 1 "mlp.kiln: input 'image': expected f32\[N, 1, 28, 28\], got i64\[1, 1, 28, 28\]" -- "$kiln" run $models/mlp.kiln --input image="$tmp/int.npy"
+make_npy "$tmp/shape.npy" '<f4' '(2, 1, 27, 28)' 6048
+expect 1 "input 'image': expected f32\[N, 1, 28, 28\], got f32\[2, 1, 27, 28\]" -- "$kiln" run $models/mlp.kiln --input image="$tmp/shape.npy"
+head -c 1000 $models/images.npy >"$tmp/truncated.npy"
+expect 1 "truncated.npy: truncated .npy data: shape needs 12544 bytes, file has 872" -- "$kiln" run $models/mlp.kiln --input image="$tmp/truncated.npy"
+make_npy "$tmp/complex.npy" '<c8' '(2,)' 16
+expect 1 "complex.npy: unsupported npy dtype '<c8'" -- "$kiln" run $models/mlp.kiln --input image="$tmp/complex.npy"
+
+# usage errors: exit 2
+expect 2 "unknown command 'frobnicate'" -- "$kiln" frobnicate
+expect 2 "unknown flag '--inptu'" -- "$kiln" run $models/mlp.kiln --inptu x=y.npy
+expect 2 "--input expects NAME=FILE, got 'image'" -- "$kiln" run $models/mlp.kiln --input image
+expect 2 'missing MODEL' -- "$kiln" run
+expect 2 "unknown pass 'fuse'" -- "$kiln" dump $models/mlp.kiln --after fuse
+expect 2 'usage: kiln COMMAND' -- "$kiln"
+
+echo "cli: $passed passed, $failed failed"
+[ "$failed" = 0 ]
