@@ -43,8 +43,16 @@ kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d) {
     return st;
 }
 
-static kiln_status finish_load(ir_graph *g, kiln_model **out, kiln_diag *d) {
-    kiln_status st = driver_optimize(g, NULL, d);
+static kiln_status finish_load(ir_graph *g, const kiln_options *opts, kiln_model **out,
+                               kiln_diag *d) {
+    kiln_status st = KILN_OK;
+    if (opts && opts->batch < 0)
+        st = diag_error(d, (kiln_loc){.file = g->file}, KILN_ERR_INVALID,
+                        "batch size %lld is negative", (long long)opts->batch);
+    else if (opts && opts->batch > 0)
+        ir_graph_set_batch(g, opts->batch);
+    if (!st)
+        st = driver_optimize(g, NULL, d);
     if (st) {
         ir_graph_destroy(g);
         return st;
@@ -59,22 +67,20 @@ static kiln_status finish_load(ir_graph *g, kiln_model **out, kiln_diag *d) {
 
 kiln_status kiln_model_load(const char *path, const kiln_options *opts, kiln_model **out,
                             kiln_diag *d) {
-    (void)opts;
     ir_graph *g;
     *out = NULL;
     kiln_status st = driver_load_graph(path, &g, d);
-    return st ? st : finish_load(g, out, d);
+    return st ? st : finish_load(g, opts, out, d);
 }
 
 kiln_status kiln_model_parse(const char *text, size_t len, const char *filename,
                              const kiln_options *opts, kiln_model **out, kiln_diag *d) {
-    (void)opts;
     ir_graph *g;
     *out = NULL;
     kiln_status st = txt_parse(text, len, filename, &g, d);
     if (!st && (st = ir_verify(g, NULL, NULL, d)))
         ir_graph_destroy(g);
-    return st ? st : finish_load(g, out, d);
+    return st ? st : finish_load(g, opts, out, d);
 }
 
 void kiln_model_destroy(kiln_model *m) {

@@ -93,7 +93,8 @@ kiln_status kiln_npz_write(const char *path, int count, const char *const *keys,
 typedef struct kiln_model kiln_model;
 
 typedef struct kiln_options {
-    int64_t batch; /* value for the symbolic batch dimension; 0: take it from the inputs */
+    int64_t batch; /* > 0: specialize the symbolic batch dimension to this size at load time;
+                      0: keep it symbolic and take it from the inputs at each run */
 } kiln_options;
 
 /* Loads a .kiln model (weights referenced from .npy/.npz beside it), verifies it and infers

@@ -239,6 +239,21 @@ kiln_status ir_value_make_const(ir_graph *g, ir_value *v, kiln_tensor *t, kiln_d
     return KILN_OK;
 }
 
+static void set_batch(ir_value *v, int64_t batch) {
+    for (int d = 0; d < v->type.rank; d++)
+        if (v->type.dims[d] == IR_DIM_BATCH)
+            v->type.dims[d] = batch;
+}
+
+void ir_graph_set_batch(ir_graph *g, int64_t batch) {
+    for (int i = 0; i < g->input_count; i++)
+        set_batch(g->inputs[i], batch);
+    for (int i = 0; i < g->node_count; i++)
+        for (int j = 0; j < g->nodes[i]->output_count; j++)
+            set_batch(g->nodes[i]->outputs[j], batch);
+    g->batch_name = NULL;
+}
+
 kiln_status ir_graph_new_tensor(ir_graph *g, kiln_dtype dt, int rank, const int64_t *dims,
                                 kiln_tensor **out, kiln_diag *d) {
     int64_t count, bytes;

@@ -114,6 +114,10 @@ void ir_graph_keep_inits(ir_graph *g, const bool *keep);
 /* Turns a node-produced value into a constant holding `t` (which must live in g's arena). */
 kiln_status ir_value_make_const(ir_graph *g, ir_value *v, kiln_tensor *t, kiln_diag *d);
 
+/* Replaces the symbolic batch dimension by `batch` in every value's type (specializing
+ * the graph for one batch size); the graph then has no symbolic dimension. */
+void ir_graph_set_batch(ir_graph *g, int64_t batch);
+
 /* A zeroed tensor in the graph's arena; refuses shapes past the tensor cap. */
 kiln_status ir_graph_new_tensor(ir_graph *g, kiln_dtype dt, int rank, const int64_t *dims,
                                 kiln_tensor **out, kiln_diag *d);

@@ -54,6 +54,17 @@ static inline int64_t interp_broadcast_index(const kiln_tensor *in, const int64_
     }
     return flat;
 }
+/* Views t as [outer, len, inner] around `axis`: the products of the dims before it, the
+ * axis itself (1 for a scalar), and the dims after it. */
+static inline void interp_around_axis(const kiln_tensor *t, int axis, int64_t *outer, int64_t *len,
+                                      int64_t *inner) {
+    *outer = *inner = 1;
+    *len = t->rank ? t->dims[axis] : 1;
+    for (int d = 0; d < axis; d++)
+        *outer *= t->dims[d];
+    for (int d = axis + 1; d < t->rank; d++)
+        *inner *= t->dims[d];
+}
 /* Copies element `from` of src to element `to` of dst (same dtype). */
 void interp_copy_elem(kiln_tensor *dst, int64_t to, const kiln_tensor *src, int64_t from);
 kiln_status interp_error(const interp_ctx *c, kiln_status st, const char *fmt, ...)

@@ -324,8 +324,8 @@ static kiln_status softmax(interp_ctx *c, bool log_out) {
     const kiln_tensor *x = c->s.in[0];
     int axis;
     shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), x->rank, "axis", &axis);
-    int64_t outer = product(axis, x->dims), len = x->rank ? x->dims[axis] : 1;
-    int64_t inner = product(x->rank - axis - 1, x->dims + axis + 1);
+    int64_t outer, len, inner;
+    interp_around_axis(x, axis, &outer, &len, &inner);
     for (int64_t o = 0; o < outer; o++)
         for (int64_t in = 0; in < inner; in++) {
             int64_t base = o * len * inner + in;

@@ -109,11 +109,8 @@ static kiln_status arg_reduce(interp_ctx *c, bool is_max) {
     int axis;
     shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), x->rank, "axis", &axis);
     bool last = ir_attr_int(c->s.node, "select_last_index");
-    int64_t outer = 1, len = x->dims[axis], inner = 1;
-    for (int d = 0; d < axis; d++)
-        outer *= x->dims[d];
-    for (int d = axis + 1; d < x->rank; d++)
-        inner *= x->dims[d];
+    int64_t outer, len, inner;
+    interp_around_axis(x, axis, &outer, &len, &inner);
     for (int64_t o = 0; o < outer; o++)
         for (int64_t in = 0; in < inner; in++) {
             int64_t best = 0;

@@ -42,17 +42,14 @@ kiln_status interp_concat(interp_ctx *c) {
     kiln_tensor *out = c->out[0];
     int axis;
     shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), out->rank, "axis", &axis);
-    int64_t outer = 1, inner = 1, offset = 0;
-    for (int d = 0; d < axis; d++)
-        outer *= out->dims[d];
-    for (int d = axis + 1; d < out->rank; d++)
-        inner *= out->dims[d];
+    int64_t outer, len, inner, offset = 0;
+    interp_around_axis(out, axis, &outer, &len, &inner);
     size_t es = kiln_dtype_size(out->dtype);
     for (int k = 0; k < c->s.in_count; k++) {
         const kiln_tensor *x = c->s.in[k];
         int64_t rows = x->dims[axis] * inner;
         for (int64_t o = 0; o < outer; o++)
-            memcpy((char *)out->data + (size_t)((o * out->dims[axis] * inner) + offset) * es,
+            memcpy((char *)out->data + (size_t)((o * len * inner) + offset) * es,
                    (const char *)x->data + (size_t)(o * rows) * es, (size_t)rows * es);
         offset += rows;
     }
@@ -63,18 +60,15 @@ kiln_status interp_split(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0];
     int axis;
     shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), x->rank, "axis", &axis);
-    int64_t outer = 1, inner = 1, offset = 0;
-    for (int d = 0; d < axis; d++)
-        outer *= x->dims[d];
-    for (int d = axis + 1; d < x->rank; d++)
-        inner *= x->dims[d];
+    int64_t outer, len, inner, offset = 0;
+    interp_around_axis(x, axis, &outer, &len, &inner);
     size_t es = kiln_dtype_size(x->dtype);
     for (int k = 0; k < c->s.out_count; k++) {
         kiln_tensor *out = c->out[k];
         int64_t rows = out->dims[axis] * inner;
         for (int64_t o = 0; o < outer; o++)
             memcpy((char *)out->data + (size_t)(o * rows) * es,
-                   (const char *)x->data + (size_t)(o * x->dims[axis] * inner + offset) * es,
+                   (const char *)x->data + (size_t)(o * len * inner + offset) * es,
                    (size_t)rows * es);
         offset += rows;
     }
@@ -248,11 +242,8 @@ kiln_status interp_cumsum(interp_ctx *c) {
         return st;
     bool exclusive = ir_attr_int(c->s.node, "exclusive"), reverse = ir_attr_int(c->s.node, "reverse");
     bool ints = !ir_dtype_is_float(x->dtype);
-    int64_t outer = 1, len = x->rank ? x->dims[axis] : 1, inner = 1;
-    for (int d = 0; d < axis; d++)
-        outer *= x->dims[d];
-    for (int d = axis + 1; d < x->rank; d++)
-        inner *= x->dims[d];
+    int64_t outer, len, inner;
+    interp_around_axis(x, axis, &outer, &len, &inner);
     for (int64_t o = 0; o < outer; o++)
         for (int64_t in = 0; in < inner; in++) {
             double acc = 0;
@@ -295,11 +286,8 @@ kiln_status interp_topk(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0];
     int axis;
     shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), x->rank, "axis", &axis);
-    int64_t k = ir_tensor_get_int(c->s.in[1], 0), len = x->dims[axis], outer = 1, inner = 1;
-    for (int d = 0; d < axis; d++)
-        outer *= x->dims[d];
-    for (int d = axis + 1; d < x->rank; d++)
-        inner *= x->dims[d];
+    int64_t k = ir_tensor_get_int(c->s.in[1], 0), outer, len, inner;
+    interp_around_axis(x, axis, &outer, &len, &inner);
     ranked *row = malloc(sizeof(ranked) * (size_t)(len + 1));
     if (!row)
         return interp_error(c, KILN_ERR_OOM, "out of memory");

@@ -7,6 +7,7 @@
 #include "../test_util.h"
 
 #include "backend/interp/interp.h"
+#include "driver/model.h"
 #include "ir/print.h"
 #include "passes/pass.h"
 
@@ -126,6 +127,29 @@ static void test_declared_type_checked(void **state) {
     ir_graph_destroy(g);
 }
 
+/* kiln_options.batch specializes N: every shape becomes static, and inputs of another
+ * batch size are refused. */
+static void test_batch_specialization(void **state) {
+    (void)state;
+    const char *text = "graph g {\n  input %x: f32[N, 3]\n  %y = ReduceSum(%x) {axes = [1]}\n  output %y\n}\n";
+    kiln_options opts = {.batch = 2};
+    kiln_model *m;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_model_parse(text, strlen(text), "b.kiln", &opts, &m, &d), KILN_OK);
+    const kiln_tensor *t = &m->graph->outputs[0]->type;
+    assert_int_equal(t->rank, 2);
+    assert_int_equal(t->dims[0], 2);
+    kiln_tensor *x = test_literal("f32[3, 3] [1, 2, 3, 4, 5, 6, 7, 8, 9]"), *y = NULL;
+    assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)&x, &y, &d), KILN_ERR_SHAPE);
+    assert_string_equal(d.message, "b.kiln: input 'x': expected f32[2, 3], got f32[3, 3]");
+    kiln_tensor_free(x);
+    kiln_model_destroy(m);
+    opts.batch = -1;
+    d = (kiln_diag){0};
+    assert_int_equal(kiln_model_parse(text, strlen(text), "b.kiln", &opts, &m, &d), KILN_ERR_INVALID);
+    assert_string_equal(d.message, "b.kiln: batch size -1 is negative");
+}
+
 static void test_pass_names(void **state) {
     (void)state;
     assert_non_null(pass_lookup("shape"));
@@ -138,7 +162,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_symbolic_batch),   cmocka_unit_test(test_fold_shape_chain),
         cmocka_unit_test(test_no_blow_up_folding), cmocka_unit_test(test_dce),
-        cmocka_unit_test(test_declared_type_checked), cmocka_unit_test(test_pass_names),
+        cmocka_unit_test(test_declared_type_checked), cmocka_unit_test(test_batch_specialization),
+        cmocka_unit_test(test_pass_names),
     };
     return cmocka_run_group_tests_name("passes", tests, NULL, NULL);
 }
