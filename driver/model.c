@@ -5,6 +5,7 @@
 #include "driver/model.h"
 
 #include "backend/interp/interp.h"
+#include "frontend/onnx.h"
 #include "frontend/txt.h"
 #include "ir/verify.h"
 
@@ -14,10 +15,14 @@
 kiln_status driver_load_graph(const char *path, ir_graph **out, kiln_diag *d) {
     *out = NULL;
     size_t len = strlen(path);
-    if (len < 5 || strcmp(path + len - 5, ".kiln"))
+    kiln_status st;
+    if (len >= 5 && !strcmp(path + len - 5, ".kiln"))
+        st = txt_parse_file(path, out, d);
+    else if (len >= 5 && !strcmp(path + len - 5, ".onnx"))
+        st = onnx_import_file(path, out, d);
+    else
         return diag_error(d, (kiln_loc){.file = path}, KILN_ERR_UNSUPPORTED,
-                          "unknown model format (expected a .kiln file)");
-    kiln_status st = txt_parse_file(path, out, d);
+                          "unknown model format (expected .kiln or .onnx)");
     if (!st && (st = ir_verify(*out, NULL, NULL, d))) {
         ir_graph_destroy(*out);
         *out = NULL;

@@ -70,8 +70,11 @@ static kiln_status merge_type(ir_node *n, ir_value *v, const kiln_tensor *inferr
         return diag_error(d, n->loc, KILN_ERR_SHAPE, "output '%s' is declared %s but the inputs give %s",
                           v->name, f1 ? want : "?", f2 ? got : "?");
     }
-    if (t->rank < 0 && inferred->rank >= 0)
+    if (t->rank < 0 && inferred->rank >= 0) { /* the rank was unknown: so was every dim */
         t->rank = inferred->rank;
+        for (int i = 0; i < t->rank; i++)
+            t->dims[i] = IR_DIM_UNKNOWN;
+    }
     for (int i = 0; i < t->rank && inferred->rank >= 0; i++)
         if (t->dims[i] == IR_DIM_UNKNOWN)
             t->dims[i] = inferred->dims[i];

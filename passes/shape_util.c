@@ -218,8 +218,11 @@ kiln_status shape_window_geometry(const shape_ctx *c, const kiln_tensor *x, cons
                 target = in * s;
             if (target >= 0) {
                 int64_t total = s * (in - 1) + out_pad[i] + span - target;
-                bool upper_first = same_upper; /* ONNX: SAME_UPPER puts the smaller half first */
-                w->pad_begin[i] = upper_first ? total / 2 : total - total / 2;
+                /* ONNX: SAME_UPPER puts the smaller half first; halves floor, as Python's
+                 * // does, so a negative total (output_shape past the natural size) grows
+                 * the end */
+                int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+                w->pad_begin[i] = same_upper ? half : total - half;
                 w->pad_end[i] = total - w->pad_begin[i];
             }
             w->out[i] = s * (in - 1) + out_pad[i] + span - w->pad_begin[i] - w->pad_end[i];

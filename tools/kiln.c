@@ -11,6 +11,7 @@
 #include "driver/model.h"
 #include "ir/print.h"
 #include "ir/verify.h"
+#include "frontend/onnx.h"
 #include "frontend/txt.h"
 
 #include <errno.h>
@@ -37,9 +38,10 @@ static const char *const usage_main =
 static const char *const usage_run =
     "usage: kiln run MODEL --input NAME=FILE ... [--output-dir DIR]\n"
     "\n"
-    "Runs MODEL (.kiln) on the reference interpreter.\n"
+    "Runs MODEL (.kiln or .onnx) on the reference interpreter.\n"
     "\n"
-    "  --input NAME=FILE   feed graph input NAME from FILE (.npy); once per graph input\n"
+    "  --input NAME=FILE   feed graph input NAME from FILE: .npy, or an ONNX TensorProto .pb;\n"
+    "                      once per graph input\n"
     "  --output-dir DIR    write DIR/OUTPUT.npy for each graph output (default: .);\n"
     "                      characters other than letters, digits, '_', '-' and '.' in an\n"
     "                      output's name become '_'\n"
@@ -49,7 +51,7 @@ static const char *const usage_run =
 static const char *const usage_dump =
     "usage: kiln dump MODEL [--after PASS] [--elide N]\n"
     "\n"
-    "Prints MODEL in the .kiln text format.\n"
+    "Prints MODEL (.kiln or .onnx) in the .kiln text format.\n"
     "\n"
     "  --after PASS   run the pass pipeline up to PASS first: shape, fold, dce, or all\n"
     "  --elide N      print inline data longer than N elements as <N values> (the output\n"
@@ -173,11 +175,16 @@ static int cmd_run(int argc, char **argv) {
         } else if (in[slot]) {
             fprintf(stderr, "kiln: input '%s' is given twice\n", feeds[f].name);
             rc = EXIT_MODEL;
-        } else if (len < 4 || strcmp(feeds[f].file + len - 4, ".npy")) {
-            fprintf(stderr, "kiln: %s: unsupported input file format (expected .npy)\n", feeds[f].file);
+        } else if (len >= 4 && !strcmp(feeds[f].file + len - 4, ".npy")) {
+            if (kiln_npy_read(feeds[f].file, &in[slot], &d))
+                rc = model_error(&d);
+        } else if (len >= 3 && !strcmp(feeds[f].file + len - 3, ".pb")) {
+            if (onnx_read_tensor_file(feeds[f].file, &in[slot], &d))
+                rc = model_error(&d);
+        } else {
+            fprintf(stderr, "kiln: %s: unsupported input file format (expected .npy or .pb)\n",
+                    feeds[f].file);
             rc = EXIT_MODEL;
-        } else if (kiln_npy_read(feeds[f].file, &in[slot], &d)) {
-            rc = model_error(&d);
         }
     }
     for (int i = 0; i < nin && !rc; i++)
@@ -283,11 +290,15 @@ static int cmd_check(int argc, char **argv) {
     kiln_diag d = {0};
     ir_graph *g;
     size_t len = strlen(model_path);
-    if (len < 5 || strcmp(model_path + len - 5, ".kiln")) {
-        fprintf(stderr, "kiln: %s: unknown model format (expected a .kiln file)\n", model_path);
-        return EXIT_MODEL;
-    }
-    if (txt_parse_file(model_path, &g, &d))
+    kiln_status st;
+    if (len >= 5 && !strcmp(model_path + len - 5, ".onnx"))
+        st = onnx_import_file(model_path, &g, &d);
+    else if (len >= 5 && !strcmp(model_path + len - 5, ".kiln"))
+        st = txt_parse_file(model_path, &g, &d);
+    else
+        st = diag_error(&d, (kiln_loc){.file = model_path}, KILN_ERR_UNSUPPORTED,
+                        "unknown model format (expected .kiln or .onnx)");
+    if (st)
         return model_error(&d);
     int problems = 0;
     kiln_diag vd = {0};

@@ -58,13 +58,13 @@ expect 1 "bad/shape_mismatch.kiln:4:3: node 'y' \(MatMul\): inner dimensions dif
 expect 1 "bad/attr_kind.kiln:3:30: attribute 'perm': expected a list" -- "$kiln" dump bad/attr_kind.kiln
 expect 1 "bad/escape.kiln:2:26: file '../../etc/passwd.npy' is outside the model's folder" -- "$kiln" run bad/escape.kiln
 expect 1 'bad/absent.kiln: cannot open: No such file or directory' -- "$kiln" run bad/absent.kiln
-expect 1 'model.onnx: unknown model format' -- "$kiln" run model.onnx
+expect 1 'model.tflite: unknown model format \(expected .kiln or .onnx\)' -- "$kiln" run model.tflite
 
 # input errors
 expect 1 "$tmp/nope.npy: cannot open" -- "$kiln" run $models/mlp.kiln --input image="$tmp/nope.npy"
 expect 1 "mlp.kiln: input 'image' was not given" -- "$kiln" run $models/mlp.kiln
 expect 1 "mlp.kiln: the model has no input named 'label'" -- "$kiln" run $models/mlp.kiln --input label=$models/images.npy
-expect 1 'unsupported input file format' -- "$kiln" run $models/mlp.kiln --input image=$models/mlp.kiln
+expect 1 'unsupported input file format \(expected .npy or .pb\)' -- "$kiln" run $models/mlp.kiln --input image=$models/mlp.kiln
 make_npy "$tmp/int.npy" '<i8' '(1, 1, 28, 28)' 6272
 expect 1 "mlp.kiln: input 'image': expected f32\[N, 1, 28, 28\], got i64\[1, 1, 28, 28\]" -- "$kiln" run $models/mlp.kiln --input image="$tmp/int.npy"
 make_npy "$tmp/shape.npy" '<f4' '(2, 1, 27, 28)' 6048

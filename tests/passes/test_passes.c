@@ -79,6 +79,26 @@ static void test_fold_shape_chain(void **state) {
     ir_graph_destroy(g);
 }
 
+/* A value whose rank only folding reveals gets its whole shape, not zeros. */
+static void test_rank_revealed_by_folding(void **state) {
+    (void)state;
+    ir_graph *g = parse("graph g {\n"
+                        "  input %t: i64[3]\n"
+                        "  %one = Constant() {value = i64[1] [1]}\n"
+                        "  %u = Unsqueeze(%t, %one)\n"
+                        "  %v = Neg(%u)\n"
+                        "  output %v\n}\n");
+    kiln_diag d = {0};
+    assert_int_equal(run(g, "shape", &d), KILN_OK);
+    assert_int_equal(g->outputs[0]->type.rank, -1);
+    assert_int_equal(run(g, NULL, &d), KILN_OK);
+    const kiln_tensor *t = &g->outputs[0]->type;
+    assert_int_equal(t->rank, 2);
+    assert_int_equal(t->dims[0], 3);
+    assert_int_equal(t->dims[1], 1);
+    ir_graph_destroy(g);
+}
+
 static void test_no_blow_up_folding(void **state) {
     (void)state;
     ir_graph *g = parse("graph g {\n"
@@ -161,6 +181,7 @@ static void test_pass_names(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_symbolic_batch),   cmocka_unit_test(test_fold_shape_chain),
+        cmocka_unit_test(test_rank_revealed_by_folding),
         cmocka_unit_test(test_no_blow_up_folding), cmocka_unit_test(test_dce),
         cmocka_unit_test(test_declared_type_checked), cmocka_unit_test(test_batch_specialization),
         cmocka_unit_test(test_pass_names),
