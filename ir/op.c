@@ -28,7 +28,9 @@ NO_ATTRS(silu) NO_ATTRS(erf) NO_ATTRS(exp) NO_ATTRS(log) NO_ATTRS(sqrt) NO_ATTRS
 NO_ATTRS(neg) NO_ATTRS(abs) NO_ATTRS(sign) NO_ATTRS(floor) NO_ATTRS(ceil) NO_ATTRS(round)
 NO_ATTRS(sin) NO_ATTRS(cos) NO_ATTRS(clip) NO_ATTRS(identity) NO_ATTRS(matmul)
 NO_ATTRS(global_average_pool) NO_ATTRS(global_max_pool) NO_ATTRS(slice) NO_ATTRS(expand)
-NO_ATTRS(tile) NO_ATTRS(size) NO_ATTRS(range)
+NO_ATTRS(tile) NO_ATTRS(size) NO_ATTRS(range) NO_ATTRS(tan) NO_ATTRS(asin) NO_ATTRS(acos)
+NO_ATTRS(atan) NO_ATTRS(sinh) NO_ATTRS(cosh) NO_ATTRS(asinh) NO_ATTRS(acosh) NO_ATTRS(atanh)
+NO_ATTRS(is_nan) NO_ATTRS(cast_like)
 
 /* Python's Mod (sign of the divisor) unless fmod=1 (sign of the dividend, C's fmod). */
 ATTRS(mod, A_INT("fmod", 0))
@@ -36,6 +38,12 @@ ATTRS(leaky_relu, A_FLOAT("alpha", 0.01))
 ATTRS(elu, A_FLOAT("alpha", 1.0))
 ATTRS(selu, A_FLOAT("alpha", 1.67326319217681884765625), A_FLOAT("gamma", 1.05070102214813232421875))
 ATTRS(celu, A_FLOAT("alpha", 1.0))
+ATTRS(thresholded_relu, A_FLOAT("alpha", 1.0))
+ATTRS(shrink, A_FLOAT("bias", 0.0), A_FLOAT("lambd", 0.5))
+ATTRS(is_inf, A_INT("detect_negative", 1), A_INT("detect_positive", 1))
+/* ignore_index has no default: when absent, no target is ignored */
+ATTRS(nll_loss, A_STRING("reduction", "mean"), A_INT("ignore_index", 0))
+ATTRS(softmax_cross_entropy, A_STRING("reduction", "mean"), A_INT("ignore_index", 0))
 ATTRS(hard_sigmoid, A_FLOAT("alpha", 0.2), A_FLOAT("beta", 0.5))
 ATTRS(gelu, A_STRING("approximate", "none"))
 /* `to` names a kiln dtype ("f32", "i64", ...); the ONNX importer translates codes */

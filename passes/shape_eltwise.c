@@ -143,6 +143,32 @@ kiln_status shape_gelu(shape_ctx *c) {
     return unary_float(c);
 }
 
+kiln_status shape_tan(shape_ctx *c) { return unary_float(c); }
+kiln_status shape_asin(shape_ctx *c) { return unary_float(c); }
+kiln_status shape_acos(shape_ctx *c) { return unary_float(c); }
+kiln_status shape_atan(shape_ctx *c) { return unary_float(c); }
+kiln_status shape_sinh(shape_ctx *c) { return unary_float(c); }
+kiln_status shape_cosh(shape_ctx *c) { return unary_float(c); }
+kiln_status shape_asinh(shape_ctx *c) { return unary_float(c); }
+kiln_status shape_acosh(shape_ctx *c) { return unary_float(c); }
+kiln_status shape_atanh(shape_ctx *c) { return unary_float(c); }
+kiln_status shape_thresholded_relu(shape_ctx *c) { return unary_float(c); }
+kiln_status shape_shrink(shape_ctx *c) { return unary_numeric(c); }
+
+static kiln_status float_test(shape_ctx *c) {
+    kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
+    if (!st)
+        shape_set(c, 0, KILN_BOOL, c->in[0]->rank, c->in[0]->dims);
+    return st;
+}
+kiln_status shape_is_nan(shape_ctx *c) { return float_test(c); }
+kiln_status shape_is_inf(shape_ctx *c) { return float_test(c); }
+
+kiln_status shape_cast_like(shape_ctx *c) {
+    shape_set(c, 0, c->in[1]->dtype, c->in[0]->rank, c->in[0]->dims);
+    return KILN_OK;
+}
+
 kiln_status shape_clip(shape_ctx *c) {
     kiln_status st = shape_require(c, 0, shape_is_numeric, "numeric");
     for (int i = 1; !st && i < c->in_count; i++) {

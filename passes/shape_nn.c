@@ -318,3 +318,39 @@ static kiln_status arg_reduce(shape_ctx *c) {
 
 kiln_status shape_argmax(shape_ctx *c) { return arg_reduce(c); }
 kiln_status shape_argmin(shape_ctx *c) { return arg_reduce(c); }
+
+/* NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: input [N, C, d...], target
+ * [N, d...] of class indices, optional weight [C]; the loss is per element for
+ * reduction "none", else a scalar. */
+static kiln_status class_loss(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0], *t = c->in[1];
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_float, "a float tensor")) ||
+        (st = shape_require(c, 1, shape_is_index, "i32 or i64")))
+        return st;
+    if (x->rank < 2 || t->rank != x->rank - 1)
+        return shape_error(c, "expects input [N, C, d...] and target [N, d...], got ranks %d and %d",
+                           x->rank, t->rank);
+    for (int d = 0; d < t->rank; d++) {
+        int64_t a = x->dims[d ? d + 1 : 0], b = t->dims[d];
+        if (a >= 0 && b >= 0 && a != b)
+            return shape_error(c, "target dimension %d is %lld, input has %lld", d, (long long)b, (long long)a);
+    }
+    if (c->in_count > 2 && c->in[2] &&
+        ((st = shape_same_dtype(c, 0, 2)) || c->in[2]->rank != 1 ||
+         (x->dims[1] >= 0 && c->in[2]->dims[0] >= 0 && c->in[2]->dims[0] != x->dims[1])))
+        return st ? st : shape_error(c, "weight must be 1-D with C elements");
+    const char *reduction = ir_attr_string(c->node, "reduction");
+    if (!strcmp(reduction, "none"))
+        shape_set(c, 0, x->dtype, t->rank, t->dims);
+    else if (!strcmp(reduction, "mean") || !strcmp(reduction, "sum"))
+        shape_set(c, 0, x->dtype, 0, NULL);
+    else
+        return shape_error(c, "attribute 'reduction': expected \"none\", \"sum\" or \"mean\", got \"%s\"", reduction);
+    if (c->out_count > 1)
+        shape_set(c, 1, x->dtype, x->rank, x->dims);
+    return KILN_OK;
+}
+
+kiln_status shape_nll_loss(shape_ctx *c) { return class_loss(c); }
+kiln_status shape_softmax_cross_entropy(shape_ctx *c) { return class_loss(c); }

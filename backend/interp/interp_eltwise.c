@@ -228,6 +228,16 @@ UNARY(exp, exp(x))
 UNARY(log, log(x))
 UNARY(sqrt, sqrt(x))
 UNARY(reciprocal, 1 / x)
+UNARY(tan, tan(x))
+UNARY(asin, asin(x))
+UNARY(acos, acos(x))
+UNARY(atan, atan(x))
+UNARY(sinh, sinh(x))
+UNARY(cosh, cosh(x))
+UNARY(asinh, asinh(x))
+UNARY(acosh, acosh(x))
+UNARY(atanh, atanh(x))
+UNARY(thresholded_relu, x > ir_attr_float(n, "alpha") ? x : 0)
 UNARY(floor, floor(x))
 UNARY(ceil, ceil(x))
 UNARY(round, nearbyint(x)) /* halves to even, as ONNX requires (default rounding mode) */
@@ -254,6 +264,19 @@ kiln_status interp_relu(interp_ctx *c) { return map_unary_int(c, f_relu, i_relu)
 kiln_status interp_neg(interp_ctx *c) { return map_unary_int(c, f_neg, i_neg); }
 kiln_status interp_abs(interp_ctx *c) { return map_unary_int(c, f_abs, i_abs); }
 kiln_status interp_sign(interp_ctx *c) { return map_unary_int(c, f_sign, i_sign); }
+
+static double f_shrink(double x, const ir_node *n) {
+    double lambd = ir_attr_float(n, "lambd"), bias = ir_attr_float(n, "bias");
+    return x < -lambd ? x + bias : x > lambd ? x - bias : 0;
+}
+kiln_status interp_shrink(interp_ctx *c) { return map_unary(c, f_shrink); }
+
+static double f_is_nan(double x, const ir_node *n) { (void)n; return isnan(x); }
+static double f_is_inf(double x, const ir_node *n) {
+    return isinf(x) && (x > 0 ? ir_attr_int(n, "detect_positive") : ir_attr_int(n, "detect_negative"));
+}
+kiln_status interp_is_nan(interp_ctx *c) { return map_unary(c, f_is_nan); }
+kiln_status interp_is_inf(interp_ctx *c) { return map_unary(c, f_is_inf); }
 
 kiln_status interp_not(interp_ctx *c) {
     int64_t n = kiln_tensor_count(c->out[0]);
@@ -296,6 +319,8 @@ kiln_status interp_cast(interp_ctx *c) {
     }
     return KILN_OK;
 }
+
+kiln_status interp_cast_like(interp_ctx *c) { return interp_cast(c); }
 
 kiln_status interp_identity(interp_ctx *c) {
     memcpy(c->out[0]->data, c->s.in[0]->data, kiln_tensor_bytes(c->s.in[0]));

@@ -344,3 +344,66 @@ static kiln_status softmax(interp_ctx *c, bool log_out) {
 
 kiln_status interp_softmax(interp_ctx *c) { return softmax(c, false); }
 kiln_status interp_log_softmax(interp_ctx *c) { return softmax(c, true); }
+
+/* The negative log-likelihood of `logp` ([N, C, D] flattened) at the target classes,
+ * weighted, reduced as the node's `reduction` says; targets equal to ignore_index count
+ * neither in the sum nor in the mean's denominator. */
+static kiln_status nll(interp_ctx *c, const kiln_tensor *logp, const kiln_tensor *target,
+                       const kiln_tensor *weight, kiln_tensor *out) {
+    int64_t n = logp->dims[0], classes = logp->dims[1], inner = 1;
+    for (int d = 2; d < logp->rank; d++)
+        inner *= logp->dims[d];
+    const ir_attr *ignore_attr = ir_node_attr(c->s.node, "ignore_index");
+    const char *reduction = ir_attr_string(c->s.node, "reduction");
+    double sum = 0, weight_sum = 0;
+    for (int64_t i = 0; i < n * inner; i++) {
+        int64_t cls = ir_tensor_get_int(target, i), b = i / inner, d = i % inner;
+        double loss = 0, w = 0;
+        if (!ignore_attr || cls != ignore_attr->i) {
+            if (cls < 0 || cls >= classes)
+                return interp_error(c, KILN_ERR_INVALID, "target %lld is not a class in [0, %lld)",
+                                    (long long)cls, (long long)classes);
+            w = weight ? ir_tensor_get(weight, cls) : 1;
+            loss = -ir_tensor_get(logp, (b * classes + cls) * inner + d) * w;
+        }
+        if (!strcmp(reduction, "none"))
+            ir_tensor_set(out, i, loss);
+        sum += loss;
+        weight_sum += w;
+    }
+    if (!strcmp(reduction, "sum"))
+        ir_tensor_set(out, 0, sum);
+    else if (!strcmp(reduction, "mean"))
+        ir_tensor_set(out, 0, sum / weight_sum);
+    return KILN_OK;
+}
+
+kiln_status interp_nll_loss(interp_ctx *c) {
+    return nll(c, c->s.in[0], c->s.in[1], c->s.in_count > 2 ? c->s.in[2] : NULL, c->out[0]);
+}
+
+/* log_softmax over the class axis (1), then the negative log-likelihood. */
+kiln_status interp_softmax_cross_entropy(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0];
+    kiln_tensor *logp = c->s.out_count > 1 ? c->out[1] : NULL;
+    kiln_diag td = {0};
+    if (!logp && kiln_tensor_create(x->dtype, x->rank, x->dims, &logp, &td))
+        return interp_error(c, KILN_ERR_OOM, "%s", td.message);
+    int64_t outer, len, inner;
+    interp_around_axis(x, 1, &outer, &len, &inner);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t base = o * len * inner + in;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t i = 0; i < len; i++)
+                mx = fmax(mx, ir_tensor_get(x, base + i * inner));
+            for (int64_t i = 0; i < len; i++)
+                sum += exp(ir_tensor_get(x, base + i * inner) - mx);
+            for (int64_t i = 0; i < len; i++)
+                ir_tensor_set(logp, base + i * inner, ir_tensor_get(x, base + i * inner) - mx - log(sum));
+        }
+    kiln_status st = nll(c, logp, c->s.in[1], c->s.in_count > 2 ? c->s.in[2] : NULL, c->out[0]);
+    if (c->s.out_count < 2)
+        kiln_tensor_free(logp);
+    return st;
+}

@@ -135,7 +135,7 @@ static void run_test(const char *data_dir, result *r) {
         const char *msg = d.message;
         /* drop the file path: the test name already says where */
         const char *tail = strstr(msg, "model.onnx: ");
-        snprintf(r->reason, sizeof r->reason, "load: %s", tail ? tail + 12 : msg);
+        snprintf(r->reason, sizeof r->reason, "load: %.480s", tail ? tail + 12 : msg);
         return;
     }
     snprintf(sets, sizeof sets, "%s/%s", data_dir, r->name);
@@ -146,7 +146,7 @@ static void run_test(const char *data_dir, result *r) {
     while (r->passed && dir && (e = readdir(dir))) {
         if (strncmp(e->d_name, "test_data_set_", 14))
             continue;
-        snprintf(path, sizeof path, "%s/%s", sets, e->d_name);
+        snprintf(path, sizeof path, "%.3800s/%.255s", sets, e->d_name);
         r->passed = run_data_set(m, path, r->reason, sizeof r->reason);
         count++;
     }
