@@ -5,7 +5,7 @@
  * moved them there; reductions also accept the `axes` attribute). Older forms are
  * rewritten here: attributes that later opsets turned into inputs become constants, the
  * 2-D coercion of Softmax/LogSoftmax before opset 13 becomes Flatten -> op -> Reshape, and
- * Cast's ONNX type code becomes a kiln dtype name. Each adapter names the opsets it
+ * the ONNX type codes of Cast and EyeLike become kiln dtype names. Each adapter names the opsets it
  * handles; everything else passes through unchanged.
  */
 #include "frontend/onnx_internal.h"
@@ -106,20 +106,29 @@ static kiln_status attr_to_input(onnx_importer *im, onnx_node *n, const char *at
     return onnx_const_ints(im, n, attr, a->ints, (int)a->n_ints, false, &n->inputs[slot]);
 }
 
-/* Cast: ONNX's TensorProto type code becomes a kiln dtype name. */
-static kiln_status adapt_cast(onnx_importer *im, onnx_node *n) {
-    const Onnx__AttributeProto *a = onnx_take_attr(n, "to");
+/* ONNX names dtypes by TensorProto code; kiln by name. Moves attribute `attr` (an
+ * integer code) into a kiln string attribute of the same name. */
+static kiln_status dtype_code_attr(onnx_importer *im, onnx_node *n, const char *attr, bool required) {
+    const Onnx__AttributeProto *a = onnx_take_attr(n, attr);
     if (!a)
-        return diag_error(im->d, n->loc, KILN_ERR_INVALID, "missing required attribute 'to'");
+        return required ? diag_error(im->d, n->loc, KILN_ERR_INVALID, "missing required attribute '%s'", attr) : KILN_OK;
     if (!a->has_type || a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT)
-        return attr_error(im, n, "to", "an integer type code");
+        return attr_error(im, n, attr, "an integer type code");
     kiln_dtype dt = onnx_dtype((int32_t)a->i);
     if (dt == KILN_DTYPE_INVALID)
-        return diag_error(im->d, n->loc, KILN_ERR_UNSUPPORTED, "attribute 'to': dtype %s is not supported",
-                          onnx_dtype_name((int32_t)a->i));
-    onnx_take_attr(n, "saturate"); /* only float8 targets saturate; kiln has none */
-    n->extra[n->extra_count++] = (ir_attr){.name = "to", .kind = IR_ATTR_STRING, .s = kiln_dtype_name(dt)};
+        return diag_error(im->d, n->loc, KILN_ERR_UNSUPPORTED, "attribute '%s': dtype %s is not supported",
+                          attr, onnx_dtype_name((int32_t)a->i));
+    n->extra[n->extra_count++] = (ir_attr){.name = attr, .kind = IR_ATTR_STRING, .s = kiln_dtype_name(dt)};
     return KILN_OK;
+}
+
+static kiln_status adapt_cast(onnx_importer *im, onnx_node *n) {
+    onnx_take_attr(n, "saturate"); /* only float8 targets saturate; kiln has none */
+    return dtype_code_attr(im, n, "to", true);
+}
+
+static kiln_status adapt_eye_like(onnx_importer *im, onnx_node *n) {
+    return dtype_code_attr(im, n, "dtype", false);
 }
 
 /* Softmax, LogSoftmax before opset 13: the input is coerced to 2-D at `axis` (default 1),
@@ -217,6 +226,8 @@ static const adapter adapters[] = {
     {"Cast", 1, 99, adapt_cast},
     {"Softmax", 1, 12, adapt_softmax_v1},
     {"LogSoftmax", 1, 12, adapt_softmax_v1},
+    {"Hardmax", 1, 12, adapt_softmax_v1},
+    {"EyeLike", 1, 99, adapt_eye_like},
     {"Clip", 1, 10, adapt_clip_v6},
     {"Slice", 1, 9, adapt_slice_v1},
     {"Pad", 1, 10, adapt_pad_v2},

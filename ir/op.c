@@ -30,7 +30,7 @@ NO_ATTRS(sin) NO_ATTRS(cos) NO_ATTRS(clip) NO_ATTRS(identity) NO_ATTRS(matmul)
 NO_ATTRS(global_average_pool) NO_ATTRS(global_max_pool) NO_ATTRS(slice) NO_ATTRS(expand)
 NO_ATTRS(tile) NO_ATTRS(size) NO_ATTRS(range) NO_ATTRS(tan) NO_ATTRS(asin) NO_ATTRS(acos)
 NO_ATTRS(atan) NO_ATTRS(sinh) NO_ATTRS(cosh) NO_ATTRS(asinh) NO_ATTRS(acosh) NO_ATTRS(atanh)
-NO_ATTRS(is_nan) NO_ATTRS(cast_like)
+NO_ATTRS(is_nan) NO_ATTRS(cast_like) NO_ATTRS(non_zero)
 
 /* Python's Mod (sign of the divisor) unless fmod=1 (sign of the dividend, C's fmod). */
 ATTRS(mod, A_INT("fmod", 0))
@@ -44,6 +44,22 @@ ATTRS(is_inf, A_INT("detect_negative", 1), A_INT("detect_positive", 1))
 /* ignore_index has no default: when absent, no target is ignored */
 ATTRS(nll_loss, A_STRING("reduction", "mean"), A_INT("ignore_index", 0))
 ATTRS(softmax_cross_entropy, A_STRING("reduction", "mean"), A_INT("ignore_index", 0))
+ATTRS(hardmax, A_INT("axis", -1))
+ATTRS(lrn, A_FLOAT("alpha", 0.0001), A_FLOAT("beta", 0.75), A_FLOAT("bias", 1.0),
+      A_REQUIRED("size", IR_ATTR_INT))
+ATTRS(mvn, A_INTS("axes")) /* default [0, 2, 3], in the rule */
+ATTRS(max_unpool, A_REQUIRED("kernel_shape", IR_ATTR_INTS), A_INTS("pads"), A_INTS("strides"))
+ATTRS(depth_to_space, A_REQUIRED("blocksize", IR_ATTR_INT), A_STRING("mode", "DCR"))
+ATTRS(space_to_depth, A_REQUIRED("blocksize", IR_ATTR_INT))
+ATTRS(gather_nd, A_INT("batch_dims", 0))
+ATTRS(reverse_sequence, A_INT("batch_axis", 1), A_INT("time_axis", 0))
+/* dtype: a kiln dtype name; absent: the input's dtype */
+ATTRS(eye_like, A_STRING("dtype", ""), A_INT("k", 0))
+ATTRS(one_hot, A_INT("axis", -1))
+ATTRS(scatter_nd, A_STRING("reduction", "none"))
+ATTRS(scatter_elements, A_INT("axis", 0), A_STRING("reduction", "none"))
+ATTRS(compress, A_INT("axis", 0)) /* absent: the input is flattened first */
+ATTRS(einsum, A_REQUIRED("equation", IR_ATTR_STRING))
 ATTRS(hard_sigmoid, A_FLOAT("alpha", 0.2), A_FLOAT("beta", 0.5))
 ATTRS(gelu, A_STRING("approximate", "none"))
 /* `to` names a kiln dtype ("f32", "i64", ...); the ONNX importer translates codes */

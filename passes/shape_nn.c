@@ -354,3 +354,68 @@ static kiln_status class_loss(shape_ctx *c) {
 
 kiln_status shape_nll_loss(shape_ctx *c) { return class_loss(c); }
 kiln_status shape_softmax_cross_entropy(shape_ctx *c) { return class_loss(c); }
+
+kiln_status shape_hardmax(shape_ctx *c) { return softmax_like(c); }
+
+kiln_status shape_lrn(shape_ctx *c) {
+    kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
+    if (st)
+        return st;
+    if (c->in[0]->rank < 3)
+        return shape_error(c, "input must be [N, C, spatial...], got rank %d", c->in[0]->rank);
+    if (ir_attr_int(c->node, "size") < 1)
+        return shape_error(c, "attribute 'size' must be >= 1");
+    shape_set(c, 0, c->in[0]->dtype, c->in[0]->rank, c->in[0]->dims);
+    return KILN_OK;
+}
+
+kiln_status shape_mvn(shape_ctx *c) {
+    kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
+    const ir_attr *axes = ir_node_attr(c->node, "axes");
+    for (int i = 0; !st && axes && i < axes->count; i++) {
+        int axis;
+        st = shape_axis(c, axes->ints[i], c->in[0]->rank, "axis", &axis);
+    }
+    if (!st && !axes && c->in[0]->rank != 4)
+        return shape_error(c, "the default axes [0, 2, 3] need a 4-D input, got rank %d", c->in[0]->rank);
+    if (!st)
+        shape_set(c, 0, c->in[0]->dtype, c->in[0]->rank, c->in[0]->dims);
+    return st;
+}
+
+kiln_status shape_max_unpool(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0];
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_float, "a float tensor")) ||
+        (st = shape_require(c, 1, shape_is_index, "i32 or i64")))
+        return st;
+    if (x->rank < 3)
+        return shape_error(c, "input must be [N, C, spatial...], got rank %d", x->rank);
+    int64_t dims[KILN_MAX_RANK] = {x->dims[0], x->dims[1]};
+    if (c->in_count > 2 && c->in[2]) {
+        int n;
+        bool known;
+        if ((st = shape_ints(c, 2, dims, KILN_MAX_RANK, &n, &known)))
+            return st;
+        if (known && n != x->rank)
+            return shape_error(c, "output_shape has %d values for rank %d", n, x->rank);
+        shape_set(c, 0, x->dtype, x->rank, known ? dims : NULL);
+        return KILN_OK;
+    }
+    int spatial = x->rank - 2;
+    const ir_attr *ks = ir_node_attr(c->node, "kernel_shape"), *pads = ir_node_attr(c->node, "pads"),
+                  *strides = ir_node_attr(c->node, "strides");
+    if (ks->count != spatial || (pads && pads->count && pads->count != 2 * spatial) ||
+        (strides && strides->count && strides->count != spatial))
+        return shape_error(c, "kernel_shape, pads and strides must match the %d spatial axes", spatial);
+    for (int i = 0; i < spatial; i++) {
+        int64_t s = strides && strides->count ? strides->ints[i] : 1;
+        int64_t pb = pads && pads->count ? pads->ints[i] : 0, pe = pads && pads->count ? pads->ints[i + spatial] : 0;
+        int64_t in = x->dims[i + 2];
+        dims[i + 2] = in < 0 ? IR_DIM_UNKNOWN : (in - 1) * s + ks->ints[i] - pb - pe;
+        if (in >= 0 && dims[i + 2] < 0)
+            return shape_error(c, "output size is negative (axis %d)", i);
+    }
+    shape_set(c, 0, x->dtype, x->rank, dims);
+    return KILN_OK;
+}

@@ -407,3 +407,96 @@ kiln_status interp_softmax_cross_entropy(interp_ctx *c) {
         kiln_tensor_free(logp);
     return st;
 }
+
+/* 1 at the first maximum along the axis, 0 elsewhere. */
+kiln_status interp_hardmax(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0];
+    int axis;
+    shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), x->rank, "axis", &axis);
+    int64_t outer, len, inner;
+    interp_around_axis(x, axis, &outer, &len, &inner);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t base = o * len * inner + in, best = 0;
+            for (int64_t i = 1; i < len; i++)
+                if (ir_tensor_get(x, base + i * inner) > ir_tensor_get(x, base + best * inner))
+                    best = i;
+            for (int64_t i = 0; i < len; i++)
+                ir_tensor_set(c->out[0], base + i * inner, i == best);
+        }
+    return KILN_OK;
+}
+
+/* Local response normalization across channels. */
+kiln_status interp_lrn(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0];
+    double alpha = ir_attr_float(c->s.node, "alpha"), beta = ir_attr_float(c->s.node, "beta");
+    double bias = ir_attr_float(c->s.node, "bias");
+    int64_t size = ir_attr_int(c->s.node, "size"), ch = x->dims[1];
+    int64_t sp = product(x->rank - 2, x->dims + 2), lo = (size - 1) / 2, hi = size - 1 - lo;
+    for (int64_t i = 0; i < kiln_tensor_count(x); i++) {
+        int64_t k = (i / sp) % ch, base = i - k * sp;
+        double sq = 0;
+        for (int64_t j = k - lo; j <= k + hi; j++)
+            if (j >= 0 && j < ch)
+                sq += ir_tensor_get(x, base + j * sp) * ir_tensor_get(x, base + j * sp);
+        ir_tensor_set(c->out[0], i, ir_tensor_get(x, i) / pow(bias + alpha / (double)size * sq, beta));
+    }
+    return KILN_OK;
+}
+
+/* (x - mean) / (sqrt(variance) + 1e-9) over the axes, as ONNX's function body says. */
+kiln_status interp_mvn(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0];
+    const ir_attr *axes = ir_node_attr(c->s.node, "axes");
+    bool mask[KILN_MAX_RANK] = {0};
+    if (!axes)
+        mask[0] = mask[2] = mask[3] = true;
+    for (int i = 0; axes && i < axes->count; i++)
+        mask[axes->ints[i] < 0 ? axes->ints[i] + x->rank : axes->ints[i]] = true;
+    kiln_tensor kept = {.rank = x->rank};
+    int64_t count = 1, coord[KILN_MAX_RANK];
+    for (int d = 0; d < x->rank; d++) {
+        kept.dims[d] = mask[d] ? 1 : x->dims[d];
+        count *= mask[d] ? x->dims[d] : 1;
+    }
+    int64_t groups = kiln_tensor_count(&kept), n = kiln_tensor_count(x);
+    double *sum = calloc((size_t)(2 * groups + 1), sizeof *sum), *sq = sum + groups;
+    if (!sum)
+        return interp_error(c, KILN_ERR_OOM, "out of memory");
+    for (int pass = 0; pass < 2; pass++)
+        for (int64_t i = 0; i < n; i++) {
+            interp_unravel(i, x, coord);
+            for (int d = 0; d < x->rank; d++)
+                if (mask[d])
+                    coord[d] = 0;
+            int64_t g = interp_ravel(coord, &kept);
+            double v = ir_tensor_get(x, i), mean = sum[g] / (double)count;
+            if (pass == 0) {
+                sum[g] += v;
+                sq[g] += v * v;
+            } else {
+                double var = sq[g] / (double)count - mean * mean;
+                ir_tensor_set(c->out[0], i, (v - mean) / (sqrt(var > 0 ? var : 0) + 1e-9));
+            }
+        }
+    free(sum);
+    return KILN_OK;
+}
+
+/* Scatters each value to the flat output position its index names; the rest is 0. */
+kiln_status interp_max_unpool(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0], *idx = c->s.in[1];
+    kiln_tensor *out = c->out[0];
+    int64_t total = kiln_tensor_count(out);
+    if (kiln_tensor_count(idx) != kiln_tensor_count(x))
+        return interp_error(c, KILN_ERR_SHAPE, "indices must have the input's shape");
+    for (int64_t i = 0; i < kiln_tensor_count(x); i++) {
+        int64_t at = ir_tensor_get_int(idx, i);
+        if (at < 0 || at >= total)
+            return interp_error(c, KILN_ERR_INVALID, "index %lld is outside the output of %lld elements",
+                                (long long)at, (long long)total);
+        ir_tensor_set(out, at, ir_tensor_get(x, i));
+    }
+    return KILN_OK;
+}

@@ -1,0 +1,207 @@
+/*
+ * shape_index.c — shape rules of the indexing ops: DepthToSpace, SpaceToDepth, GatherND,
+ * ScatterND, ScatterElements, ReverseSequence, EyeLike, OneHot, Compress, NonZero.
+ * Compress and NonZero have data-dependent output shapes: known when their input values
+ * are (constants, or the interpreter), unknown dims otherwise.
+ */
+#include "passes/shape.h"
+
+#include <string.h>
+
+static kiln_status space_depth(shape_ctx *c, bool to_space) {
+    const kiln_tensor *x = c->in[0];
+    int64_t b = ir_attr_int(c->node, "blocksize");
+    if (x->rank != 4)
+        return shape_error(c, "input must be [N, C, H, W], got rank %d", x->rank);
+    if (b < 1)
+        return shape_error(c, "attribute 'blocksize' must be >= 1");
+    int64_t dims[4] = {x->dims[0], x->dims[1], x->dims[2], x->dims[3]};
+    if (to_space) {
+        const char *mode = ir_attr_string(c->node, "mode");
+        if (strcmp(mode, "DCR") && strcmp(mode, "CRD"))
+            return shape_error(c, "attribute 'mode': expected \"DCR\" or \"CRD\", got \"%s\"", mode);
+        if (dims[1] >= 0 && dims[1] % (b * b))
+            return shape_error(c, "channels %lld are not divisible by blocksize^2 = %lld", (long long)dims[1], (long long)(b * b));
+        dims[1] = dims[1] >= 0 ? dims[1] / (b * b) : IR_DIM_UNKNOWN;
+        dims[2] = dims[2] >= 0 ? dims[2] * b : IR_DIM_UNKNOWN;
+        dims[3] = dims[3] >= 0 ? dims[3] * b : IR_DIM_UNKNOWN;
+    } else {
+        for (int d = 2; d < 4; d++)
+            if (dims[d] >= 0 && dims[d] % b)
+                return shape_error(c, "spatial dimension %lld is not divisible by blocksize %lld", (long long)dims[d], (long long)b);
+        dims[1] = dims[1] >= 0 ? dims[1] * b * b : IR_DIM_UNKNOWN;
+        dims[2] = dims[2] >= 0 ? dims[2] / b : IR_DIM_UNKNOWN;
+        dims[3] = dims[3] >= 0 ? dims[3] / b : IR_DIM_UNKNOWN;
+    }
+    shape_set(c, 0, x->dtype, 4, dims);
+    return KILN_OK;
+}
+
+kiln_status shape_depth_to_space(shape_ctx *c) { return space_depth(c, true); }
+kiln_status shape_space_to_depth(shape_ctx *c) { return space_depth(c, false); }
+
+/* GatherND/ScatterND: indices [..., k] address the first k dims (after batch_dims). */
+static kiln_status nd_index_check(shape_ctx *c, int64_t batch, int64_t *k) {
+    const kiln_tensor *x = c->in[0], *idx = c->in[1];
+    kiln_status st = shape_require(c, 1, shape_is_index, "i32 or i64");
+    if (st)
+        return st;
+    if (idx->rank < 1 || x->rank < 1)
+        return shape_error(c, "data and indices must have rank >= 1");
+    if (batch < 0 || batch >= idx->rank || batch >= x->rank)
+        return shape_error(c, "batch_dims %lld is out of range", (long long)batch);
+    *k = idx->dims[idx->rank - 1];
+    if (*k < 0)
+        return KILN_OK;
+    if (*k < 1 || *k > x->rank - batch)
+        return shape_error(c, "indices address %lld dims, data has %lld after the batch dims", (long long)*k, (long long)(x->rank - batch));
+    return KILN_OK;
+}
+
+kiln_status shape_gather_nd(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0], *idx = c->in[1];
+    int64_t batch = ir_attr_int(c->node, "batch_dims"), k;
+    kiln_status st = nd_index_check(c, batch, &k);
+    if (st)
+        return st;
+    if (k < 0) {
+        shape_set(c, 0, x->dtype, -1, NULL);
+        return KILN_OK;
+    }
+    int64_t dims[KILN_MAX_RANK];
+    int rank = 0;
+    for (int d = 0; d < idx->rank - 1; d++)
+        dims[rank++] = idx->dims[d];
+    if (rank + x->rank - batch - k > KILN_MAX_RANK)
+        return shape_error(c, "result rank above %d", KILN_MAX_RANK);
+    for (int d = (int)(batch + k); d < x->rank; d++)
+        dims[rank++] = x->dims[d];
+    shape_set(c, 0, x->dtype, rank, dims);
+    return KILN_OK;
+}
+
+static kiln_status check_reduction(shape_ctx *c) {
+    const char *r = ir_attr_string(c->node, "reduction");
+    if (strcmp(r, "none") && strcmp(r, "add") && strcmp(r, "mul") && strcmp(r, "max") && strcmp(r, "min"))
+        return shape_error(c, "attribute 'reduction': unknown value '%s'", r);
+    return KILN_OK;
+}
+
+kiln_status shape_scatter_nd(shape_ctx *c) {
+    int64_t k;
+    kiln_status st;
+    if ((st = check_reduction(c)) || (st = nd_index_check(c, 0, &k)) || (st = shape_same_dtype(c, 0, 2)))
+        return st;
+    const kiln_tensor *x = c->in[0], *idx = c->in[1], *up = c->in[2];
+    if (k >= 0 && up->rank != idx->rank - 1 + x->rank - k)
+        return shape_error(c, "updates must have rank %lld, got %d", (long long)(idx->rank - 1 + x->rank - k), up->rank);
+    shape_set(c, 0, x->dtype, x->rank, x->dims);
+    return KILN_OK;
+}
+
+kiln_status shape_scatter_elements(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0], *idx = c->in[1], *up = c->in[2];
+    int axis;
+    kiln_status st;
+    if ((st = check_reduction(c)) || (st = shape_require(c, 1, shape_is_index, "i32 or i64")) ||
+        (st = shape_same_dtype(c, 0, 2)) ||
+        (st = shape_axis(c, ir_attr_int(c->node, "axis"), x->rank, "axis", &axis)))
+        return st;
+    if (idx->rank != x->rank || up->rank != x->rank)
+        return shape_error(c, "data, indices and updates must have the same rank");
+    for (int d = 0; d < idx->rank; d++)
+        if (idx->dims[d] >= 0 && up->dims[d] >= 0 && idx->dims[d] != up->dims[d])
+            return shape_error(c, "indices and updates differ at axis %d", d);
+    shape_set(c, 0, x->dtype, x->rank, x->dims);
+    return KILN_OK;
+}
+
+kiln_status shape_reverse_sequence(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0], *lens = c->in[1];
+    int64_t b = ir_attr_int(c->node, "batch_axis"), t = ir_attr_int(c->node, "time_axis");
+    if (x->rank < 2 || (b != 0 && b != 1) || (t != 0 && t != 1) || b == t)
+        return shape_error(c, "batch_axis and time_axis must be 0 and 1, in either order");
+    if (lens->rank != 1 || !shape_is_index(lens->dtype))
+        return shape_error(c, "sequence_lens must be a 1-D integer tensor");
+    if (lens->dims[0] >= 0 && x->dims[b] >= 0 && lens->dims[0] != x->dims[b])
+        return shape_error(c, "sequence_lens has %lld entries for a batch of %lld", (long long)lens->dims[0], (long long)x->dims[b]);
+    shape_set(c, 0, x->dtype, x->rank, x->dims);
+    return KILN_OK;
+}
+
+kiln_status shape_eye_like(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0];
+    const char *name = ir_attr_string(c->node, "dtype");
+    kiln_dtype dt = *name ? ir_dtype_lookup(name) : x->dtype;
+    if (dt == KILN_DTYPE_INVALID)
+        return shape_error(c, "attribute 'dtype': unknown dtype '%s'", name);
+    if (x->rank != 2)
+        return shape_error(c, "input must be 2-D, got rank %d", x->rank);
+    shape_set(c, 0, dt, 2, x->dims);
+    return KILN_OK;
+}
+
+kiln_status shape_one_hot(shape_ctx *c) {
+    const kiln_tensor *idx = c->in[0], *depth = c->in[1], *values = c->in[2];
+    int axis;
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_numeric, "numeric")) ||
+        (st = shape_axis(c, ir_attr_int(c->node, "axis"), idx->rank + 1, "axis", &axis)))
+        return st;
+    if (ir_type_count(depth) != 1 || ir_type_count(values) != 2)
+        return shape_error(c, "depth must be one value and values two");
+    if (idx->rank + 1 > KILN_MAX_RANK)
+        return shape_error(c, "result rank above %d", KILN_MAX_RANK);
+    int64_t d = IR_DIM_UNKNOWN;
+    if (shape_value(c, 1)) {
+        d = (int64_t)ir_tensor_get(depth, 0);
+        if (d < 1)
+            return shape_error(c, "depth must be >= 1, got %lld", (long long)d);
+    }
+    int64_t dims[KILN_MAX_RANK];
+    for (int i = 0, s = 0; i <= idx->rank; i++)
+        dims[i] = i == axis ? d : idx->dims[s++];
+    shape_set(c, 0, values->dtype, idx->rank + 1, dims);
+    return KILN_OK;
+}
+
+kiln_status shape_compress(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0], *cond = c->in[1];
+    kiln_status st = shape_require(c, 1, shape_is_bool, "bool");
+    if (st)
+        return st;
+    if (cond->rank != 1)
+        return shape_error(c, "condition must be 1-D");
+    const ir_attr *axis_attr = ir_node_attr(c->node, "axis");
+    int axis = 0;
+    if (axis_attr && (st = shape_axis(c, axis_attr->i, x->rank, "axis", &axis)))
+        return st;
+    int64_t len = axis_attr ? x->dims[axis] : ir_type_count(x);
+    if (len >= 0 && cond->dims[0] > len)
+        return shape_error(c, "condition has %lld entries for an axis of %lld", (long long)cond->dims[0], (long long)len);
+    int64_t kept = IR_DIM_UNKNOWN;
+    if (shape_value(c, 1)) {
+        kept = 0;
+        for (int64_t i = 0; i < cond->dims[0]; i++)
+            kept += ir_tensor_get_int(cond, i) != 0;
+    }
+    if (!axis_attr) {
+        shape_set(c, 0, x->dtype, 1, &kept);
+        return KILN_OK;
+    }
+    shape_set(c, 0, x->dtype, x->rank, x->dims);
+    c->out[0].dims[axis] = kept;
+    return KILN_OK;
+}
+
+kiln_status shape_non_zero(shape_ctx *c) {
+    const kiln_tensor *x = shape_value(c, 0);
+    int64_t dims[2] = {c->in[0]->rank, IR_DIM_UNKNOWN};
+    if (x) {
+        dims[1] = 0;
+        for (int64_t i = 0; i < kiln_tensor_count(x); i++)
+            dims[1] += ir_tensor_get(x, i) != 0;
+    }
+    shape_set(c, 0, KILN_I64, 2, dims);
+    return KILN_OK;
+}
