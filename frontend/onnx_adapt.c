@@ -216,6 +216,38 @@ static kiln_status adapt_batch_norm_v7(onnx_importer *im, onnx_node *n) {
     return KILN_OK;
 }
 
+/* Upsample (opsets 7-9) and Resize of opset 10: asymmetric coordinates and floor for
+ * nearest; scales an attribute (opset 7, 8) or the second input (9, 10). */
+static kiln_status adapt_upsample(onnx_importer *im, onnx_node *n) {
+    const Onnx__AttributeProto *a = onnx_take_attr(n, "scales");
+    ir_value *scales = n->input_count > 1 ? n->inputs[1] : NULL;
+    if (a) {
+        if (!a->has_type || a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS || a->n_floats > KILN_MAX_RANK)
+            return attr_error(im, n, "scales", "a list of floats");
+        ir_value *v;
+        const char *name = derived_name(im, n, "scales");
+        int64_t dims[1] = {(int64_t)a->n_floats};
+        kiln_status st = name ? ir_graph_new_value(im->g, name, IR_VAL_CONST, n->loc, &v, im->d)
+                              : diag_error(im->d, n->loc, KILN_ERR_OOM, "out of memory");
+        if (!st)
+            st = ir_graph_new_tensor(im->g, KILN_F32, 1, dims, &v->init, im->d);
+        if (st)
+            return st;
+        for (size_t i = 0; i < a->n_floats; i++)
+            ir_tensor_set(v->init, (int64_t)i, a->floats[i]);
+        v->type = *v->init;
+        v->type.data = NULL;
+        scales = v;
+    }
+    n->op = IR_OP_RESIZE;
+    n->inputs[1] = NULL;
+    n->inputs[2] = scales;
+    n->input_count = 3;
+    n->extra[n->extra_count++] = (ir_attr){.name = "coordinate_transformation_mode", .kind = IR_ATTR_STRING, .s = "asymmetric"};
+    n->extra[n->extra_count++] = (ir_attr){.name = "nearest_mode", .kind = IR_ATTR_STRING, .s = "floor"};
+    return KILN_OK;
+}
+
 typedef struct adapter {
     const char *op;
     int64_t min_opset, max_opset; /* the opsets whose form this adapter rewrites */
@@ -228,6 +260,8 @@ static const adapter adapters[] = {
     {"LogSoftmax", 1, 12, adapt_softmax_v1},
     {"Hardmax", 1, 12, adapt_softmax_v1},
     {"EyeLike", 1, 99, adapt_eye_like},
+    {"Upsample", 1, 9, adapt_upsample},
+    {"Resize", 10, 10, adapt_upsample},
     {"Clip", 1, 10, adapt_clip_v6},
     {"Slice", 1, 9, adapt_slice_v1},
     {"Pad", 1, 10, adapt_pad_v2},

@@ -59,6 +59,10 @@ ATTRS(one_hot, A_INT("axis", -1))
 ATTRS(scatter_nd, A_STRING("reduction", "none"))
 ATTRS(scatter_elements, A_INT("axis", 0), A_STRING("reduction", "none"))
 ATTRS(compress, A_INT("axis", 0)) /* absent: the input is flattened first */
+ATTRS(resize, A_INT("antialias", 0), A_INTS("axes"), A_STRING("coordinate_transformation_mode", "half_pixel"),
+      A_FLOAT("cubic_coeff_a", -0.75), A_INT("exclude_outside", 0), A_FLOAT("extrapolation_value", 0.0),
+      A_STRING("keep_aspect_ratio_policy", "stretch"), A_STRING("mode", "nearest"),
+      A_STRING("nearest_mode", "round_prefer_floor"))
 ATTRS(einsum, A_REQUIRED("equation", IR_ATTR_STRING))
 ATTRS(hard_sigmoid, A_FLOAT("alpha", 0.2), A_FLOAT("beta", 0.5))
 ATTRS(gelu, A_STRING("approximate", "none"))

@@ -83,6 +83,13 @@ kiln_status shape_slice_params(const shape_ctx *c, shape_slice_spec *s, bool *kn
 /* Pad amounts per axis: begin[d], end[d] (negative crops). */
 kiln_status shape_pad_amounts(const shape_ctx *c, int64_t *begin, int64_t *end, bool *known);
 
+/* MaxUnpool's output dims without output_shape; its indices address this shape. */
+kiln_status shape_max_unpool_default(const shape_ctx *c, int64_t *dims);
+
+/* Resize: per axis, the scale factor (output / input, or as given) and the output size.
+ * Inputs: X, roi, scales, sizes (exactly one of scales and sizes). */
+kiln_status shape_resize_geometry(const shape_ctx *c, double *scales, int64_t *dims, bool *known);
+
 /* Split: the size of each output along the split axis. */
 kiln_status shape_split_sizes(const shape_ctx *c, int axis, int64_t *sizes, bool *known);
 

@@ -6,6 +6,7 @@
  */
 #include "passes/shape.h"
 
+#include <math.h>
 #include <string.h>
 
 static kiln_status space_depth(shape_ctx *c, bool to_space) {
@@ -203,5 +204,63 @@ kiln_status shape_non_zero(shape_ctx *c) {
             dims[1] += ir_tensor_get(x, i) != 0;
     }
     shape_set(c, 0, KILN_I64, 2, dims);
+    return KILN_OK;
+}
+
+kiln_status shape_resize_geometry(const shape_ctx *c, double *scales, int64_t *dims, bool *known) {
+    const kiln_tensor *x = c->in[0];
+    const kiln_tensor *sc = c->in_count > 2 && c->in[2] && ir_type_count(c->in[2]) != 0 ? c->in[2] : NULL;
+    const kiln_tensor *sz = c->in_count > 3 && c->in[3] ? c->in[3] : NULL;
+    static const char *const modes[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                                        "tf_half_pixel_for_nn", "tf_crop_and_resize"};
+    const char *ct = ir_attr_string(c->node, "coordinate_transformation_mode"), *mode = ir_attr_string(c->node, "mode");
+    bool ok = false;
+    for (int i = 0; i < ARRAY_LEN(modes); i++)
+        ok |= !strcmp(ct, modes[i]);
+    if (!ok)
+        return shape_error(c, "attribute 'coordinate_transformation_mode': unknown value '%s'", ct);
+    if (strcmp(mode, "nearest") && strcmp(mode, "linear") && strcmp(mode, "cubic"))
+        return shape_error(c, "attribute 'mode': unknown value '%s'", mode);
+    if (ir_attr_int(c->node, "antialias") || ir_node_attr(c->node, "axes") ||
+        strcmp(ir_attr_string(c->node, "keep_aspect_ratio_policy"), "stretch"))
+        return diag_error(c->d, c->node->loc, KILN_ERR_UNSUPPORTED, "antialias, axes and keep_aspect_ratio_policy are not supported");
+    if (!sc == !sz)
+        return shape_error(c, "exactly one of scales and sizes must be given");
+    const kiln_tensor *given = sc ? sc : sz;
+    if (given->rank != 1 || (given->dims[0] >= 0 && given->dims[0] != x->rank))
+        return shape_error(c, "%s must be 1-D with %d values", sc ? "scales" : "sizes", x->rank);
+    if (sc && !shape_is_float(sc->dtype))
+        return shape_error(c, "scales must be a float tensor");
+    if (sz && sz->dtype != KILN_I64)
+        return shape_error(c, "sizes must be i64");
+    *known = given->data != NULL;
+    for (int d = 0; d < x->rank; d++) {
+        dims[d] = IR_DIM_UNKNOWN;
+        scales[d] = 0;
+        if (!*known)
+            continue;
+        if (sc) {
+            scales[d] = ir_tensor_get(sc, d);
+            if (!(scales[d] > 0) || scales[d] > 1e6)
+                return shape_error(c, "scales[%d] = %g is not a positive factor", d, scales[d]);
+            dims[d] = x->dims[d] < 0 ? IR_DIM_UNKNOWN : (int64_t)floor((double)x->dims[d] * scales[d]);
+        } else {
+            dims[d] = ir_tensor_get_int(sz, d);
+            if (dims[d] < 0)
+                return shape_error(c, "sizes[%d] = %lld is negative", d, (long long)dims[d]);
+            scales[d] = x->dims[d] > 0 ? (double)dims[d] / (double)x->dims[d] : 1;
+        }
+    }
+    return KILN_OK;
+}
+
+kiln_status shape_resize(shape_ctx *c) {
+    double scales[KILN_MAX_RANK];
+    int64_t dims[KILN_MAX_RANK];
+    bool known;
+    kiln_status st = shape_require(c, 0, shape_is_numeric, "numeric");
+    if (st || (st = shape_resize_geometry(c, scales, dims, &known)))
+        return st;
+    shape_set(c, 0, c->in[0]->dtype, c->in[0]->rank, dims);
     return KILN_OK;
 }

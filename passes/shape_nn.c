@@ -383,6 +383,28 @@ kiln_status shape_mvn(shape_ctx *c) {
     return st;
 }
 
+/* MaxUnpool's natural output dims (without output_shape): (in - 1) * stride + kernel - pads. */
+kiln_status shape_max_unpool_default(const shape_ctx *c, int64_t *dims) {
+    const kiln_tensor *x = c->in[0];
+    int spatial = x->rank - 2;
+    const ir_attr *ks = ir_node_attr(c->node, "kernel_shape"), *pads = ir_node_attr(c->node, "pads"),
+                  *strides = ir_node_attr(c->node, "strides");
+    if (ks->count != spatial || (pads && pads->count && pads->count != 2 * spatial) ||
+        (strides && strides->count && strides->count != spatial))
+        return shape_error(c, "kernel_shape, pads and strides must match the %d spatial axes", spatial);
+    dims[0] = x->dims[0];
+    dims[1] = x->dims[1];
+    for (int i = 0; i < spatial; i++) {
+        int64_t s = strides && strides->count ? strides->ints[i] : 1;
+        int64_t pb = pads && pads->count ? pads->ints[i] : 0, pe = pads && pads->count ? pads->ints[i + spatial] : 0;
+        int64_t in = x->dims[i + 2];
+        dims[i + 2] = in < 0 ? IR_DIM_UNKNOWN : (in - 1) * s + ks->ints[i] - pb - pe;
+        if (in >= 0 && dims[i + 2] < 0)
+            return shape_error(c, "output size is negative (axis %d)", i);
+    }
+    return KILN_OK;
+}
+
 kiln_status shape_max_unpool(shape_ctx *c) {
     const kiln_tensor *x = c->in[0];
     kiln_status st;
@@ -391,8 +413,10 @@ kiln_status shape_max_unpool(shape_ctx *c) {
         return st;
     if (x->rank < 3)
         return shape_error(c, "input must be [N, C, spatial...], got rank %d", x->rank);
-    int64_t dims[KILN_MAX_RANK] = {x->dims[0], x->dims[1]};
-    if (c->in_count > 2 && c->in[2]) {
+    int64_t dims[KILN_MAX_RANK];
+    if ((st = shape_max_unpool_default(c, dims)))
+        return st;
+    if (c->in_count > 2 && c->in[2]) { /* output_shape: at least the natural size */
         int n;
         bool known;
         if ((st = shape_ints(c, 2, dims, KILN_MAX_RANK, &n, &known)))
@@ -401,20 +425,6 @@ kiln_status shape_max_unpool(shape_ctx *c) {
             return shape_error(c, "output_shape has %d values for rank %d", n, x->rank);
         shape_set(c, 0, x->dtype, x->rank, known ? dims : NULL);
         return KILN_OK;
-    }
-    int spatial = x->rank - 2;
-    const ir_attr *ks = ir_node_attr(c->node, "kernel_shape"), *pads = ir_node_attr(c->node, "pads"),
-                  *strides = ir_node_attr(c->node, "strides");
-    if (ks->count != spatial || (pads && pads->count && pads->count != 2 * spatial) ||
-        (strides && strides->count && strides->count != spatial))
-        return shape_error(c, "kernel_shape, pads and strides must match the %d spatial axes", spatial);
-    for (int i = 0; i < spatial; i++) {
-        int64_t s = strides && strides->count ? strides->ints[i] : 1;
-        int64_t pb = pads && pads->count ? pads->ints[i] : 0, pe = pads && pads->count ? pads->ints[i + spatial] : 0;
-        int64_t in = x->dims[i + 2];
-        dims[i + 2] = in < 0 ? IR_DIM_UNKNOWN : (in - 1) * s + ks->ints[i] - pb - pe;
-        if (in >= 0 && dims[i + 2] < 0)
-            return shape_error(c, "output size is negative (axis %d)", i);
     }
     shape_set(c, 0, x->dtype, x->rank, dims);
     return KILN_OK;

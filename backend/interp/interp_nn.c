@@ -484,11 +484,16 @@ kiln_status interp_mvn(interp_ctx *c) {
     return KILN_OK;
 }
 
-/* Scatters each value to the flat output position its index names; the rest is 0. */
+/* Scatters each value to the position its index names. Indices address the natural
+ * output shape; a larger output_shape pads that at the end of each axis. */
 kiln_status interp_max_unpool(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0], *idx = c->s.in[1];
     kiln_tensor *out = c->out[0];
-    int64_t total = kiln_tensor_count(out);
+    kiln_tensor natural = {.rank = x->rank};
+    kiln_status st = shape_max_unpool_default(&c->s, natural.dims);
+    if (st)
+        return st;
+    int64_t total = kiln_tensor_count(&natural), coord[KILN_MAX_RANK];
     if (kiln_tensor_count(idx) != kiln_tensor_count(x))
         return interp_error(c, KILN_ERR_SHAPE, "indices must have the input's shape");
     for (int64_t i = 0; i < kiln_tensor_count(x); i++) {
@@ -496,7 +501,11 @@ kiln_status interp_max_unpool(interp_ctx *c) {
         if (at < 0 || at >= total)
             return interp_error(c, KILN_ERR_INVALID, "index %lld is outside the output of %lld elements",
                                 (long long)at, (long long)total);
-        ir_tensor_set(out, at, ir_tensor_get(x, i));
+        interp_unravel(at, &natural, coord);
+        for (int d = 0; d < out->rank; d++)
+            if (coord[d] >= out->dims[d])
+                return interp_error(c, KILN_ERR_SHAPE, "output_shape is smaller than the unpooled size");
+        ir_tensor_set(out, interp_ravel(coord, out), ir_tensor_get(x, i));
     }
     return KILN_OK;
 }
