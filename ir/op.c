@@ -13,6 +13,7 @@
 #define A_STRING(n, d) {n, IR_ATTR_STRING, false, 0, 0, d}
 #define A_INTS(n) {n, IR_ATTR_INTS, false, 0, 0, NULL}
 #define A_FLOATS(n) {n, IR_ATTR_FLOATS, false, 0, 0, NULL}
+#define A_STRINGS(n) {n, IR_ATTR_STRINGS, false, 0, 0, NULL}
 #define A_TENSOR(n) {n, IR_ATTR_TENSOR, false, 0, 0, NULL}
 #define A_REQUIRED(n, kind) {n, kind, true, 0, 0, NULL}
 #define A_END {NULL, 0, false, 0, 0, NULL}
@@ -63,6 +64,11 @@ ATTRS(resize, A_INT("antialias", 0), A_INTS("axes"), A_STRING("coordinate_transf
       A_FLOAT("cubic_coeff_a", -0.75), A_INT("exclude_outside", 0), A_FLOAT("extrapolation_value", 0.0),
       A_STRING("keep_aspect_ratio_policy", "stretch"), A_STRING("mode", "nearest"),
       A_STRING("nearest_mode", "round_prefer_floor"))
+#define RNN_ATTRS A_FLOATS("activation_alpha"), A_FLOATS("activation_beta"), A_STRINGS("activations"), \
+    A_FLOAT("clip", 0), A_STRING("direction", "forward"), A_INT("hidden_size", 0), A_INT("layout", 0)
+ATTRS(rnn, RNN_ATTRS)
+ATTRS(gru, RNN_ATTRS, A_INT("linear_before_reset", 0))
+ATTRS(lstm, RNN_ATTRS, A_INT("input_forget", 0))
 ATTRS(einsum, A_REQUIRED("equation", IR_ATTR_STRING))
 ATTRS(hard_sigmoid, A_FLOAT("alpha", 0.2), A_FLOAT("beta", 0.5))
 ATTRS(gelu, A_STRING("approximate", "none"))

@@ -90,6 +90,15 @@ kiln_status shape_max_unpool_default(const shape_ctx *c, int64_t *dims);
  * Inputs: X, roi, scales, sizes (exactly one of scales and sizes). */
 kiln_status shape_resize_geometry(const shape_ctx *c, double *scales, int64_t *dims, bool *known);
 
+/* The dimensions of RNN, GRU and LSTM (see passes/shape_rnn.c). */
+typedef struct shape_rnn_spec {
+    int directions; /* 1 or 2 */
+    bool reverse;   /* a single reverse direction */
+    int64_t layout, seq, batch, input, hidden;
+    int gates; /* 1 RNN, 3 GRU, 4 LSTM */
+} shape_rnn_spec;
+kiln_status shape_rnn_dims(const shape_ctx *c, int gates, shape_rnn_spec *r);
+
 /* Split: the size of each output along the split axis. */
 kiln_status shape_split_sizes(const shape_ctx *c, int axis, int64_t *sizes, bool *known);
 
