@@ -178,9 +178,13 @@ static kiln_status import_node(onnx_importer *im, const Onnx__NodeProto *np, int
     if (!np->op_type || !*np->op_type)
         return node_error(im, &n, KILN_ERR_INVALID, "node has no op_type");
     n.loc.op = arena_strdup(im->g->arena, np->op_type); /* the proto is freed after import */
-    if (np->domain && *np->domain && strcmp(np->domain, "ai.onnx"))
+    bool training_domain = np->domain && !strcmp(np->domain, "ai.onnx.preview.training");
+    if (np->domain && *np->domain && strcmp(np->domain, "ai.onnx") && !training_domain)
         return node_error(im, &n, KILN_ERR_UNSUPPORTED, "op '%s' of domain '%s' is not supported", np->op_type, np->domain);
     n.op = ir_op_lookup(np->op_type);
+    if (n.op != IR_OP_COUNT && training_domain != !!(ir_op_table[n.op].flags & OPF_TRAINING_DOMAIN))
+        return node_error(im, &n, KILN_ERR_UNSUPPORTED, "op '%s' of domain '%s' is not supported", np->op_type,
+                          np->domain && *np->domain ? np->domain : "ai.onnx");
     if (np->n_input > IR_VARIADIC || np->n_attribute > ARRAY_LEN(n.attrs) || np->n_output > IR_VARIADIC)
         return node_error(im, &n, KILN_ERR_UNSUPPORTED, "too many inputs, outputs or attributes");
     for (size_t i = 0; i < np->n_input; i++) {

@@ -69,6 +69,11 @@ ATTRS(resize, A_INT("antialias", 0), A_INTS("axes"), A_STRING("coordinate_transf
 ATTRS(rnn, RNN_ATTRS)
 ATTRS(gru, RNN_ATTRS, A_INT("linear_before_reset", 0))
 ATTRS(lstm, RNN_ATTRS, A_INT("input_forget", 0))
+ATTRS(adagrad, A_FLOAT("decay_factor", 0.0), A_FLOAT("epsilon", 1e-6), A_FLOAT("norm_coefficient", 0.0))
+ATTRS(momentum, A_REQUIRED("alpha", IR_ATTR_FLOAT), A_REQUIRED("beta", IR_ATTR_FLOAT),
+      A_REQUIRED("mode", IR_ATTR_STRING), A_REQUIRED("norm_coefficient", IR_ATTR_FLOAT))
+ATTRS(adam, A_FLOAT("alpha", 0.9), A_FLOAT("beta", 0.999), A_FLOAT("epsilon", 1e-6),
+      A_FLOAT("norm_coefficient", 0.0), A_FLOAT("norm_coefficient_post", 0.0))
 ATTRS(einsum, A_REQUIRED("equation", IR_ATTR_STRING))
 ATTRS(hard_sigmoid, A_FLOAT("alpha", 0.2), A_FLOAT("beta", 0.5))
 ATTRS(gelu, A_STRING("approximate", "none"))

@@ -33,6 +33,7 @@ enum {
     OPF_COMMUTATIVE = 1u << 1, /* binary and inputs may be swapped */
     OPF_SHAPE_ONLY = 1u << 2,  /* the output depends only on input shapes, not values */
     OPF_KILN_ONLY = 1u << 3,   /* no ONNX op of this name in the default domain */
+    OPF_TRAINING_DOMAIN = 1u << 4, /* ONNX defines it in ai.onnx.preview.training */
 };
 
 typedef enum ir_attr_kind {

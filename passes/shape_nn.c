@@ -193,14 +193,15 @@ kiln_status shape_batch_norm(shape_ctx *c) {
     kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
     if (st)
         return st;
-    if (ir_attr_int(c->node, "training_mode"))
-        return diag_error(c->d, c->node->loc, KILN_ERR_UNSUPPORTED,
-                          "training_mode=1 is not supported in inference graphs");
     if (x->rank < 2)
         return shape_error(c, "input must be [N, C, ...], got rank %d", x->rank);
     if ((st = per_channel(c, 1, 4, x->dims[1])))
         return st;
+    if (c->out_count > 1 && !ir_attr_int(c->node, "training_mode"))
+        return shape_error(c, "running statistics are outputs only with training_mode = 1");
     shape_set(c, 0, x->dtype, x->rank, x->dims);
+    for (int i = 1; i < c->out_count; i++) /* the updated running mean and variance */
+        shape_set(c, i, x->dtype, 1, &x->dims[1]);
     return KILN_OK;
 }
 
@@ -429,3 +430,37 @@ kiln_status shape_max_unpool(shape_ctx *c) {
     shape_set(c, 0, x->dtype, x->rank, dims);
     return KILN_OK;
 }
+
+/* Adagrad, Momentum, Adam: inputs R (rate), T (step count), then `groups` lists of n
+ * tensors (X, G, state...); outputs X_new then each new state, n tensors each. */
+static kiln_status optimizer(shape_ctx *c, int groups) {
+    int64_t n = (c->in_count - 2) / groups;
+    if ((c->in_count - 2) % groups || n < 1 || c->out_count != n * (groups - 1))
+        return shape_error(c, "expects R, T and %d lists of equal length, and %d lists of outputs", groups, groups - 1);
+    if (ir_type_count(c->in[0]) != 1 || !shape_is_float(c->in[0]->dtype) || ir_type_count(c->in[1]) != 1 ||
+        c->in[1]->dtype != KILN_I64)
+        return shape_error(c, "R must be one float and T one i64");
+    for (int64_t i = 0; i < n; i++) {
+        const kiln_tensor *x = c->in[2 + i];
+        for (int g = 1; g < groups; g++) {
+            const kiln_tensor *t = c->in[2 + g * n + i];
+            bool same = t->rank == x->rank && t->dtype == x->dtype;
+            for (int d = 0; same && d < t->rank; d++)
+                same = t->dims[d] == x->dims[d];
+            if (!same)
+                return shape_error(c, "input %lld must have the shape and dtype of X %lld", (long long)(2 + g * n + i), (long long)i);
+        }
+        for (int g = 0; g < groups - 1; g++)
+            shape_set(c, (int)(g * n + i), x->dtype, x->rank, x->dims);
+    }
+    return KILN_OK;
+}
+
+kiln_status shape_adagrad(shape_ctx *c) { return optimizer(c, 3); }
+kiln_status shape_momentum(shape_ctx *c) {
+    const char *mode = ir_attr_string(c->node, "mode");
+    if (strcmp(mode, "standard") && strcmp(mode, "nesterov"))
+        return shape_error(c, "attribute 'mode': expected \"standard\" or \"nesterov\", got \"%s\"", mode);
+    return optimizer(c, 3);
+}
+kiln_status shape_adam(shape_ctx *c) { return optimizer(c, 4); }

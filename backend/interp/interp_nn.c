@@ -249,16 +249,43 @@ static kiln_status global_pool(interp_ctx *c, bool is_max) {
 kiln_status interp_global_average_pool(interp_ctx *c) { return global_pool(c, false); }
 kiln_status interp_global_max_pool(interp_ctx *c) { return global_pool(c, true); }
 
+/* Inference: normalizes with the running statistics. Training mode: with the batch's
+ * mean and (population) variance over N and the spatial axes, and also outputs the
+ * running statistics moved toward them by (1 - momentum). */
 kiln_status interp_batch_norm(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0], *scale = c->s.in[1], *bias = c->s.in[2];
     const kiln_tensor *mean = c->s.in[3], *var = c->s.in[4];
-    double eps = ir_attr_float(c->s.node, "epsilon");
+    double eps = ir_attr_float(c->s.node, "epsilon"), momentum = ir_attr_float(c->s.node, "momentum");
+    bool training = ir_attr_int(c->s.node, "training_mode");
     int64_t ch = x->dims[1], sp = product(x->rank - 2, x->dims + 2), n = kiln_tensor_count(x);
+    double *stats = calloc((size_t)(2 * ch + 1), sizeof *stats), *bvar = stats + ch;
+    if (!stats)
+        return interp_error(c, KILN_ERR_OOM, "out of memory");
+    for (int64_t k = 0; k < ch; k++) {
+        if (!training) {
+            stats[k] = ir_tensor_get(mean, k), bvar[k] = ir_tensor_get(var, k);
+            continue;
+        }
+        double s = 0, sq = 0;
+        int64_t count = n / ch;
+        for (int64_t i = 0; i < n; i++)
+            if ((i / sp) % ch == k) {
+                s += ir_tensor_get(x, i);
+                sq += ir_tensor_get(x, i) * ir_tensor_get(x, i);
+            }
+        stats[k] = count ? s / (double)count : 0;
+        bvar[k] = count ? sq / (double)count - stats[k] * stats[k] : 0;
+        if (c->s.out_count > 1)
+            ir_tensor_set(c->out[1], k, ir_tensor_get(mean, k) * momentum + stats[k] * (1 - momentum));
+        if (c->s.out_count > 2)
+            ir_tensor_set(c->out[2], k, ir_tensor_get(var, k) * momentum + bvar[k] * (1 - momentum));
+    }
     for (int64_t i = 0; i < n; i++) {
         int64_t k = (i / sp) % ch;
-        double v = (ir_tensor_get(x, i) - ir_tensor_get(mean, k)) / sqrt(ir_tensor_get(var, k) + eps);
+        double v = (ir_tensor_get(x, i) - stats[k]) / sqrt(bvar[k] + eps);
         ir_tensor_set(c->out[0], i, v * ir_tensor_get(scale, k) + ir_tensor_get(bias, k));
     }
+    free(stats);
     return KILN_OK;
 }
 
@@ -509,3 +536,44 @@ kiln_status interp_max_unpool(interp_ctx *c) {
     }
     return KILN_OK;
 }
+
+/* The ONNX optimizer updates, element by element (formulas from the operator specs). */
+static kiln_status optimizer(interp_ctx *c, int groups) {
+    const ir_node *node = c->s.node;
+    int64_t n = (c->s.in_count - 2) / groups, t = ir_tensor_get_int(c->s.in[1], 0);
+    double rate = ir_tensor_get(c->s.in[0], 0);
+    for (int64_t i = 0; i < n; i++) {
+        const kiln_tensor *x = c->s.in[2 + i], *g = c->s.in[2 + n + i], *s1 = c->s.in[2 + 2 * n + i];
+        const kiln_tensor *s2 = groups == 4 ? c->s.in[2 + 3 * n + i] : NULL;
+        for (int64_t e = 0; e < kiln_tensor_count(x); e++) {
+            double xv = ir_tensor_get(x, e), gv = ir_tensor_get(g, e), a = ir_tensor_get(s1, e);
+            double greg = ir_attr_float(node, "norm_coefficient") * xv + gv, x_new, a_new, b_new = 0;
+            if (node->op == IR_OP_ADAGRAD) {
+                double r = rate / (1 + (double)t * ir_attr_float(node, "decay_factor"));
+                a_new = a + greg * greg;
+                x_new = xv - r * greg / (sqrt(a_new) + ir_attr_float(node, "epsilon"));
+            } else if (node->op == IR_OP_MOMENTUM) {
+                double alpha = ir_attr_float(node, "alpha"), beta = t > 0 ? ir_attr_float(node, "beta") : 1;
+                a_new = alpha * a + beta * greg;
+                bool nesterov = !strcmp(ir_attr_string(node, "mode"), "nesterov");
+                x_new = xv - rate * (nesterov ? greg + alpha * a_new : a_new);
+            } else { /* Adam: s1 is V (first moment), s2 is H (second moment) */
+                double alpha = ir_attr_float(node, "alpha"), beta = ir_attr_float(node, "beta");
+                a_new = alpha * a + (1 - alpha) * greg;
+                b_new = beta * ir_tensor_get(s2, e) + (1 - beta) * greg * greg;
+                double r = t > 0 ? rate * sqrt(1 - pow(beta, (double)t)) / (1 - pow(alpha, (double)t)) : rate;
+                x_new = (xv - r * a_new / (sqrt(b_new) + ir_attr_float(node, "epsilon"))) *
+                        (1 - ir_attr_float(node, "norm_coefficient_post"));
+            }
+            ir_tensor_set(c->out[i], e, x_new);
+            ir_tensor_set(c->out[n + i], e, a_new);
+            if (groups == 4)
+                ir_tensor_set(c->out[2 * n + i], e, b_new);
+        }
+    }
+    return KILN_OK;
+}
+
+kiln_status interp_adagrad(interp_ctx *c) { return optimizer(c, 3); }
+kiln_status interp_momentum(interp_ctx *c) { return optimizer(c, 3); }
+kiln_status interp_adam(interp_ctx *c) { return optimizer(c, 4); }
