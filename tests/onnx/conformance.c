@@ -10,6 +10,9 @@
  * reported so it can be taken off the list.
  *
  * usage: conformance SCOPE DATA_DIR EXPECTED_FAILURES [--write-expected FILE] [--only NAME]
+ *                    [--rtol R] [--atol A]
+ * It also checks the PyTorch-exported models in tests/models/torch, which use the same
+ * layout, at rtol 1e-4 and atol 1e-5.
  */
 #include "driver/model.h"
 #include "frontend/onnx.h"
@@ -20,8 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RTOL 1e-3
-#define ATOL 1e-7
+static double rel_tol = 1e-3, abs_tol = 1e-7; /* ONNX's backend-test defaults */
 
 enum { MAX_TESTS = 4096, MAX_IO = 64 };
 
@@ -76,7 +78,7 @@ static bool compare(const kiln_tensor *got, const kiln_tensor *want, int j, char
     for (int64_t i = 0; i < n; i++) {
         double g = ir_tensor_get(got, i), w = ir_tensor_get(want, i);
         bool ok = ir_dtype_is_float(got->dtype)
-                      ? (isnan(g) && isnan(w)) || g == w || fabs(g - w) <= ATOL + RTOL * fabs(w)
+                      ? (isnan(g) && isnan(w)) || g == w || fabs(g - w) <= abs_tol + rel_tol * fabs(w)
                       : ir_tensor_get_int(got, i) == ir_tensor_get_int(want, i);
         if (!ok) {
             snprintf(reason, cap, "mismatch: output %d element %lld: got %.9g, expected %.9g", j,
@@ -167,7 +169,8 @@ static void failure_kind(const char *reason, char *kind, size_t cap) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: conformance SCOPE DATA_DIR EXPECTED_FAILURES [--write-expected FILE] [--only NAME]\n");
+        fprintf(stderr, "usage: conformance SCOPE DATA_DIR EXPECTED_FAILURES [--write-expected FILE] "
+                        "[--only NAME] [--rtol R] [--atol A]\n");
         return 2;
     }
     const char *write_expected = NULL, *only = NULL;
@@ -176,6 +179,10 @@ int main(int argc, char **argv) {
             write_expected = argv[i + 1];
         else if (!strcmp(argv[i], "--only"))
             only = argv[i + 1];
+        else if (!strcmp(argv[i], "--rtol"))
+            rel_tol = strtod(argv[i + 1], NULL);
+        else if (!strcmp(argv[i], "--atol"))
+            abs_tol = strtod(argv[i + 1], NULL);
     }
     char *scope = read_lines(argv[1]), *expected = read_lines(argv[3]);
     if (!scope) {
@@ -232,7 +239,7 @@ int main(int argc, char **argv) {
     }
     printf("\n%d of %d in-scope tests pass (%.1f%%); %d regressions, %d newly passing\n", passed, n,
            n ? 100.0 * passed / n : 0.0, regressions, fixed);
-    printf("onnx: %d passed, %d failed\n", passed, n - passed);
+    printf("(rtol %g, atol %g)\nonnx: %d passed, %d failed\n", rel_tol, abs_tol, passed, n - passed);
     free(results), free(scope), free(expected);
     return regressions ? 1 : 0;
 }
