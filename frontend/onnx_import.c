@@ -124,9 +124,14 @@ static kiln_status convert_attr(onnx_importer *im, const onnx_node *n, ir_node *
         [IR_ATTR_STRINGS] = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS,
         [IR_ATTR_TENSOR] = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR,
     };
-    if (!a->has_type || (int)a->type != onnx_kind[spec->kind])
-        return node_error(im, n, KILN_ERR_INVALID, "attribute '%s': expected %s, got ONNX type %d", a->name,
-                          ir_attr_kind_name(spec->kind), a->has_type ? (int)a->type : 0);
+    static const char *const onnx_kind_names[] = {"undefined", "float", "int", "string", "tensor", "graph",
+                                                  "floats", "ints", "strings", "tensors", "graphs",
+                                                  "sparse tensor", "sparse tensors", "type", "types"};
+    int got = a->has_type ? (int)a->type : 0;
+    if (got != onnx_kind[spec->kind])
+        return node_error(im, n, KILN_ERR_INVALID, "attribute '%s': expected %s, got %s", a->name,
+                          ir_attr_kind_name(spec->kind),
+                          got >= 0 && got < ARRAY_LEN(onnx_kind_names) ? onnx_kind_names[got] : "an unknown type");
     ir_attr *at = ir_node_add_attr(im->g, node, a->name, spec->kind);
     if (!at)
         return node_error(im, n, KILN_ERR_OOM, "out of memory");

@@ -49,7 +49,14 @@ for cmd in "" run dump check; do
     expect 0 'usage: kiln' -- "$kiln" $cmd --help
 done
 
+torch=models/torch/mlp_opset13
+expect 0 'output_0 -> ' -- "$kiln" run $torch/model.onnx --input input_0=$torch/test_data_set_0/input_0.pb --output-dir "$tmp/onnx"
+expect 0 'ok: graph' -- "$kiln" check bad/onnx/ok_relu.onnx
+
 # model errors: exit 1, one line naming the file and the place
+expect 1 'bad/onnx/truncated.onnx: not a valid ONNX model \(corrupt or truncated protobuf\)' -- "$kiln" run bad/onnx/truncated.onnx
+expect 1 "bad/onnx/external_symlink.onnx: initializer 'w': external data 'escape.bin' leads outside the model's folder" -- "$kiln" dump bad/onnx/external_symlink.onnx
+expect 1 'truncated.onnx.pb: not a valid ONNX TensorProto' -- "$kiln" run bad/onnx/ok_relu.onnx --input x=bad/onnx/truncated.onnx.pb
 expect 1 'bad/syntax.kiln:4:15: expected .,., found a value' -- "$kiln" run bad/syntax.kiln --input x=x.npy
 expect 1 'bad/unknown_op.kiln:3:8: unknown op .Relux.' -- "$kiln" run bad/unknown_op.kiln
 expect 1 'bad/arity.kiln:3:8: MatMul expects 2..2 inputs, got 1' --list "$kiln" check bad/arity.kiln

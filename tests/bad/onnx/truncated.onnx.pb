@@ -1,0 +1,4 @@
+
+kiln-tests:9
+
+xyrelu"Relug

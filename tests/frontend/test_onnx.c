@@ -1,0 +1,121 @@
+/*
+ * test_onnx.c — the ONNX importer on small hand-made models (tests/bad/make_bad_onnx.py
+ * wrote them): each broken one is rejected with its exact message naming the file and
+ * the node or field; the well-formed neighbours (external data inside the folder, the
+ * 2-D coercion of Softmax before opset 13, TensorProto inputs) work.
+ */
+#include "../test_util.h"
+
+#include "driver/model.h"
+#include "frontend/onnx.h"
+
+#include <stdlib.h>
+
+#define DIR "bad/onnx/"
+
+typedef struct bad_model {
+    const char *file;
+    const char *message; /* after "FILE: " */
+} bad_model;
+
+static const bad_model bad_models[] = {
+    {"truncated.onnx", "not a valid ONNX model (corrupt or truncated protobuf)"},
+    {"garbage.onnx", "not a valid ONNX model (corrupt or truncated protobuf)"},
+    {"no_graph.onnx", "the model has no graph"},
+    {"attr_wrong_type.onnx", "node 'sm' (Softmax): attribute 'axis': expected int, got float"},
+    {"unknown_op.onnx", "node 'frob' (Frobnicate): op 'Frobnicate' is not supported"},
+    {"unknown_domain.onnx", "node 'relu' (Relu): op 'Relu' of domain 'com.example' is not supported"},
+    {"missing_initializer.onnx", "node 'mm' (MatMul): input 'w' is not defined before this node"},
+    {"cycle.onnx", "node 'first' (Add): input 'b' is not defined before this node"},
+    {"duplicate_output.onnx", "node 'two' (Neg): output 'y' is already defined"},
+    {"negative_dim.onnx", "value 'x': dimension 0 is negative (-3)"},
+    {"overflowing_dims.onnx", "initializer 'w': the shape's element count overflows"},
+    {"raw_data_short.onnx", "initializer 'w': raw_data has 4 bytes, the shape needs 8"},
+    {"float16_input.onnx", "value 'x': dtype FLOAT16 is not supported"},
+    {"cast_to_float16.onnx", "node 'cast' (Cast): attribute 'to': dtype FLOAT16 is not supported"},
+    {"external_dotdot.onnx", "initializer 'w': external data location '../onnx/weights.bin' is outside the model's folder"},
+    {"external_absolute.onnx", "initializer 'w': external data location '/etc/hostname' is outside the model's folder"},
+    {"external_symlink.onnx", "initializer 'w': external data 'escape.bin' leads outside the model's folder"},
+    {"external_past_end.onnx", "initializer 'w': external data 'weights.bin' is shorter than offset 12 + 8 bytes"},
+};
+
+static void test_bad_models(void **state) {
+    (void)state;
+    for (int i = 0; i < ARRAY_LEN(bad_models); i++) {
+        char path[256], want[1024];
+        snprintf(path, sizeof path, DIR "%s", bad_models[i].file);
+        snprintf(want, sizeof want, "%s: %s", path, bad_models[i].message);
+        kiln_diag d = {0};
+        kiln_model *m = NULL;
+        kiln_status st = kiln_model_load(path, NULL, &m, &d);
+        if (st == KILN_OK || strcmp(d.message, want)) {
+            print_error("%s:\n  want \"%s\"\n  got  \"%s\"\n", bad_models[i].file, want, st ? d.message : "success");
+            fail();
+        }
+        assert_null(m);
+    }
+}
+
+/* Runs a one-input, one-output model on `input` and compares with `want`. */
+static void check_run(const char *file, const char *input, const char *want_text) {
+    kiln_diag d = {0};
+    kiln_model *m;
+    if (kiln_model_load(file, NULL, &m, &d)) {
+        print_error("%s\n", d.message);
+        fail();
+    }
+    kiln_tensor *x = test_literal(input), *y = NULL, *want = test_literal(want_text);
+    assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)&x, &y, &d), KILN_OK);
+    assert_true(test_tensor_close(y, want, TEST_ATOL, TEST_RTOL, file));
+    kiln_tensor_free(x), kiln_tensor_free(y), kiln_tensor_free(want);
+    kiln_model_destroy(m);
+}
+
+static void test_external_data_inside_folder(void **state) {
+    (void)state; /* w = [1.5, -2] at offset 8 of weights.bin */
+    check_run(DIR "external_ok.onnx", "f32[2] [1, 1]", "f32[2] [2.5, -1]");
+}
+
+static void test_softmax_before_opset13(void **state) {
+    (void)state; /* axis 1 of [2, 2, 2]: each batch's 4 values form one distribution */
+    check_run(DIR "softmax_opset11.onnx", "f32[2, 2, 2] [1, 2, 3, 4, 5, 6, 7, 8]",
+              "f32[2, 2, 2] [0.032058604, 0.087144319, 0.23688282, 0.64391426, "
+              "0.032058604, 0.087144319, 0.23688282, 0.64391426]");
+}
+
+static void test_index_error_at_run_time(void **state) {
+    (void)state;
+    kiln_diag d = {0};
+    kiln_model *m;
+    assert_int_equal(kiln_model_load(DIR "gather_out_of_range.onnx", NULL, &m, &d), KILN_OK);
+    kiln_tensor *x = test_literal("f32[3] [1, 2, 3]"), *y = NULL;
+    assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)&x, &y, &d), KILN_ERR_INVALID);
+    assert_string_equal(d.message, DIR "gather_out_of_range.onnx: node 'gather' (Gather): index 5 is out of range [-3, 3)");
+    kiln_tensor_free(x);
+    kiln_model_destroy(m);
+}
+
+static void test_tensor_files(void **state) {
+    (void)state;
+    kiln_tensor *t;
+    kiln_diag d = {0};
+    assert_int_equal(onnx_read_tensor_file("models/torch/mlp_opset13/test_data_set_0/input_0.pb", &t, &d), KILN_OK);
+    assert_int_equal(t->dtype, KILN_F32);
+    assert_int_equal(t->rank, 4);
+    assert_int_equal(t->dims[0], 3);
+    kiln_tensor_free(t);
+    d = (kiln_diag){0};
+    assert_int_equal(onnx_read_tensor_file(DIR "truncated.onnx", &t, &d), KILN_ERR_INVALID);
+    assert_string_equal(d.message, DIR "truncated.onnx: not a valid ONNX TensorProto (corrupt or truncated protobuf)");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_models),
+        cmocka_unit_test(test_external_data_inside_folder),
+        cmocka_unit_test(test_softmax_before_opset13),
+        cmocka_unit_test(test_index_error_at_run_time),
+        cmocka_unit_test(test_tensor_files),
+    };
+    return cmocka_run_group_tests_name("onnx", tests, NULL, NULL);
+}
