@@ -117,7 +117,7 @@ kiln_status onnx_tensor_convert(const Onnx__TensorProto *tp, const char *dir, ir
         field = "raw_data", have = tp->raw_data.len / (size_t)onnx_types[type].size;
         if (tp->raw_data.len != (size_t)bytes)
             st = diag_error(d, loc, KILN_ERR_INVALID, "%s: raw_data has %zu bytes, the shape needs %lld", what, tp->raw_data.len, (long long)bytes);
-        else
+        else if (bytes) /* an empty tensor's raw_data has no buffer */
             memcpy(t->data, tp->raw_data.data, (size_t)bytes); /* little-endian, like the host */
     } else if (type == 1) {
         field = "float_data", have = tp->n_float_data;
