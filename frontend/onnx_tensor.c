@@ -17,13 +17,13 @@ static const struct {
 } onnx_types[] = {
     [0] = {"UNDEFINED", KILN_DTYPE_INVALID, 0}, [1] = {"FLOAT", KILN_F32, 4},
     [2] = {"UINT8", KILN_U8, 1},               [3] = {"INT8", KILN_I8, 1},
-    [4] = {"UINT16", KILN_DTYPE_INVALID, 2},   [5] = {"INT16", KILN_DTYPE_INVALID, 2},
+    [4] = {"UINT16", KILN_U16, 2},             [5] = {"INT16", KILN_I16, 2},
     [6] = {"INT32", KILN_I32, 4},              [7] = {"INT64", KILN_I64, 8},
     [8] = {"STRING", KILN_DTYPE_INVALID, 0},   [9] = {"BOOL", KILN_BOOL, 1},
-    [10] = {"FLOAT16", KILN_DTYPE_INVALID, 2}, [11] = {"DOUBLE", KILN_F64, 8},
-    [12] = {"UINT32", KILN_DTYPE_INVALID, 4},  [13] = {"UINT64", KILN_DTYPE_INVALID, 8},
+    [10] = {"FLOAT16", KILN_F16, 2},           [11] = {"DOUBLE", KILN_F64, 8},
+    [12] = {"UINT32", KILN_U32, 4},            [13] = {"UINT64", KILN_U64, 8},
     [14] = {"COMPLEX64", KILN_DTYPE_INVALID, 8}, [15] = {"COMPLEX128", KILN_DTYPE_INVALID, 16},
-    [16] = {"BFLOAT16", KILN_DTYPE_INVALID, 2},
+    [16] = {"BFLOAT16", KILN_BF16, 2},
 };
 
 kiln_dtype onnx_dtype(int32_t t) {
@@ -131,6 +131,14 @@ kiln_status onnx_tensor_convert(const Onnx__TensorProto *tp, const char *dir, ir
         field = "int64_data", have = tp->n_int64_data;
         for (size_t i = 0; i < n && have == n; i++)
             ((int64_t *)t->data)[i] = tp->int64_data[i];
+    } else if (type == 12 || type == 13) {
+        field = "uint64_data", have = tp->n_uint64_data;
+        for (size_t i = 0; i < n && have == n; i++)
+            ir_tensor_set_int(t, (int64_t)i, (int64_t)tp->uint64_data[i]); /* u64: the same bits */
+    } else if (type == 10 || type == 16) { /* the 16 bits of each value, in int32_data */
+        field = "int32_data", have = tp->n_int32_data;
+        for (size_t i = 0; i < n && have == n; i++)
+            ((uint16_t *)t->data)[i] = (uint16_t)tp->int32_data[i];
     } else {
         field = "int32_data", have = tp->n_int32_data;
         for (size_t i = 0; i < n && have == n; i++)

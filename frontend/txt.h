@@ -27,6 +27,7 @@ typedef struct txt_token {
     int line, col;
     bool quoted;   /* VALUE written as %"..." */
     bool is_float; /* NUMBER written with '.', an exponent, nan or inf */
+    bool is_big;   /* an integer past INT64_MAX: ival holds its uint64 bits (u64 data only) */
     int64_t ival;
     double fval;
     char punct;

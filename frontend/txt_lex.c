@@ -90,6 +90,13 @@ static txt_token lex_number(txt_lexer *lx, txt_token t) {
     } else {
         t.ival = strtoll(buf, &endp, 10);
         t.fval = (double)t.ival;
+        if (errno == ERANGE && buf[0] != '-') { /* maybe a u64 past INT64_MAX */
+            errno = 0;
+            unsigned long long u = strtoull(buf, &endp, 10);
+            t.ival = (int64_t)u;
+            t.fval = (double)u;
+            t.is_big = true;
+        }
     }
     if (*endp || errno == ERANGE)
         return error_token(lx, t, errno == ERANGE ? "number out of range" : "malformed number");

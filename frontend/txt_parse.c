@@ -26,7 +26,7 @@ typedef struct parser {
 typedef struct number {
     int64_t i;
     double f;
-    bool is_float;
+    bool is_float, is_big; /* is_big: i holds uint64 bits past INT64_MAX */
 } number;
 
 static kiln_status error_at(parser *p, const txt_token *t, kiln_status st, const char *fmt, ...)
@@ -106,7 +106,7 @@ static kiln_status parse_dims(parser *p, kiln_tensor *type) {
         if (type->rank == KILN_MAX_RANK)
             return error_at(p, &p->tok, KILN_ERR_UNSUPPORTED, "rank above %d", KILN_MAX_RANK);
         int64_t *dim = &type->dims[type->rank++];
-        if (p->tok.kind == TXT_NUMBER && !p->tok.is_float && p->tok.ival >= 0) {
+        if (p->tok.kind == TXT_NUMBER && !p->tok.is_float && !p->tok.is_big && p->tok.ival >= 0) {
             *dim = p->tok.ival;
         } else if (is_punct(p, '?')) {
             *dim = IR_DIM_UNKNOWN;
@@ -177,7 +177,7 @@ static kiln_status parse_numbers(parser *p, number **out, int64_t *count) {
             }
             items = grown;
         }
-        items[n++] = (number){p->tok.ival, p->tok.fval, p->tok.is_float};
+        items[n++] = (number){p->tok.ival, p->tok.fval, p->tok.is_float, p->tok.is_big};
         if ((st = next(p)))
             goto fail;
     }
@@ -212,6 +212,11 @@ static kiln_status parse_literal(parser *p, const kiln_tensor *type, kiln_tensor
         return st;
     }
     for (int64_t i = 0; i < n; i++) {
+        if (items[i].is_big && type->dtype != KILN_U64) {
+            free(items);
+            return error_at(p, &at, KILN_ERR_INVALID, "value %lld is out of range for %s", (long long)i,
+                            kiln_dtype_name(type->dtype));
+        }
         if (items[i].is_float)
             ir_tensor_set(*out, i, items[i].f);
         else
@@ -384,7 +389,7 @@ static kiln_status parse_attr_value(parser *p, ir_attr *a) {
     kiln_status st;
     switch (a->kind) {
     case IR_ATTR_INT:
-        if (at.kind != TXT_NUMBER || at.is_float)
+        if (at.kind != TXT_NUMBER || at.is_float || at.is_big)
             return error_at(p, &at, KILN_ERR_INVALID, "attribute '%s': expected an integer",
                             a->name);
         a->i = at.ival;
@@ -422,7 +427,7 @@ static kiln_status parse_attr_value(parser *p, ir_attr *a) {
         else
             a->floats = ARENA_ARRAY(p->g->arena, double, n);
         for (int64_t i = 0; i < n && (a->ints || a->floats); i++) {
-            if (a->kind == IR_ATTR_INTS && items[i].is_float) {
+            if (a->kind == IR_ATTR_INTS && (items[i].is_float || items[i].is_big)) {
                 free(items);
                 return error_at(p, &at, KILN_ERR_INVALID,
                                 "attribute '%s': expected integers, element %lld is not", a->name,

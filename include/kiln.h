@@ -39,6 +39,12 @@ typedef enum kiln_dtype {
     KILN_I8,
     KILN_U8,
     KILN_BOOL, /* one byte, 0 or 1 */
+    KILN_F16,  /* IEEE binary16 */
+    KILN_BF16, /* bfloat16: the upper half of an f32 */
+    KILN_I16,
+    KILN_U16,
+    KILN_U32,
+    KILN_U64,
     KILN_DTYPE_COUNT
 } kiln_dtype;
 
@@ -77,7 +83,7 @@ void kiln_tensor_free(kiln_tensor *t); /* NULL is a no-op */
 int64_t kiln_tensor_count(const kiln_tensor *t);
 size_t kiln_tensor_bytes(const kiln_tensor *t);
 
-/* .npy: C-order, little-endian f32 f64 i64 i32 i8 u8 bool. Caller frees *out. */
+/* .npy: C-order, little-endian; every kiln dtype but bf16 (numpy has none). Caller frees *out. */
 kiln_status kiln_npy_read(const char *path, kiln_tensor **out, kiln_diag *diag);
 kiln_status kiln_npy_read_mem(const void *bytes, size_t size, const char *what, kiln_tensor **out,
                               kiln_diag *diag);

@@ -332,11 +332,74 @@ kiln_dtype ir_dtype_lookup(const char *name) {
 }
 
 bool ir_dtype_is_float(kiln_dtype dt) {
-    return dt == KILN_F32 || dt == KILN_F64;
+    return dt == KILN_F32 || dt == KILN_F64 || dt == KILN_F16 || dt == KILN_BF16;
 }
 
 bool ir_dtype_is_int(kiln_dtype dt) {
-    return dt == KILN_I64 || dt == KILN_I32 || dt == KILN_I8 || dt == KILN_U8;
+    return dt == KILN_I64 || dt == KILN_I32 || dt == KILN_I8 || dt == KILN_U8 || dt == KILN_I16 ||
+           dt == KILN_U16 || dt == KILN_U32 || dt == KILN_U64;
+}
+
+/* binary16 <-> binary32, rounding to nearest even; subnormals, infinities and NaN kept. */
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f)
+        bits = sign | 0x7f800000 | man << 13;
+    else if (exp != 0)
+        bits = sign | (exp + 112) << 23 | man << 13;
+    else if (man == 0)
+        bits = sign;
+    else { /* subnormal: normalize */
+        int shift = 0;
+        while (!(man & 0x400))
+            man <<= 1, shift++;
+        bits = sign | (uint32_t)(113 - shift) << 23 | (man & 0x3ff) << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static uint16_t float_to_half(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);
+    uint32_t exp = (bits >> 23) & 0xff, man = bits & 0x7fffff;
+    if (exp == 0xff) /* inf, or NaN kept quiet */
+        return sign | 0x7c00 | (man ? 0x200 | (uint16_t)(man >> 13) : 0);
+    int e = (int)exp - 127 + 15;
+    if (e >= 0x1f)
+        return sign | 0x7c00;
+    if (e <= 0) { /* a subnormal half, or zero */
+        if (e < -10)
+            return sign;
+        man |= 0x800000;
+        uint32_t shift = (uint32_t)(14 - e), half = man >> shift, rest = man & ((1u << shift) - 1);
+        uint32_t mid = 1u << (shift - 1);
+        if (rest > mid || (rest == mid && (half & 1)))
+            half++;
+        return sign | (uint16_t)half;
+    }
+    uint32_t half = (uint32_t)e << 10 | man >> 13, rest = man & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (half & 1)))
+        half++; /* may carry into the exponent, and to infinity: both right */
+    return sign | (uint16_t)half;
+}
+
+static float bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static uint16_t float_to_bf16(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    if ((bits & 0x7fffffff) > 0x7f800000)
+        return (uint16_t)(bits >> 16 | 0x40); /* NaN stays NaN */
+    bits += 0x7fff + ((bits >> 16) & 1); /* round to nearest even */
+    return (uint16_t)(bits >> 16);
 }
 
 double ir_tensor_get(const kiln_tensor *t, int64_t i) {
@@ -348,6 +411,12 @@ double ir_tensor_get(const kiln_tensor *t, int64_t i) {
     case KILN_I8: return ((const int8_t *)t->data)[i];
     case KILN_U8: return ((const uint8_t *)t->data)[i];
     case KILN_BOOL: return ((const uint8_t *)t->data)[i] != 0;
+    case KILN_F16: return half_to_float(((const uint16_t *)t->data)[i]);
+    case KILN_BF16: return bf16_to_float(((const uint16_t *)t->data)[i]);
+    case KILN_I16: return ((const int16_t *)t->data)[i];
+    case KILN_U16: return ((const uint16_t *)t->data)[i];
+    case KILN_U32: return ((const uint32_t *)t->data)[i];
+    case KILN_U64: return (double)((const uint64_t *)t->data)[i];
     default: KILN_ASSERT(!"bad dtype"); return 0;
     }
 }
@@ -359,6 +428,10 @@ int64_t ir_tensor_get_int(const kiln_tensor *t, int64_t i) {
     case KILN_I8: return ((const int8_t *)t->data)[i];
     case KILN_U8: return ((const uint8_t *)t->data)[i];
     case KILN_BOOL: return ((const uint8_t *)t->data)[i] != 0;
+    case KILN_I16: return ((const int16_t *)t->data)[i];
+    case KILN_U16: return ((const uint16_t *)t->data)[i];
+    case KILN_U32: return ((const uint32_t *)t->data)[i];
+    case KILN_U64: return (int64_t)((const uint64_t *)t->data)[i]; /* the same bits */
     default: {
         double v = ir_tensor_get(t, i); /* float -> int truncates toward zero, saturating */
         if (isnan(v))
@@ -379,6 +452,11 @@ void ir_tensor_set_int(kiln_tensor *t, int64_t i, int64_t v) {
     case KILN_I8: ((int8_t *)t->data)[i] = (int8_t)(uint8_t)v; break;
     case KILN_U8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
     case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
+    case KILN_I16: ((int16_t *)t->data)[i] = (int16_t)(uint16_t)v; break;
+    case KILN_U16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
+    case KILN_U32: ((uint32_t *)t->data)[i] = (uint32_t)v; break;
+    case KILN_U64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
+    case KILN_F16: case KILN_BF16: ir_tensor_set(t, i, (double)v); break;
     default: KILN_ASSERT(!"bad dtype");
     }
 }
@@ -388,6 +466,14 @@ void ir_tensor_set(kiln_tensor *t, int64_t i, double v) {
     case KILN_F32: ((float *)t->data)[i] = (float)v; break;
     case KILN_F64: ((double *)t->data)[i] = v; break;
     case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
+    case KILN_F16: ((uint16_t *)t->data)[i] = float_to_half((float)v); break;
+    case KILN_BF16: ((uint16_t *)t->data)[i] = float_to_bf16((float)v); break;
+    case KILN_U64:
+        if (v >= 9.2233720368547758e18) { /* past INT64_MAX: convert as unsigned */
+            ((uint64_t *)t->data)[i] = v >= 1.8446744073709552e19 ? UINT64_MAX : (uint64_t)v;
+            break;
+        }
+        /* fall through */
     default: {
         int64_t iv = isnan(v) ? 0 : v >= 9.2233720368547758e18 ? INT64_MAX
                                   : v <= -9.2233720368547758e18 ? INT64_MIN : (int64_t)v;

@@ -95,10 +95,13 @@ static void print_data(FILE *f, const kiln_tensor *t, const ir_print_opts *o) {
         if (i)
             fputs(", ", f);
         if (ir_dtype_is_float(t->dtype)) {
-            ir_format_number(buf, sizeof buf, ir_tensor_get(t, i), t->dtype == KILN_F32);
+            ir_format_number(buf, sizeof buf, ir_tensor_get(t, i), t->dtype != KILN_F64);
             fputs(buf, f);
         } else {
-            fprintf(f, "%lld", (long long)ir_tensor_get_int(t, i));
+            if (t->dtype == KILN_U64)
+                fprintf(f, "%llu", (unsigned long long)(uint64_t)ir_tensor_get_int(t, i));
+            else
+                fprintf(f, "%lld", (long long)ir_tensor_get_int(t, i));
         }
     }
     fputc(']', f);

@@ -92,7 +92,7 @@ kiln_status shape_ints(const shape_ctx *c, int i, int64_t *vals, int cap, int *c
 }
 
 bool shape_is_float(kiln_dtype dt) {
-    return dt == KILN_F32 || dt == KILN_F64;
+    return ir_dtype_is_float(dt);
 }
 bool shape_is_numeric(kiln_dtype dt) {
     return dt != KILN_BOOL && dt != KILN_DTYPE_INVALID;

@@ -19,7 +19,8 @@ static const struct {
     kiln_dtype dtype;
 } npy_types[] = {
     {"f4", KILN_F32}, {"f8", KILN_F64}, {"i8", KILN_I64}, {"i4", KILN_I32},
-    {"i1", KILN_I8},  {"u1", KILN_U8},  {"b1", KILN_BOOL},
+    {"i1", KILN_I8},  {"u1", KILN_U8},  {"b1", KILN_BOOL}, {"f2", KILN_F16},
+    {"i2", KILN_I16}, {"u2", KILN_U16}, {"u4", KILN_U32},  {"u8", KILN_U64}, /* numpy's u8: uint64 */
 };
 
 static const char *npy_descr(kiln_dtype dt) {

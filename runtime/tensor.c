@@ -43,7 +43,9 @@ static const struct {
 } dtype_facts[KILN_DTYPE_COUNT] = {
     [KILN_DTYPE_INVALID] = {"invalid", 0}, [KILN_F32] = {"f32", 4}, [KILN_F64] = {"f64", 8},
     [KILN_I64] = {"i64", 8},   [KILN_I32] = {"i32", 4}, [KILN_I8] = {"i8", 1},
-    [KILN_U8] = {"u8", 1},     [KILN_BOOL] = {"bool", 1},
+    [KILN_U8] = {"u8", 1},     [KILN_BOOL] = {"bool", 1}, [KILN_F16] = {"f16", 2},
+    [KILN_BF16] = {"bf16", 2}, [KILN_I16] = {"i16", 2}, [KILN_U16] = {"u16", 2},
+    [KILN_U32] = {"u32", 4},   [KILN_U64] = {"u64", 8},
 };
 
 const char *kiln_dtype_name(kiln_dtype dt) {

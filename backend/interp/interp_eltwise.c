@@ -66,20 +66,34 @@ static double f_pow(double a, double b, const ir_node *n) { (void)n; return pow(
 static kiln_status i_add(const interp_ctx *c, int64_t a, int64_t b, int64_t *r) { (void)c; *r = (int64_t)((uint64_t)a + (uint64_t)b); return KILN_OK; }
 static kiln_status i_sub(const interp_ctx *c, int64_t a, int64_t b, int64_t *r) { (void)c; *r = (int64_t)((uint64_t)a - (uint64_t)b); return KILN_OK; }
 static kiln_status i_mul(const interp_ctx *c, int64_t a, int64_t b, int64_t *r) { (void)c; *r = (int64_t)((uint64_t)a * (uint64_t)b); return KILN_OK; }
-static kiln_status i_max(const interp_ctx *c, int64_t a, int64_t b, int64_t *r) { (void)c; *r = a > b ? a : b; return KILN_OK; }
-static kiln_status i_min(const interp_ctx *c, int64_t a, int64_t b, int64_t *r) { (void)c; *r = a < b ? a : b; return KILN_OK; }
+/* u64 travels as int64 bits; order, division and remainder must then be unsigned */
+static bool is_u64(const interp_ctx *c) {
+    return c->s.in[0]->dtype == KILN_U64;
+}
+static bool less(const interp_ctx *c, int64_t a, int64_t b) {
+    return is_u64(c) ? (uint64_t)a < (uint64_t)b : a < b;
+}
+static kiln_status i_max(const interp_ctx *c, int64_t a, int64_t b, int64_t *r) { *r = less(c, a, b) ? b : a; return KILN_OK; }
+static kiln_status i_min(const interp_ctx *c, int64_t a, int64_t b, int64_t *r) { *r = less(c, b, a) ? b : a; return KILN_OK; }
 static kiln_status i_prelu(const interp_ctx *c, int64_t x, int64_t s, int64_t *r) { (void)c; *r = x < 0 ? (int64_t)((uint64_t)s * (uint64_t)x) : x; return KILN_OK; }
 
 static kiln_status i_div(const interp_ctx *c, int64_t a, int64_t b, int64_t *r) {
     if (b == 0)
         return interp_error(c, KILN_ERR_INVALID, "integer division by zero");
-    *r = (a == INT64_MIN && b == -1) ? INT64_MIN : a / b; /* truncates, as ONNX Runtime does */
+    if (is_u64(c))
+        *r = (int64_t)((uint64_t)a / (uint64_t)b);
+    else
+        *r = (a == INT64_MIN && b == -1) ? INT64_MIN : a / b; /* truncates, as ONNX Runtime does */
     return KILN_OK;
 }
 
 static kiln_status i_mod(const interp_ctx *c, int64_t a, int64_t b, int64_t *r) {
     if (b == 0)
         return interp_error(c, KILN_ERR_INVALID, "integer modulo by zero");
+    if (is_u64(c)) {
+        *r = (int64_t)((uint64_t)a % (uint64_t)b);
+        return KILN_OK;
+    }
     *r = (b == -1) ? 0 : a % b;
     if (!ir_attr_int(c->s.node, "fmod") && *r != 0 && ((*r < 0) != (b < 0)))
         *r += b;
@@ -133,13 +147,18 @@ typedef bool (*cmp_fn)(double a, double b, int64_t ia, int64_t ib, bool ints);
 static kiln_status map_compare(interp_ctx *c, cmp_fn f) {
     kiln_tensor *out = c->out[0];
     const kiln_tensor *a = c->s.in[0], *b = c->s.in[1];
-    bool ints = !ir_dtype_is_float(a->dtype);
+    bool ints = !ir_dtype_is_float(a->dtype), u64 = a->dtype == KILN_U64;
     int64_t n = kiln_tensor_count(out), coord[KILN_MAX_RANK];
     for (int64_t i = 0; i < n; i++) {
         interp_unravel(i, out, coord);
         int64_t ai = interp_broadcast_index(a, coord, out->rank);
         int64_t bi = interp_broadcast_index(b, coord, out->rank);
-        bool r = ints ? f(0, 0, ir_tensor_get_int(a, ai), ir_tensor_get_int(b, bi), true)
+        int64_t x = ir_tensor_get_int(a, ai), y = ir_tensor_get_int(b, bi);
+        if (u64) { /* order unsigned values by flipping the sign bit */
+            x = (int64_t)((uint64_t)x ^ (1ull << 63));
+            y = (int64_t)((uint64_t)y ^ (1ull << 63));
+        }
+        bool r = ints ? f(0, 0, x, y, true)
                       : f(ir_tensor_get(a, ai), ir_tensor_get(b, bi), 0, 0, false);
         ir_tensor_set_int(out, i, r);
     }
@@ -310,7 +329,8 @@ kiln_status interp_clip(interp_ctx *c) {
 kiln_status interp_cast(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0];
     int64_t n = kiln_tensor_count(x);
-    bool exact_ints = !ir_dtype_is_float(x->dtype); /* int and bool sources: no double detour */
+    /* between integers (and bools) no double detour, so i64 and u64 stay exact */
+    bool exact_ints = !ir_dtype_is_float(x->dtype) && !ir_dtype_is_float(c->out[0]->dtype);
     for (int64_t i = 0; i < n; i++) {
         if (exact_ints)
             ir_tensor_set_int(c->out[0], i, ir_tensor_get_int(x, i));

@@ -50,10 +50,10 @@ short = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2], raw_data=b"
 save("raw_data_short", helper.make_graph(
     [helper.make_node("Add", ["x", "w"], ["y"], name="add")], "g", [vi("x", [2])], [vi("y", [2])], initializer=[short]))
 save("no_graph", relu_graph(), raw=lambda b: onnx.ModelProto(ir_version=8, opset_import=[helper.make_opsetid("", 17)]).SerializeToString())
-save("float16_input", helper.make_graph(
-    [helper.make_node("Relu", ["x"], ["y"], name="relu")], "g", [vi("x", [2], TensorProto.FLOAT16)], [vi("y", [2], TensorProto.FLOAT16)]))
-save("cast_to_float16", helper.make_graph(
-    [helper.make_node("Cast", ["x"], ["y"], name="cast", to=TensorProto.FLOAT16)], "g", [vi("x", [2])], [vi("y", [2], TensorProto.FLOAT16)]))
+save("string_input", helper.make_graph(
+    [helper.make_node("Identity", ["x"], ["y"], name="id")], "g", [vi("x", [2], TensorProto.STRING)], [vi("y", [2], TensorProto.STRING)]))
+save("cast_to_complex", helper.make_graph(
+    [helper.make_node("Cast", ["x"], ["y"], name="cast", to=TensorProto.COMPLEX64)], "g", [vi("x", [2])], [vi("y", [2], TensorProto.COMPLEX64)]))
 save("duplicate_output", helper.make_graph(
     [helper.make_node("Relu", ["x"], ["y"], name="one"), helper.make_node("Neg", ["x"], ["y"], name="two")],
     "g", [vi("x", [2])], [vi("y", [2])]))

@@ -33,7 +33,8 @@ static void test_round_trip_every_dtype(void **state) {
     const char *lits[] = {
         "f32[2, 3] [1.5, -2, 3.25, 0, nan, -inf]", "f64[2] [0.1, -1e300]", "i64[3] [-9223372036854775807, 0, 42]",
         "i32[2, 1, 2] [1, -2, 3, -4]", "i8[3] [-128, 0, 127]", "u8[3] [0, 128, 255]", "bool[4] [1, 0, 0, 1]",
-        "f32[] [3.5]", "f32[0, 4] []", "i64[1] [7]",
+        "f32[] [3.5]", "f32[0, 4] []", "i64[1] [7]", "f16[3] [1.5, -65504, 5.9604645e-08]",
+        "i16[2] [-32768, 32767]", "u16[2] [0, 65535]", "u32[2] [0, 4294967295]", "u64[2] [0, 18446744073709551615]",
     };
     for (int i = 0; i < ARRAY_LEN(lits); i++) {
         kiln_tensor *t = test_literal(lits[i]), *back = NULL;
@@ -44,6 +45,16 @@ static void test_round_trip_every_dtype(void **state) {
         kiln_tensor_free(t);
         kiln_tensor_free(back);
     }
+}
+
+/* numpy has no bfloat16: writing one is refused with a message */
+static void test_bf16_not_written(void **state) {
+    (void)state;
+    kiln_tensor *t = test_literal("bf16[1] [1]");
+    kiln_diag d = {0};
+    assert_int_equal(kiln_npy_write(tmp_path("bf.npy"), t, &d), KILN_ERR_INVALID);
+    assert_non_null(strstr(d.message, "bf.npy: cannot write dtype bf16"));
+    kiln_tensor_free(t);
 }
 
 static void test_npz_round_trip(void **state) {
@@ -198,7 +209,8 @@ static void test_tensor_caps(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip_every_dtype), cmocka_unit_test(test_npz_round_trip),
+        cmocka_unit_test(test_round_trip_every_dtype), cmocka_unit_test(test_bf16_not_written),
+        cmocka_unit_test(test_npz_round_trip),
         cmocka_unit_test(test_files_from_numpy),       cmocka_unit_test(test_bad_npy),
         cmocka_unit_test(test_bad_npz),                cmocka_unit_test(test_tensor_caps),
     };
