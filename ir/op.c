@@ -48,6 +48,7 @@ ATTRS(softmax_cross_entropy, A_STRING("reduction", "mean"), A_INT("ignore_index"
 ATTRS(hardmax, A_INT("axis", -1))
 ATTRS(lrn, A_FLOAT("alpha", 0.0001), A_FLOAT("beta", 0.75), A_FLOAT("bias", 1.0),
       A_REQUIRED("size", IR_ATTR_INT))
+ATTRS(lp_norm, A_INT("axis", -1), A_INT("p", 2))
 ATTRS(mvn, A_INTS("axes")) /* default [0, 2, 3], in the rule */
 ATTRS(max_unpool, A_REQUIRED("kernel_shape", IR_ATTR_INTS), A_INTS("pads"), A_INTS("strides"))
 ATTRS(depth_to_space, A_REQUIRED("blocksize", IR_ATTR_INT), A_STRING("mode", "DCR"))

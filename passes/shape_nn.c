@@ -358,6 +358,13 @@ kiln_status shape_softmax_cross_entropy(shape_ctx *c) { return class_loss(c); }
 
 kiln_status shape_hardmax(shape_ctx *c) { return softmax_like(c); }
 
+kiln_status shape_lp_norm(shape_ctx *c) {
+    int64_t p = ir_attr_int(c->node, "p");
+    if (p != 1 && p != 2)
+        return shape_error(c, "attribute 'p' must be 1 or 2, got %lld", (long long)p);
+    return softmax_like(c);
+}
+
 kiln_status shape_lrn(shape_ctx *c) {
     kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
     if (st)

@@ -454,6 +454,29 @@ kiln_status interp_hardmax(interp_ctx *c) {
     return KILN_OK;
 }
 
+/* x / ||x||_p along the axis (p = 1 or 2). */
+kiln_status interp_lp_norm(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0];
+    int axis;
+    shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), x->rank, "axis", &axis);
+    bool l1 = ir_attr_int(c->s.node, "p") == 1;
+    int64_t outer, len, inner;
+    interp_around_axis(x, axis, &outer, &len, &inner);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t base = o * len * inner + in;
+            double norm = 0;
+            for (int64_t i = 0; i < len; i++) {
+                double v = ir_tensor_get(x, base + i * inner);
+                norm += l1 ? fabs(v) : v * v;
+            }
+            norm = l1 ? norm : sqrt(norm);
+            for (int64_t i = 0; i < len; i++)
+                ir_tensor_set(c->out[0], base + i * inner, ir_tensor_get(x, base + i * inner) / norm);
+        }
+    return KILN_OK;
+}
+
 /* Local response normalization across channels. */
 kiln_status interp_lrn(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0];

@@ -98,15 +98,16 @@ def main():
         ("transformer_encoder", encoder, [torch.randn(2, 7, 32)], None),
         ("lstm", LSTM(), [torch.randn(2, 5, 8)], None),
     ]
-    for opset in (13, 17):
-        for name, model, inputs, dynamic in models:
-            print(export(name, model, inputs, opset, out_root, dynamic))
     if len(sys.argv) > 2 and sys.argv[1] == "--resnet18":
         import torchvision
         resnet = torchvision.models.resnet18(weights=None)
         randomize_bn(resnet)
         for opset in (13, 17):
             print(export("resnet18", resnet, [torch.randn(1, 3, 224, 224)], opset, sys.argv[2]))
+        return
+    for opset in (13, 17):
+        for name, model, inputs, dynamic in models:
+            print(export(name, model, inputs, opset, out_root, dynamic))
 
 
 main()

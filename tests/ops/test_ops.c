@@ -168,6 +168,8 @@ static const op_case cases[] = {
     {"softmax_axis0", "%y = Softmax(%x) {axis = 0}", {"x: f32[2, 2] [1, 2, 3, 4]"}, {"y: f32[2, 2] [0.11920292, 0.11920292, 0.88079708, 0.88079708]"}},
     {"softmax_bad_axis", "%y = Softmax(%x) {axis = 2}", {"x: f32[2, 2] [1, 2, 3, 4]"}, {0}, "axis 2 is out of range for rank 2"},
     {"hardmax", "%y = Hardmax(%x)", {"x: f32[2, 3] [1, 3, 2, 5, 5, 1]"}, {"y: f32[2, 3] [0, 1, 0, 1, 0, 0]"}},
+    {"lp_norm", "%y = LpNormalization(%x)", {"x: f32[2, 2] [3, 4, 0, -2]"}, {"y: f32[2, 2] [0.6, 0.8, 0, -1]"}},
+    {"lp_norm_l1_axis0", "%y = LpNormalization(%x) {axis = 0, p = 1}", {"x: f32[2, 2] [1, 3, -3, 1]"}, {"y: f32[2, 2] [0.25, 0.75, -0.75, 0.25]"}},
     {"lrn", "%y = LRN(%x) {size = 2, alpha = 1.0, beta = 1.0}", {"x: f32[1, 2, 1, 1] [1, 2]"}, {"y: f32[1, 2, 1, 1] [0.28571429, 0.66666667]"}},
     {"mvn", "%y = MeanVarianceNormalization(%x) {axes = [1]}", {"x: f32[1, 2] [1, 3]"}, {"y: f32[1, 2] [-1, 1]"}},
     {"max_unpool", "%y = MaxUnpool(%x, %i) {kernel_shape = [2, 2], strides = [2, 2]}", {"x: f32[1, 1, 1, 2] [5, 6]", "i: i64[1, 1, 1, 2] [1, 6]"}, {"y: f32[1, 1, 2, 4] [0, 5, 0, 0, 0, 0, 6, 0]"}},
