@@ -8,6 +8,7 @@
  * the op's schema; graph outputs; value_info types as declarations that shape inference
  * checks. ONNX requires nodes in topological order; an input defined later is an error.
  */
+#include "frontend/model_path.h"
 #include "frontend/onnx_internal.h"
 
 #include <stdlib.h>
@@ -284,10 +285,7 @@ kiln_status onnx_import_buffer(const void *data, size_t size, const char *path, 
     if (!m)
         return diag_error(d, loc, KILN_ERR_INVALID, "not a valid ONNX model (corrupt or truncated protobuf)");
     char dir[4096];
-    const char *slash = strrchr(path, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-    if (slash == path)
-        snprintf(dir, sizeof dir, "/");
+    model_path_dir(path, dir, sizeof dir);
     onnx_importer im = {.file = path, .dir = dir, .opset = 1, .d = d}; /* none imported: opset 1 */
     kiln_status st = KILN_OK;
     for (size_t i = 0; i < m->n_opset_import; i++) {

@@ -3,6 +3,7 @@
  * int64_data, double_data), raw_data (little-endian), and external data read from a file
  * inside the model's folder, with every length checked against the shape first.
  */
+#include "frontend/model_path.h"
 #include "frontend/onnx_internal.h"
 
 #include <errno.h>
@@ -54,32 +55,32 @@ static kiln_status read_external(const Onnx__TensorProto *tp, const char *dir, c
     kiln_loc loc = {.file = file};
     if (!location || !*location)
         return diag_error(d, loc, KILN_ERR_INVALID, "%s: external data without a location", what);
-    if (location[0] == '/' || !strcmp(location, "..") || !strncmp(location, "../", 3) ||
-        strstr(location, "/../") || (strlen(location) >= 3 && !strcmp(location + strlen(location) - 3, "/..")))
-        return diag_error(d, loc, KILN_ERR_INVALID, "%s: external data location '%s' is outside the model's folder", what, location);
     if (length >= 0 && (unsigned long long)length != want)
         return diag_error(d, loc, KILN_ERR_INVALID, "%s: external length %lld does not match the shape's %zu bytes", what, length, want);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, location);
-    char *real_dir = realpath(dir, NULL), *real = realpath(path, NULL);
+    char *real;
+    switch (model_path_resolve(dir, location, &real)) {
+    case MODEL_PATH_OK: break;
+    case MODEL_PATH_OUTSIDE:
+        return diag_error(d, loc, KILN_ERR_INVALID, "%s: external data location '%s' is outside the model's folder", what, location);
+    case MODEL_PATH_ESCAPES:
+        return diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' leads outside the model's folder", what, location);
+    case MODEL_PATH_NOT_FILE:
+        return diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' is not a regular file", what, location);
+    case MODEL_PATH_MISSING:
+        return diag_error(d, loc, KILN_ERR_IO, "%s: cannot open external data '%s'", what, location);
+    }
     kiln_status st = KILN_OK;
     struct stat sb;
     FILE *f = NULL;
-    if (!real || !real_dir) {
-        st = diag_error(d, loc, KILN_ERR_IO, "%s: cannot open external data '%s'", what, location);
-    } else if (strncmp(real, real_dir, strlen(real_dir)) || real[strlen(real_dir)] != '/') {
-        st = diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' leads outside the model's folder", what, location);
-    } else if (stat(real, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' is not a regular file", what, location);
-    } else if ((unsigned long long)offset > (unsigned long long)sb.st_size ||
-               want > (unsigned long long)sb.st_size - (unsigned long long)offset) {
+    if (stat(real, &sb) != 0 || (unsigned long long)offset > (unsigned long long)sb.st_size ||
+        want > (unsigned long long)sb.st_size - (unsigned long long)offset) {
         st = diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' is shorter than offset %lld + %zu bytes", what, location, offset, want);
     } else if (!(f = fopen(real, "rb")) || fseeko(f, offset, SEEK_SET) != 0 || fread(dst, 1, want, f) != want) {
         st = diag_error(d, loc, KILN_ERR_IO, "%s: cannot read external data '%s'", what, location);
     }
     if (f)
         fclose(f);
-    free(real), free(real_dir);
+    free(real);
     return st;
 }
 
@@ -167,9 +168,8 @@ kiln_status onnx_read_tensor_file(const char *path, kiln_tensor **out, kiln_diag
     free(buf);
     if (!tp)
         return diag_error(d, (kiln_loc){.file = path}, KILN_ERR_INVALID, "not a valid ONNX TensorProto (corrupt or truncated protobuf)");
-    char *slash = strrchr(path, '/');
     char dir[4096];
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    model_path_dir(path, dir, sizeof dir);
     char what[256];
     snprintf(what, sizeof what, "tensor '%s'", tp->name ? tp->name : "");
     st = onnx_tensor_convert(tp, dir, NULL, path, what, out, d);

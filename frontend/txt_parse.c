@@ -7,6 +7,7 @@
  * must already be defined before use here, which rules out cycles as they are written.
  */
 #include "frontend/txt.h"
+#include "frontend/model_path.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -228,27 +229,21 @@ static kiln_status parse_literal(parser *p, const kiln_tensor *type, kiln_tensor
 
 /* Resolves an initializer file inside the model's folder, refusing escapes. */
 static kiln_status resolve_file(parser *p, const txt_token *at, const char *rel, char **out) {
-    if (rel[0] == '/' || !strcmp(rel, "..") || !strncmp(rel, "../", 3) || strstr(rel, "/../") ||
-        (strlen(rel) >= 3 && !strcmp(rel + strlen(rel) - 3, "/..")))
-        return error_at(p, at, KILN_ERR_INVALID,
-                        "file '%s' is outside the model's folder", rel);
-    size_t len = strlen(p->dir) + strlen(rel) + 2;
-    char *path = arena_alloc(p->g->arena, len, 1);
-    if (!path)
-        return error_at(p, at, KILN_ERR_OOM, "out of memory");
-    snprintf(path, len, "%s/%s", p->dir, rel);
-    char *real_dir = realpath(p->dir, NULL), *real_file = realpath(path, NULL);
-    kiln_status st = KILN_OK;
-    if (!real_file) {
-        st = error_at(p, at, KILN_ERR_IO, "cannot open '%s'", path);
-    } else if (!real_dir || strncmp(real_file, real_dir, strlen(real_dir)) ||
-               real_file[strlen(real_dir)] != '/') {
-        st = error_at(p, at, KILN_ERR_INVALID, "file '%s' leads outside the model's folder", rel);
+    char *real;
+    switch (model_path_resolve(p->dir, rel, &real)) {
+    case MODEL_PATH_OK: break;
+    case MODEL_PATH_OUTSIDE:
+        return error_at(p, at, KILN_ERR_INVALID, "file '%s' is outside the model's folder", rel);
+    case MODEL_PATH_ESCAPES:
+        return error_at(p, at, KILN_ERR_INVALID, "file '%s' leads outside the model's folder", rel);
+    case MODEL_PATH_NOT_FILE:
+        return error_at(p, at, KILN_ERR_INVALID, "'%s' is not a regular file", rel);
+    case MODEL_PATH_MISSING:
+        return error_at(p, at, KILN_ERR_IO, "cannot open '%s/%s'", p->dir, rel);
     }
-    free(real_dir);
-    free(real_file);
-    *out = path;
-    return st;
+    *out = arena_strdup(p->g->arena, real);
+    free(real);
+    return *out ? KILN_OK : error_at(p, at, KILN_ERR_OOM, "out of memory");
 }
 
 /* source := npy '(' STRING ')' | npz '(' STRING ',' STRING ')' */
@@ -611,20 +606,11 @@ kiln_status txt_parse(const char *text, size_t len, const char *filename, ir_gra
                       kiln_diag *d) {
     parser p = {.file = filename ? filename : "<text>", .d = d};
     *out = NULL;
-    char *dir = NULL;
-    if (filename && strrchr(filename, '/')) {
-        dir = strndup(filename, (size_t)(strrchr(filename, '/') - filename));
-        if (!dir)
-            return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
-        if (!*dir) { /* a model in "/" */
-            free(dir);
-            dir = strdup("/");
-        }
-    }
-    p.dir = dir ? dir : ".";
+    char dir[4096];
+    model_path_dir(filename ? filename : "", dir, sizeof dir);
+    p.dir = dir;
     txt_lex_init(&p.lx, text, len);
     kiln_status st = parse_graph(&p, filename);
-    free(dir);
     if (st) {
         ir_graph_destroy(p.g);
         return st;
