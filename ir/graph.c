@@ -272,7 +272,8 @@ kiln_status ir_graph_new_tensor(ir_graph *g, kiln_dtype dt, int rank, const int6
                           (long long)bytes);
     t->dtype = dt;
     t->rank = rank;
-    memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
+    if (rank) /* a scalar may come with no dims array */
+        memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
     t->data = data;
     *out = t;
     return KILN_OK;
