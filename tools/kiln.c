@@ -10,6 +10,7 @@
  */
 #include "driver/model.h"
 #include "ir/print.h"
+#include "passes/lower.h"
 #include "ir/verify.h"
 #include "frontend/onnx.h"
 #include "frontend/txt.h"
@@ -49,13 +50,14 @@ static const char *const usage_run =
     "  -h, --help          show this help\n";
 
 static const char *const usage_dump =
-    "usage: kiln dump MODEL [--after PASS] [--elide N]\n"
+    "usage: kiln dump MODEL [--after PASS] [--elide N] [--loops]\n"
     "\n"
     "Prints MODEL (.kiln or .onnx) in the .kiln text format.\n"
     "\n"
     "  --after PASS   run the pass pipeline up to PASS first: shape, fold, dce, or all\n"
     "  --elide N      print inline data longer than N elements as <N values> (the output\n"
     "                 then does not parse back)\n"
+    "  --loops        print the loop IR the graph lowers to (after all graph passes)\n"
     "  -h, --help     show this help\n";
 
 static const char *const usage_check =
@@ -227,6 +229,7 @@ done:
 
 static int cmd_dump(int argc, char **argv) {
     const char *model_path = NULL, *after = NULL;
+    bool loops = false;
     ir_print_opts opts = {0};
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
@@ -238,6 +241,8 @@ static int cmd_dump(int argc, char **argv) {
             after = argv[++i];
             if (strcmp(after, "all") && !pass_lookup(after))
                 return usage_error(usage_dump, "unknown pass '%s' (shape, fold, dce, all)", after);
+        } else if (!strcmp(argv[i], "--loops")) {
+            loops = true;
         } else if (!strcmp(argv[i], "--elide")) {
             char *end;
             if (i + 1 >= argc || (opts.elide_over = strtoll(argv[++i], &end, 10)) < 1 || *end)
@@ -256,11 +261,21 @@ static int cmd_dump(int argc, char **argv) {
     ir_graph *g;
     if (driver_load_graph(model_path, &g, &d))
         return model_error(&d);
-    if (after && driver_optimize(g, strcmp(after, "all") ? after : NULL, &d)) {
+    if ((after || loops) && driver_optimize(g, after && strcmp(after, "all") ? after : NULL, &d)) {
         ir_graph_destroy(g);
         return model_error(&d);
     }
-    ir_print(g, stdout, &opts);
+    if (loops) {
+        lir_module *m;
+        if (lower_graph(g, &m, &d)) {
+            ir_graph_destroy(g);
+            return model_error(&d);
+        }
+        lir_print(m, stdout);
+        lir_module_destroy(m);
+    } else {
+        ir_print(g, stdout, &opts);
+    }
     ir_graph_destroy(g);
     return 0;
 }

@@ -1,0 +1,368 @@
+/*
+ * loop.c — building and printing the loop IR (see loop.h).
+ */
+#include "ir/loop.h"
+
+#include "ir/print.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+kiln_status lir_module_create(const ir_graph *g, lir_module **out, kiln_diag *d) {
+    lir_module *m = calloc(1, sizeof *m);
+    *out = NULL;
+    if (!m || !(m->arena = arena_create(0)) ||
+        !(m->storage = ARENA_ARRAY(m->arena, lir_storage, g->value_ids + 1))) {
+        lir_module_destroy(m);
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    m->graph = g;
+    *out = m;
+    return KILN_OK;
+}
+
+void lir_module_destroy(lir_module *m) {
+    if (!m)
+        return;
+    arena_destroy(m->arena);
+    free(m);
+}
+
+/* Grows an arena-backed array of `elem`-sized items to hold one more. */
+static void *grow(arena *a, void *items, int count, int *cap, size_t elem) {
+    if (count < *cap)
+        return items;
+    int ncap = *cap ? *cap * 2 : 8;
+    void *n = arena_array(a, elem, ncap, 16);
+    if (n && count)
+        memcpy(n, items, elem * (size_t)count);
+    if (n)
+        *cap = ncap;
+    return n;
+}
+
+lir_kernel *lir_kernel_add(lir_module *m, const char *name, const ir_node *origin) {
+    lir_kernel *k = ARENA_NEW(m->arena, lir_kernel);
+    lir_kernel **ks = grow(m->arena, m->kernels, m->kernel_count, &m->kernel_cap, sizeof *ks);
+    if (!k || !ks || !(k->name = arena_strdup(m->arena, name)) || !(k->body = lir_seq(m)))
+        return NULL;
+    k->origin = origin;
+    m->kernels = ks;
+    m->kernels[m->kernel_count++] = k;
+    return k;
+}
+
+lir_buffer *lir_param(lir_module *m, lir_kernel *k, const ir_value *v) {
+    for (int i = 0; i < k->param_count; i++)
+        if (k->params[i]->value == v)
+            return k->params[i];
+    lir_buffer *b = ARENA_NEW(m->arena, lir_buffer);
+    lir_buffer **ps = grow(m->arena, k->params, k->param_count, &k->param_cap, sizeof *ps);
+    if (!b || !ps)
+        return NULL;
+    b->name = v->name;
+    b->dtype = v->type.dtype;
+    b->count = ir_type_count(&v->type);
+    b->kind = LIR_BUF_VALUE;
+    b->value = v;
+    k->params = ps;
+    k->params[k->param_count++] = b;
+    return b;
+}
+
+int lir_var_new(lir_module *m, lir_kernel *k, const char *name, kiln_dtype type) {
+    lir_var *vs = grow(m->arena, k->vars, k->var_count, &k->var_cap, sizeof *vs);
+    if (!vs)
+        return -1;
+    k->vars = vs;
+    k->vars[k->var_count] = (lir_var){arena_strdup(m->arena, name), type};
+    return k->var_count++;
+}
+
+static lir_expr *expr(lir_module *m, lir_expr_kind kind, kiln_dtype type, int lanes) {
+    lir_expr *e = ARENA_NEW(m->arena, lir_expr);
+    if (e) {
+        e->kind = kind;
+        e->type = type;
+        e->lanes = lanes;
+    }
+    return e;
+}
+
+lir_expr *lir_int(lir_module *m, int64_t v) {
+    lir_expr *e = expr(m, LIR_CONST, KILN_I64, 1);
+    if (e)
+        e->i = v, e->f = (double)v;
+    return e;
+}
+
+lir_expr *lir_const(lir_module *m, kiln_dtype t, double v) {
+    lir_expr *e = expr(m, LIR_CONST, t, 1);
+    if (e)
+        e->f = v, e->i = ir_dtype_is_float(t) ? 0 : (int64_t)v;
+    return e;
+}
+
+lir_expr *lir_var_ref(lir_module *m, const lir_kernel *k, int var) {
+    lir_expr *e = var >= 0 ? expr(m, LIR_VAR, k->vars[var].type, 1) : NULL;
+    if (e)
+        e->var = var;
+    return e;
+}
+
+lir_expr *lir_load(lir_module *m, lir_buffer *b, lir_expr *index) {
+    lir_expr *e = b && index ? expr(m, LIR_LOAD, b->dtype, 1) : NULL;
+    if (e)
+        e->buf = b, e->a = index;
+    return e;
+}
+
+lir_expr *lir_unary(lir_module *m, lir_op op, lir_expr *a) {
+    lir_expr *e = a ? expr(m, LIR_UNARY, a->type, a->lanes) : NULL;
+    if (e)
+        e->op = op, e->a = a;
+    return e;
+}
+
+lir_expr *lir_binary(lir_module *m, lir_op op, lir_expr *a, lir_expr *b) {
+    if (!a || !b)
+        return NULL;
+    bool compare = op >= LIR_EQ && op <= LIR_GE;
+    lir_expr *e = expr(m, LIR_BINARY, compare ? KILN_BOOL : a->type, a->lanes > b->lanes ? a->lanes : b->lanes);
+    if (e)
+        e->op = op, e->a = a, e->b = b;
+    return e;
+}
+
+lir_expr *lir_select(lir_module *m, lir_expr *cond, lir_expr *a, lir_expr *b) {
+    lir_expr *e = cond && a && b ? expr(m, LIR_SELECT, a->type, a->lanes) : NULL;
+    if (e)
+        e->a = cond, e->b = a, e->c = b;
+    return e;
+}
+
+lir_expr *lir_cast(lir_module *m, kiln_dtype t, lir_expr *a) {
+    if (a && a->type == t)
+        return a;
+    lir_expr *e = a ? expr(m, LIR_CAST, t, a->lanes) : NULL;
+    if (e)
+        e->a = a;
+    return e;
+}
+
+lir_expr *lir_call(lir_module *m, lir_intrinsic fn, lir_expr *a, lir_expr *b) {
+    lir_expr *e = a ? expr(m, LIR_CALL, a->type, a->lanes) : NULL;
+    if (e)
+        e->op = fn, e->a = a, e->b = b;
+    return e;
+}
+
+static lir_stmt *stmt(lir_module *m, lir_stmt_kind kind) {
+    lir_stmt *s = ARENA_NEW(m->arena, lir_stmt);
+    if (s)
+        s->kind = kind;
+    return s;
+}
+
+lir_stmt *lir_seq(lir_module *m) {
+    return stmt(m, LIR_SEQ);
+}
+
+bool lir_seq_push(lir_module *m, lir_stmt *seq, lir_stmt *item) {
+    if (!seq || !item)
+        return false;
+    lir_stmt **items = grow(m->arena, seq->items, seq->count, &seq->cap, sizeof *items);
+    if (!items)
+        return false;
+    seq->items = items;
+    seq->items[seq->count++] = item;
+    return true;
+}
+
+lir_stmt *lir_for(lir_module *m, int var, lir_expr *begin, lir_expr *end, lir_stmt *body) {
+    lir_stmt *s = var >= 0 && begin && end && body ? stmt(m, LIR_FOR) : NULL;
+    if (s)
+        s->var = var, s->begin = begin, s->end = end, s->body = body, s->step = 1, s->loop = LIR_SERIAL;
+    return s;
+}
+
+lir_stmt *lir_store(lir_module *m, lir_buffer *b, lir_expr *index, lir_expr *value) {
+    lir_stmt *s = b && index && value ? stmt(m, LIR_STORE) : NULL;
+    if (s)
+        s->buf = b, s->index = index, s->value = value;
+    return s;
+}
+
+lir_stmt *lir_let(lir_module *m, int var, lir_expr *value) {
+    lir_stmt *s = var >= 0 && value ? stmt(m, LIR_LET) : NULL;
+    if (s)
+        s->var = var, s->value = value;
+    return s;
+}
+
+lir_stmt *lir_assign(lir_module *m, int var, lir_expr *value) {
+    lir_stmt *s = var >= 0 && value ? stmt(m, LIR_ASSIGN) : NULL;
+    if (s)
+        s->var = var, s->value = value;
+    return s;
+}
+
+lir_stmt *lir_if(lir_module *m, lir_expr *cond, lir_stmt *then, lir_stmt *other) {
+    lir_stmt *s = cond && then ? stmt(m, LIR_IF) : NULL;
+    if (s)
+        s->cond = cond, s->body = then, s->other = other;
+    return s;
+}
+
+const char *lir_op_name(lir_op op) {
+    static const char *const names[LIR_OP_COUNT] = {
+        "+", "-", "*", "/", "%", "min", "max", "and", "or", "xor",
+        "==", "!=", "<", "<=", ">", ">=", "neg", "not", "abs",
+    };
+    return names[op];
+}
+
+const char *lir_intrinsic_name(lir_intrinsic fn) {
+    static const char *const names[LIR_INTRINSIC_COUNT] = {
+        "exp", "log", "sqrt", "tanh", "erf", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
+        "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "round_even", "log1p", "pow", "fmod",
+    };
+    return names[fn];
+}
+
+/* ---- printer ---------------------------------------------------------------------------- */
+
+static void print_expr(const lir_kernel *k, const lir_expr *e, FILE *f) {
+    char buf[40];
+    switch (e->kind) {
+    case LIR_CONST:
+        if (ir_dtype_is_float(e->type)) {
+            ir_format_number(buf, sizeof buf, e->f, e->type != KILN_F64);
+            fprintf(f, "%s", buf);
+        } else {
+            fprintf(f, "%lld", (long long)e->i);
+        }
+        break;
+    case LIR_VAR: fprintf(f, "%s", k->vars[e->var].name); break;
+    case LIR_LOAD:
+        fprintf(f, "%s[", e->buf->name);
+        print_expr(k, e->a, f);
+        fputc(']', f);
+        break;
+    case LIR_UNARY:
+        fprintf(f, "%s(", lir_op_name((lir_op)e->op));
+        print_expr(k, e->a, f);
+        fputc(')', f);
+        break;
+    case LIR_BINARY:
+        if (e->op == LIR_MIN || e->op == LIR_MAX || (e->op >= LIR_AND && e->op <= LIR_XOR)) {
+            fprintf(f, "%s(", lir_op_name((lir_op)e->op));
+            print_expr(k, e->a, f);
+            fputs(", ", f);
+            print_expr(k, e->b, f);
+            fputc(')', f);
+        } else {
+            fputc('(', f);
+            print_expr(k, e->a, f);
+            fprintf(f, " %s ", lir_op_name((lir_op)e->op));
+            print_expr(k, e->b, f);
+            fputc(')', f);
+        }
+        break;
+    case LIR_SELECT:
+        fputs("select(", f);
+        print_expr(k, e->a, f);
+        fputs(", ", f);
+        print_expr(k, e->b, f);
+        fputs(", ", f);
+        print_expr(k, e->c, f);
+        fputc(')', f);
+        break;
+    case LIR_CAST:
+        fprintf(f, "%s(", kiln_dtype_name(e->type));
+        print_expr(k, e->a, f);
+        fputc(')', f);
+        break;
+    case LIR_CALL:
+        fprintf(f, "%s(", lir_intrinsic_name((lir_intrinsic)e->op));
+        print_expr(k, e->a, f);
+        if (e->b) {
+            fputs(", ", f);
+            print_expr(k, e->b, f);
+        }
+        fputc(')', f);
+        break;
+    }
+}
+
+static void print_stmt(const lir_kernel *k, const lir_stmt *s, int depth, FILE *f) {
+    static const char *const loop_names[] = {"for", "parallel for", "vector for", "unroll for"};
+    fprintf(f, "%*s", 2 * depth, "");
+    switch (s->kind) {
+    case LIR_FOR:
+        fprintf(f, "%s %s in [", loop_names[s->loop], k->vars[s->var].name);
+        print_expr(k, s->begin, f);
+        fputs(", ", f);
+        print_expr(k, s->end, f);
+        fputc(')', f);
+        if (s->step != 1)
+            fprintf(f, " step %lld", (long long)s->step);
+        if (s->width > 1)
+            fprintf(f, " width %d", s->width);
+        fputs(":\n", f);
+        print_stmt(k, s->body, depth + 1, f);
+        return;
+    case LIR_STORE:
+        fprintf(f, "%s[", s->buf->name);
+        print_expr(k, s->index, f);
+        fputs("] = ", f);
+        print_expr(k, s->value, f);
+        break;
+    case LIR_LET:
+    case LIR_ASSIGN:
+        if (s->kind == LIR_LET)
+            fprintf(f, "let %s %s = ", kiln_dtype_name(k->vars[s->var].type), k->vars[s->var].name);
+        else
+            fprintf(f, "%s = ", k->vars[s->var].name);
+        print_expr(k, s->value, f);
+        break;
+    case LIR_IF:
+        fputs("if ", f);
+        print_expr(k, s->cond, f);
+        fputs(":\n", f);
+        print_stmt(k, s->body, depth + 1, f);
+        if (s->other) {
+            fprintf(f, "%*selse:\n", 2 * depth, "");
+            print_stmt(k, s->other, depth + 1, f);
+        }
+        return;
+    case LIR_SEQ:
+        fprintf(f, "{\n");
+        for (int i = 0; i < s->count; i++)
+            print_stmt(k, s->items[i], depth + 1, f);
+        fprintf(f, "%*s}", 2 * depth, "");
+        break;
+    }
+    fputc('\n', f);
+}
+
+void lir_print(const lir_module *m, FILE *f) {
+    static const char *const where[] = {"?", "input", "output", "const", "arena"};
+    fprintf(f, "# arena: %lld bytes\n", (long long)m->arena_bytes);
+    for (int i = 0; i < m->kernel_count; i++) {
+        const lir_kernel *k = m->kernels[i];
+        fprintf(f, "kernel %s(", k->name);
+        for (int p = 0; p < k->param_count; p++) {
+            const lir_buffer *b = k->params[p];
+            const lir_storage *s = &m->storage[b->value->id];
+            fprintf(f, "%s%s: %s[%lld] @%s", p ? ", " : "", b->name, kiln_dtype_name(b->dtype),
+                    (long long)b->count, where[s->kind]);
+            if (s->kind == LIR_STORE_ARENA)
+                fprintf(f, "+%lld", (long long)s->offset);
+            else if (s->kind == LIR_STORE_INPUT || s->kind == LIR_STORE_OUTPUT)
+                fprintf(f, "%d", s->index);
+        }
+        fputs(") ", f);
+        print_stmt(k, k->body, 0, f);
+    }
+}

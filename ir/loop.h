@@ -1,0 +1,169 @@
+/*
+ * loop.h — the loop IR: what every graph op lowers to, and what the backends compile.
+ *
+ * A module holds kernels and the program that calls them. A kernel is a function over
+ * buffers (its parameters) whose body is a tree of statements: loop nests (each loop
+ * serial, parallel, vectorized with a width, or unrolled), stores, local scalars (let /
+ * assign, for accumulators) and conditionals. Expressions are trees over scalars or
+ * vectors of `lanes` elements: constants, variables, loads at a flat index expression,
+ * unary/binary/compare ops, selects, casts and calls to math intrinsics.
+ *
+ * Indices are i64 expressions in elements (not bytes); buffers are dense and C-ordered.
+ * Everything lives in the module's arena. The program binds every graph value to its
+ * storage (a run's input or output buffer, an embedded constant, or an offset in the one
+ * arena the memory plan lays out) and lists the kernel calls in order.
+ */
+#ifndef KILN_IR_LOOP_H
+#define KILN_IR_LOOP_H
+
+#include "ir/graph.h"
+
+#include <stdio.h>
+
+typedef struct lir_expr lir_expr;
+typedef struct lir_stmt lir_stmt;
+typedef struct lir_buffer lir_buffer;
+
+typedef enum lir_expr_kind {
+    LIR_CONST,  /* i (integer types) or f (float types) */
+    LIR_VAR,    /* a loop index (i64) or a local scalar */
+    LIR_LOAD,   /* buf[index] */
+    LIR_UNARY,  /* op(a) */
+    LIR_BINARY, /* a op b; comparisons give bool */
+    LIR_SELECT, /* a ? b : c */
+    LIR_CAST,   /* a converted to `type` (float -> int truncates, saturating) */
+    LIR_CALL,   /* intrinsic(a[, b]) on floats */
+} lir_expr_kind;
+
+typedef enum lir_op {
+    /* binary */
+    LIR_ADD, LIR_SUB, LIR_MUL, LIR_DIV, LIR_REM /* C's fmod / % */, LIR_MIN, LIR_MAX,
+    LIR_AND, LIR_OR, LIR_XOR,
+    LIR_EQ, LIR_NE, LIR_LT, LIR_LE, LIR_GT, LIR_GE,
+    /* unary */
+    LIR_NEG, LIR_NOT, LIR_ABS,
+    LIR_OP_COUNT
+} lir_op;
+
+typedef enum lir_intrinsic {
+    LIR_EXP, LIR_LOG, LIR_SQRT, LIR_TANH, LIR_ERF, LIR_SIN, LIR_COS, LIR_TAN, LIR_ASIN, LIR_ACOS,
+    LIR_ATAN, LIR_SINH, LIR_COSH, LIR_ASINH, LIR_ACOSH, LIR_ATANH, LIR_FLOOR, LIR_CEIL,
+    LIR_ROUND_EVEN, LIR_LOG1P, LIR_POW /* binary */, LIR_FMOD /* binary */,
+    LIR_INTRINSIC_COUNT
+} lir_intrinsic;
+
+struct lir_expr {
+    lir_expr_kind kind;
+    kiln_dtype type; /* element type of the result */
+    int lanes;       /* 1: scalar; > 1: a vector */
+    int op;          /* lir_op or lir_intrinsic */
+    int64_t i;
+    double f;
+    int var;
+    lir_buffer *buf;
+    lir_expr *a, *b, *c; /* operands; a is also LOAD's index */
+};
+
+typedef enum lir_loop_kind { LIR_SERIAL, LIR_PARALLEL, LIR_VECTOR, LIR_UNROLL } lir_loop_kind;
+
+typedef enum lir_stmt_kind {
+    LIR_FOR,    /* for var in [begin, end) step step: body */
+    LIR_STORE,  /* buf[index] = value */
+    LIR_LET,    /* declares local scalar var = value (it may be assigned later) */
+    LIR_ASSIGN, /* var = value */
+    LIR_IF,     /* if cond: body else other */
+    LIR_SEQ,    /* items in order */
+} lir_stmt_kind;
+
+struct lir_stmt {
+    lir_stmt_kind kind;
+    int var;
+    lir_expr *begin, *end, *index, *value, *cond;
+    int64_t step;
+    lir_loop_kind loop;
+    int width; /* LIR_VECTOR lanes or LIR_UNROLL factor */
+    lir_buffer *buf;
+    lir_stmt *body, *other;
+    lir_stmt **items;
+    int count, cap;
+};
+
+typedef enum lir_buffer_kind {
+    LIR_BUF_VALUE, /* a graph value: bound by the program to input, output, const or arena */
+    LIR_BUF_LOCAL, /* a kernel's own scratch */
+} lir_buffer_kind;
+
+struct lir_buffer {
+    const char *name;
+    kiln_dtype dtype;
+    int64_t count; /* elements */
+    lir_buffer_kind kind;
+    const ir_value *value; /* LIR_BUF_VALUE */
+};
+
+typedef struct lir_var {
+    const char *name;
+    kiln_dtype type; /* KILN_I64 for loop indices */
+} lir_var;
+
+typedef struct lir_kernel {
+    const char *name;
+    const ir_node *origin;  /* the graph node it computes (names the kernel in profiles) */
+    lir_buffer **params;    /* what the kernel reads and writes */
+    int param_count, param_cap;
+    lir_var *vars;
+    int var_count, var_cap;
+    lir_stmt *body;         /* a LIR_SEQ */
+} lir_kernel;
+
+typedef enum lir_storage_kind {
+    LIR_STORE_NONE, LIR_STORE_INPUT, LIR_STORE_OUTPUT, LIR_STORE_CONST, LIR_STORE_ARENA
+} lir_storage_kind;
+
+typedef struct lir_storage {
+    lir_storage_kind kind;
+    int index;      /* input or output number */
+    int64_t offset; /* bytes into the arena */
+} lir_storage;
+
+typedef struct lir_module {
+    arena *arena;
+    const ir_graph *graph;
+    lir_kernel **kernels; /* in call order */
+    int kernel_count, kernel_cap;
+    lir_storage *storage; /* indexed by ir_value id */
+    int64_t arena_bytes;  /* the planned arena's size */
+} lir_module;
+
+kiln_status lir_module_create(const ir_graph *g, lir_module **out, kiln_diag *d);
+void lir_module_destroy(lir_module *m);
+lir_kernel *lir_kernel_add(lir_module *m, const char *name, const ir_node *origin);
+/* The kernel's parameter for graph value v (added once). */
+lir_buffer *lir_param(lir_module *m, lir_kernel *k, const ir_value *v);
+int lir_var_new(lir_module *m, lir_kernel *k, const char *name, kiln_dtype type);
+
+/* Expression builders: NULL on OOM (the module's arena), which lowering reports. */
+lir_expr *lir_int(lir_module *m, int64_t v);                   /* i64 constant */
+lir_expr *lir_const(lir_module *m, kiln_dtype t, double v);   /* any type */
+lir_expr *lir_var_ref(lir_module *m, const lir_kernel *k, int var);
+lir_expr *lir_load(lir_module *m, lir_buffer *b, lir_expr *index);
+lir_expr *lir_unary(lir_module *m, lir_op op, lir_expr *a);
+lir_expr *lir_binary(lir_module *m, lir_op op, lir_expr *a, lir_expr *b);
+lir_expr *lir_select(lir_module *m, lir_expr *cond, lir_expr *a, lir_expr *b);
+lir_expr *lir_cast(lir_module *m, kiln_dtype t, lir_expr *a);
+lir_expr *lir_call(lir_module *m, lir_intrinsic fn, lir_expr *a, lir_expr *b);
+
+/* Statement builders. */
+lir_stmt *lir_seq(lir_module *m);
+bool lir_seq_push(lir_module *m, lir_stmt *seq, lir_stmt *item); /* false on OOM */
+lir_stmt *lir_for(lir_module *m, int var, lir_expr *begin, lir_expr *end, lir_stmt *body);
+lir_stmt *lir_store(lir_module *m, lir_buffer *b, lir_expr *index, lir_expr *value);
+lir_stmt *lir_let(lir_module *m, int var, lir_expr *value);
+lir_stmt *lir_assign(lir_module *m, int var, lir_expr *value);
+lir_stmt *lir_if(lir_module *m, lir_expr *cond, lir_stmt *then, lir_stmt *other);
+
+const char *lir_op_name(lir_op op);
+const char *lir_intrinsic_name(lir_intrinsic fn);
+void lir_print(const lir_module *m, FILE *f);
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * lower.c — the lowering driver: the rule table (from ir/ops.def), one kernel per node,
+ * and the helpers the rules share (loop nests, flat and broadcast indices).
+ */
+#include "passes/lower.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+kiln_status lower_plan(lir_module *m, kiln_diag *d);
+
+/* Ops whose loop lowering has not been written yet: compiling a model that uses one
+ * reports it by name (the interpreter still runs them). */
+#define lower_mod lower_none
+#define lower_topk lower_none
+#define lower_cumsum lower_none
+#define lower_gather lower_none
+#define lower_gather_elements lower_none
+#define lower_gather_nd lower_none
+#define lower_scatter_nd lower_none
+#define lower_scatter_elements lower_none
+#define lower_split lower_none
+#define lower_trilu lower_none
+#define lower_conv_transpose lower_none
+#define lower_layer_norm lower_none
+#define lower_instance_norm lower_none
+#define lower_lp_norm lower_none
+#define lower_lrn lower_none
+#define lower_mvn lower_none
+#define lower_hardmax lower_none
+#define lower_max_unpool lower_none
+#define lower_argmax lower_none
+#define lower_argmin lower_none
+#define lower_depth_to_space lower_none
+#define lower_space_to_depth lower_none
+#define lower_reverse_sequence lower_none
+#define lower_eye_like lower_none
+#define lower_one_hot lower_none
+#define lower_compress lower_none
+#define lower_non_zero lower_none
+#define lower_einsum lower_none
+#define lower_resize lower_none
+#define lower_rnn lower_none
+#define lower_gru lower_none
+#define lower_lstm lower_none
+#define lower_nll_loss lower_none
+#define lower_softmax_cross_entropy lower_none
+#define lower_adagrad lower_none
+#define lower_momentum lower_none
+#define lower_adam lower_none
+#define lower_shape lower_none
+#define lower_size lower_none
+#define lower_constant_of_shape lower_none
+#define lower_range lower_none
+#define lower_constant lower_none
+
+static kiln_status lower_none(lower_ctx *c) {
+    return lower_error(c, KILN_ERR_UNSUPPORTED, "%s has no loop lowering yet (run it with the interpreter)",
+                       ir_op_table[c->node->op].name);
+}
+
+static const lower_fn lower_rules[IR_OP_COUNT] = {
+#define OP(ID, fn, ...) [IR_OP_##ID] = lower_##fn,
+#include "ir/ops.def"
+#undef OP
+};
+
+bool lower_supported(ir_op op) {
+    return lower_rules[op] != lower_none;
+}
+
+kiln_status lower_error(const lower_ctx *c, kiln_status st, const char *fmt, ...) {
+    char body[KILN_DIAG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    return diag_error(c->d, c->node->loc, st, "%s", body);
+}
+
+kiln_status lower_oom(const lower_ctx *c) {
+    return lower_error(c, KILN_ERR_OOM, "out of memory while lowering");
+}
+
+kiln_status lower_emit(lower_ctx *c, lir_stmt *s) {
+    return lir_seq_push(c->m, c->k->body, s) ? KILN_OK : lower_oom(c);
+}
+
+int lower_var(lower_ctx *c, const char *name, kiln_dtype type) {
+    return lir_var_new(c->m, c->k, name, type);
+}
+
+kiln_status lower_nest(lower_ctx *c, const kiln_tensor *shape, lir_expr **coords, lir_stmt **inner,
+                       lir_stmt **outer) {
+    lir_stmt *body = lir_seq(c->m);
+    if (!body)
+        return lower_oom(c);
+    *inner = body;
+    for (int d = shape->rank - 1; d >= 0; d--) {
+        char name[16];
+        snprintf(name, sizeof name, "i%d", d);
+        int v = lower_var(c, name, KILN_I64);
+        coords[d] = lir_var_ref(c->m, c->k, v);
+        body = lir_for(c->m, v, lir_int(c->m, 0), lir_int(c->m, shape->dims[d]), body);
+        if (!body || !coords[d])
+            return lower_oom(c);
+        if (d > 0) { /* each level is a sequence, so callers can add to outer levels later */
+            lir_stmt *seq = lir_seq(c->m);
+            if (!lir_seq_push(c->m, seq, body))
+                return lower_oom(c);
+            body = seq;
+        }
+    }
+    *outer = body;
+    return KILN_OK;
+}
+
+lir_expr *lower_index(lower_ctx *c, const kiln_tensor *shape, lir_expr *const *coords, int out_rank) {
+    lir_expr *flat = NULL;
+    for (int d = 0; d < shape->rank; d++) {
+        lir_expr *coord = shape->dims[d] == 1 ? lir_int(c->m, 0) : coords[d + out_rank - shape->rank];
+        flat = flat ? lir_binary(c->m, LIR_ADD, lir_binary(c->m, LIR_MUL, flat, lir_int(c->m, shape->dims[d])), coord)
+                    : coord;
+    }
+    return flat ? flat : lir_int(c->m, 0);
+}
+
+kiln_dtype lower_compute_type(kiln_dtype t) {
+    return t == KILN_F16 || t == KILN_BF16 ? KILN_F32 : t;
+}
+
+static kiln_status lower_node(lir_module *m, const ir_node *n, kiln_diag *d) {
+    lower_ctx c = {.m = m, .node = n, .d = d};
+    if (n->output_count > ARRAY_LEN(c.out))
+        return lower_error(&c, KILN_ERR_UNSUPPORTED, "too many outputs to lower");
+    char name[256];
+    snprintf(name, sizeof name, "k%d_%s", m->kernel_count, ir_op_table[n->op].name);
+    if (!(c.k = lir_kernel_add(m, name, n)))
+        return lower_oom(&c);
+    for (int i = 0; i < n->input_count; i++) {
+        const ir_value *v = n->inputs[i];
+        c.in[i] = v ? lir_param(m, c.k, v) : NULL;
+        if (v && !c.in[i])
+            return lower_oom(&c);
+        c.in_type[i] = v ? (v->init ? v->init : &v->type) : NULL;
+    }
+    for (int i = 0; i < n->output_count; i++) {
+        if (!(c.out[i] = lir_param(m, c.k, n->outputs[i])))
+            return lower_oom(&c);
+        c.out_type[i] = &n->outputs[i]->type;
+    }
+    return lower_rules[n->op](&c);
+}
+
+kiln_status lower_graph(const ir_graph *g, lir_module **out, kiln_diag *d) {
+    *out = NULL;
+    for (int i = 0; i < g->node_count; i++)
+        for (int j = 0; j < g->nodes[i]->output_count; j++)
+            if (!ir_type_known(&g->nodes[i]->outputs[j]->type))
+                return diag_error(d, g->nodes[i]->loc, KILN_ERR_UNSUPPORTED,
+                                  "output '%s' has no static shape: compile for a batch size",
+                                  g->nodes[i]->outputs[j]->name);
+    lir_module *m;
+    kiln_status st = lir_module_create(g, &m, d);
+    for (int i = 0; !st && i < g->node_count; i++)
+        st = lower_node(m, g->nodes[i], d);
+    if (!st)
+        st = lower_plan(m, d);
+    if (st) {
+        lir_module_destroy(m);
+        return st;
+    }
+    *out = m;
+    return KILN_OK;
+}

@@ -1,0 +1,55 @@
+/*
+ * lower.h — graph IR -> loop IR: one kernel per node (fusion comes with issue 5), and the
+ * memory plan that binds every value to its storage.
+ *
+ * Needs: a verified graph whose types are all known and static (specialize the batch
+ * dimension first). Each op's lowering rule is expanded from ir/ops.def; an op whose rule
+ * is still lower_none cannot be compiled yet and is reported, naming the node.
+ */
+#ifndef KILN_PASSES_LOWER_H
+#define KILN_PASSES_LOWER_H
+
+#include "ir/loop.h"
+#include "passes/shape.h"
+
+typedef struct lower_ctx {
+    lir_module *m;
+    lir_kernel *k;
+    const ir_node *node;
+    lir_buffer *in[IR_VARIADIC]; /* NULL for absent optional inputs */
+    lir_buffer *out[16];
+    const kiln_tensor *in_type[IR_VARIADIC];  /* with data for constants */
+    const kiln_tensor *out_type[16];
+    kiln_diag *d;
+} lower_ctx;
+
+typedef kiln_status (*lower_fn)(lower_ctx *c);
+
+#define OP(ID, fn, ...) kiln_status lower_##fn(lower_ctx *c);
+#include "ir/ops.def"
+#undef OP
+
+/* Lowers the whole graph into *out (a module with its memory plan). */
+kiln_status lower_graph(const ir_graph *g, lir_module **out, kiln_diag *d);
+/* Whether op has a lowering rule yet. */
+bool lower_supported(ir_op op);
+
+/* ---- helpers for the rules -------------------------------------------------------------- */
+
+kiln_status lower_error(const lower_ctx *c, kiln_status st, const char *fmt, ...) KILN_PRINTF(3, 4);
+kiln_status lower_oom(const lower_ctx *c);
+/* A loop nest over every dim of `shape`: coords[d] receives each loop's index; *inner is
+ * the innermost statement list, *outer the statement to add to the kernel body (the nest,
+ * or *inner itself for a scalar). */
+kiln_status lower_nest(lower_ctx *c, const kiln_tensor *shape, lir_expr **coords, lir_stmt **inner,
+                       lir_stmt **outer);
+/* The flat index of `coords` in `shape`; with broadcast, coords are those of an output of
+ * rank out_rank and size-1 dims of shape read index 0. */
+lir_expr *lower_index(lower_ctx *c, const kiln_tensor *shape, lir_expr *const *coords, int out_rank);
+/* The type elementwise math runs in: f32 for f16/bf16 storage, else the type itself. */
+kiln_dtype lower_compute_type(kiln_dtype t);
+/* Pushes a statement into the kernel's top-level sequence. */
+kiln_status lower_emit(lower_ctx *c, lir_stmt *s);
+int lower_var(lower_ctx *c, const char *name, kiln_dtype type);
+
+#endif

@@ -1,0 +1,223 @@
+/*
+ * lower_eltwise.c — loop lowering of the elementwise ops: one loop nest over the output,
+ * each input read at its broadcast index, a scalar expression per op, the result stored
+ * in the output's dtype. f16/bf16 values are computed in f32. Float math follows the
+ * reference interpreter's formulas, evaluated in the tensor's own precision.
+ */
+#include "passes/lower.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef lir_expr *(*scalar_fn)(lower_ctx *c, lir_expr **x);
+
+/* out = f(inputs...) over the output's shape, inputs broadcast; `count` inputs (absent
+ * optional ones are NULL in x). */
+static kiln_status map(lower_ctx *c, int count, scalar_fn f) {
+    const kiln_tensor *shape = c->out_type[0];
+    lir_expr *coords[KILN_MAX_RANK], *x[IR_VARIADIC];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, shape, coords, &inner, &outer);
+    if (st)
+        return st;
+    for (int i = 0; i < count; i++) {
+        x[i] = NULL;
+        if (!c->in[i])
+            continue;
+        lir_expr *load = lir_load(c->m, c->in[i], lower_index(c, c->in_type[i], coords, shape->rank));
+        x[i] = lir_cast(c->m, lower_compute_type(c->in[i]->dtype), load);
+        if (!x[i])
+            return lower_oom(c);
+    }
+    lir_expr *value = f(c, x);
+    if (!value)
+        return c->d->status ? c->d->status : lower_oom(c);
+    lir_expr *index = lower_index(c, shape, coords, shape->rank);
+    if (!lir_seq_push(c->m, inner, lir_store(c->m, c->out[0], index, lir_cast(c->m, shape->dtype, value))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+#define M (c->m)
+static lir_expr *num(lower_ctx *c, const lir_expr *like, double v) { return lir_const(M, like->type, v); }
+static lir_expr *add(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_ADD, a, b); }
+static lir_expr *sub(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_SUB, a, b); }
+static lir_expr *mul(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_MUL, a, b); }
+static lir_expr *dvd(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_DIV, a, b); }
+static lir_expr *lt(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_LT, a, b); }
+static lir_expr *gt(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_GT, a, b); }
+static lir_expr *mx(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_MAX, a, b); }
+static lir_expr *mn(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_MIN, a, b); }
+static lir_expr *sel(lower_ctx *c, lir_expr *k, lir_expr *a, lir_expr *b) { return lir_select(M, k, a, b); }
+static lir_expr *call(lower_ctx *c, lir_intrinsic f, lir_expr *a) { return lir_call(M, f, a, NULL); }
+static double attr_f(lower_ctx *c, const char *name) { return ir_attr_float(c->node, name); }
+
+static lir_expr *sigmoid(lower_ctx *c, lir_expr *x) {
+    return dvd(c, num(c, x, 1), add(c, num(c, x, 1), call(c, LIR_EXP, lir_unary(M, LIR_NEG, x))));
+}
+static lir_expr *softplus(lower_ctx *c, lir_expr *x) {
+    return sel(c, gt(c, x, num(c, x, 0)), add(c, x, call(c, LIR_LOG1P, call(c, LIR_EXP, lir_unary(M, LIR_NEG, x)))),
+               call(c, LIR_LOG1P, call(c, LIR_EXP, x)));
+}
+/* Float-only ops refuse integer inputs the way shape inference already did; integer
+ * division needs run-time error reporting, which kernels do not have yet. */
+static lir_expr *float_only(lower_ctx *c, lir_expr *x) {
+    if (!ir_dtype_is_float(x->type)) {
+        lower_error(c, KILN_ERR_UNSUPPORTED, "integer %s has no loop lowering yet", ir_op_table[c->node->op].name);
+        return NULL;
+    }
+    return x;
+}
+
+static lir_expr *f_add(lower_ctx *c, lir_expr **x) { return add(c, x[0], x[1]); }
+static lir_expr *f_sub(lower_ctx *c, lir_expr **x) { return sub(c, x[0], x[1]); }
+static lir_expr *f_mul(lower_ctx *c, lir_expr **x) { return mul(c, x[0], x[1]); }
+static lir_expr *f_div(lower_ctx *c, lir_expr **x) { return float_only(c, x[0]) ? dvd(c, x[0], x[1]) : NULL; }
+static lir_expr *f_pow(lower_ctx *c, lir_expr **x) {
+    return float_only(c, x[0]) ? lir_call(M, LIR_POW, x[0], lir_cast(M, x[0]->type, x[1])) : NULL;
+}
+static lir_expr *f_prelu(lower_ctx *c, lir_expr **x) { return sel(c, lt(c, x[0], num(c, x[0], 0)), mul(c, x[0], x[1]), x[0]); }
+static lir_expr *f_equal(lower_ctx *c, lir_expr **x) { return lir_binary(M, LIR_EQ, x[0], x[1]); }
+static lir_expr *f_less(lower_ctx *c, lir_expr **x) { return lt(c, x[0], x[1]); }
+static lir_expr *f_less_or_equal(lower_ctx *c, lir_expr **x) { return lir_binary(M, LIR_LE, x[0], x[1]); }
+static lir_expr *f_greater(lower_ctx *c, lir_expr **x) { return gt(c, x[0], x[1]); }
+static lir_expr *f_greater_or_equal(lower_ctx *c, lir_expr **x) { return lir_binary(M, LIR_GE, x[0], x[1]); }
+static lir_expr *f_and(lower_ctx *c, lir_expr **x) { return lir_binary(M, LIR_AND, x[0], x[1]); }
+static lir_expr *f_or(lower_ctx *c, lir_expr **x) { return lir_binary(M, LIR_OR, x[0], x[1]); }
+static lir_expr *f_xor(lower_ctx *c, lir_expr **x) { return lir_binary(M, LIR_XOR, x[0], x[1]); }
+static lir_expr *f_where(lower_ctx *c, lir_expr **x) { return sel(c, x[0], x[1], x[2]); }
+static lir_expr *f_not(lower_ctx *c, lir_expr **x) { return lir_unary(M, LIR_NOT, x[0]); }
+
+/* variadic folds */
+static lir_expr *fold(lower_ctx *c, lir_expr **x, lir_op op) {
+    lir_expr *acc = x[0];
+    for (int i = 1; i < c->node->input_count; i++)
+        acc = lir_binary(M, op, acc, x[i]);
+    return acc;
+}
+static lir_expr *f_max(lower_ctx *c, lir_expr **x) { return fold(c, x, LIR_MAX); }
+static lir_expr *f_min(lower_ctx *c, lir_expr **x) { return fold(c, x, LIR_MIN); }
+static lir_expr *f_sum(lower_ctx *c, lir_expr **x) { return fold(c, x, LIR_ADD); }
+static lir_expr *f_mean(lower_ctx *c, lir_expr **x) {
+    return float_only(c, x[0]) ? dvd(c, fold(c, x, LIR_ADD), num(c, x[0], c->node->input_count)) : NULL;
+}
+
+static lir_expr *f_relu(lower_ctx *c, lir_expr **x) { return mx(c, x[0], num(c, x[0], 0)); }
+static lir_expr *f_leaky_relu(lower_ctx *c, lir_expr **x) {
+    return sel(c, lt(c, x[0], num(c, x[0], 0)), mul(c, num(c, x[0], attr_f(c, "alpha")), x[0]), x[0]);
+}
+static lir_expr *expm1_(lower_ctx *c, lir_expr *x) { return sub(c, call(c, LIR_EXP, x), num(c, x, 1)); }
+static lir_expr *f_elu(lower_ctx *c, lir_expr **x) {
+    return sel(c, lt(c, x[0], num(c, x[0], 0)), mul(c, num(c, x[0], attr_f(c, "alpha")), expm1_(c, x[0])), x[0]);
+}
+static lir_expr *f_selu(lower_ctx *c, lir_expr **x) {
+    lir_expr *neg = mul(c, num(c, x[0], attr_f(c, "alpha")), expm1_(c, x[0]));
+    return mul(c, num(c, x[0], attr_f(c, "gamma")), sel(c, gt(c, x[0], num(c, x[0], 0)), x[0], neg));
+}
+static lir_expr *f_celu(lower_ctx *c, lir_expr **x) {
+    lir_expr *a = num(c, x[0], attr_f(c, "alpha"));
+    return add(c, mx(c, num(c, x[0], 0), x[0]), mn(c, num(c, x[0], 0), mul(c, a, expm1_(c, dvd(c, x[0], a)))));
+}
+static lir_expr *f_sigmoid(lower_ctx *c, lir_expr **x) { return sigmoid(c, x[0]); }
+static lir_expr *clamp01(lower_ctx *c, lir_expr *v) { return mx(c, num(c, v, 0), mn(c, num(c, v, 1), v)); }
+static lir_expr *f_hard_sigmoid(lower_ctx *c, lir_expr **x) {
+    return clamp01(c, add(c, mul(c, num(c, x[0], attr_f(c, "alpha")), x[0]), num(c, x[0], attr_f(c, "beta"))));
+}
+static lir_expr *f_hard_swish(lower_ctx *c, lir_expr **x) {
+    return mul(c, x[0], clamp01(c, add(c, dvd(c, x[0], num(c, x[0], 6)), num(c, x[0], 0.5))));
+}
+static lir_expr *f_tanh(lower_ctx *c, lir_expr **x) { return call(c, LIR_TANH, x[0]); }
+static lir_expr *f_softplus(lower_ctx *c, lir_expr **x) { return softplus(c, x[0]); }
+static lir_expr *f_softsign(lower_ctx *c, lir_expr **x) {
+    return dvd(c, x[0], add(c, num(c, x[0], 1), lir_unary(M, LIR_ABS, x[0])));
+}
+static lir_expr *f_mish(lower_ctx *c, lir_expr **x) { return mul(c, x[0], call(c, LIR_TANH, softplus(c, x[0]))); }
+static lir_expr *f_gelu(lower_ctx *c, lir_expr **x) {
+    lir_expr *h = mul(c, num(c, x[0], 0.5), x[0]);
+    if (!strcmp(ir_attr_string(c->node, "approximate"), "tanh")) {
+        lir_expr *cube = mul(c, num(c, x[0], 0.044715), mul(c, x[0], mul(c, x[0], x[0])));
+        lir_expr *in = mul(c, num(c, x[0], sqrt(2 / 3.14159265358979323846)), add(c, x[0], cube));
+        return mul(c, h, add(c, num(c, x[0], 1), call(c, LIR_TANH, in)));
+    }
+    return mul(c, h, add(c, num(c, x[0], 1), call(c, LIR_ERF, dvd(c, x[0], num(c, x[0], sqrt(2))))));
+}
+static lir_expr *f_silu(lower_ctx *c, lir_expr **x) { return mul(c, x[0], sigmoid(c, x[0])); }
+static lir_expr *f_reciprocal(lower_ctx *c, lir_expr **x) { return dvd(c, num(c, x[0], 1), x[0]); }
+static lir_expr *f_neg(lower_ctx *c, lir_expr **x) { return lir_unary(M, LIR_NEG, x[0]); }
+static lir_expr *f_abs(lower_ctx *c, lir_expr **x) { return lir_unary(M, LIR_ABS, x[0]); }
+static lir_expr *f_sign(lower_ctx *c, lir_expr **x) {
+    lir_expr *z = num(c, x[0], 0);
+    return sel(c, gt(c, x[0], z), num(c, x[0], 1), sel(c, lt(c, x[0], z), num(c, x[0], -1), x[0]));
+}
+static lir_expr *f_thresholded_relu(lower_ctx *c, lir_expr **x) {
+    return sel(c, gt(c, x[0], num(c, x[0], attr_f(c, "alpha"))), x[0], num(c, x[0], 0));
+}
+static lir_expr *f_shrink(lower_ctx *c, lir_expr **x) {
+    lir_expr *l = num(c, x[0], attr_f(c, "lambd")), *b = num(c, x[0], attr_f(c, "bias"));
+    return sel(c, lt(c, x[0], lir_unary(M, LIR_NEG, l)), add(c, x[0], b),
+               sel(c, gt(c, x[0], l), sub(c, x[0], b), num(c, x[0], 0)));
+}
+static lir_expr *f_is_nan(lower_ctx *c, lir_expr **x) { return lir_binary(M, LIR_NE, x[0], x[0]); }
+static lir_expr *f_is_inf(lower_ctx *c, lir_expr **x) {
+    lir_expr *pos = lir_binary(M, LIR_EQ, x[0], num(c, x[0], INFINITY));
+    lir_expr *neg = lir_binary(M, LIR_EQ, x[0], num(c, x[0], -INFINITY));
+    lir_expr *no = lir_const(M, KILN_BOOL, 0);
+    return lir_binary(M, LIR_OR, ir_attr_int(c->node, "detect_positive") ? pos : no,
+                      ir_attr_int(c->node, "detect_negative") ? neg : no);
+}
+static lir_expr *f_clip(lower_ctx *c, lir_expr **x) {
+    bool is_float = ir_dtype_is_float(x[0]->type);
+    lir_expr *lo = c->node->input_count > 1 && x[1] ? x[1] : is_float ? num(c, x[0], -INFINITY) : NULL;
+    lir_expr *hi = c->node->input_count > 2 && x[2] ? x[2] : is_float ? num(c, x[0], INFINITY) : NULL;
+    lir_expr *v = x[0];
+    if (lo)
+        v = mx(c, v, lo);
+    if (hi)
+        v = mn(c, v, hi);
+    return is_float ? sel(c, lir_binary(M, LIR_NE, x[0], x[0]), x[0], v) : v; /* NaN stays NaN */
+}
+static lir_expr *f_copy(lower_ctx *c, lir_expr **x) { (void)c; return x[0]; }
+
+#define INTRINSIC(fn, intrinsic) \
+    static lir_expr *f_##fn(lower_ctx *c, lir_expr **x) { return float_only(c, x[0]) ? call(c, intrinsic, x[0]) : NULL; }
+INTRINSIC(erf, LIR_ERF) INTRINSIC(exp, LIR_EXP) INTRINSIC(log, LIR_LOG) INTRINSIC(sqrt, LIR_SQRT)
+INTRINSIC(floor, LIR_FLOOR) INTRINSIC(ceil, LIR_CEIL) INTRINSIC(round, LIR_ROUND_EVEN) INTRINSIC(sin, LIR_SIN)
+INTRINSIC(cos, LIR_COS) INTRINSIC(tan, LIR_TAN) INTRINSIC(asin, LIR_ASIN) INTRINSIC(acos, LIR_ACOS)
+INTRINSIC(atan, LIR_ATAN) INTRINSIC(sinh, LIR_SINH) INTRINSIC(cosh, LIR_COSH) INTRINSIC(asinh, LIR_ASINH)
+INTRINSIC(acosh, LIR_ACOSH) INTRINSIC(atanh, LIR_ATANH)
+
+#define MAP(fn, count) kiln_status lower_##fn(lower_ctx *c) { return map(c, count, f_##fn); }
+MAP(add, 2) MAP(sub, 2) MAP(mul, 2) MAP(div, 2) MAP(pow, 2) MAP(prelu, 2) MAP(equal, 2) MAP(less, 2)
+MAP(less_or_equal, 2) MAP(greater, 2) MAP(greater_or_equal, 2) MAP(and, 2) MAP(or, 2) MAP(xor, 2)
+MAP(where, 3) MAP(not, 1) MAP(relu, 1) MAP(leaky_relu, 1) MAP(elu, 1) MAP(selu, 1) MAP(celu, 1)
+MAP(sigmoid, 1) MAP(hard_sigmoid, 1) MAP(hard_swish, 1) MAP(tanh, 1) MAP(softplus, 1) MAP(softsign, 1)
+MAP(mish, 1) MAP(gelu, 1) MAP(silu, 1) MAP(erf, 1) MAP(exp, 1) MAP(log, 1) MAP(sqrt, 1) MAP(reciprocal, 1)
+MAP(neg, 1) MAP(abs, 1) MAP(sign, 1) MAP(floor, 1) MAP(ceil, 1) MAP(round, 1) MAP(sin, 1) MAP(cos, 1)
+MAP(tan, 1) MAP(asin, 1) MAP(acos, 1) MAP(atan, 1) MAP(sinh, 1) MAP(cosh, 1) MAP(asinh, 1) MAP(acosh, 1)
+MAP(atanh, 1) MAP(thresholded_relu, 1) MAP(shrink, 1) MAP(is_nan, 1) MAP(is_inf, 1)
+
+kiln_status lower_max(lower_ctx *c) { return map(c, c->node->input_count, f_max); }
+kiln_status lower_min(lower_ctx *c) { return map(c, c->node->input_count, f_min); }
+kiln_status lower_sum(lower_ctx *c) { return map(c, c->node->input_count, f_sum); }
+kiln_status lower_mean(lower_ctx *c) { return map(c, c->node->input_count, f_mean); }
+kiln_status lower_clip(lower_ctx *c) { return map(c, c->node->input_count, f_clip); }
+kiln_status lower_cast(lower_ctx *c) { return map(c, 1, f_copy); }
+kiln_status lower_cast_like(lower_ctx *c) { return map(c, 1, f_copy); }
+kiln_status lower_identity(lower_ctx *c) { return map(c, 1, f_copy); }
+
+/* Inference dropout: the identity, and an all-true mask. Training mode needs the RNG. */
+kiln_status lower_dropout(lower_ctx *c) {
+    if (c->node->input_count > 2 && c->node->inputs[2])
+        return lower_error(c, KILN_ERR_UNSUPPORTED, "Dropout with a training_mode input has no loop lowering yet");
+    kiln_status st = map(c, 1, f_copy);
+    if (st || c->node->output_count < 2)
+        return st;
+    lir_expr *coords[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    if ((st = lower_nest(c, c->out_type[1], coords, &inner, &outer)))
+        return st;
+    lir_expr *index = lower_index(c, c->out_type[1], coords, c->out_type[1]->rank);
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[1], index, lir_const(M, KILN_BOOL, 1))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}

@@ -1,0 +1,387 @@
+/*
+ * lower_nn.c — loop lowering of MatMul, Gemm, Conv, the pools, BatchNormalization
+ * (inference), Softmax/LogSoftmax and the reductions: plain loop nests with a scalar
+ * accumulator, in the output's compute type. Tiling, packing and vectorization are the
+ * scheduling passes' job (issue 5); these nests are what they start from.
+ */
+#include "passes/lower.h"
+
+#include <math.h>
+#include <string.h>
+
+#define M (c->m)
+
+static lir_expr *num(lower_ctx *c, kiln_dtype t, double v) { return lir_const(M, t, v); }
+
+/* A serial loop `for var in [0, n)` around `body`, as a statement; the var is returned. */
+static lir_stmt *loop(lower_ctx *c, const char *name, int64_t n, lir_stmt *body, lir_expr **var) {
+    int v = lower_var(c, name, KILN_I64);
+    *var = lir_var_ref(M, c->k, v);
+    return lir_for(M, v, lir_int(M, 0), lir_int(M, n), body);
+}
+
+static lir_stmt *seq1(lower_ctx *c, lir_stmt *s) {
+    lir_stmt *q = lir_seq(M);
+    return lir_seq_push(M, q, s) ? q : NULL;
+}
+
+/* Loads input i at coordinates `coords` of its own rank (size-1 dims read index 0), in
+ * compute type. */
+static lir_expr *read(lower_ctx *c, int i, lir_expr **coords) {
+    const kiln_tensor *t = c->in_type[i];
+    return lir_cast(M, lower_compute_type(t->dtype), lir_load(M, c->in[i], lower_index(c, t, coords, t->rank)));
+}
+
+kiln_status lower_matmul(lower_ctx *c) {
+    const kiln_tensor *a = c->in_type[0], *b = c->in_type[1], *out = c->out_type[0];
+    kiln_dtype t = lower_compute_type(out->dtype);
+    lir_expr *oc[KILN_MAX_RANK], *ac[KILN_MAX_RANK], *bc[KILN_MAX_RANK], *p;
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    if (st)
+        return st;
+    int batch = out->rank - (a->rank >= 2) - (b->rank >= 2);
+    int acc = lower_var(c, "acc", t);
+    lir_stmt *body = lir_seq(M);
+    lir_stmt *k_loop = loop(c, "p", a->dims[a->rank - 1], body, &p);
+    /* a: [batch..., M, K] or [K]; b: [batch..., K, N] or [K] (batch dims right-aligned) */
+    for (int d = 0; d < a->rank - 2; d++)
+        ac[d] = oc[d + batch - (a->rank - 2)];
+    if (a->rank >= 2)
+        ac[a->rank - 2] = oc[batch];
+    ac[a->rank - 1] = p;
+    for (int d = 0; d < b->rank - 2; d++)
+        bc[d] = oc[d + batch - (b->rank - 2)];
+    bc[b->rank >= 2 ? b->rank - 2 : 0] = p;
+    if (b->rank >= 2)
+        bc[b->rank - 1] = oc[out->rank - 1];
+    lir_expr *prod = lir_binary(M, LIR_MUL, read(c, 0, ac), read(c, 1, bc));
+    if (!lir_seq_push(M, body, lir_assign(M, acc, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc), prod))) ||
+        !lir_seq_push(M, inner, lir_let(M, acc, num(c, t, 0))) || !lir_seq_push(M, inner, k_loop) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank),
+                                          lir_cast(M, out->dtype, lir_var_ref(M, c->k, acc)))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_gemm(lower_ctx *c) {
+    const kiln_tensor *out = c->out_type[0];
+    kiln_dtype t = lower_compute_type(out->dtype);
+    bool ta = ir_attr_int(c->node, "transA"), tb = ir_attr_int(c->node, "transB");
+    int64_t k = c->in_type[0]->dims[ta ? 0 : 1];
+    lir_expr *oc[2], *ac[2], *bc[2], *p;
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    if (st)
+        return st;
+    int acc = lower_var(c, "acc", t);
+    lir_stmt *body = lir_seq(M);
+    lir_stmt *k_loop = loop(c, "p", k, body, &p);
+    ac[0] = ta ? p : oc[0], ac[1] = ta ? oc[0] : p;
+    bc[0] = tb ? oc[1] : p, bc[1] = tb ? p : oc[1];
+    lir_expr *prod = lir_binary(M, LIR_MUL, read(c, 0, ac), read(c, 1, bc));
+    lir_expr *y = lir_binary(M, LIR_MUL, num(c, t, ir_attr_float(c->node, "alpha")), lir_var_ref(M, c->k, acc));
+    if (c->node->input_count > 2 && c->in[2]) {
+        lir_expr *bias = lir_load(M, c->in[2], lower_index(c, c->in_type[2], oc, 2));
+        y = lir_binary(M, LIR_ADD, y, lir_binary(M, LIR_MUL, num(c, t, ir_attr_float(c->node, "beta")), lir_cast(M, t, bias)));
+    }
+    if (!lir_seq_push(M, body, lir_assign(M, acc, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc), prod))) ||
+        !lir_seq_push(M, inner, lir_let(M, acc, num(c, t, 0))) || !lir_seq_push(M, inner, k_loop) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, 2), lir_cast(M, out->dtype, y))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+/* The window geometry of this node (shared with shape inference and the interpreter). */
+static kiln_status window(lower_ctx *c, const int64_t *kernel, shape_window *w) {
+    shape_ctx s = {c->node, c->in_type, c->node->input_count, NULL, 0, c->d};
+    bool ceil_mode = ir_op_attr_spec(c->node->op, "ceil_mode") && ir_attr_int(c->node, "ceil_mode");
+    return shape_window_geometry(&s, c->in_type[0], kernel, false, ceil_mode, w);
+}
+
+/* For each kernel position: the nested loops over the kernel's spatial dims inside `body`
+ * of the window, input coordinates ic[2..] (o * stride - pad + k * dilation), and the
+ * condition that they lie inside the input. Returns the outermost kernel loop. */
+static lir_stmt *window_loops(lower_ctx *c, const shape_window *w, lir_expr **oc, lir_expr **ic,
+                              lir_expr **kc, lir_expr **inside, lir_stmt *body) {
+    lir_stmt *s = body;
+    *inside = NULL;
+    for (int d = w->spatial - 1; d >= 0; d--) {
+        char name[16];
+        snprintf(name, sizeof name, "k%d", d);
+        s = loop(c, name, w->kernel[d], s, &kc[d]);
+        if (d > 0)
+            s = seq1(c, s);
+    }
+    for (int d = 0; d < w->spatial; d++) {
+        lir_expr *pos = lir_binary(M, LIR_ADD,
+                                   lir_binary(M, LIR_SUB, lir_binary(M, LIR_MUL, oc[d + 2], lir_int(M, w->stride[d])),
+                                              lir_int(M, w->pad_begin[d])),
+                                   lir_binary(M, LIR_MUL, kc[d], lir_int(M, w->dilation[d])));
+        ic[d + 2] = pos;
+        lir_expr *ok = lir_binary(M, LIR_AND, lir_binary(M, LIR_GE, pos, lir_int(M, 0)),
+                                  lir_binary(M, LIR_LT, pos, lir_int(M, c->in_type[0]->dims[d + 2])));
+        *inside = *inside ? lir_binary(M, LIR_AND, *inside, ok) : ok;
+    }
+    return s;
+}
+
+kiln_status lower_conv(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0], *wt = c->in_type[1], *out = c->out_type[0];
+    kiln_dtype t = lower_compute_type(out->dtype);
+    shape_window w;
+    kiln_status st = window(c, wt->dims + 2, &w);
+    if (st)
+        return st;
+    int64_t group = ir_attr_int(c->node, "group"), cin_g = x->dims[1] / group, cout_g = wt->dims[0] / group;
+    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *wc[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *ci, *inside;
+    lir_stmt *inner, *outer;
+    if ((st = lower_nest(c, out, oc, &inner, &outer)))
+        return st;
+    int acc = lower_var(c, "acc", t);
+    lir_stmt *body = lir_seq(M);
+    lir_stmt *kernel_loops = window_loops(c, &w, oc, ic, kc, &inside, body);
+    lir_stmt *ci_loop = loop(c, "ci", cin_g, seq1(c, kernel_loops), &ci);
+    /* x[n, g * cin_g + ci, pos...] * w[m, ci, k...] with g = m / cout_g */
+    ic[0] = oc[0];
+    ic[1] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_DIV, oc[1], lir_int(M, cout_g)), lir_int(M, cin_g)), ci);
+    wc[0] = oc[1], wc[1] = ci;
+    for (int d = 0; d < w.spatial; d++)
+        wc[d + 2] = kc[d];
+    lir_expr *prod = lir_binary(M, LIR_MUL, read(c, 0, ic), read(c, 1, wc));
+    lir_stmt *update = lir_assign(M, acc, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc), prod));
+    lir_expr *init = num(c, t, 0);
+    if (c->node->input_count > 2 && c->in[2]) {
+        lir_expr *bc[1] = {oc[1]};
+        init = read(c, 2, bc);
+    }
+    if (!lir_seq_push(M, body, lir_if(M, inside, update, NULL)) || !lir_seq_push(M, inner, lir_let(M, acc, init)) ||
+        !lir_seq_push(M, inner, ci_loop) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank),
+                                          lir_cast(M, out->dtype, lir_var_ref(M, c->k, acc)))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+static kiln_status pool(lower_ctx *c, bool is_max) {
+    const kiln_tensor *out = c->out_type[0];
+    if (c->node->output_count > 1)
+        return lower_error(c, KILN_ERR_UNSUPPORTED, "MaxPool's Indices output has no loop lowering yet");
+    kiln_dtype t = lower_compute_type(out->dtype);
+    const ir_attr *ks = ir_node_attr(c->node, "kernel_shape");
+    shape_window w;
+    kiln_status st = window(c, ks->ints, &w);
+    if (st)
+        return st;
+    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *inside;
+    lir_stmt *inner, *outer;
+    if ((st = lower_nest(c, out, oc, &inner, &outer)))
+        return st;
+    int acc = lower_var(c, "acc", t), count = lower_var(c, "count", t);
+    lir_stmt *body = lir_seq(M);
+    lir_stmt *kernel_loops = window_loops(c, &w, oc, ic, kc, &inside, body);
+    ic[0] = oc[0], ic[1] = oc[1];
+    lir_expr *v = read(c, 0, ic), *a = lir_var_ref(M, c->k, acc);
+    lir_stmt *take = seq1(c, lir_assign(M, acc, is_max ? lir_binary(M, LIR_MAX, a, v) : lir_binary(M, LIR_ADD, a, v)));
+    bool include_pad = !is_max && ir_attr_int(c->node, "count_include_pad");
+    lir_expr *one = lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, count), num(c, t, 1));
+    if (!include_pad && !lir_seq_push(M, take, lir_assign(M, count, one)))
+        return lower_oom(c);
+    if (!lir_seq_push(M, body, lir_if(M, inside, take, NULL)))
+        return lower_oom(c);
+    if (include_pad) { /* count the positions inside the padded input, not past it */
+        lir_expr *in_padded = NULL;
+        for (int d = 0; d < w.spatial; d++) {
+            lir_expr *ok = lir_binary(M, LIR_LT, ic[d + 2], lir_int(M, c->in_type[0]->dims[d + 2] + w.pad_end[d]));
+            in_padded = in_padded ? lir_binary(M, LIR_AND, in_padded, ok) : ok;
+        }
+        if (!lir_seq_push(M, body, lir_if(M, in_padded, lir_assign(M, count, one), NULL)))
+            return lower_oom(c);
+    }
+    lir_expr *result = is_max ? lir_var_ref(M, c->k, acc)
+                              : lir_binary(M, LIR_DIV, lir_var_ref(M, c->k, acc), lir_var_ref(M, c->k, count));
+    if (!lir_seq_push(M, inner, lir_let(M, acc, num(c, t, is_max ? -INFINITY : 0))) ||
+        !lir_seq_push(M, inner, lir_let(M, count, num(c, t, 0))) || !lir_seq_push(M, inner, kernel_loops) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), lir_cast(M, out->dtype, result))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_max_pool(lower_ctx *c) { return pool(c, true); }
+kiln_status lower_average_pool(lower_ctx *c) { return pool(c, false); }
+
+/* Reduces input 0 over the axes marked in `mask`, combining with `op` from `init`;
+ * finish maps the accumulator (and the element count) to the result. */
+typedef lir_expr *(*finish_fn)(lower_ctx *c, lir_expr *acc, int64_t count, lir_expr *shift);
+
+static kiln_status reduce(lower_ctx *c, const bool *mask, lir_op op, double init, bool square, bool absolute,
+                          bool shifted, finish_fn finish) {
+    const kiln_tensor *x = c->in_type[0], *out = c->out_type[0];
+    kiln_dtype t = lower_compute_type(x->dtype);
+    kiln_tensor kept = {.dtype = x->dtype, .rank = x->rank}, reduced = {.dtype = x->dtype};
+    int64_t count = 1;
+    for (int d = 0; d < x->rank; d++) {
+        kept.dims[d] = mask[d] ? 1 : x->dims[d];
+        if (mask[d]) {
+            reduced.dims[reduced.rank++] = x->dims[d];
+            count *= x->dims[d];
+        }
+    }
+    lir_expr *oc[KILN_MAX_RANK], *rc[KILN_MAX_RANK], *xc[KILN_MAX_RANK];
+    lir_stmt *inner, *outer, *r_inner, *r_outer, *s_inner = NULL, *s_outer = NULL;
+    kiln_status st;
+    if ((st = lower_nest(c, &kept, oc, &inner, &outer)) || (st = lower_nest(c, &reduced, rc, &r_inner, &r_outer)))
+        return st;
+    for (int d = 0, r = 0; d < x->rank; d++)
+        xc[d] = mask[d] ? rc[r++] : oc[d];
+    lir_expr *v = read(c, 0, xc);
+    int acc = lower_var(c, "acc", t), shift = -1;
+    if (shifted) { /* log-sum-exp: a first pass finds the max */
+        lir_expr *sc[KILN_MAX_RANK], *yc[KILN_MAX_RANK];
+        if ((st = lower_nest(c, &reduced, sc, &s_inner, &s_outer)))
+            return st;
+        for (int d = 0, r = 0; d < x->rank; d++)
+            yc[d] = mask[d] ? sc[r++] : oc[d];
+        shift = lower_var(c, "shift", t);
+        lir_expr *m = lir_binary(M, LIR_MAX, lir_var_ref(M, c->k, shift), read(c, 0, yc));
+        if (!lir_seq_push(M, inner, lir_let(M, shift, num(c, t, -INFINITY))) ||
+            !lir_seq_push(M, s_inner, lir_assign(M, shift, m)) || !lir_seq_push(M, inner, s_outer))
+            return lower_oom(c);
+        /* an all -inf (or empty) row keeps its shift out of the exp */
+        lir_expr *safe = lir_select(M, lir_binary(M, LIR_EQ, lir_var_ref(M, c->k, shift), num(c, t, -INFINITY)),
+                                    num(c, t, 0), lir_var_ref(M, c->k, shift));
+        v = lir_call(M, LIR_EXP, lir_binary(M, LIR_SUB, v, safe), NULL);
+    }
+    if (square)
+        v = lir_binary(M, LIR_MUL, v, v);
+    if (absolute)
+        v = lir_unary(M, LIR_ABS, v);
+    lir_expr *result = finish(c, lir_var_ref(M, c->k, acc), count, shift >= 0 ? lir_var_ref(M, c->k, shift) : NULL);
+    if (!lir_seq_push(M, inner, lir_let(M, acc, num(c, t, init))) ||
+        !lir_seq_push(M, r_inner, lir_assign(M, acc, lir_binary(M, op, lir_var_ref(M, c->k, acc), v))) ||
+        !lir_seq_push(M, inner, r_outer) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, &kept, oc, kept.rank), lir_cast(M, out->dtype, result))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+static lir_expr *fin_id(lower_ctx *c, lir_expr *a, int64_t n, lir_expr *s) { (void)c, (void)n, (void)s; return a; }
+static lir_expr *fin_mean(lower_ctx *c, lir_expr *a, int64_t n, lir_expr *s) {
+    (void)s;
+    return lir_binary(M, LIR_DIV, a, num(c, a->type, (double)n));
+}
+static lir_expr *fin_sqrt(lower_ctx *c, lir_expr *a, int64_t n, lir_expr *s) { (void)n, (void)s; return lir_call(M, LIR_SQRT, a, NULL); }
+static lir_expr *fin_log(lower_ctx *c, lir_expr *a, int64_t n, lir_expr *s) { (void)n, (void)s; return lir_call(M, LIR_LOG, a, NULL); }
+static lir_expr *fin_lse(lower_ctx *c, lir_expr *a, int64_t n, lir_expr *s) {
+    (void)n; /* log(sum) + shift, or the shift itself when it is infinite */
+    lir_expr *is_inf = lir_binary(M, LIR_EQ, lir_unary(M, LIR_ABS, s), num(c, a->type, INFINITY));
+    return lir_select(M, is_inf, s, lir_binary(M, LIR_ADD, lir_call(M, LIR_LOG, a, NULL), s));
+}
+
+typedef struct reduction {
+    lir_op op;
+    double init;
+    bool square, absolute, shifted, float_only;
+    finish_fn finish;
+} reduction;
+
+static kiln_status reduce_node(lower_ctx *c, reduction r) {
+    bool mask[KILN_MAX_RANK], identity, known;
+    shape_ctx s = {c->node, c->in_type, c->node->input_count, NULL, 0, c->d};
+    kiln_status st = shape_reduce_axes(&s, mask, &identity, &known);
+    if (st)
+        return st;
+    if (!known)
+        return lower_error(c, KILN_ERR_UNSUPPORTED, "reduction axes must be constants to compile");
+    if (identity)
+        memset(mask, 0, sizeof mask);
+    if (!ir_dtype_is_float(c->in_type[0]->dtype) && (r.float_only || isinf(r.init)))
+        return lower_error(c, KILN_ERR_UNSUPPORTED, "integer %s has no loop lowering yet", ir_op_table[c->node->op].name);
+    return reduce(c, mask, r.op, r.init, r.square, r.absolute, r.shifted, r.finish);
+}
+
+kiln_status lower_reduce_sum(lower_ctx *c) { return reduce_node(c, (reduction){LIR_ADD, 0, false, false, false, false, fin_id}); }
+kiln_status lower_reduce_mean(lower_ctx *c) { return reduce_node(c, (reduction){LIR_ADD, 0, false, false, false, true, fin_mean}); }
+kiln_status lower_reduce_max(lower_ctx *c) { return reduce_node(c, (reduction){LIR_MAX, -INFINITY, false, false, false, false, fin_id}); }
+kiln_status lower_reduce_min(lower_ctx *c) { return reduce_node(c, (reduction){LIR_MIN, INFINITY, false, false, false, false, fin_id}); }
+kiln_status lower_reduce_prod(lower_ctx *c) { return reduce_node(c, (reduction){LIR_MUL, 1, false, false, false, false, fin_id}); }
+kiln_status lower_reduce_l1(lower_ctx *c) { return reduce_node(c, (reduction){LIR_ADD, 0, false, true, false, false, fin_id}); }
+kiln_status lower_reduce_l2(lower_ctx *c) { return reduce_node(c, (reduction){LIR_ADD, 0, true, false, false, true, fin_sqrt}); }
+kiln_status lower_reduce_sum_square(lower_ctx *c) { return reduce_node(c, (reduction){LIR_ADD, 0, true, false, false, false, fin_id}); }
+kiln_status lower_reduce_log_sum(lower_ctx *c) { return reduce_node(c, (reduction){LIR_ADD, 0, false, false, false, true, fin_log}); }
+kiln_status lower_reduce_log_sum_exp(lower_ctx *c) { return reduce_node(c, (reduction){LIR_ADD, 0, false, false, true, true, fin_lse}); }
+
+static kiln_status global_pool(lower_ctx *c, bool is_max) {
+    bool mask[KILN_MAX_RANK] = {0};
+    for (int d = 2; d < c->in_type[0]->rank; d++)
+        mask[d] = true;
+    return is_max ? reduce(c, mask, LIR_MAX, -INFINITY, false, false, false, fin_id)
+                  : reduce(c, mask, LIR_ADD, 0, false, false, false, fin_mean);
+}
+kiln_status lower_global_average_pool(lower_ctx *c) { return global_pool(c, false); }
+kiln_status lower_global_max_pool(lower_ctx *c) { return global_pool(c, true); }
+
+kiln_status lower_batch_norm(lower_ctx *c) {
+    if (ir_attr_int(c->node, "training_mode"))
+        return lower_error(c, KILN_ERR_UNSUPPORTED, "training-mode BatchNormalization has no loop lowering yet");
+    const kiln_tensor *out = c->out_type[0];
+    kiln_dtype t = lower_compute_type(out->dtype);
+    lir_expr *oc[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    if (st)
+        return st;
+    lir_expr *ch[1] = {oc[1]};
+    lir_expr *norm = lir_binary(M, LIR_DIV, lir_binary(M, LIR_SUB, read(c, 0, oc), read(c, 3, ch)),
+                                lir_call(M, LIR_SQRT, lir_binary(M, LIR_ADD, read(c, 4, ch), num(c, t, ir_attr_float(c->node, "epsilon"))), NULL));
+    lir_expr *y = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, norm, read(c, 1, ch)), read(c, 2, ch));
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), lir_cast(M, out->dtype, y))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+/* Softmax along one axis: per row, the max, the sum of exponentials, then the outputs. */
+static kiln_status softmax(lower_ctx *c, bool log_out) {
+    const kiln_tensor *x = c->in_type[0];
+    kiln_dtype t = lower_compute_type(x->dtype);
+    int axis;
+    shape_ctx s = {c->node, c->in_type, 1, NULL, 0, c->d};
+    kiln_status st = shape_axis(&s, ir_attr_int(c->node, "axis"), x->rank, "axis", &axis);
+    if (st)
+        return st;
+    kiln_tensor rows = *x;
+    if (x->rank)
+        rows.dims[axis] = 1;
+    lir_expr *oc[KILN_MAX_RANK], *xc[KILN_MAX_RANK], *j;
+    lir_stmt *inner, *outer;
+    if ((st = lower_nest(c, &rows, oc, &inner, &outer)))
+        return st;
+    int64_t len = x->rank ? x->dims[axis] : 1;
+    int mx = lower_var(c, "max", t), sum = lower_var(c, "sum", t);
+    lir_stmt *b1 = lir_seq(M), *b2 = lir_seq(M), *b3 = lir_seq(M);
+    lir_stmt *l1 = loop(c, "j", len, b1, &j);
+    for (int d = 0; d < x->rank; d++)
+        xc[d] = d == axis ? j : oc[d];
+    lir_expr *v1 = read(c, 0, xc);
+    lir_expr *j2, *j3, *xc2[KILN_MAX_RANK], *xc3[KILN_MAX_RANK];
+    lir_stmt *l2 = loop(c, "j", len, b2, &j2), *l3 = loop(c, "j", len, b3, &j3);
+    for (int d = 0; d < x->rank; d++) {
+        xc2[d] = d == axis ? j2 : oc[d];
+        xc3[d] = d == axis ? j3 : oc[d];
+    }
+    lir_expr *z2 = lir_binary(M, LIR_SUB, read(c, 0, xc2), lir_var_ref(M, c->k, mx));
+    lir_expr *z3 = lir_binary(M, LIR_SUB, read(c, 0, xc3), lir_var_ref(M, c->k, mx));
+    lir_expr *y = log_out ? lir_binary(M, LIR_SUB, z3, lir_call(M, LIR_LOG, lir_var_ref(M, c->k, sum), NULL))
+                          : lir_binary(M, LIR_DIV, lir_call(M, LIR_EXP, z3, NULL), lir_var_ref(M, c->k, sum));
+    if (!lir_seq_push(M, b1, lir_assign(M, mx, lir_binary(M, LIR_MAX, lir_var_ref(M, c->k, mx), v1))) ||
+        !lir_seq_push(M, b2, lir_assign(M, sum, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, sum), lir_call(M, LIR_EXP, z2, NULL)))) ||
+        !lir_seq_push(M, b3, lir_store(M, c->out[0], lower_index(c, x, xc3, x->rank), lir_cast(M, x->dtype, y))) ||
+        !lir_seq_push(M, inner, lir_let(M, mx, num(c, t, -INFINITY))) || !lir_seq_push(M, inner, l1) ||
+        !lir_seq_push(M, inner, lir_let(M, sum, num(c, t, 0))) || !lir_seq_push(M, inner, l2) ||
+        !lir_seq_push(M, inner, l3))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_softmax(lower_ctx *c) { return softmax(c, false); }
+kiln_status lower_log_softmax(lower_ctx *c) { return softmax(c, true); }

@@ -1,0 +1,179 @@
+/*
+ * lower_tensor.c — loop lowering of the data-movement ops: each output element reads one
+ * input element (or a pad value) at an index computed from the output's coordinates.
+ * The amounts these ops take from small integer inputs (shapes, starts, pads) must be
+ * constants by now; constant folding and shape inference usually made them so.
+ */
+#include "passes/lower.h"
+
+#include <string.h>
+
+#define M (c->m)
+
+static lir_expr *i64(lower_ctx *c, int64_t v) { return lir_int(M, v); }
+
+/* out[out coords] = in[input]; index_fn fills the input coordinates. */
+typedef kiln_status (*index_fn)(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad_cond, void *arg);
+
+static kiln_status gather_map(lower_ctx *c, index_fn f, void *arg, lir_expr *pad_value) {
+    const kiln_tensor *out = c->out_type[0], *x = c->in_type[0];
+    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *outside = NULL;
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    if (st || (st = f(c, oc, ic, &outside, arg)))
+        return st;
+    lir_expr *v = lir_load(M, c->in[0], lower_index(c, x, ic, x->rank));
+    if (outside) /* the index is clamped so the load stays in bounds; the select drops it */
+        v = lir_select(M, outside, pad_value, v);
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), v)))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+/* Output 0 = value everywhere. */
+static kiln_status lower_fill(lower_ctx *c, lir_expr *value) {
+    const kiln_tensor *out = c->out_type[0];
+    lir_expr *oc[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    if (st)
+        return st;
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), value)))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+/* Reshape, Flatten, (Un)Squeeze: the same elements in the same order. */
+static kiln_status copy_flat(lower_ctx *c) {
+    kiln_tensor flat = {.dtype = c->out_type[0]->dtype, .rank = 1, .dims = {ir_type_count(c->out_type[0])}};
+    lir_expr *oc[1];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, &flat, oc, &inner, &outer);
+    if (st)
+        return st;
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], oc[0], lir_load(M, c->in[0], oc[0]))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_reshape(lower_ctx *c) { return copy_flat(c); }
+kiln_status lower_flatten(lower_ctx *c) { return copy_flat(c); }
+kiln_status lower_squeeze(lower_ctx *c) { return copy_flat(c); }
+kiln_status lower_unsqueeze(lower_ctx *c) { return copy_flat(c); }
+
+static kiln_status transpose_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad, void *arg) {
+    (void)arg, (void)pad;
+    int rank = c->in_type[0]->rank;
+    const ir_attr *a = ir_node_attr(c->node, "perm");
+    for (int d = 0; d < rank; d++) {
+        int p = a && a->count ? (int)(a->ints[d] < 0 ? a->ints[d] + rank : a->ints[d]) : rank - 1 - d;
+        ic[p] = oc[d];
+    }
+    return KILN_OK;
+}
+kiln_status lower_transpose(lower_ctx *c) { return gather_map(c, transpose_index, NULL, NULL); }
+
+static kiln_status expand_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad, void *arg) {
+    (void)arg, (void)pad;
+    int rank = c->in_type[0]->rank, out_rank = c->out_type[0]->rank;
+    for (int d = 0; d < rank; d++)
+        ic[d] = oc[d + out_rank - rank]; /* lower_index reads size-1 dims at 0 */
+    return KILN_OK;
+}
+kiln_status lower_expand(lower_ctx *c) { return gather_map(c, expand_index, NULL, NULL); }
+
+static kiln_status tile_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad, void *arg) {
+    (void)arg, (void)pad;
+    for (int d = 0; d < c->in_type[0]->rank; d++)
+        ic[d] = lir_binary(M, LIR_REM, oc[d], i64(c, c->in_type[0]->dims[d]));
+    return KILN_OK;
+}
+kiln_status lower_tile(lower_ctx *c) { return gather_map(c, tile_index, NULL, NULL); }
+
+static kiln_status slice_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad, void *arg) {
+    (void)pad;
+    const shape_slice_spec *s = arg;
+    for (int d = 0; d < c->in_type[0]->rank; d++)
+        ic[d] = lir_binary(M, LIR_ADD, i64(c, s->start[d]), lir_binary(M, LIR_MUL, oc[d], i64(c, s->step[d])));
+    return KILN_OK;
+}
+kiln_status lower_slice(lower_ctx *c) {
+    shape_ctx s = {c->node, c->in_type, c->node->input_count, NULL, 0, c->d};
+    shape_slice_spec spec;
+    bool known;
+    kiln_status st = shape_slice_params(&s, &spec, &known);
+    if (st)
+        return st;
+    if (!known)
+        return lower_error(c, KILN_ERR_UNSUPPORTED, "Slice's starts, ends, axes and steps must be constants to compile");
+    return gather_map(c, slice_index, &spec, NULL);
+}
+
+typedef struct pad_spec {
+    int64_t begin[KILN_MAX_RANK];
+    const char *mode;
+} pad_spec;
+
+/* Maps padded coordinates back into the input: constant mode marks them outside (and
+ * clamps so the load stays in bounds); edge clamps; wrap takes the remainder; reflect
+ * folds at the borders with period 2 * (dim - 1). */
+static kiln_status pad_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **outside, void *arg) {
+    const pad_spec *p = arg;
+    for (int d = 0; d < c->in_type[0]->rank; d++) {
+        int64_t dim = c->in_type[0]->dims[d];
+        lir_expr *q = lir_binary(M, LIR_SUB, oc[d], i64(c, p->begin[d]));
+        lir_expr *clamped = lir_binary(M, LIR_MIN, lir_binary(M, LIR_MAX, q, i64(c, 0)), i64(c, dim - 1));
+        if (!strcmp(p->mode, "constant") || !strcmp(p->mode, "edge")) {
+            if (!strcmp(p->mode, "constant")) {
+                lir_expr *out = lir_binary(M, LIR_OR, lir_binary(M, LIR_LT, q, i64(c, 0)), lir_binary(M, LIR_GE, q, i64(c, dim)));
+                *outside = *outside ? lir_binary(M, LIR_OR, *outside, out) : out;
+            }
+            ic[d] = clamped;
+        } else {
+            int64_t period = !strcmp(p->mode, "wrap") ? dim : dim > 1 ? 2 * (dim - 1) : 1;
+            lir_expr *r = lir_binary(M, LIR_REM, lir_binary(M, LIR_ADD, lir_binary(M, LIR_REM, q, i64(c, period)), i64(c, period)), i64(c, period));
+            ic[d] = !strcmp(p->mode, "wrap") ? r : lir_select(M, lir_binary(M, LIR_LT, r, i64(c, dim)), r, lir_binary(M, LIR_SUB, i64(c, period), r));
+        }
+    }
+    return KILN_OK;
+}
+kiln_status lower_pad(lower_ctx *c) {
+    shape_ctx s = {c->node, c->in_type, c->node->input_count, NULL, 0, c->d};
+    pad_spec p = {.mode = ir_attr_string(c->node, "mode")};
+    int64_t end[KILN_MAX_RANK];
+    bool known;
+    kiln_status st = shape_pad_amounts(&s, p.begin, end, &known);
+    if (st)
+        return st;
+    if (!known)
+        return lower_error(c, KILN_ERR_UNSUPPORTED, "Pad's pads must be constants to compile");
+    lir_expr *value = c->node->input_count > 2 && c->in[2] ? lir_load(M, c->in[2], i64(c, 0))
+                                                          : lir_const(M, c->out_type[0]->dtype, 0);
+    if (ir_type_count(c->in_type[0]) == 0) /* nothing to read: every element is padding */
+        return lower_fill(c, value);
+    return gather_map(c, pad_index, &p, value);
+}
+
+/* Concat: one nest per input, writing at its offset along the axis. */
+kiln_status lower_concat(lower_ctx *c) {
+    const kiln_tensor *out = c->out_type[0];
+    int axis = (int)ir_attr_int(c->node, "axis");
+    axis = axis < 0 ? axis + out->rank : axis;
+    int64_t offset = 0;
+    for (int i = 0; i < c->node->input_count; i++) {
+        const kiln_tensor *x = c->in_type[i];
+        lir_expr *xc[KILN_MAX_RANK], *oc[KILN_MAX_RANK];
+        lir_stmt *inner, *outer;
+        kiln_status st = lower_nest(c, x, xc, &inner, &outer);
+        if (st)
+            return st;
+        for (int d = 0; d < out->rank; d++)
+            oc[d] = d == axis ? lir_binary(M, LIR_ADD, xc[d], i64(c, offset)) : xc[d];
+        lir_expr *v = lir_load(M, c->in[i], lower_index(c, x, xc, x->rank));
+        if (!lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), v)) ||
+            (st = lower_emit(c, outer)))
+            return st ? st : lower_oom(c);
+        offset += x->dims[axis];
+    }
+    return KILN_OK;
+}

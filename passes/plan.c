@@ -1,0 +1,108 @@
+/*
+ * plan.c — memory planning: binds every graph value to its storage. Graph inputs and
+ * constants stay where the caller and the graph keep them; node outputs that are graph
+ * outputs are written straight into the caller's output buffers; every other node output
+ * gets a 64-byte-aligned offset in one arena, first fit, reusing the bytes of values whose
+ * last reader has run. A node's outputs are placed before its inputs are released, so no
+ * kernel reads and writes the same bytes (in-place reuse is a later refinement).
+ */
+#include "passes/lower.h"
+
+#include <stdlib.h>
+
+typedef struct block {
+    int64_t offset, size;
+} block;
+
+/* First fit in a sorted free list over [0, *top); grows *top when nothing fits. */
+static int64_t take(block *free_list, int *nfree, int64_t *top, int64_t size) {
+    for (int i = 0; i < *nfree; i++)
+        if (free_list[i].size >= size) {
+            int64_t at = free_list[i].offset;
+            free_list[i].offset += size;
+            free_list[i].size -= size;
+            if (!free_list[i].size) {
+                for (int j = i + 1; j < *nfree; j++)
+                    free_list[j - 1] = free_list[j];
+                (*nfree)--;
+            }
+            return at;
+        }
+    int64_t at = *top;
+    *top += size;
+    return at;
+}
+
+/* Returns a block to the sorted free list, merging with its neighbours. */
+static void give(block *free_list, int *nfree, int64_t offset, int64_t size) {
+    int i = 0;
+    while (i < *nfree && free_list[i].offset < offset)
+        i++;
+    for (int j = *nfree; j > i; j--)
+        free_list[j] = free_list[j - 1];
+    free_list[i] = (block){offset, size};
+    (*nfree)++;
+    if (i + 1 < *nfree && free_list[i].offset + free_list[i].size == free_list[i + 1].offset) {
+        free_list[i].size += free_list[i + 1].size;
+        for (int j = i + 2; j < *nfree; j++)
+            free_list[j - 1] = free_list[j];
+        (*nfree)--;
+    }
+    if (i > 0 && free_list[i - 1].offset + free_list[i - 1].size == free_list[i].offset) {
+        free_list[i - 1].size += free_list[i].size;
+        for (int j = i + 1; j < *nfree; j++)
+            free_list[j - 1] = free_list[j];
+        (*nfree)--;
+    }
+}
+
+kiln_status lower_plan(lir_module *m, kiln_diag *d) {
+    const ir_graph *g = m->graph;
+    int *last_use = calloc((size_t)g->value_ids + 1, sizeof *last_use);
+    int64_t *size = calloc((size_t)g->value_ids + 1, sizeof *size);
+    block *free_list = calloc((size_t)g->value_ids + 2, sizeof *free_list);
+    if (!last_use || !size || !free_list) {
+        free(last_use), free(size), free(free_list);
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    for (int i = 0; i < g->input_count; i++)
+        m->storage[g->inputs[i]->id] = (lir_storage){LIR_STORE_INPUT, i, 0};
+    for (int i = 0; i < g->init_count; i++)
+        m->storage[g->inits[i]->id] = (lir_storage){LIR_STORE_CONST, 0, 0};
+    for (int j = 0; j < g->output_count; j++) {
+        lir_storage *s = &m->storage[g->outputs[j]->id];
+        if (g->outputs[j]->kind == IR_VAL_NODE && s->kind == LIR_STORE_NONE)
+            *s = (lir_storage){LIR_STORE_OUTPUT, j, 0};
+    }
+    for (int i = 0; i < g->node_count; i++)
+        for (int j = 0; j < g->nodes[i]->input_count; j++)
+            if (g->nodes[i]->inputs[j])
+                last_use[g->nodes[i]->inputs[j]->id] = i;
+    int nfree = 0;
+    int64_t top = 0;
+    for (int i = 0; i < g->node_count; i++) {
+        const ir_node *n = g->nodes[i];
+        for (int j = 0; j < n->output_count; j++) {
+            const ir_value *v = n->outputs[j];
+            if (m->storage[v->id].kind != LIR_STORE_NONE)
+                continue;
+            int64_t bytes = ir_type_count(&v->type) * (int64_t)kiln_dtype_size(v->type.dtype);
+            size[v->id] = (bytes + 63) / 64 * 64;
+            if (!size[v->id])
+                size[v->id] = 64;
+            m->storage[v->id] = (lir_storage){LIR_STORE_ARENA, 0, take(free_list, &nfree, &top, size[v->id])};
+            if (last_use[v->id] < i) /* nobody reads it: its bytes are free after this node */
+                last_use[v->id] = i;
+        }
+        for (int j = 0; j < n->input_count + n->output_count; j++) {
+            const ir_value *v = j < n->input_count ? n->inputs[j] : n->outputs[j - n->input_count];
+            if (v && m->storage[v->id].kind == LIR_STORE_ARENA && last_use[v->id] == i && size[v->id]) {
+                give(free_list, &nfree, m->storage[v->id].offset, size[v->id]);
+                size[v->id] = 0; /* released once */
+            }
+        }
+    }
+    m->arena_bytes = top;
+    free(last_use), free(size), free(free_list);
+    return KILN_OK;
+}
