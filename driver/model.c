@@ -8,6 +8,7 @@
 #include "frontend/onnx.h"
 #include "frontend/txt.h"
 #include "ir/verify.h"
+#include "passes/lower.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,17 @@ kiln_status driver_load_graph(const char *path, ir_graph **out, kiln_diag *d) {
     return st;
 }
 
+/* Messages from passes and backends name the node; make sure they also name the file. */
+static void name_file(const ir_graph *g, kiln_diag *d) {
+    if (!d->message[0] || !g->file || strstr(d->message, g->file))
+        return;
+    char msg[KILN_DIAG_MAX];
+    memcpy(msg, d->message, sizeof msg);
+    kiln_status st = d->status;
+    d->status = KILN_OK;
+    kiln_rt_error(d, st, "%s: %.*s", g->file, KILN_DIAG_MAX - 256, msg);
+}
+
 kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d) {
     pass_ctx cx = {.d = d, .eval = interp_eval_node};
 #ifdef NDEBUG
@@ -38,13 +50,18 @@ kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d) {
     bool verify = true;
 #endif
     kiln_status st = pass_run_pipeline(g, &cx, stop_after, verify);
-    if (st && d->message[0] && g->file && !strstr(d->message, g->file)) {
-        /* messages from passes name the node; make sure they also name the file */
-        char msg[KILN_DIAG_MAX];
-        memcpy(msg, d->message, sizeof msg);
-        d->status = KILN_OK;
-        kiln_rt_error(d, st, "%s: %.*s", g->file, KILN_DIAG_MAX - 256, msg);
-    }
+    if (st)
+        name_file(g, d);
+    return st;
+}
+
+/* Lowers the (static) graph and JIT-compiles it. */
+static kiln_status compile(kiln_model *m, kiln_diag *d) {
+    kiln_status st = lower_graph(m->graph, &m->lowered, d);
+    if (!st)
+        st = cg_jit_compile(m->lowered, NULL, &m->jit, d);
+    if (st)
+        name_file(m->graph, d);
     return st;
 }
 
@@ -67,7 +84,12 @@ static kiln_status finish_load(ir_graph *g, const kiln_options *opts, kiln_model
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
     (*out)->graph = g;
-    return KILN_OK;
+    (*out)->backend = opts ? opts->backend : KILN_BACKEND_INTERP;
+    if ((*out)->backend == KILN_BACKEND_JIT && !g->batch_name && (st = compile(*out, d))) {
+        kiln_model_destroy(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 kiln_status kiln_model_load(const char *path, const kiln_options *opts, kiln_model **out,
@@ -91,6 +113,8 @@ kiln_status kiln_model_parse(const char *text, size_t len, const char *filename,
 void kiln_model_destroy(kiln_model *m) {
     if (!m)
         return;
+    cg_jit_destroy(m->jit);
+    lir_module_destroy(m->lowered);
     ir_graph_destroy(m->graph);
     free(m);
 }
@@ -106,7 +130,25 @@ const char *kiln_model_output_name(const kiln_model *m, int i) {
     return i >= 0 && i < m->graph->output_count ? m->graph->outputs[i]->name : NULL;
 }
 
+/* JIT with a symbolic batch: the first run specializes the graph for its batch size. */
+static kiln_status compile_for_inputs(kiln_model *m, const kiln_tensor *const *inputs, kiln_diag *d) {
+    const ir_graph *g = m->graph;
+    for (int i = 0; i < g->input_count; i++)
+        for (int k = 0; k < g->inputs[i]->type.rank; k++)
+            if (g->inputs[i]->type.dims[k] == IR_DIM_BATCH && inputs[i] && k < inputs[i]->rank) {
+                ir_graph_set_batch(m->graph, inputs[i]->dims[k]);
+                kiln_status st = driver_optimize(m->graph, NULL, d);
+                return st ? st : compile(m, d);
+            }
+    return compile(m, d);
+}
+
 kiln_status kiln_model_run(kiln_model *m, const kiln_tensor *const *inputs, kiln_tensor **outputs,
                            kiln_diag *d) {
-    return interp_run(m->graph, inputs, outputs, d);
+    if (m->backend == KILN_BACKEND_INTERP)
+        return interp_run(m->graph, inputs, outputs, d);
+    kiln_status st = m->jit ? KILN_OK : compile_for_inputs(m, inputs, d);
+    if (!st)
+        st = interp_check_inputs(m->graph, inputs, d);
+    return st ? st : cg_jit_run(m->jit, inputs, outputs, d);
 }

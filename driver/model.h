@@ -8,8 +8,13 @@
 #include "ir/graph.h"
 #include "passes/pass.h"
 
+#include "backend/llvm/llvm_backend.h"
+
 struct kiln_model {
     ir_graph *graph;
+    kiln_backend backend;
+    lir_module *lowered; /* JIT: the loop IR, kept alive for the compiled kernels */
+    cg_jit *jit;
 };
 
 /* Parses a model file by its extension (.kiln) into a verified graph, without passes. */

@@ -98,7 +98,13 @@ kiln_status kiln_npz_write(const char *path, int count, const char *const *keys,
 
 typedef struct kiln_model kiln_model;
 
+typedef enum kiln_backend {
+    KILN_BACKEND_INTERP = 0, /* the reference interpreter */
+    KILN_BACKEND_JIT,        /* loop IR compiled in-process by LLVM for the host CPU */
+} kiln_backend;
+
 typedef struct kiln_options {
+    kiln_backend backend;
     int64_t batch; /* > 0: specialize the symbolic batch dimension to this size at load time;
                       0: keep it symbolic and take it from the inputs at each run */
 } kiln_options;
@@ -116,8 +122,10 @@ int kiln_model_output_count(const kiln_model *m);
 const char *kiln_model_input_name(const kiln_model *m, int i);  /* borrowed: valid while m lives */
 const char *kiln_model_output_name(const kiln_model *m, int i); /* borrowed */
 
-/* Runs the model on the reference interpreter. inputs[i] is graph input i. On success,
- * outputs[j] receives graph output j, which the caller frees with kiln_tensor_free. */
+/* Runs the model on the backend it was loaded for. inputs[i] is graph input i. On success,
+ * outputs[j] receives graph output j, which the caller frees with kiln_tensor_free. With
+ * the JIT backend and a symbolic batch dimension, the first run compiles for its inputs'
+ * batch size, and later runs must use the same one. */
 kiln_status kiln_model_run(kiln_model *m, const kiln_tensor *const *inputs, kiln_tensor **outputs,
                            kiln_diag *diag);
 

@@ -37,15 +37,18 @@ static const char *const usage_main =
     "Run `kiln COMMAND --help` for a command's flags.\n";
 
 static const char *const usage_run =
-    "usage: kiln run MODEL --input NAME=FILE ... [--output-dir DIR]\n"
+    "usage: kiln run MODEL --input NAME=FILE ... [--output-dir DIR] [--backend interp|jit]\n"
     "\n"
-    "Runs MODEL (.kiln or .onnx) on the reference interpreter.\n"
+    "Runs MODEL (.kiln or .onnx).\n"
     "\n"
     "  --input NAME=FILE   feed graph input NAME from FILE: .npy, or an ONNX TensorProto .pb;\n"
     "                      once per graph input\n"
     "  --output-dir DIR    write DIR/OUTPUT.npy for each graph output (default: .);\n"
     "                      characters other than letters, digits, '_', '-' and '.' in an\n"
     "                      output's name become '_'\n"
+    "  --backend B         interp: the reference interpreter (the default for now);\n"
+    "                      jit: compiled by LLVM for this CPU (ops without a loop lowering\n"
+    "                      are reported)\n"
     "  --time              print how long the run took (wall clock, not counting loading)\n"
     "  -h, --help          show this help\n";
 
@@ -121,6 +124,7 @@ typedef struct feed {
 static int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *out_dir = ".";
     bool show_time = false;
+    kiln_options opts = {0};
     feed feeds[256];
     int nfeeds = 0;
     for (int i = 0; i < argc; i++) {
@@ -141,6 +145,14 @@ static int cmd_run(int argc, char **argv) {
             if (i + 1 >= argc)
                 return usage_error(usage_run, "%s needs a directory", argv[i]);
             out_dir = argv[++i];
+        } else if (!strcmp(argv[i], "--backend")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_run, "%s needs interp or jit", argv[i]);
+            i++;
+            if (!strcmp(argv[i], "jit"))
+                opts.backend = KILN_BACKEND_JIT;
+            else if (strcmp(argv[i], "interp"))
+                return usage_error(usage_run, "unknown backend '%s' (interp, jit)", argv[i]);
         } else if (!strcmp(argv[i], "--time")) {
             show_time = true;
         } else if (argv[i][0] == '-') {
@@ -156,7 +168,7 @@ static int cmd_run(int argc, char **argv) {
 
     kiln_diag d = {0};
     kiln_model *m;
-    if (kiln_model_load(model_path, NULL, &m, &d))
+    if (kiln_model_load(model_path, &opts, &m, &d))
         return model_error(&d);
     int nin = kiln_model_input_count(m), nout = kiln_model_output_count(m), rc = 0;
     kiln_tensor **in = calloc((size_t)nin + 1, sizeof *in), **out = calloc((size_t)nout + 1, sizeof *out);
@@ -201,8 +213,9 @@ static int cmd_run(int argc, char **argv) {
         rc = model_error(&d);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (!rc && show_time)
-        printf("%s: ran in %.3f ms (reference interpreter)\n", model_path,
-               (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+        printf("%s: ran in %.3f ms (%s)\n", model_path,
+               (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+               opts.backend == KILN_BACKEND_JIT ? "LLVM JIT" : "reference interpreter");
     int err = rc ? 0 : make_dirs(out_dir);
     if (err) {
         fprintf(stderr, "kiln: %s: cannot create the output directory: %s\n", out_dir, strerror(err));

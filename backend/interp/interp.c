@@ -96,6 +96,16 @@ static kiln_status check_input(const ir_graph *g, const ir_value *v, const kiln_
     return st;
 }
 
+kiln_status interp_check_inputs(const ir_graph *g, const kiln_tensor *const *inputs, kiln_diag *d) {
+    int64_t batch = -1;
+    for (int i = 0; i < g->input_count; i++) {
+        kiln_status st = check_input(g, g->inputs[i], inputs[i], &batch, d);
+        if (st)
+            return st;
+    }
+    return KILN_OK;
+}
+
 kiln_status interp_run(const ir_graph *g, const kiln_tensor *const *inputs, kiln_tensor **outputs,
                        kiln_diag *d) {
     const kiln_tensor **val = calloc((size_t)g->value_ids + 1, sizeof *val);

@@ -29,6 +29,10 @@ kiln_status interp_eval_node(const ir_node *n, const kiln_tensor *const *in, kil
 kiln_status interp_run(const ir_graph *g, const kiln_tensor *const *inputs, kiln_tensor **outputs,
                        kiln_diag *d);
 
+/* Checks the fed tensors against the graph's input types (dtype, rank, dims, one batch
+ * size), naming the input that does not fit. */
+kiln_status interp_check_inputs(const ir_graph *g, const kiln_tensor *const *inputs, kiln_diag *d);
+
 /* ---- helpers for the rules ------------------------------------------------------------ */
 
 /* Coordinates of a flat C-order index, and back. */

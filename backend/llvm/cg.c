@@ -1,0 +1,266 @@
+/*
+ * cg.c — loop IR -> LLVM IR. One function per kernel; loop variables and local scalars
+ * live in allocas that mem2reg promotes; bools are i1 in registers and one byte in
+ * memory; unsigned dtypes use the unsigned forms of division, remainder, comparison and
+ * conversion. Float min/max propagate NaN (llvm.minimum/maximum), as the reference does.
+ * Math functions LLVM has intrinsics for use them; the rest call libm.
+ */
+#include "backend/llvm/cg_internal.h"
+
+#include <string.h>
+
+static bool is_unsigned(kiln_dtype t) {
+    return t == KILN_U8 || t == KILN_U16 || t == KILN_U32 || t == KILN_U64 || t == KILN_BOOL;
+}
+
+/* The type a value has in memory. */
+static LLVMTypeRef mem_type(cg_ctx *g, kiln_dtype t) {
+    switch (t) {
+    case KILN_F32: return LLVMFloatTypeInContext(g->ctx);
+    case KILN_F64: return LLVMDoubleTypeInContext(g->ctx);
+    case KILN_F16: return LLVMHalfTypeInContext(g->ctx);
+    case KILN_BF16: return LLVMBFloatTypeInContext(g->ctx);
+    case KILN_I64: case KILN_U64: return LLVMInt64TypeInContext(g->ctx);
+    case KILN_I32: case KILN_U32: return LLVMInt32TypeInContext(g->ctx);
+    case KILN_I16: case KILN_U16: return LLVMInt16TypeInContext(g->ctx);
+    default: return LLVMInt8TypeInContext(g->ctx); /* i8, u8, bool */
+    }
+}
+
+/* The type a value has in registers: bools are i1. */
+static LLVMTypeRef reg_type(cg_ctx *g, kiln_dtype t) {
+    return t == KILN_BOOL ? LLVMInt1TypeInContext(g->ctx) : mem_type(g, t);
+}
+
+static LLVMValueRef intrinsic(cg_ctx *g, const char *name, LLVMTypeRef type, LLVMValueRef *args, int n) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(g->mod, id, &type, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(g->ctx, id, &type, 1);
+    return LLVMBuildCall2(g->b, fty, fn, args, (unsigned)n, "");
+}
+
+/* A libm function on float or double. */
+static LLVMValueRef libm(cg_ctx *g, const char *name, kiln_dtype t, LLVMValueRef *args, int n) {
+    char full[32];
+    snprintf(full, sizeof full, "%s%s", name, t == KILN_F64 ? "" : "f");
+    LLVMTypeRef ft = reg_type(g, t == KILN_F64 ? KILN_F64 : KILN_F32);
+    LLVMTypeRef params[2] = {ft, ft};
+    LLVMTypeRef fty = LLVMFunctionType(ft, params, (unsigned)n, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(g->mod, full);
+    if (!fn)
+        fn = LLVMAddFunction(g->mod, full, fty);
+    return LLVMBuildCall2(g->b, fty, fn, args, (unsigned)n, "");
+}
+
+static LLVMValueRef expr(cg_ctx *g, const lir_expr *e);
+
+static LLVMValueRef cast(cg_ctx *g, LLVMValueRef v, kiln_dtype from, kiln_dtype to) {
+    if (from == to)
+        return v;
+    LLVMTypeRef dst = reg_type(g, to);
+    bool ff = ir_dtype_is_float(from), ft = ir_dtype_is_float(to);
+    if (to == KILN_BOOL) /* nonzero is true */
+        return ff ? LLVMBuildFCmp(g->b, LLVMRealUNE, v, LLVMConstNull(LLVMTypeOf(v)), "")
+                  : LLVMBuildICmp(g->b, LLVMIntNE, v, LLVMConstNull(LLVMTypeOf(v)), "");
+    if (ff && ft)
+        return LLVMBuildFPCast(g->b, v, dst, "");
+    if (ff) { /* float -> int: truncate toward zero, saturating (NaN -> 0) */
+        LLVMValueRef args[1] = {v};
+        LLVMTypeRef types[2] = {dst, LLVMTypeOf(v)};
+        const char *name = is_unsigned(to) ? "llvm.fptoui.sat" : "llvm.fptosi.sat";
+        unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+        LLVMValueRef fn = LLVMGetIntrinsicDeclaration(g->mod, id, types, 2);
+        return LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->ctx, id, types, 2), fn, args, 1, "");
+    }
+    if (ft)
+        return is_unsigned(from) ? LLVMBuildUIToFP(g->b, v, dst, "") : LLVMBuildSIToFP(g->b, v, dst, "");
+    return LLVMBuildIntCast2(g->b, v, dst, !is_unsigned(from), "");
+}
+
+static LLVMValueRef address(cg_ctx *g, const lir_buffer *buf, const lir_expr *index) {
+    LLVMValueRef idx = expr(g, index);
+    return LLVMBuildGEP2(g->b, mem_type(g, buf->dtype), cg_buffer(g, buf), &idx, 1, "");
+}
+
+static LLVMValueRef binary(cg_ctx *g, const lir_expr *e) {
+    LLVMValueRef a = expr(g, e->a), b = expr(g, e->b);
+    kiln_dtype t = e->a->type;
+    bool f = ir_dtype_is_float(t), u = is_unsigned(t);
+    LLVMValueRef args[2] = {a, b};
+    switch ((lir_op)e->op) {
+    case LIR_ADD: return f ? LLVMBuildFAdd(g->b, a, b, "") : LLVMBuildAdd(g->b, a, b, "");
+    case LIR_SUB: return f ? LLVMBuildFSub(g->b, a, b, "") : LLVMBuildSub(g->b, a, b, "");
+    case LIR_MUL: return f ? LLVMBuildFMul(g->b, a, b, "") : LLVMBuildMul(g->b, a, b, "");
+    case LIR_DIV: return f ? LLVMBuildFDiv(g->b, a, b, "") : u ? LLVMBuildUDiv(g->b, a, b, "") : LLVMBuildSDiv(g->b, a, b, "");
+    case LIR_REM: return f ? LLVMBuildFRem(g->b, a, b, "") : u ? LLVMBuildURem(g->b, a, b, "") : LLVMBuildSRem(g->b, a, b, "");
+    case LIR_MIN:
+    case LIR_MAX:
+        if (f)
+            return intrinsic(g, e->op == LIR_MIN ? "llvm.minimum" : "llvm.maximum", LLVMTypeOf(a), args, 2);
+        return LLVMBuildSelect(g->b,
+                               LLVMBuildICmp(g->b, e->op == LIR_MIN ? (u ? LLVMIntULT : LLVMIntSLT) : (u ? LLVMIntUGT : LLVMIntSGT), a, b, ""),
+                               a, b, "");
+    case LIR_AND: return LLVMBuildAnd(g->b, a, b, "");
+    case LIR_OR: return LLVMBuildOr(g->b, a, b, "");
+    case LIR_XOR: return LLVMBuildXor(g->b, a, b, "");
+    default: break;
+    }
+    static const LLVMRealPredicate fp[] = {LLVMRealOEQ, LLVMRealUNE, LLVMRealOLT, LLVMRealOLE, LLVMRealOGT, LLVMRealOGE};
+    static const LLVMIntPredicate sp[] = {LLVMIntEQ, LLVMIntNE, LLVMIntSLT, LLVMIntSLE, LLVMIntSGT, LLVMIntSGE};
+    static const LLVMIntPredicate up[] = {LLVMIntEQ, LLVMIntNE, LLVMIntULT, LLVMIntULE, LLVMIntUGT, LLVMIntUGE};
+    int k = e->op - LIR_EQ;
+    return f ? LLVMBuildFCmp(g->b, fp[k], a, b, "") : LLVMBuildICmp(g->b, u ? up[k] : sp[k], a, b, "");
+}
+
+static LLVMValueRef call(cg_ctx *g, const lir_expr *e) {
+    static const char *const llvm_names[LIR_INTRINSIC_COUNT] = {
+        [LIR_EXP] = "llvm.exp", [LIR_LOG] = "llvm.log", [LIR_SQRT] = "llvm.sqrt", [LIR_SIN] = "llvm.sin",
+        [LIR_COS] = "llvm.cos", [LIR_FLOOR] = "llvm.floor", [LIR_CEIL] = "llvm.ceil",
+        [LIR_ROUND_EVEN] = "llvm.roundeven", [LIR_POW] = "llvm.pow",
+    };
+    LLVMValueRef args[2] = {expr(g, e->a), e->b ? expr(g, e->b) : NULL};
+    int n = e->b ? 2 : 1;
+    if (e->op == LIR_FMOD)
+        return LLVMBuildFRem(g->b, args[0], args[1], "");
+    if (llvm_names[e->op])
+        return intrinsic(g, llvm_names[e->op], LLVMTypeOf(args[0]), args, n);
+    if (e->type != KILN_F32 && e->type != KILN_F64) { /* libm has float and double only */
+        args[0] = cast(g, args[0], e->type, KILN_F32);
+        return cast(g, libm(g, lir_intrinsic_name((lir_intrinsic)e->op), KILN_F32, args, n), KILN_F32, e->type);
+    }
+    return libm(g, lir_intrinsic_name((lir_intrinsic)e->op), e->type, args, n);
+}
+
+static LLVMValueRef expr(cg_ctx *g, const lir_expr *e) {
+    switch (e->kind) {
+    case LIR_CONST:
+        if (ir_dtype_is_float(e->type))
+            return LLVMConstReal(reg_type(g, e->type), e->f);
+        return LLVMConstInt(reg_type(g, e->type), (unsigned long long)e->i, !is_unsigned(e->type));
+    case LIR_VAR: return LLVMBuildLoad2(g->b, reg_type(g, g->kernel->vars[e->var].type), g->vars[e->var], "");
+    case LIR_LOAD: {
+        LLVMValueRef v = LLVMBuildLoad2(g->b, mem_type(g, e->buf->dtype), address(g, e->buf, e->a), "");
+        return e->type == KILN_BOOL ? LLVMBuildICmp(g->b, LLVMIntNE, v, LLVMConstNull(LLVMTypeOf(v)), "") : v;
+    }
+    case LIR_UNARY: {
+        LLVMValueRef a = expr(g, e->a);
+        bool f = ir_dtype_is_float(e->type);
+        if (e->op == LIR_NOT)
+            return LLVMBuildNot(g->b, a, "");
+        if (e->op == LIR_NEG)
+            return f ? LLVMBuildFNeg(g->b, a, "") : LLVMBuildNeg(g->b, a, "");
+        if (f) /* abs */
+            return intrinsic(g, "llvm.fabs", LLVMTypeOf(a), &a, 1);
+        if (is_unsigned(e->type))
+            return a;
+        return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, a, LLVMConstNull(LLVMTypeOf(a)), ""),
+                               LLVMBuildNeg(g->b, a, ""), a, "");
+    }
+    case LIR_BINARY: return binary(g, e);
+    case LIR_SELECT: return LLVMBuildSelect(g->b, expr(g, e->a), expr(g, e->b), expr(g, e->c), "");
+    case LIR_CAST: return cast(g, expr(g, e->a), e->a->type, e->type);
+    case LIR_CALL: return call(g, e);
+    }
+    return NULL;
+}
+
+static void stmt(cg_ctx *g, const lir_stmt *s) {
+    switch (s->kind) {
+    case LIR_SEQ:
+        for (int i = 0; i < s->count; i++)
+            stmt(g, s->items[i]);
+        return;
+    case LIR_STORE: {
+        LLVMValueRef v = expr(g, s->value);
+        if (s->buf->dtype == KILN_BOOL)
+            v = LLVMBuildZExt(g->b, v, mem_type(g, KILN_BOOL), "");
+        LLVMBuildStore(g->b, v, address(g, s->buf, s->index));
+        return;
+    }
+    case LIR_LET:
+    case LIR_ASSIGN: LLVMBuildStore(g->b, expr(g, s->value), g->vars[s->var]); return;
+    case LIR_IF: {
+        LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "then");
+        LLVMBasicBlockRef other = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "else");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "endif");
+        LLVMBuildCondBr(g->b, expr(g, s->cond), then, other);
+        LLVMPositionBuilderAtEnd(g->b, then);
+        stmt(g, s->body);
+        LLVMBuildBr(g->b, done);
+        LLVMPositionBuilderAtEnd(g->b, other);
+        if (s->other)
+            stmt(g, s->other);
+        LLVMBuildBr(g->b, done);
+        LLVMPositionBuilderAtEnd(g->b, done);
+        return;
+    }
+    case LIR_FOR: {
+        /* var = begin; while (var < end) { body; var += step; } */
+        LLVMTypeRef i64 = LLVMInt64TypeInContext(g->ctx);
+        LLVMValueRef var = g->vars[s->var], end = expr(g, s->end);
+        LLVMBuildStore(g->b, expr(g, s->begin), var);
+        LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "loop");
+        LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "body");
+        LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "exit");
+        LLVMBuildBr(g->b, head);
+        LLVMPositionBuilderAtEnd(g->b, head);
+        LLVMValueRef i = LLVMBuildLoad2(g->b, i64, var, "");
+        LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, i, end, ""), body, exit);
+        LLVMPositionBuilderAtEnd(g->b, body);
+        stmt(g, s->body);
+        LLVMValueRef next = LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, i64, var, ""), LLVMConstInt(i64, (unsigned long long)s->step, 1), "");
+        LLVMBuildStore(g->b, next, var);
+        LLVMBuildBr(g->b, head);
+        LLVMPositionBuilderAtEnd(g->b, exit);
+        return;
+    }
+    }
+}
+
+LLVMValueRef cg_buffer(cg_ctx *g, const lir_buffer *buf) {
+    for (int i = 0; i < g->kernel->param_count; i++)
+        if (g->kernel->params[i] == buf)
+            return g->params[i];
+    return NULL; /* locals come with the scheduling work */
+}
+
+/* void NAME(ptr args): loads each parameter's address, then the body. */
+static kiln_status kernel(cg_ctx *g, const lir_kernel *k, kiln_diag *d) {
+    LLVMTypeRef ptr = LLVMPointerTypeInContext(g->ctx, 0);
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(g->ctx), &ptr, 1, 0);
+    g->kernel = k;
+    g->fn = LLVMAddFunction(g->mod, k->name, fty);
+    LLVMSetLinkage(g->fn, LLVMExternalLinkage);
+    LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, g->fn, "entry"));
+    g->params = calloc((size_t)k->param_count + 1, sizeof *g->params);
+    g->vars = calloc((size_t)k->var_count + 1, sizeof *g->vars);
+    if (!g->params || !g->vars) {
+        free(g->params), free(g->vars);
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    LLVMValueRef args = LLVMGetParam(g->fn, 0);
+    for (int i = 0; i < k->param_count; i++) {
+        LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(g->ctx), (unsigned long long)i, 0);
+        g->params[i] = LLVMBuildLoad2(g->b, ptr, LLVMBuildGEP2(g->b, ptr, args, &idx, 1, ""), k->params[i]->name);
+    }
+    for (int v = 0; v < k->var_count; v++)
+        g->vars[v] = LLVMBuildAlloca(g->b, reg_type(g, k->vars[v].type), k->vars[v].name);
+    stmt(g, k->body);
+    LLVMBuildRetVoid(g->b);
+    free(g->params), free(g->vars);
+    g->params = g->vars = NULL;
+    return KILN_OK;
+}
+
+kiln_status cg_module(cg_ctx *g, const lir_module *m, kiln_diag *d) {
+    g->b = LLVMCreateBuilderInContext(g->ctx);
+    kiln_status st = KILN_OK;
+    for (int i = 0; !st && i < m->kernel_count; i++)
+        st = kernel(g, m->kernels[i], d);
+    LLVMDisposeBuilder(g->b);
+    char *msg = NULL;
+    if (!st && LLVMVerifyModule(g->mod, LLVMReturnStatusAction, &msg))
+        st = diag_error(d, LOC_NONE, KILN_ERR_INTERNAL, "generated LLVM IR is invalid: %.400s", msg ? msg : "");
+    LLVMDisposeMessage(msg);
+    return st;
+}

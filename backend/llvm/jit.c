@@ -1,0 +1,211 @@
+/*
+ * jit.c — the target machine for the host CPU (or --target-cpu), the optimization
+ * pipeline (LLVMRunPasses, "default<O3>"), in-process compilation with ORC LLJIT (libm
+ * and the runtime resolved from the kiln process), and running the compiled kernels
+ * over the storage the memory plan laid out.
+ */
+#include "backend/llvm/cg_internal.h"
+
+#include <string.h>
+
+typedef void (*kernel_fn)(void *const *args);
+
+struct cg_jit {
+    const lir_module *m;
+    LLVMOrcLLJITRef jit;
+    kernel_fn *fns;
+};
+
+static kiln_status llvm_error(kiln_diag *d, LLVMErrorRef err, const char *what) {
+    char *msg = LLVMGetErrorMessage(err);
+    kiln_status st = diag_error(d, LOC_NONE, KILN_ERR_BACKEND, "%s: %s", what, msg);
+    LLVMDisposeErrorMessage(msg);
+    return st;
+}
+
+/* A target machine for the host (name and features detected now) or for `cpu`. */
+static kiln_status target_machine(const cg_options *o, LLVMTargetMachineRef *out, char **triple_out, kiln_diag *d) {
+    static bool initialized;
+    if (!initialized) {
+        LLVMInitializeNativeTarget();
+        LLVMInitializeNativeAsmPrinter();
+        initialized = true;
+    }
+    char *triple = LLVMGetDefaultTargetTriple(), *err = NULL;
+    LLVMTargetRef target;
+    if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+        kiln_status st = diag_error(d, LOC_NONE, KILN_ERR_BACKEND, "no LLVM target for %s: %s", triple, err);
+        LLVMDisposeMessage(err), LLVMDisposeMessage(triple);
+        return st;
+    }
+    char *cpu = o && o->target_cpu ? NULL : LLVMGetHostCPUName();
+    char *features = o && o->target_cpu ? NULL : LLVMGetHostCPUFeatures();
+    int level = o && o->opt_level >= 0 && o->opt_level <= 3 ? o->opt_level : 3;
+    static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess, LLVMCodeGenLevelDefault,
+                                                 LLVMCodeGenLevelAggressive};
+    *out = LLVMCreateTargetMachine(target, triple, cpu ? cpu : o->target_cpu, features ? features : "", levels[level],
+                                   LLVMRelocPIC, LLVMCodeModelJITDefault);
+    LLVMDisposeMessage(cpu), LLVMDisposeMessage(features);
+    if (triple_out)
+        *triple_out = triple;
+    else
+        LLVMDisposeMessage(triple);
+    return *out ? KILN_OK : diag_error(d, LOC_NONE, KILN_ERR_BACKEND, "LLVM could not create a target machine");
+}
+
+/* Generates and optimizes m into a new module of ctx. */
+static kiln_status build(const lir_module *m, const cg_options *o, LLVMContextRef ctx, LLVMModuleRef *out,
+                         kiln_diag *d) {
+    cg_ctx g = {.ctx = ctx};
+    LLVMTargetMachineRef tm;
+    char *triple;
+    kiln_status st = target_machine(o, &tm, &triple, d);
+    if (st)
+        return st;
+    g.mod = LLVMModuleCreateWithNameInContext("kiln", ctx);
+    LLVMSetTarget(g.mod, triple);
+    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(g.mod, layout);
+    LLVMDisposeTargetData(layout);
+    LLVMDisposeMessage(triple);
+    if (!(st = cg_module(&g, m, d))) {
+        int level = o && o->opt_level >= 0 && o->opt_level <= 3 ? o->opt_level : 3;
+        char passes[32];
+        snprintf(passes, sizeof passes, "default<O%d>", level);
+        LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+        LLVMErrorRef err = LLVMRunPasses(g.mod, passes, tm, po);
+        LLVMDisposePassBuilderOptions(po);
+        if (err)
+            st = llvm_error(d, err, "LLVM optimization failed");
+    }
+    LLVMDisposeTargetMachine(tm);
+    if (st) {
+        LLVMDisposeModule(g.mod);
+        return st;
+    }
+    *out = g.mod;
+    return KILN_OK;
+}
+
+kiln_status cg_print_llvm(const lir_module *m, const cg_options *o, FILE *f, kiln_diag *d) {
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod;
+    kiln_status st = build(m, o, ctx, &mod, d);
+    if (!st) {
+        char *text = LLVMPrintModuleToString(mod);
+        fputs(text, f);
+        LLVMDisposeMessage(text);
+        LLVMDisposeModule(mod);
+    }
+    LLVMContextDispose(ctx);
+    return st;
+}
+
+kiln_status cg_jit_compile(const lir_module *m, const cg_options *o, cg_jit **out, kiln_diag *d) {
+    *out = NULL;
+    cg_jit *j = calloc(1, sizeof *j);
+    if (!j || !(j->fns = calloc((size_t)m->kernel_count + 1, sizeof *j->fns))) {
+        free(j);
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    j->m = m;
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    LLVMModuleRef mod;
+    kiln_status st = build(m, o, LLVMOrcThreadSafeContextGetContext(tsc), &mod, d);
+    LLVMTargetMachineRef tm = NULL;
+    if (!st)
+        st = target_machine(o, &tm, NULL, d);
+    if (!st) { /* the JIT takes the target machine (and the module) over */
+        LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+        LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
+        LLVMErrorRef err = LLVMOrcCreateLLJIT(&j->jit, builder);
+        LLVMOrcDefinitionGeneratorRef gen = NULL;
+        if (!err)
+            err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
+        if (!err) {
+            LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->jit), gen);
+            err = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit),
+                                              LLVMOrcCreateNewThreadSafeModule(mod, tsc));
+            mod = NULL;
+        }
+        for (int i = 0; !err && i < m->kernel_count; i++) {
+            LLVMOrcExecutorAddress addr;
+            err = LLVMOrcLLJITLookup(j->jit, &addr, m->kernels[i]->name);
+            j->fns[i] = (kernel_fn)(uintptr_t)addr;
+        }
+        if (err)
+            st = llvm_error(d, err, "LLVM JIT compilation failed");
+        if (mod)
+            LLVMDisposeModule(mod);
+    }
+    LLVMOrcDisposeThreadSafeContext(tsc); /* the JIT keeps its own reference */
+    if (st) {
+        cg_jit_destroy(j);
+        return st;
+    }
+    *out = j;
+    return KILN_OK;
+}
+
+void cg_jit_destroy(cg_jit *j) {
+    if (!j)
+        return;
+    if (j->jit)
+        LLVMOrcDisposeLLJIT(j->jit);
+    free(j->fns);
+    free(j);
+}
+
+/* The address of graph value v's storage during a run. */
+static void *storage_address(const lir_module *m, const ir_value *v, const kiln_tensor *const *inputs,
+                             kiln_tensor **outputs, unsigned char *scratch) {
+    const lir_storage *s = &m->storage[v->id];
+    switch (s->kind) {
+    case LIR_STORE_INPUT: return inputs[s->index]->data;
+    case LIR_STORE_OUTPUT: return outputs[s->index]->data;
+    case LIR_STORE_CONST: return v->init->data;
+    case LIR_STORE_ARENA: return scratch + s->offset;
+    default: return NULL;
+    }
+}
+
+kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor **outputs, kiln_diag *d) {
+    const lir_module *m = j->m;
+    const ir_graph *g = m->graph;
+    kiln_status st = KILN_OK;
+    for (int k = 0; k < g->output_count; k++)
+        outputs[k] = NULL;
+    unsigned char *scratch = aligned_alloc(64, (size_t)(m->arena_bytes + 63) / 64 * 64 + 64);
+    void **args = calloc(IR_VARIADIC + 1, sizeof *args);
+    if (!scratch || !args) {
+        st = diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory for the %lld-byte arena", (long long)m->arena_bytes);
+        goto done;
+    }
+    for (int k = 0; !st && k < g->output_count; k++) {
+        const kiln_tensor *t = &g->outputs[k]->type;
+        kiln_diag td = {0};
+        if ((st = kiln_tensor_create(t->dtype, t->rank, t->dims, &outputs[k], &td)))
+            st = diag_error(d, LOC_NONE, st, "output '%s': %s", g->outputs[k]->name, td.message);
+    }
+    for (int i = 0; !st && i < m->kernel_count; i++) {
+        const lir_kernel *kn = m->kernels[i];
+        for (int p = 0; p < kn->param_count; p++)
+            args[p] = storage_address(m, kn->params[p]->value, inputs, outputs, scratch);
+        j->fns[i](args);
+    }
+    for (int k = 0; !st && k < g->output_count; k++) { /* outputs that no kernel wrote */
+        const lir_storage *s = &m->storage[g->outputs[k]->id];
+        if (s->kind != LIR_STORE_OUTPUT || s->index != k)
+            memcpy(outputs[k]->data, storage_address(m, g->outputs[k], inputs, outputs, scratch),
+                   kiln_tensor_bytes(outputs[k]));
+    }
+done:
+    if (st)
+        for (int k = 0; k < g->output_count; k++) {
+            kiln_tensor_free(outputs[k]);
+            outputs[k] = NULL;
+        }
+    free(scratch);
+    free(args);
+    return st;
+}

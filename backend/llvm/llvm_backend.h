@@ -1,0 +1,34 @@
+/*
+ * llvm_backend.h — the LLVM backend: loop IR -> LLVM IR (through the LLVM 19 C API),
+ * optimized for the host CPU (its name and features detected at run time) with the
+ * new pass manager, and compiled in-process with ORC LLJIT.
+ *
+ * Every kernel becomes `void NAME(void *const *args)`, args[i] being the address of its
+ * i-th parameter buffer. A compiled model runs its kernels in order over storage bound
+ * by the memory plan: the caller's inputs and outputs, the graph's constants, and one
+ * arena of the planned size.
+ */
+#ifndef KILN_BACKEND_LLVM_H
+#define KILN_BACKEND_LLVM_H
+
+#include "ir/loop.h"
+
+#include <stdio.h>
+
+typedef struct cg_jit cg_jit;
+
+typedef struct cg_options {
+    int opt_level;          /* 0..3; 3 by default */
+    const char *target_cpu; /* NULL: the host's */
+} cg_options;
+
+/* Compiles every kernel of m. m must outlive the result. */
+kiln_status cg_jit_compile(const lir_module *m, const cg_options *opts, cg_jit **out, kiln_diag *d);
+/* Runs the compiled model: inputs in graph order; outputs[j] receives a new tensor the
+ * caller frees with kiln_tensor_free. */
+kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor **outputs, kiln_diag *d);
+void cg_jit_destroy(cg_jit *j); /* NULL is a no-op */
+/* Writes the optimized LLVM IR of m (for kiln dump --llvm). */
+kiln_status cg_print_llvm(const lir_module *m, const cg_options *opts, FILE *f, kiln_diag *d);
+
+#endif
