@@ -214,6 +214,18 @@ lir_stmt *lir_if(lir_module *m, lir_expr *cond, lir_stmt *then, lir_stmt *other)
     return s;
 }
 
+lir_stmt *lir_fail(lir_module *m, const char *message) {
+    const char **es = grow(m->arena, m->errors, m->error_count, &m->error_cap, sizeof *es);
+    const char *copy = arena_strdup(m->arena, message);
+    lir_stmt *s = es && copy ? stmt(m, LIR_FAIL) : NULL;
+    if (!s)
+        return NULL;
+    m->errors = es;
+    m->errors[m->error_count++] = copy;
+    s->var = m->error_count;
+    return s;
+}
+
 const char *lir_op_name(lir_op op) {
     static const char *const names[LIR_OP_COUNT] = {
         "+", "-", "*", "/", "%", "min", "max", "and", "or", "xor",
@@ -295,7 +307,7 @@ static void print_expr(const lir_kernel *k, const lir_expr *e, FILE *f) {
     }
 }
 
-static void print_stmt(const lir_kernel *k, const lir_stmt *s, int depth, FILE *f) {
+static void print_stmt(const lir_module *m, const lir_kernel *k, const lir_stmt *s, int depth, FILE *f) {
     static const char *const loop_names[] = {"for", "parallel for", "vector for", "unroll for"};
     fprintf(f, "%*s", 2 * depth, "");
     switch (s->kind) {
@@ -310,7 +322,7 @@ static void print_stmt(const lir_kernel *k, const lir_stmt *s, int depth, FILE *
         if (s->width > 1)
             fprintf(f, " width %d", s->width);
         fputs(":\n", f);
-        print_stmt(k, s->body, depth + 1, f);
+        print_stmt(m, k, s->body, depth + 1, f);
         return;
     case LIR_STORE:
         fprintf(f, "%s[", s->buf->name);
@@ -330,16 +342,19 @@ static void print_stmt(const lir_kernel *k, const lir_stmt *s, int depth, FILE *
         fputs("if ", f);
         print_expr(k, s->cond, f);
         fputs(":\n", f);
-        print_stmt(k, s->body, depth + 1, f);
+        print_stmt(m, k, s->body, depth + 1, f);
         if (s->other) {
             fprintf(f, "%*selse:\n", 2 * depth, "");
-            print_stmt(k, s->other, depth + 1, f);
+            print_stmt(m, k, s->other, depth + 1, f);
         }
         return;
+    case LIR_FAIL:
+        fprintf(f, "fail %d  # %s", s->var, m->errors[s->var - 1]);
+        break;
     case LIR_SEQ:
         fprintf(f, "{\n");
         for (int i = 0; i < s->count; i++)
-            print_stmt(k, s->items[i], depth + 1, f);
+            print_stmt(m, k, s->items[i], depth + 1, f);
         fprintf(f, "%*s}", 2 * depth, "");
         break;
     }
@@ -363,6 +378,6 @@ void lir_print(const lir_module *m, FILE *f) {
                 fprintf(f, "%d", s->index);
         }
         fputs(") ", f);
-        print_stmt(k, k->body, 0, f);
+        print_stmt(m, k, k->body, 0, f);
     }
 }

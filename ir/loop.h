@@ -73,6 +73,7 @@ typedef enum lir_stmt_kind {
     LIR_ASSIGN, /* var = value */
     LIR_IF,     /* if cond: body else other */
     LIR_SEQ,    /* items in order */
+    LIR_FAIL,   /* stops the kernel with error `var` (1-based, into the module's messages) */
 } lir_stmt_kind;
 
 struct lir_stmt {
@@ -133,6 +134,8 @@ typedef struct lir_module {
     int kernel_count, kernel_cap;
     lir_storage *storage; /* indexed by ir_value id */
     int64_t arena_bytes;  /* the planned arena's size */
+    const char **errors;  /* what a kernel's nonzero return code means: errors[code - 1] */
+    int error_count, error_cap;
 } lir_module;
 
 kiln_status lir_module_create(const ir_graph *g, lir_module **out, kiln_diag *d);
@@ -161,6 +164,8 @@ lir_stmt *lir_store(lir_module *m, lir_buffer *b, lir_expr *index, lir_expr *val
 lir_stmt *lir_let(lir_module *m, int var, lir_expr *value);
 lir_stmt *lir_assign(lir_module *m, int var, lir_expr *value);
 lir_stmt *lir_if(lir_module *m, lir_expr *cond, lir_stmt *then, lir_stmt *other);
+/* A statement that stops the kernel, reporting `message` (copied into the module). */
+lir_stmt *lir_fail(lir_module *m, const char *message);
 
 const char *lir_op_name(lir_op op);
 const char *lir_intrinsic_name(lir_intrinsic fn);

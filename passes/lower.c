@@ -11,26 +11,17 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d);
 
 /* Ops whose loop lowering has not been written yet: compiling a model that uses one
  * reports it by name (the interpreter still runs them). */
-#define lower_mod lower_none
 #define lower_topk lower_none
 #define lower_cumsum lower_none
-#define lower_gather lower_none
-#define lower_gather_elements lower_none
 #define lower_gather_nd lower_none
 #define lower_scatter_nd lower_none
 #define lower_scatter_elements lower_none
-#define lower_split lower_none
-#define lower_trilu lower_none
 #define lower_conv_transpose lower_none
-#define lower_layer_norm lower_none
-#define lower_instance_norm lower_none
 #define lower_lp_norm lower_none
 #define lower_lrn lower_none
 #define lower_mvn lower_none
 #define lower_hardmax lower_none
 #define lower_max_unpool lower_none
-#define lower_argmax lower_none
-#define lower_argmin lower_none
 #define lower_depth_to_space lower_none
 #define lower_space_to_depth lower_none
 #define lower_reverse_sequence lower_none

@@ -20,6 +20,8 @@ typedef struct lower_ctx {
     lir_buffer *out[16];
     const kiln_tensor *in_type[IR_VARIADIC];  /* with data for constants */
     const kiln_tensor *out_type[16];
+    lir_expr *fail_if;    /* set by an elementwise rule: stop the kernel when it holds */
+    const char *fail_msg;
     kiln_diag *d;
 } lower_ctx;
 

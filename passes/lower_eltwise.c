@@ -33,6 +33,9 @@ static kiln_status map(lower_ctx *c, int count, scalar_fn f) {
     if (!value)
         return c->d->status ? c->d->status : lower_oom(c);
     lir_expr *index = lower_index(c, shape, coords, shape->rank);
+    if (c->fail_if && !lir_seq_push(c->m, inner, lir_if(c->m, c->fail_if, lir_fail(c->m, c->fail_msg), NULL)))
+        return lower_oom(c);
+    c->fail_if = NULL;
     if (!lir_seq_push(c->m, inner, lir_store(c->m, c->out[0], index, lir_cast(c->m, shape->dtype, value))))
         return lower_oom(c);
     return lower_emit(c, outer);
@@ -72,7 +75,33 @@ static lir_expr *float_only(lower_ctx *c, lir_expr *x) {
 static lir_expr *f_add(lower_ctx *c, lir_expr **x) { return add(c, x[0], x[1]); }
 static lir_expr *f_sub(lower_ctx *c, lir_expr **x) { return sub(c, x[0], x[1]); }
 static lir_expr *f_mul(lower_ctx *c, lir_expr **x) { return mul(c, x[0], x[1]); }
-static lir_expr *f_div(lower_ctx *c, lir_expr **x) { return float_only(c, x[0]) ? dvd(c, x[0], x[1]) : NULL; }
+static bool unsigned_type(kiln_dtype t) {
+    return t == KILN_U8 || t == KILN_U16 || t == KILN_U32 || t == KILN_U64;
+}
+/* Integer division and remainder stop the kernel on a zero divisor, and divide by 1
+ * where the divisor is -1 so INT_MIN / -1 cannot trap (the result is then -a, or 0). */
+static lir_expr *safe_divisor(lower_ctx *c, lir_expr *b, const char *what) {
+    c->fail_if = lir_binary(M, LIR_EQ, b, num(c, b, 0));
+    c->fail_msg = what;
+    return unsigned_type(b->type) ? b : sel(c, lir_binary(M, LIR_EQ, b, num(c, b, -1)), num(c, b, 1), b);
+}
+static lir_expr *f_div(lower_ctx *c, lir_expr **x) {
+    if (ir_dtype_is_float(x[0]->type))
+        return dvd(c, x[0], x[1]);
+    lir_expr *q = dvd(c, x[0], safe_divisor(c, x[1], "integer division by zero"));
+    return unsigned_type(x[0]->type) ? q : sel(c, lir_binary(M, LIR_EQ, x[1], num(c, x[1], -1)), lir_unary(M, LIR_NEG, x[0]), q);
+}
+/* Python's remainder (the divisor's sign) unless fmod = 1 (C's, the dividend's sign). */
+static lir_expr *f_mod(lower_ctx *c, lir_expr **x) {
+    bool f = ir_dtype_is_float(x[0]->type);
+    lir_expr *r = lir_binary(M, LIR_REM, x[0], f ? x[1] : safe_divisor(c, x[1], "integer modulo by zero"));
+    if (ir_attr_int(c->node, "fmod") || unsigned_type(x[0]->type))
+        return r;
+    lir_expr *z = num(c, r, 0);
+    lir_expr *fix = lir_binary(M, LIR_AND, lir_binary(M, LIR_NE, r, z),
+                               lir_binary(M, LIR_NE, lt(c, r, z), lt(c, x[1], num(c, x[1], 0))));
+    return sel(c, fix, add(c, r, x[1]), r);
+}
 static lir_expr *f_pow(lower_ctx *c, lir_expr **x) {
     return float_only(c, x[0]) ? lir_call(M, LIR_POW, x[0], lir_cast(M, x[0]->type, x[1])) : NULL;
 }
@@ -187,7 +216,7 @@ INTRINSIC(atan, LIR_ATAN) INTRINSIC(sinh, LIR_SINH) INTRINSIC(cosh, LIR_COSH) IN
 INTRINSIC(acosh, LIR_ACOSH) INTRINSIC(atanh, LIR_ATANH)
 
 #define MAP(fn, count) kiln_status lower_##fn(lower_ctx *c) { return map(c, count, f_##fn); }
-MAP(add, 2) MAP(sub, 2) MAP(mul, 2) MAP(div, 2) MAP(pow, 2) MAP(prelu, 2) MAP(equal, 2) MAP(less, 2)
+MAP(add, 2) MAP(sub, 2) MAP(mul, 2) MAP(div, 2) MAP(mod, 2) MAP(pow, 2) MAP(prelu, 2) MAP(equal, 2) MAP(less, 2)
 MAP(less_or_equal, 2) MAP(greater, 2) MAP(greater_or_equal, 2) MAP(and, 2) MAP(or, 2) MAP(xor, 2)
 MAP(where, 3) MAP(not, 1) MAP(relu, 1) MAP(leaky_relu, 1) MAP(elu, 1) MAP(selu, 1) MAP(celu, 1)
 MAP(sigmoid, 1) MAP(hard_sigmoid, 1) MAP(hard_swish, 1) MAP(tanh, 1) MAP(softplus, 1) MAP(softsign, 1)

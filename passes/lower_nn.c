@@ -385,3 +385,100 @@ static kiln_status softmax(lower_ctx *c, bool log_out) {
 
 kiln_status lower_softmax(lower_ctx *c) { return softmax(c, false); }
 kiln_status lower_log_softmax(lower_ctx *c) { return softmax(c, true); }
+
+/* ArgMax/ArgMin: the first (or last) best index along the axis, per row. */
+static kiln_status arg_reduce(lower_ctx *c, bool is_max) {
+    const kiln_tensor *x = c->in_type[0];
+    int axis = (int)ir_attr_int(c->node, "axis");
+    axis = axis < 0 ? axis + x->rank : axis;
+    bool last = ir_attr_int(c->node, "select_last_index");
+    kiln_dtype t = lower_compute_type(x->dtype);
+    kiln_tensor rows = *x;
+    rows.dims[axis] = 1;
+    lir_expr *oc[KILN_MAX_RANK], *xc[KILN_MAX_RANK], *j;
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, &rows, oc, &inner, &outer);
+    if (st)
+        return st;
+    int best = lower_var(c, "best", t), at = lower_var(c, "at", KILN_I64);
+    lir_stmt *body = lir_seq(M);
+    lir_stmt *l = loop(c, "j", x->dims[axis], body, &j);
+    for (int d = 0; d < x->rank; d++)
+        xc[d] = d == axis ? j : oc[d];
+    lir_expr *v = read(c, 0, xc), *b = lir_var_ref(M, c->k, best);
+    lir_op op = is_max ? (last ? LIR_GE : LIR_GT) : (last ? LIR_LE : LIR_LT);
+    /* the first element always wins, so the row's best starts as its first element */
+    lir_expr *better = lir_binary(M, LIR_OR, lir_binary(M, LIR_EQ, j, lir_int(M, 0)), lir_binary(M, op, v, b));
+    lir_stmt *take = lir_seq(M);
+    if (!lir_seq_push(M, take, lir_assign(M, best, v)) || !lir_seq_push(M, take, lir_assign(M, at, j)) ||
+        !lir_seq_push(M, body, lir_if(M, better, take, NULL)) || !lir_seq_push(M, inner, lir_let(M, best, num(c, t, 0))) ||
+        !lir_seq_push(M, inner, lir_let(M, at, lir_int(M, 0))) || !lir_seq_push(M, inner, l) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, &rows, oc, rows.rank), lir_var_ref(M, c->k, at))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_argmax(lower_ctx *c) { return arg_reduce(c, true); }
+kiln_status lower_argmin(lower_ctx *c) { return arg_reduce(c, false); }
+
+/* Normalizes over the trailing `tail` dims of x (from `from` on) per row: mean and
+ * population variance in two passes, then y = (x - mean) / sqrt(var + eps) * scale + bias.
+ * scale and bias index with `param_coords` (LayerNorm: the tail coords, broadcast;
+ * InstanceNorm: the channel). Optionally stores the row's mean and 1/std. */
+static kiln_status normalize(lower_ctx *c, int from, bool per_channel_params) {
+    const kiln_tensor *x = c->in_type[0];
+    kiln_dtype t = lower_compute_type(x->dtype);
+    kiln_tensor rows = *x, tail = {.dtype = x->dtype, .rank = x->rank - from};
+    int64_t len = 1;
+    for (int d = from; d < x->rank; d++) {
+        rows.dims[d] = 1;
+        tail.dims[d - from] = x->dims[d];
+        len *= x->dims[d];
+    }
+    lir_expr *oc[KILN_MAX_RANK], *tc[3][KILN_MAX_RANK], *xc[3][KILN_MAX_RANK];
+    lir_stmt *inner, *outer, *ti[3], *to[3];
+    kiln_status st = lower_nest(c, &rows, oc, &inner, &outer);
+    for (int p = 0; !st && p < 3; p++)
+        st = lower_nest(c, &tail, tc[p], &ti[p], &to[p]);
+    if (st)
+        return st;
+    for (int p = 0; p < 3; p++)
+        for (int d = 0; d < x->rank; d++)
+            xc[p][d] = d < from ? oc[d] : tc[p][d - from];
+    int mean = lower_var(c, "mean", t), var = lower_var(c, "var", t), inv = lower_var(c, "inv", t);
+    lir_expr *m = lir_var_ref(M, c->k, mean), *dev = lir_binary(M, LIR_SUB, read(c, 0, xc[1]), m);
+    lir_expr *y = lir_binary(M, LIR_MUL, lir_binary(M, LIR_SUB, read(c, 0, xc[2]), m), lir_var_ref(M, c->k, inv));
+    lir_expr *pc[KILN_MAX_RANK];
+    if (per_channel_params)
+        pc[0] = oc[1];
+    for (int i = 1; i < 3 && i < c->node->input_count; i++) {
+        if (!c->in[i])
+            continue;
+        lir_expr *param = per_channel_params ? read(c, i, pc)
+                                             : lir_cast(M, t, lir_load(M, c->in[i], lower_index(c, c->in_type[i], tc[2], tail.rank)));
+        y = lir_binary(M, i == 1 ? LIR_MUL : LIR_ADD, y, param);
+    }
+    double eps = ir_attr_float(c->node, "epsilon");
+    lir_expr *inv_value = lir_binary(M, LIR_DIV, num(c, t, 1),
+                                     lir_call(M, LIR_SQRT, lir_binary(M, LIR_ADD, lir_binary(M, LIR_DIV, lir_var_ref(M, c->k, var), num(c, t, (double)len)), num(c, t, eps)), NULL));
+    if (!lir_seq_push(M, ti[0], lir_assign(M, mean, lir_binary(M, LIR_ADD, m, read(c, 0, xc[0])))) ||
+        !lir_seq_push(M, ti[1], lir_assign(M, var, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, var), lir_binary(M, LIR_MUL, dev, dev)))) ||
+        !lir_seq_push(M, ti[2], lir_store(M, c->out[0], lower_index(c, x, xc[2], x->rank), lir_cast(M, x->dtype, y))) ||
+        !lir_seq_push(M, inner, lir_let(M, mean, num(c, t, 0))) || !lir_seq_push(M, inner, to[0]) ||
+        !lir_seq_push(M, inner, lir_assign(M, mean, lir_binary(M, LIR_DIV, m, num(c, t, (double)len)))) ||
+        !lir_seq_push(M, inner, lir_let(M, var, num(c, t, 0))) || !lir_seq_push(M, inner, to[1]) ||
+        !lir_seq_push(M, inner, lir_let(M, inv, inv_value)) || !lir_seq_push(M, inner, to[2]))
+        return lower_oom(c);
+    for (int k = 1; k < c->node->output_count && k < 3; k++) { /* LayerNorm's Mean and InvStdDev */
+        lir_expr *stat = lir_cast(M, c->out_type[k]->dtype, k == 1 ? m : lir_var_ref(M, c->k, inv));
+        if (!lir_seq_push(M, inner, lir_store(M, c->out[k], lower_index(c, &rows, oc, rows.rank), stat)))
+            return lower_oom(c);
+    }
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_layer_norm(lower_ctx *c) {
+    int axis = (int)ir_attr_int(c->node, "axis");
+    return normalize(c, axis < 0 ? axis + c->in_type[0]->rank : axis, false);
+}
+kiln_status lower_instance_norm(lower_ctx *c) { return normalize(c, 2, true); }

@@ -177,3 +177,105 @@ kiln_status lower_concat(lower_ctx *c) {
     }
     return KILN_OK;
 }
+
+/* A data-supplied index along an axis of `dim`: negative counts from the end; out of
+ * range stops the kernel. Emits the check into `inner`; returns the normalized index. */
+static lir_expr *checked_index(lower_ctx *c, lir_stmt *inner, lir_expr *raw, int64_t dim) {
+    int v = lower_var(c, "index", KILN_I64);
+    lir_expr *i = lir_cast(M, KILN_I64, raw);
+    lir_expr *norm = lir_select(M, lir_binary(M, LIR_LT, i, i64(c, 0)), lir_binary(M, LIR_ADD, i, i64(c, dim)), i);
+    lir_expr *ref = lir_var_ref(M, c->k, v);
+    lir_expr *bad = lir_binary(M, LIR_OR, lir_binary(M, LIR_LT, ref, i64(c, 0)), lir_binary(M, LIR_GE, ref, i64(c, dim)));
+    char msg[128];
+    snprintf(msg, sizeof msg, "an index is out of range [%lld, %lld)", (long long)-dim, (long long)dim);
+    if (!lir_seq_push(M, inner, lir_let(M, v, norm)) || !lir_seq_push(M, inner, lir_if(M, bad, lir_fail(M, msg), NULL)))
+        return NULL;
+    return ref;
+}
+
+kiln_status lower_gather(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0], *idx = c->in_type[1], *out = c->out_type[0];
+    int axis = (int)ir_attr_int(c->node, "axis");
+    axis = axis < 0 ? axis + x->rank : axis;
+    lir_expr *oc[KILN_MAX_RANK], *xc[KILN_MAX_RANK], *jc[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    if (st)
+        return st;
+    for (int d = 0; d < idx->rank; d++) /* out coords: x[:axis] ++ idx[:] ++ x[axis+1:] */
+        jc[d] = oc[axis + d];
+    lir_expr *raw = lir_load(M, c->in[1], lower_index(c, idx, jc, idx->rank));
+    for (int d = 0; d < x->rank; d++)
+        xc[d] = d < axis ? oc[d] : d == axis ? NULL : oc[d - 1 + idx->rank];
+    if (!(xc[axis] = checked_index(c, inner, raw, x->dims[axis])) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank),
+                                          lir_load(M, c->in[0], lower_index(c, x, xc, x->rank)))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_gather_elements(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0], *idx = c->in_type[1], *out = c->out_type[0];
+    int axis = (int)ir_attr_int(c->node, "axis");
+    axis = axis < 0 ? axis + x->rank : axis;
+    lir_expr *oc[KILN_MAX_RANK], *xc[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    if (st)
+        return st;
+    lir_expr *raw = lir_load(M, c->in[1], lower_index(c, idx, oc, idx->rank));
+    for (int d = 0; d < x->rank; d++)
+        xc[d] = oc[d];
+    if (!(xc[axis] = checked_index(c, inner, raw, x->dims[axis])) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank),
+                                          lir_load(M, c->in[0], lower_index(c, x, xc, x->rank)))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+/* Split: one nest per output, reading at its offset along the axis. */
+kiln_status lower_split(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0];
+    int axis = (int)ir_attr_int(c->node, "axis");
+    axis = axis < 0 ? axis + x->rank : axis;
+    int64_t offset = 0;
+    for (int k = 0; k < c->node->output_count; k++) {
+        const kiln_tensor *out = c->out_type[k];
+        lir_expr *oc[KILN_MAX_RANK], *xc[KILN_MAX_RANK];
+        lir_stmt *inner, *outer;
+        kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+        if (st)
+            return st;
+        for (int d = 0; d < x->rank; d++)
+            xc[d] = d == axis ? lir_binary(M, LIR_ADD, oc[d], i64(c, offset)) : oc[d];
+        lir_expr *v = lir_load(M, c->in[0], lower_index(c, x, xc, x->rank));
+        if (!lir_seq_push(M, inner, lir_store(M, c->out[k], lower_index(c, out, oc, out->rank), v)) ||
+            (st = lower_emit(c, outer)))
+            return st ? st : lower_oom(c);
+        offset += out->dims[axis];
+    }
+    return KILN_OK;
+}
+
+kiln_status lower_trilu(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0];
+    int64_t k = 0;
+    if (c->node->input_count > 1 && c->in_type[1]) {
+        if (!c->in_type[1]->data)
+            return lower_error(c, KILN_ERR_UNSUPPORTED, "Trilu's k must be a constant to compile");
+        k = ir_tensor_get_int(c->in_type[1], 0);
+    }
+    lir_expr *oc[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, x, oc, &inner, &outer);
+    if (st)
+        return st;
+    lir_expr *diff = lir_binary(M, LIR_SUB, oc[x->rank - 1], oc[x->rank - 2]); /* col - row */
+    lir_expr *keep = ir_attr_int(c->node, "upper") ? lir_binary(M, LIR_GE, diff, i64(c, k))
+                                                   : lir_binary(M, LIR_LE, diff, i64(c, k));
+    lir_expr *index = lower_index(c, x, oc, x->rank);
+    lir_expr *v = lir_select(M, keep, lir_load(M, c->in[0], index), lir_const(M, x->dtype, 0));
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], index, v)))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}

@@ -179,6 +179,10 @@ static void stmt(cg_ctx *g, const lir_stmt *s) {
     }
     case LIR_LET:
     case LIR_ASSIGN: LLVMBuildStore(g->b, expr(g, s->value), g->vars[s->var]); return;
+    case LIR_FAIL: /* return the error code; what follows is unreachable but must have a block */
+        LLVMBuildRet(g->b, LLVMConstInt(LLVMInt32TypeInContext(g->ctx), (unsigned long long)s->var, 0));
+        LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, g->fn, "dead"));
+        return;
     case LIR_IF: {
         LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "then");
         LLVMBasicBlockRef other = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "else");
@@ -224,10 +228,11 @@ LLVMValueRef cg_buffer(cg_ctx *g, const lir_buffer *buf) {
     return NULL; /* locals come with the scheduling work */
 }
 
-/* void NAME(ptr args): loads each parameter's address, then the body. */
+/* i32 NAME(ptr args): loads each parameter's address, then the body; returns 0, or the
+ * code of the LIR_FAIL that stopped it. */
 static kiln_status kernel(cg_ctx *g, const lir_kernel *k, kiln_diag *d) {
     LLVMTypeRef ptr = LLVMPointerTypeInContext(g->ctx, 0);
-    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(g->ctx), &ptr, 1, 0);
+    LLVMTypeRef fty = LLVMFunctionType(LLVMInt32TypeInContext(g->ctx), &ptr, 1, 0);
     g->kernel = k;
     g->fn = LLVMAddFunction(g->mod, k->name, fty);
     LLVMSetLinkage(g->fn, LLVMExternalLinkage);
@@ -246,7 +251,7 @@ static kiln_status kernel(cg_ctx *g, const lir_kernel *k, kiln_diag *d) {
     for (int v = 0; v < k->var_count; v++)
         g->vars[v] = LLVMBuildAlloca(g->b, reg_type(g, k->vars[v].type), k->vars[v].name);
     stmt(g, k->body);
-    LLVMBuildRetVoid(g->b);
+    LLVMBuildRet(g->b, LLVMConstInt(LLVMInt32TypeInContext(g->ctx), 0, 0));
     free(g->params), free(g->vars);
     g->params = g->vars = NULL;
     return KILN_OK;

@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-typedef void (*kernel_fn)(void *const *args);
+typedef int32_t (*kernel_fn)(void *const *args);
 
 struct cg_jit {
     const lir_module *m;
@@ -191,7 +191,11 @@ kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor 
         const lir_kernel *kn = m->kernels[i];
         for (int p = 0; p < kn->param_count; p++)
             args[p] = storage_address(m, kn->params[p]->value, inputs, outputs, scratch);
-        j->fns[i](args);
+        int32_t rc = j->fns[i](args);
+        if (rc > 0 && rc <= m->error_count)
+            st = diag_error(d, kn->origin->loc, KILN_ERR_INVALID, "%s", m->errors[rc - 1]);
+        else if (rc)
+            st = diag_error(d, kn->origin->loc, KILN_ERR_INTERNAL, "kernel %s returned %d", kn->name, (int)rc);
     }
     for (int k = 0; !st && k < g->output_count; k++) { /* outputs that no kernel wrote */
         const lir_storage *s = &m->storage[g->outputs[k]->id];

@@ -3,8 +3,9 @@
  * optimized for the host CPU (its name and features detected at run time) with the
  * new pass manager, and compiled in-process with ORC LLJIT.
  *
- * Every kernel becomes `void NAME(void *const *args)`, args[i] being the address of its
- * i-th parameter buffer. A compiled model runs its kernels in order over storage bound
+ * Every kernel becomes `int32_t NAME(void *const *args)`, args[i] being the address of its
+ * i-th parameter buffer; it returns 0, or the 1-based index of the module's error message
+ * that stopped it (an index out of range, an integer division by zero). A compiled model runs its kernels in order over storage bound
  * by the memory plan: the caller's inputs and outputs, the graph's constants, and one
  * arena of the planned size.
  */

@@ -10,7 +10,7 @@
  * reported so it can be taken off the list.
  *
  * usage: conformance SCOPE DATA_DIR EXPECTED_FAILURES [--write-expected FILE] [--only NAME]
- *                    [--rtol R] [--atol A]
+ *                    [--rtol R] [--atol A] [--backend interp|jit]
  * It also checks the PyTorch-exported models in tests/models/torch, which use the same
  * layout, at rtol 1e-4 and atol 1e-5.
  */
@@ -24,6 +24,7 @@
 #include <string.h>
 
 static double rel_tol = 1e-3, abs_tol = 1e-7; /* ONNX's backend-test defaults */
+static kiln_options load_options; /* --backend jit compiles with LLVM */
 
 enum { MAX_TESTS = 4096, MAX_IO = 64 };
 
@@ -133,7 +134,7 @@ static void run_test(const char *data_dir, result *r) {
     snprintf(path, sizeof path, "%s/%s/model.onnx", data_dir, r->name);
     kiln_diag d = {0};
     kiln_model *m = NULL;
-    if (kiln_model_load(path, NULL, &m, &d)) {
+    if (kiln_model_load(path, &load_options, &m, &d)) {
         const char *msg = d.message;
         /* drop the file path: the test name already says where */
         const char *tail = strstr(msg, "model.onnx: ");
@@ -170,7 +171,7 @@ static void failure_kind(const char *reason, char *kind, size_t cap) {
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: conformance SCOPE DATA_DIR EXPECTED_FAILURES [--write-expected FILE] "
-                        "[--only NAME] [--rtol R] [--atol A]\n");
+                        "[--only NAME] [--rtol R] [--atol A] [--backend interp|jit]\n");
         return 2;
     }
     const char *write_expected = NULL, *only = NULL;
@@ -183,6 +184,8 @@ int main(int argc, char **argv) {
             rel_tol = strtod(argv[i + 1], NULL);
         else if (!strcmp(argv[i], "--atol"))
             abs_tol = strtod(argv[i + 1], NULL);
+        else if (!strcmp(argv[i], "--backend"))
+            load_options.backend = !strcmp(argv[i + 1], "jit") ? KILN_BACKEND_JIT : KILN_BACKEND_INTERP;
     }
     char *scope = read_lines(argv[1]), *expected = read_lines(argv[3]);
     if (!scope) {
