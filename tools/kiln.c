@@ -11,6 +11,7 @@
 #include "driver/model.h"
 #include "ir/print.h"
 #include "passes/lower.h"
+#include "backend/llvm/llvm_backend.h"
 #include "ir/verify.h"
 #include "frontend/onnx.h"
 #include "frontend/txt.h"
@@ -53,7 +54,7 @@ static const char *const usage_run =
     "  -h, --help          show this help\n";
 
 static const char *const usage_dump =
-    "usage: kiln dump MODEL [--after PASS] [--elide N] [--loops]\n"
+    "usage: kiln dump MODEL [--after PASS] [--elide N] [--loops | --llvm]\n"
     "\n"
     "Prints MODEL (.kiln or .onnx) in the .kiln text format.\n"
     "\n"
@@ -61,6 +62,7 @@ static const char *const usage_dump =
     "  --elide N      print inline data longer than N elements as <N values> (the output\n"
     "                 then does not parse back)\n"
     "  --loops        print the loop IR the graph lowers to (after all graph passes)\n"
+    "  --llvm         print the optimized LLVM IR of those loops, for this CPU\n"
     "  -h, --help     show this help\n";
 
 static const char *const usage_check =
@@ -242,7 +244,7 @@ done:
 
 static int cmd_dump(int argc, char **argv) {
     const char *model_path = NULL, *after = NULL;
-    bool loops = false;
+    bool loops = false, llvm = false;
     ir_print_opts opts = {0};
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
@@ -256,6 +258,8 @@ static int cmd_dump(int argc, char **argv) {
                 return usage_error(usage_dump, "unknown pass '%s' (shape, fold, dce, all)", after);
         } else if (!strcmp(argv[i], "--loops")) {
             loops = true;
+        } else if (!strcmp(argv[i], "--llvm")) {
+            loops = llvm = true;
         } else if (!strcmp(argv[i], "--elide")) {
             char *end;
             if (i + 1 >= argc || (opts.elide_over = strtoll(argv[++i], &end, 10)) < 1 || *end)
@@ -284,8 +288,16 @@ static int cmd_dump(int argc, char **argv) {
             ir_graph_destroy(g);
             return model_error(&d);
         }
-        lir_print(m, stdout);
+        kiln_status st = KILN_OK;
+        if (llvm)
+            st = cg_print_llvm(m, NULL, stdout, &d);
+        else
+            lir_print(m, stdout);
         lir_module_destroy(m);
+        if (st) {
+            ir_graph_destroy(g);
+            return model_error(&d);
+        }
     } else {
         ir_print(g, stdout, &opts);
     }
