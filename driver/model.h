@@ -19,6 +19,16 @@ struct kiln_model {
 
 /* Parses a model file by its extension (.kiln) into a verified graph, without passes. */
 kiln_status driver_load_graph(const char *path, ir_graph **out, kiln_diag *d);
+typedef struct driver_compile_options {
+    const char *out;  /* libNAME.so, or with emit_c the folder for NAME.c and NAME.h */
+    const char *name; /* a C identifier: the prefix of the library's API */
+    bool emit_c;
+    int64_t batch;    /* the size of a symbolic batch dimension (default 1) */
+} driver_compile_options;
+
+/* Ahead-of-time compilation through the C backend (driver/compile.c). */
+kiln_status driver_compile(const char *model_path, const driver_compile_options *o, kiln_diag *d);
+
 /* Runs the pipeline (up to `stop_after`, or all) with the interpreter as the evaluator. */
 kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d);
 

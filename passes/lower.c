@@ -107,11 +107,14 @@ kiln_status lower_nest(lower_ctx *c, const kiln_tensor *shape, lir_expr **coords
 }
 
 lir_expr *lower_index(lower_ctx *c, const kiln_tensor *shape, lir_expr *const *coords, int out_rank) {
-    lir_expr *flat = NULL;
+    lir_expr *flat = NULL; /* NULL: zero so far, so leading size-1 dims add nothing */
     for (int d = 0; d < shape->rank; d++) {
-        lir_expr *coord = shape->dims[d] == 1 ? lir_int(c->m, 0) : coords[d + out_rank - shape->rank];
-        flat = flat ? lir_binary(c->m, LIR_ADD, lir_binary(c->m, LIR_MUL, flat, lir_int(c->m, shape->dims[d])), coord)
-                    : coord;
+        if (flat)
+            flat = lir_binary(c->m, LIR_MUL, flat, lir_int(c->m, shape->dims[d]));
+        if (shape->dims[d] != 1) {
+            lir_expr *coord = coords[d + out_rank - shape->rank];
+            flat = flat ? lir_binary(c->m, LIR_ADD, flat, coord) : coord;
+        }
     }
     return flat ? flat : lir_int(c->m, 0);
 }

@@ -34,6 +34,7 @@ static const char *const usage_main =
     "  run     run a model on .npy inputs and write its outputs as .npy files\n"
     "  dump    print a model in the .kiln text format, optionally after a pass\n"
     "  check   verify a model and list every problem found\n"
+    "  compile build a model into libNAME.so with NAME.h, or C source\n"
     "\n"
     "Run `kiln COMMAND --help` for a command's flags.\n";
 
@@ -64,6 +65,21 @@ static const char *const usage_dump =
     "  --loops        print the loop IR the graph lowers to (after all graph passes)\n"
     "  --llvm         print the optimized LLVM IR of those loops, for this CPU\n"
     "  -h, --help     show this help\n";
+
+static const char *const usage_compile =
+    "usage: kiln compile MODEL -o OUT [--emit so|c] [--name NAME] [--batch N]\n"
+    "\n"
+    "Compiles MODEL ahead of time through the C backend. With --emit so (the default) OUT is\n"
+    "the shared library to build (libNAME.so), and NAME.h is written beside it; with\n"
+    "--emit c, OUT is a folder that receives NAME.c and NAME.h. The library needs only libc\n"
+    "and libm; NAME.h declares NAME_create, NAME_run, NAME_destroy and the tensor\n"
+    "descriptions of its inputs and outputs.\n"
+    "\n"
+    "  -o OUT        the library, or the folder for --emit c\n"
+    "  --emit KIND   so or c\n"
+    "  --name NAME   the API prefix (default: from libNAME.so, or the model's file name)\n"
+    "  --batch N     the size of the model's symbolic batch dimension (default 1)\n"
+    "  -h, --help    show this help\n";
 
 static const char *const usage_check =
     "usage: kiln check MODEL\n"
@@ -360,6 +376,82 @@ static int cmd_check(int argc, char **argv) {
     return problems ? EXIT_MODEL : 0;
 }
 
+/* A C identifier from `base`: letters, digits and '_'; not starting with a digit. */
+static void c_identifier(const char *base, char *out, size_t cap) {
+    size_t j = 0;
+    for (size_t i = 0; base[i] && base[i] != '.' && j + 1 < cap; i++) {
+        char ch = base[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || (j && ch >= '0' && ch <= '9');
+        out[j++] = ok ? ch : '_';
+    }
+    if (!j)
+        out[j++] = 'm';
+    out[j] = 0;
+}
+
+static int cmd_compile(int argc, char **argv) {
+    const char *model_path = NULL, *name = NULL;
+    driver_compile_options o = {0};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_compile, stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--emit") || !strcmp(argv[i], "--name") ||
+                   !strcmp(argv[i], "--batch")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_compile, "%s needs a value", argv[i]);
+            const char *flag = argv[i++];
+            if (!strcmp(flag, "-o"))
+                o.out = argv[i];
+            else if (!strcmp(flag, "--name"))
+                name = argv[i];
+            else if (!strcmp(flag, "--batch")) {
+                char *end;
+                if ((o.batch = strtoll(argv[i], &end, 10)) < 1 || *end)
+                    return usage_error(usage_compile, "--batch needs a size >= 1, got '%s'", argv[i]);
+            } else if (!strcmp(argv[i], "c"))
+                o.emit_c = true;
+            else if (strcmp(argv[i], "so"))
+                return usage_error(usage_compile, "unknown --emit kind '%s' (so, c)", argv[i]);
+        } else if (argv[i][0] == '-') {
+            return usage_error(usage_compile, "unknown flag '%s'", argv[i]);
+        } else if (!model_path) {
+            model_path = argv[i];
+        } else {
+            return usage_error(usage_compile, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!model_path || !o.out)
+        return usage_error(usage_compile, "missing %s", model_path ? "-o OUT" : "MODEL");
+    char ident[128];
+    const char *base = name;
+    if (!base) { /* libNAME.so -> NAME; else the model's file name */
+        const char *file = strrchr(o.out, '/') ? strrchr(o.out, '/') + 1 : o.out;
+        if (!o.emit_c && !strncmp(file, "lib", 3))
+            base = file + 3;
+        else
+            base = strrchr(model_path, '/') ? strrchr(model_path, '/') + 1 : model_path;
+    }
+    c_identifier(base, ident, sizeof ident);
+    if (name && strcmp(ident, name))
+        return usage_error(usage_compile, "--name '%s' is not a C identifier", name);
+    o.name = ident;
+    kiln_diag d = {0};
+    char folder[4096];
+    snprintf(folder, sizeof folder, "%s", o.out);
+    if (!o.emit_c) /* the library's folder */
+        *(strrchr(folder, '/') ? strrchr(folder, '/') : folder) = 0;
+    int err = folder[0] ? make_dirs(folder) : 0;
+    if (err) {
+        fprintf(stderr, "kiln: %s: cannot create the folder: %s\n", folder, strerror(err));
+        return EXIT_MODEL;
+    }
+    if (driver_compile(model_path, &o, &d))
+        return model_error(&d);
+    printf("%s -> %s%s%s\n", model_path, o.out, o.emit_c ? "/" : "", o.emit_c ? ident : "");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(usage_main, stderr);
@@ -376,6 +468,8 @@ int main(int argc, char **argv) {
         return cmd_dump(argc - 2, argv + 2);
     if (!strcmp(cmd, "check"))
         return cmd_check(argc - 2, argv + 2);
+    if (!strcmp(cmd, "compile"))
+        return cmd_compile(argc - 2, argv + 2);
     fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_USAGE;
 }

@@ -1,0 +1,168 @@
+/*
+ * test_cemit.c — the C backend end to end: models compiled by `kiln compile` into a
+ * shared library through the emitted C, loaded with dlopen and called through the
+ * emitted API, against the reference interpreter on random inputs (f32 arithmetic
+ * against double: |got - want| <= 1e-5 + 1e-4 * |want|); a kernel error (integer
+ * division by zero) comes back as a return code and a message naming the node.
+ */
+#include "../test_util.h"
+
+#include "driver/model.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+typedef struct desc {
+    const char *name;
+    int dtype, rank;
+    int64_t dims[8];
+} desc;
+
+typedef struct library {
+    void *handle;
+    void *(*create)(void);
+    void (*destroy)(void *);
+    int (*run)(void *, const void *const *, void *const *);
+    const char *(*last_error)(void *);
+    int (*num_inputs)(void), (*num_outputs)(void);
+    const desc *(*input_desc)(int), *(*output_desc)(int);
+} library;
+
+static char tmp_dir[] = "/tmp/kiln_cemit_XXXXXX";
+
+static int setup(void **state) {
+    (void)state;
+    return mkdtemp(tmp_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void *symbol(library *l, const char *name, const char *fn) {
+    char full[128];
+    snprintf(full, sizeof full, "%s_%s", name, fn);
+    void *p = dlsym(l->handle, full);
+    assert_non_null(p);
+    return p;
+}
+
+/* Compiles `model` (batch `batch`) into a library and opens it. */
+static library build(const char *model, const char *name, int64_t batch) {
+    char so[512];
+    snprintf(so, sizeof so, "%s/lib%s.so", tmp_dir, name);
+    driver_compile_options o = {.out = so, .name = name, .batch = batch};
+    kiln_diag d = {0};
+    if (driver_compile(model, &o, &d)) {
+        print_error("%s\n", d.message);
+        fail();
+    }
+    library l = {.handle = dlopen(so, RTLD_NOW | RTLD_LOCAL)};
+    if (!l.handle) {
+        print_error("dlopen: %s\n", dlerror());
+        fail();
+    }
+    *(void **)&l.create = symbol(&l, name, "create");
+    *(void **)&l.destroy = symbol(&l, name, "destroy");
+    *(void **)&l.run = symbol(&l, name, "run");
+    *(void **)&l.last_error = symbol(&l, name, "last_error");
+    *(void **)&l.num_inputs = symbol(&l, name, "num_inputs");
+    *(void **)&l.num_outputs = symbol(&l, name, "num_outputs");
+    *(void **)&l.input_desc = symbol(&l, name, "input_desc");
+    *(void **)&l.output_desc = symbol(&l, name, "output_desc");
+    return l;
+}
+
+static uint64_t rng = 12345;
+static float random_float(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 11) / 9007199254740992.0 * 4 - 2);
+}
+
+static void check_model(const char *model, const char *name, int64_t batch) {
+    library l = build(model, name, batch);
+    kiln_options opts = {.batch = batch};
+    kiln_model *m;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_model_load(model, &opts, &m, &d), KILN_OK);
+    int nin = l.num_inputs(), nout = l.num_outputs();
+    assert_int_equal(nin, kiln_model_input_count(m));
+    assert_int_equal(nout, kiln_model_output_count(m));
+    kiln_tensor *in[8] = {0}, *ref[8] = {0}, *got[8] = {0};
+    const void *in_data[8];
+    void *out_data[8];
+    for (int i = 0; i < nin; i++) {
+        const desc *ds = l.input_desc(i);
+        assert_string_equal(ds->name, kiln_model_input_name(m, i));
+        assert_int_equal(ds->dtype, KILN_F32);
+        assert_int_equal(kiln_tensor_create(KILN_F32, ds->rank, ds->dims, &in[i], &d), KILN_OK);
+        for (int64_t k = 0; k < kiln_tensor_count(in[i]); k++)
+            ((float *)in[i]->data)[k] = random_float();
+        in_data[i] = in[i]->data;
+    }
+    for (int j = 0; j < nout; j++) {
+        const desc *ds = l.output_desc(j);
+        assert_int_equal(kiln_tensor_create((kiln_dtype)ds->dtype, ds->rank, ds->dims, &got[j], &d), KILN_OK);
+        out_data[j] = got[j]->data;
+    }
+    assert_null(l.input_desc(nin));
+    void *ctx = l.create();
+    assert_non_null(ctx);
+    assert_int_equal(l.run(ctx, in_data, out_data), 0);
+    assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)in, ref, &d), KILN_OK);
+    for (int j = 0; j < nout; j++)
+        assert_true(test_tensor_close(got[j], ref[j], 1e-5, 1e-4, name));
+    l.destroy(ctx);
+    dlclose(l.handle);
+    for (int i = 0; i < 8; i++)
+        kiln_tensor_free(in[i]), kiln_tensor_free(ref[i]), kiln_tensor_free(got[i]);
+    kiln_model_destroy(m);
+}
+
+static void test_bundled_models(void **state) {
+    (void)state;
+    check_model("../examples/models/mlp.kiln", "mlp", 3);
+    check_model("../examples/models/cnn.kiln", "cnn", 2);
+}
+
+static void test_torch_exports(void **state) {
+    (void)state;
+    check_model("models/torch/cnn_bn_opset13/model.onnx", "cnn_bn", 0);
+    check_model("models/torch/transformer_encoder_opset17/model.onnx", "encoder", 0);
+}
+
+static void test_kernel_error(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/div.kiln", tmp_dir);
+    FILE *f = fopen(path, "w");
+    fputs("graph div {\n  input %a: i32[3]\n  input %b: i32[3]\n  \"divide\": %y = Div(%a, %b)\n  output %y\n}\n", f);
+    fclose(f);
+    library l = build(path, "div", 0);
+    int32_t a[3] = {7, -7, 5}, b[3] = {2, 2, 0}, y[3];
+    const void *in[2] = {a, b};
+    void *out[1] = {y};
+    void *ctx = l.create();
+    assert_int_not_equal(l.run(ctx, in, out), 0);
+    assert_string_equal(l.last_error(ctx), "node 'divide': integer division by zero");
+    b[2] = -1;
+    assert_int_equal(l.run(ctx, in, out), 0);
+    assert_int_equal(y[0], 3);
+    assert_int_equal(y[1], -3);
+    assert_int_equal(y[2], -5);
+    l.destroy(ctx);
+    dlclose(l.handle);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bundled_models),
+        cmocka_unit_test(test_torch_exports),
+        cmocka_unit_test(test_kernel_error),
+    };
+    return cmocka_run_group_tests_name("cemit", tests, setup, teardown);
+}
