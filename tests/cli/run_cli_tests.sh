@@ -81,7 +81,19 @@ expect 1 "truncated.npy: truncated .npy data: shape needs 12544 bytes, file has 
 make_npy "$tmp/complex.npy" '<c8' '(2,)' 16
 expect 1 "complex.npy: unsupported npy dtype '<c8'" -- "$kiln" run $models/mlp.kiln --input image="$tmp/complex.npy"
 
+expect 0 "mlp.kiln -> $tmp/lib/libmlp.so" -- "$kiln" compile $models/mlp.kiln -o "$tmp/lib/libmlp.so" --batch 2
+expect 0 "cnn.kiln -> $tmp/src/cnn" -- "$kiln" compile $models/cnn.kiln --emit c -o "$tmp/src"
+expect 0 'define .*i32 @k0_Conv' -- "$kiln" dump models/torch/cnn_bn_opset13/model.onnx --llvm
+expect 0 'kernel k0_Conv\(' -- "$kiln" dump models/torch/cnn_bn_opset13/model.onnx --loops
+expect 1 "mlp.kiln:.*output 'x' has no static shape: compile for a batch size" -- "$kiln" dump $models/mlp.kiln --loops
+expect 0 'output_0 -> ' -- "$kiln" run $torch/model.onnx --input input_0=$torch/test_data_set_0/input_0.pb --output-dir "$tmp/onnx-jit" --backend jit
+lstm=models/torch/lstm_opset13
+expect 1 "lstm_opset13/model.onnx: node '/lstm/LSTM' \\(LSTM\\): LSTM has no loop lowering yet" -- "$kiln" run $lstm/model.onnx --input input_0=$lstm/test_data_set_0/input_0.pb --backend jit
+
 # usage errors: exit 2
+expect 2 "unknown backend 'gpu'" -- "$kiln" run $models/mlp.kiln --backend gpu
+expect 2 "missing -o OUT" -- "$kiln" compile $models/mlp.kiln
+expect 2 "unknown --emit kind 'wasm'" -- "$kiln" compile $models/mlp.kiln -o x.so --emit wasm
 expect 2 "unknown command 'frobnicate'" -- "$kiln" frobnicate
 expect 2 "unknown flag '--inptu'" -- "$kiln" run $models/mlp.kiln --inptu x=y.npy
 expect 2 "--input expects NAME=FILE, got 'image'" -- "$kiln" run $models/mlp.kiln --input image
