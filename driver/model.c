@@ -32,7 +32,7 @@ kiln_status driver_load_graph(const char *path, ir_graph **out, kiln_diag *d) {
 }
 
 /* Messages from passes and backends name the node; make sure they also name the file. */
-static void name_file(const ir_graph *g, kiln_diag *d) {
+void name_model(const ir_graph *g, kiln_diag *d) {
     if (!d->message[0] || !g->file || strstr(d->message, g->file))
         return;
     char msg[KILN_DIAG_MAX];
@@ -51,7 +51,7 @@ kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d) {
 #endif
     kiln_status st = pass_run_pipeline(g, &cx, stop_after, verify);
     if (st)
-        name_file(g, d);
+        name_model(g, d);
     return st;
 }
 
@@ -61,7 +61,7 @@ static kiln_status compile(kiln_model *m, kiln_diag *d) {
     if (!st)
         st = cg_jit_compile(m->lowered, NULL, &m->jit, d);
     if (st)
-        name_file(m->graph, d);
+        name_model(m->graph, d);
     return st;
 }
 

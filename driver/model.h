@@ -19,15 +19,27 @@ struct kiln_model {
 
 /* Parses a model file by its extension (.kiln) into a verified graph, without passes. */
 kiln_status driver_load_graph(const char *path, ir_graph **out, kiln_diag *d);
+typedef enum driver_emit {
+    DRIVER_EMIT_SO,   /* libNAME.so and NAME.h */
+    DRIVER_EMIT_C,    /* NAME.c and NAME.h (the C backend) into a folder */
+    DRIVER_EMIT_OBJ,  /* the LLVM object of the kernels and weights */
+    DRIVER_EMIT_LLVM, /* the LLVM IR, as text */
+} driver_emit;
+
 typedef struct driver_compile_options {
-    const char *out;  /* libNAME.so, or with emit_c the folder for NAME.c and NAME.h */
-    const char *name; /* a C identifier: the prefix of the library's API */
-    bool emit_c;
-    int64_t batch;    /* the size of a symbolic batch dimension (default 1) */
+    const char *out;        /* the file (or, for C, the folder) to write */
+    const char *name;       /* a C identifier: the prefix of the library's API */
+    driver_emit emit;
+    bool c_backend;         /* build the .so from C source alone instead of with LLVM */
+    const char *target_cpu; /* NULL: this machine's CPU; else e.g. x86-64-v3 */
+    int64_t batch;          /* the size of a symbolic batch dimension (default 1) */
 } driver_compile_options;
 
-/* Ahead-of-time compilation through the C backend (driver/compile.c). */
+/* Ahead-of-time compilation (driver/compile.c). */
 kiln_status driver_compile(const char *model_path, const driver_compile_options *o, kiln_diag *d);
+
+/* Prefixes d's message with the model file's name if it does not name it already. */
+void name_model(const ir_graph *g, kiln_diag *d);
 
 /* Runs the pipeline (up to `stop_after`, or all) with the interpreter as the evaluator. */
 kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d);

@@ -68,19 +68,22 @@ static const char *const usage_dump =
     "  -h, --help     show this help\n";
 
 static const char *const usage_compile =
-    "usage: kiln compile MODEL -o OUT [--emit so|c] [--name NAME] [--batch N]\n"
+    "usage: kiln compile MODEL -o OUT [--emit so|c|obj|llvm] [--backend llvm|c] [--name NAME]\n"
+    "                    [--target-cpu CPU] [--batch N]\n"
     "\n"
-    "Compiles MODEL ahead of time through the C backend. With --emit so (the default) OUT is\n"
-    "the shared library to build (libNAME.so), and NAME.h is written beside it; with\n"
-    "--emit c, OUT is a folder that receives NAME.c and NAME.h. The library needs only libc\n"
-    "and libm; NAME.h declares NAME_create, NAME_run, NAME_destroy and the tensor\n"
-    "descriptions of its inputs and outputs.\n"
+    "Compiles MODEL ahead of time. With --emit so (the default) OUT is the shared library to\n"
+    "build (libNAME.so), and NAME.h is written beside it. The library embeds the weights and\n"
+    "needs only libc and libm; NAME.h declares NAME_create, NAME_run, NAME_destroy,\n"
+    "NAME_last_error and the tensor descriptions of the inputs and outputs.\n"
     "\n"
-    "  -o OUT        the library, or the folder for --emit c\n"
-    "  --emit KIND   so or c\n"
-    "  --name NAME   the API prefix (default: from libNAME.so, or the model's file name)\n"
-    "  --batch N     the size of the model's symbolic batch dimension (default 1)\n"
-    "  -h, --help    show this help\n";
+    "  -o OUT            the file to write; for --emit c, a folder for NAME.c and NAME.h\n"
+    "  --emit KIND       so: the library; c: its C source (the C backend); obj: the LLVM\n"
+    "                    object of the kernels and weights; llvm: their LLVM IR\n"
+    "  --backend B       llvm (the default) or c: what compiles the kernels of the .so\n"
+    "  --name NAME       the API prefix (default: from libNAME.so, or the model's file name)\n"
+    "  --target-cpu CPU  an LLVM CPU name (x86-64-v3, znver4, ...); default: this machine's\n"
+    "  --batch N         the size of the model's symbolic batch dimension (default 1)\n"
+    "  -h, --help        show this help\n";
 
 static const char *const usage_check =
     "usage: kiln check MODEL\n"
@@ -423,7 +426,7 @@ static int cmd_compile(int argc, char **argv) {
             fputs(usage_compile, stdout);
             return 0;
         } else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--emit") || !strcmp(argv[i], "--name") ||
-                   !strcmp(argv[i], "--batch")) {
+                   !strcmp(argv[i], "--batch") || !strcmp(argv[i], "--backend") || !strcmp(argv[i], "--target-cpu")) {
             if (i + 1 >= argc)
                 return usage_error(usage_compile, "%s needs a value", argv[i]);
             const char *flag = argv[i++];
@@ -431,14 +434,25 @@ static int cmd_compile(int argc, char **argv) {
                 o.out = argv[i];
             else if (!strcmp(flag, "--name"))
                 name = argv[i];
+            else if (!strcmp(flag, "--target-cpu"))
+                o.target_cpu = argv[i];
+            else if (!strcmp(flag, "--backend")) {
+                if (strcmp(argv[i], "llvm") && strcmp(argv[i], "c"))
+                    return usage_error(usage_compile, "unknown backend '%s' (llvm, c)", argv[i]);
+                o.c_backend = !strcmp(argv[i], "c");
+            }
             else if (!strcmp(flag, "--batch")) {
                 char *end;
                 if ((o.batch = strtoll(argv[i], &end, 10)) < 1 || *end)
                     return usage_error(usage_compile, "--batch needs a size >= 1, got '%s'", argv[i]);
             } else if (!strcmp(argv[i], "c"))
-                o.emit_c = true;
+                o.emit = DRIVER_EMIT_C;
+            else if (!strcmp(argv[i], "obj"))
+                o.emit = DRIVER_EMIT_OBJ;
+            else if (!strcmp(argv[i], "llvm"))
+                o.emit = DRIVER_EMIT_LLVM;
             else if (strcmp(argv[i], "so"))
-                return usage_error(usage_compile, "unknown --emit kind '%s' (so, c)", argv[i]);
+                return usage_error(usage_compile, "unknown --emit kind '%s' (so, c, obj, llvm)", argv[i]);
         } else if (argv[i][0] == '-') {
             return usage_error(usage_compile, "unknown flag '%s'", argv[i]);
         } else if (!model_path) {
@@ -453,7 +467,7 @@ static int cmd_compile(int argc, char **argv) {
     const char *base = name;
     if (!base) { /* libNAME.so -> NAME; else the model's file name */
         const char *file = strrchr(o.out, '/') ? strrchr(o.out, '/') + 1 : o.out;
-        if (!o.emit_c && !strncmp(file, "lib", 3))
+        if (o.emit == DRIVER_EMIT_SO && !strncmp(file, "lib", 3))
             base = file + 3;
         else
             base = strrchr(model_path, '/') ? strrchr(model_path, '/') + 1 : model_path;
@@ -465,7 +479,7 @@ static int cmd_compile(int argc, char **argv) {
     kiln_diag d = {0};
     char folder[4096];
     snprintf(folder, sizeof folder, "%s", o.out);
-    if (!o.emit_c) /* the library's folder */
+    if (!(o.emit == DRIVER_EMIT_C)) /* the library's folder */
         *(strrchr(folder, '/') ? strrchr(folder, '/') : folder) = 0;
     int err = folder[0] ? make_dirs(folder) : 0;
     if (err) {
@@ -474,7 +488,7 @@ static int cmd_compile(int argc, char **argv) {
     }
     if (driver_compile(model_path, &o, &d))
         return model_error(&d);
-    printf("%s -> %s%s%s\n", model_path, o.out, o.emit_c ? "/" : "", o.emit_c ? ident : "");
+    printf("%s -> %s%s%s\n", model_path, o.out, (o.emit == DRIVER_EMIT_C) ? "/" : "", (o.emit == DRIVER_EMIT_C) ? ident : "");
     return 0;
 }
 

@@ -20,7 +20,10 @@
 
 #include <stdio.h>
 
-/* Writes the library's source and header. `name` must be a C identifier. */
-kiln_status cemit_source(const lir_module *m, const char *name, FILE *c_file, FILE *h_file, kiln_diag *d);
+/* Writes the library's source and header. `name` must be a C identifier. With `external`,
+ * the kernels and constants are not written but declared: another backend's object file
+ * defines them as NAME_kernel and NAME_c<i> (the LLVM backend's `kiln compile`). */
+kiln_status cemit_source(const lir_module *m, const char *name, bool external, FILE *c_file, FILE *h_file,
+                         kiln_diag *d);
 
 #endif

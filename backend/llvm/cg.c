@@ -234,8 +234,12 @@ static kiln_status kernel(cg_ctx *g, const lir_kernel *k, kiln_diag *d) {
     LLVMTypeRef ptr = LLVMPointerTypeInContext(g->ctx, 0);
     LLVMTypeRef fty = LLVMFunctionType(LLVMInt32TypeInContext(g->ctx), &ptr, 1, 0);
     g->kernel = k;
-    g->fn = LLVMAddFunction(g->mod, k->name, fty);
+    char symbol[512];
+    snprintf(symbol, sizeof symbol, "%s%s", g->prefix ? g->prefix : "", k->name);
+    g->fn = LLVMAddFunction(g->mod, symbol, fty);
     LLVMSetLinkage(g->fn, LLVMExternalLinkage);
+    if (g->hidden)
+        LLVMSetVisibility(g->fn, LLVMHiddenVisibility);
     LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, g->fn, "entry"));
     g->params = calloc((size_t)k->param_count + 1, sizeof *g->params);
     g->vars = calloc((size_t)k->var_count + 1, sizeof *g->vars);

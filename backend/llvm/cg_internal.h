@@ -24,6 +24,8 @@ typedef struct cg_ctx {
     const lir_kernel *kernel;
     LLVMValueRef *params; /* the kernel's parameter addresses */
     LLVMValueRef *vars;   /* allocas */
+    const char *prefix;   /* symbol prefix, "" for the JIT */
+    bool hidden;          /* AOT: symbols stay inside the library */
 } cg_ctx;
 
 /* Emits every kernel of m into g->mod (created by the caller in g->ctx) and verifies it. */

@@ -53,10 +53,27 @@ static kiln_status target_machine(const cg_options *o, LLVMTargetMachineRef *out
     return *out ? KILN_OK : diag_error(d, LOC_NONE, KILN_ERR_BACKEND, "LLVM could not create a target machine");
 }
 
+/* The graph's constants as hidden globals PREFIXc<i>, their bytes as they are. */
+static void embed_constants(cg_ctx *g, const lir_module *m) {
+    const ir_graph *graph = m->graph;
+    for (int i = 0; i < graph->init_count; i++) {
+        const kiln_tensor *t = graph->inits[i]->init;
+        size_t bytes = kiln_tensor_bytes(t);
+        char symbol[512];
+        snprintf(symbol, sizeof symbol, "%sc%d", g->prefix, i);
+        LLVMValueRef data = LLVMConstStringInContext(g->ctx, bytes ? t->data : "", bytes ? (unsigned)bytes : 1, 1);
+        LLVMValueRef global = LLVMAddGlobal(g->mod, LLVMTypeOf(data), symbol);
+        LLVMSetInitializer(global, data);
+        LLVMSetGlobalConstant(global, 1);
+        LLVMSetAlignment(global, 64);
+        LLVMSetVisibility(global, LLVMHiddenVisibility);
+    }
+}
+
 /* Generates and optimizes m into a new module of ctx. */
 static kiln_status build(const lir_module *m, const cg_options *o, LLVMContextRef ctx, LLVMModuleRef *out,
                          kiln_diag *d) {
-    cg_ctx g = {.ctx = ctx};
+    cg_ctx g = {.ctx = ctx, .prefix = o && o->prefix ? o->prefix : "", .hidden = o && o->prefix};
     LLVMTargetMachineRef tm;
     char *triple;
     kiln_status st = target_machine(o, &tm, &triple, d);
@@ -68,6 +85,8 @@ static kiln_status build(const lir_module *m, const cg_options *o, LLVMContextRe
     LLVMSetModuleDataLayout(g.mod, layout);
     LLVMDisposeTargetData(layout);
     LLVMDisposeMessage(triple);
+    if (g.hidden)
+        embed_constants(&g, m);
     if (!(st = cg_module(&g, m, d))) {
         int level = o && o->opt_level >= 0 && o->opt_level <= 3 ? o->opt_level : 3;
         char passes[32];
@@ -85,6 +104,25 @@ static kiln_status build(const lir_module *m, const cg_options *o, LLVMContextRe
     }
     *out = g.mod;
     return KILN_OK;
+}
+
+kiln_status cg_emit_object(const lir_module *m, const cg_options *o, const char *path, kiln_diag *d) {
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod;
+    LLVMTargetMachineRef tm = NULL;
+    kiln_status st = build(m, o, ctx, &mod, d);
+    if (!st && !(st = target_machine(o, &tm, NULL, d))) {
+        char *err = NULL;
+        if (LLVMTargetMachineEmitToFile(tm, mod, (char *)path, LLVMObjectFile, &err)) {
+            st = diag_error(d, LOC_NONE, KILN_ERR_BACKEND, "%s: LLVM could not write the object: %s", path, err);
+            LLVMDisposeMessage(err);
+        }
+        LLVMDisposeTargetMachine(tm);
+    }
+    if (!st)
+        LLVMDisposeModule(mod);
+    LLVMContextDispose(ctx);
+    return st;
 }
 
 kiln_status cg_print_llvm(const lir_module *m, const cg_options *o, FILE *f, kiln_diag *d) {

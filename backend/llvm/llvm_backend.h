@@ -20,7 +20,9 @@ typedef struct cg_jit cg_jit;
 
 typedef struct cg_options {
     int opt_level;          /* 0..3; 3 by default */
-    const char *target_cpu; /* NULL: the host's */
+    const char *target_cpu; /* NULL: the host's (name and features); else an LLVM CPU name
+                               such as x86-64-v3, with that CPU's own features */
+    const char *prefix;     /* prepended to kernel and constant symbols (AOT: "NAME_") */
 } cg_options;
 
 /* Compiles every kernel of m. m must outlive the result. */
@@ -29,6 +31,11 @@ kiln_status cg_jit_compile(const lir_module *m, const cg_options *opts, cg_jit *
  * caller frees with kiln_tensor_free. */
 kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor **outputs, kiln_diag *d);
 void cg_jit_destroy(cg_jit *j); /* NULL is a no-op */
+/* Ahead of time: writes an object file (PIC) defining every kernel as PREFIXkN_Op and
+ * every constant as PREFIXc<i> (i: its index among the graph's initializers), hidden, for
+ * the runner the C backend writes (cemit_source with `external`). */
+kiln_status cg_emit_object(const lir_module *m, const cg_options *opts, const char *path, kiln_diag *d);
+
 /* Writes the optimized LLVM IR of m (for kiln dump --llvm). */
 kiln_status cg_print_llvm(const lir_module *m, const cg_options *opts, FILE *f, kiln_diag *d);
 

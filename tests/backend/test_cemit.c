@@ -1,7 +1,7 @@
 /*
- * test_cemit.c — the C backend end to end: models compiled by `kiln compile` into a
- * shared library through the emitted C, loaded with dlopen and called through the
- * emitted API, against the reference interpreter on random inputs (f32 arithmetic
+ * test_cemit.c — ahead-of-time compilation end to end: models compiled by `kiln compile`
+ * into shared libraries (kernels by LLVM, or all C from the C backend), loaded with
+ * dlopen and called through the emitted API, against the reference interpreter on random inputs (f32 arithmetic
  * against double: |got - want| <= 1e-5 + 1e-4 * |want|); a kernel error (integer
  * division by zero) comes back as a return code and a message naming the node.
  */
@@ -51,11 +51,11 @@ static void *symbol(library *l, const char *name, const char *fn) {
     return p;
 }
 
-/* Compiles `model` (batch `batch`) into a library and opens it. */
-static library build(const char *model, const char *name, int64_t batch) {
+/* Compiles `model` (batch `batch`) into a library, with LLVM or the C backend, and opens it. */
+static library build(const char *model, const char *name, int64_t batch, bool c_backend) {
     char so[512];
     snprintf(so, sizeof so, "%s/lib%s.so", tmp_dir, name);
-    driver_compile_options o = {.out = so, .name = name, .batch = batch};
+    driver_compile_options o = {.out = so, .name = name, .batch = batch, .c_backend = c_backend};
     kiln_diag d = {0};
     if (driver_compile(model, &o, &d)) {
         print_error("%s\n", d.message);
@@ -83,8 +83,8 @@ static float random_float(void) {
     return (float)((double)(rng >> 11) / 9007199254740992.0 * 4 - 2);
 }
 
-static void check_model(const char *model, const char *name, int64_t batch) {
-    library l = build(model, name, batch);
+static void check_model(const char *model, const char *name, int64_t batch, bool c_backend) {
+    library l = build(model, name, batch, c_backend);
     kiln_options opts = {.batch = batch};
     kiln_model *m;
     kiln_diag d = {0};
@@ -125,14 +125,18 @@ static void check_model(const char *model, const char *name, int64_t batch) {
 
 static void test_bundled_models(void **state) {
     (void)state;
-    check_model("../examples/models/mlp.kiln", "mlp", 3);
-    check_model("../examples/models/cnn.kiln", "cnn", 2);
+    check_model("../examples/models/mlp.kiln", "mlp", 3, false);
+    check_model("../examples/models/cnn.kiln", "cnn", 2, false);
+    check_model("../examples/models/mlp.kiln", "mlp_c", 3, true);
+    check_model("../examples/models/cnn.kiln", "cnn_c", 2, true);
 }
 
 static void test_torch_exports(void **state) {
     (void)state;
-    check_model("models/torch/cnn_bn_opset13/model.onnx", "cnn_bn", 0);
-    check_model("models/torch/transformer_encoder_opset17/model.onnx", "encoder", 0);
+    check_model("models/torch/cnn_bn_opset13/model.onnx", "cnn_bn", 0, false);
+    check_model("models/torch/transformer_encoder_opset17/model.onnx", "encoder", 0, false);
+    check_model("models/torch/cnn_bn_opset13/model.onnx", "cnn_bn_c", 0, true);
+    check_model("models/torch/transformer_encoder_opset17/model.onnx", "encoder_c", 0, true);
 }
 
 static void test_kernel_error(void **state) {
@@ -142,7 +146,7 @@ static void test_kernel_error(void **state) {
     FILE *f = fopen(path, "w");
     fputs("graph div {\n  input %a: i32[3]\n  input %b: i32[3]\n  \"divide\": %y = Div(%a, %b)\n  output %y\n}\n", f);
     fclose(f);
-    library l = build(path, "div", 0);
+    library l = build(path, "div", 0, false);
     int32_t a[3] = {7, -7, 5}, b[3] = {2, 2, 0}, y[3];
     const void *in[2] = {a, b};
     void *out[1] = {y};
