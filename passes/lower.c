@@ -12,21 +12,12 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d);
 /* Ops whose loop lowering has not been written yet: compiling a model that uses one
  * reports it by name (the interpreter still runs them). */
 #define lower_topk lower_none
-#define lower_cumsum lower_none
-#define lower_gather_nd lower_none
-#define lower_scatter_nd lower_none
-#define lower_scatter_elements lower_none
 #define lower_conv_transpose lower_none
 #define lower_lp_norm lower_none
 #define lower_lrn lower_none
 #define lower_mvn lower_none
 #define lower_hardmax lower_none
 #define lower_max_unpool lower_none
-#define lower_depth_to_space lower_none
-#define lower_space_to_depth lower_none
-#define lower_reverse_sequence lower_none
-#define lower_eye_like lower_none
-#define lower_one_hot lower_none
 #define lower_compress lower_none
 #define lower_non_zero lower_none
 #define lower_einsum lower_none
@@ -41,8 +32,6 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d);
 #define lower_adam lower_none
 #define lower_shape lower_none
 #define lower_size lower_none
-#define lower_constant_of_shape lower_none
-#define lower_range lower_none
 #define lower_constant lower_none
 
 static kiln_status lower_none(lower_ctx *c) {

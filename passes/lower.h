@@ -54,4 +54,13 @@ kiln_dtype lower_compute_type(kiln_dtype t);
 kiln_status lower_emit(lower_ctx *c, lir_stmt *s);
 int lower_var(lower_ctx *c, const char *name, kiln_dtype type);
 
+/* out[coords] = input 0 at the coordinates f fills (and, where f sets *outside, pad). */
+typedef kiln_status (*lower_index_fn)(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **outside, void *arg);
+kiln_status lower_gather_map(lower_ctx *c, lower_index_fn f, void *arg, lir_expr *pad);
+/* Output 0 = value everywhere. */
+kiln_status lower_fill(lower_ctx *c, lir_expr *value);
+/* A data-supplied index along an axis of `dim`: negative counts from the end; out of
+ * range stops the kernel. Emits the check into `inner`; returns the normalized index. */
+lir_expr *lower_checked_index(lower_ctx *c, lir_stmt *inner, lir_expr *raw, int64_t dim);
+
 #endif

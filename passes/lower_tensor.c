@@ -12,10 +12,7 @@
 
 static lir_expr *i64(lower_ctx *c, int64_t v) { return lir_int(M, v); }
 
-/* out[out coords] = in[input]; index_fn fills the input coordinates. */
-typedef kiln_status (*index_fn)(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad_cond, void *arg);
-
-static kiln_status gather_map(lower_ctx *c, index_fn f, void *arg, lir_expr *pad_value) {
+kiln_status lower_gather_map(lower_ctx *c, lower_index_fn f, void *arg, lir_expr *pad_value) {
     const kiln_tensor *out = c->out_type[0], *x = c->in_type[0];
     lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *outside = NULL;
     lir_stmt *inner, *outer;
@@ -30,8 +27,7 @@ static kiln_status gather_map(lower_ctx *c, index_fn f, void *arg, lir_expr *pad
     return lower_emit(c, outer);
 }
 
-/* Output 0 = value everywhere. */
-static kiln_status lower_fill(lower_ctx *c, lir_expr *value) {
+kiln_status lower_fill(lower_ctx *c, lir_expr *value) {
     const kiln_tensor *out = c->out_type[0];
     lir_expr *oc[KILN_MAX_RANK];
     lir_stmt *inner, *outer;
@@ -71,7 +67,7 @@ static kiln_status transpose_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, l
     }
     return KILN_OK;
 }
-kiln_status lower_transpose(lower_ctx *c) { return gather_map(c, transpose_index, NULL, NULL); }
+kiln_status lower_transpose(lower_ctx *c) { return lower_gather_map(c, transpose_index, NULL, NULL); }
 
 static kiln_status expand_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad, void *arg) {
     (void)arg, (void)pad;
@@ -80,7 +76,7 @@ static kiln_status expand_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_
         ic[d] = oc[d + out_rank - rank]; /* lower_index reads size-1 dims at 0 */
     return KILN_OK;
 }
-kiln_status lower_expand(lower_ctx *c) { return gather_map(c, expand_index, NULL, NULL); }
+kiln_status lower_expand(lower_ctx *c) { return lower_gather_map(c, expand_index, NULL, NULL); }
 
 static kiln_status tile_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad, void *arg) {
     (void)arg, (void)pad;
@@ -88,7 +84,7 @@ static kiln_status tile_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_ex
         ic[d] = lir_binary(M, LIR_REM, oc[d], i64(c, c->in_type[0]->dims[d]));
     return KILN_OK;
 }
-kiln_status lower_tile(lower_ctx *c) { return gather_map(c, tile_index, NULL, NULL); }
+kiln_status lower_tile(lower_ctx *c) { return lower_gather_map(c, tile_index, NULL, NULL); }
 
 static kiln_status slice_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad, void *arg) {
     (void)pad;
@@ -106,7 +102,7 @@ kiln_status lower_slice(lower_ctx *c) {
         return st;
     if (!known)
         return lower_error(c, KILN_ERR_UNSUPPORTED, "Slice's starts, ends, axes and steps must be constants to compile");
-    return gather_map(c, slice_index, &spec, NULL);
+    return lower_gather_map(c, slice_index, &spec, NULL);
 }
 
 typedef struct pad_spec {
@@ -151,7 +147,7 @@ kiln_status lower_pad(lower_ctx *c) {
                                                           : lir_const(M, c->out_type[0]->dtype, 0);
     if (ir_type_count(c->in_type[0]) == 0) /* nothing to read: every element is padding */
         return lower_fill(c, value);
-    return gather_map(c, pad_index, &p, value);
+    return lower_gather_map(c, pad_index, &p, value);
 }
 
 /* Concat: one nest per input, writing at its offset along the axis. */
@@ -178,9 +174,7 @@ kiln_status lower_concat(lower_ctx *c) {
     return KILN_OK;
 }
 
-/* A data-supplied index along an axis of `dim`: negative counts from the end; out of
- * range stops the kernel. Emits the check into `inner`; returns the normalized index. */
-static lir_expr *checked_index(lower_ctx *c, lir_stmt *inner, lir_expr *raw, int64_t dim) {
+lir_expr *lower_checked_index(lower_ctx *c, lir_stmt *inner, lir_expr *raw, int64_t dim) {
     int v = lower_var(c, "index", KILN_I64);
     lir_expr *i = lir_cast(M, KILN_I64, raw);
     lir_expr *norm = lir_select(M, lir_binary(M, LIR_LT, i, i64(c, 0)), lir_binary(M, LIR_ADD, i, i64(c, dim)), i);
@@ -207,7 +201,7 @@ kiln_status lower_gather(lower_ctx *c) {
     lir_expr *raw = lir_load(M, c->in[1], lower_index(c, idx, jc, idx->rank));
     for (int d = 0; d < x->rank; d++)
         xc[d] = d < axis ? oc[d] : d == axis ? NULL : oc[d - 1 + idx->rank];
-    if (!(xc[axis] = checked_index(c, inner, raw, x->dims[axis])) ||
+    if (!(xc[axis] = lower_checked_index(c, inner, raw, x->dims[axis])) ||
         !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank),
                                           lir_load(M, c->in[0], lower_index(c, x, xc, x->rank)))))
         return lower_oom(c);
@@ -226,7 +220,7 @@ kiln_status lower_gather_elements(lower_ctx *c) {
     lir_expr *raw = lir_load(M, c->in[1], lower_index(c, idx, oc, idx->rank));
     for (int d = 0; d < x->rank; d++)
         xc[d] = oc[d];
-    if (!(xc[axis] = checked_index(c, inner, raw, x->dims[axis])) ||
+    if (!(xc[axis] = lower_checked_index(c, inner, raw, x->dims[axis])) ||
         !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank),
                                           lir_load(M, c->in[0], lower_index(c, x, xc, x->rank)))))
         return lower_oom(c);

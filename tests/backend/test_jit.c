@@ -125,6 +125,26 @@ static void test_op_cases(void **state) {
         free(src);
         ran++;
     }
+    /* Ops whose results constant folding would compute, made too large to fold */
+    static const struct { const char *src; double sum; } large[] = {
+        {"graph g {\n  const %s: i64[2] = [300, 300]\n  %y = ConstantOfShape(%s) {value = f32[1] [2.5]}\n"
+         "  %z = ReduceSum(%y) {keepdims = 0}\n  output %z\n}\n", 225000},
+        {"graph g {\n  const %a: f64[] = [0]\n  const %b: f64[] = [20000]\n  const %d: f64[] = [1]\n"
+         "  %y = Range(%a, %b, %d)\n  %z = ReduceSum(%y) {keepdims = 0}\n  output %z\n}\n", 199990000},
+    };
+    for (int i = 0; i < ARRAY_LEN(large); i++) {
+        kiln_options opts = {.backend = KILN_BACKEND_JIT};
+        kiln_diag d = {0};
+        kiln_model *m;
+        kiln_tensor *out = NULL;
+        assert_int_equal(kiln_model_parse(large[i].src, strlen(large[i].src), "large.kiln", &opts, &m, &d), KILN_OK);
+        assert_int_equal(kiln_model_run(m, NULL, &out, &d), KILN_OK);
+        assert_true(fabs(ir_tensor_get(out, 0) - large[i].sum) <= 1e-6 * large[i].sum);
+        for (int n = 0; n < m->graph->node_count; n++)
+            covered[m->graph->nodes[n]->op] = true;
+        kiln_tensor_free(out);
+        kiln_model_destroy(m);
+    }
     int missing = 0;
     for (int op = 0; op < IR_OP_COUNT; op++)
         if (lower_supported((ir_op)op) && !covered[op]) {

@@ -1,0 +1,268 @@
+/*
+ * lower_index.c — loop lowering of the indexing ops: DepthToSpace, SpaceToDepth,
+ * ReverseSequence, EyeLike, OneHot, GatherND, ScatterND, ScatterElements, CumSum,
+ * ConstantOfShape and Range. Indices read from data are checked (lower_checked_index):
+ * out of range stops the kernel with an error naming the node.
+ */
+#include "passes/lower.h"
+
+#include <string.h>
+
+#define M (c->m)
+
+static lir_expr *i64(lower_ctx *c, int64_t v) { return lir_int(M, v); }
+static lir_expr *add(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_ADD, a, b); }
+static lir_expr *mul(lower_ctx *c, lir_expr *a, int64_t b) { return lir_binary(M, LIR_MUL, a, i64(c, b)); }
+
+static kiln_status d2s_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **outside, void *arg) {
+    (void)outside, (void)arg;
+    int64_t b = ir_attr_int(c->node, "blocksize"), c_out = c->out_type[0]->dims[1];
+    lir_expr *hi = lir_binary(M, LIR_REM, oc[2], i64(c, b)), *wi = lir_binary(M, LIR_REM, oc[3], i64(c, b));
+    bool crd = !strcmp(ir_attr_string(c->node, "mode"), "CRD");
+    ic[0] = oc[0];
+    ic[1] = crd ? add(c, mul(c, add(c, mul(c, oc[1], b), hi), b), wi) : add(c, mul(c, add(c, mul(c, hi, b), wi), c_out), oc[1]);
+    ic[2] = lir_binary(M, LIR_DIV, oc[2], i64(c, b));
+    ic[3] = lir_binary(M, LIR_DIV, oc[3], i64(c, b));
+    return KILN_OK;
+}
+kiln_status lower_depth_to_space(lower_ctx *c) { return lower_gather_map(c, d2s_index, NULL, NULL); }
+
+static kiln_status s2d_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **outside, void *arg) {
+    (void)outside, (void)arg;
+    int64_t b = ir_attr_int(c->node, "blocksize"), c_in = c->in_type[0]->dims[1];
+    lir_expr *blk = lir_binary(M, LIR_DIV, oc[1], i64(c, c_in));
+    ic[0] = oc[0];
+    ic[1] = lir_binary(M, LIR_REM, oc[1], i64(c, c_in));
+    ic[2] = add(c, mul(c, oc[2], b), lir_binary(M, LIR_DIV, blk, i64(c, b)));
+    ic[3] = add(c, mul(c, oc[3], b), lir_binary(M, LIR_REM, blk, i64(c, b)));
+    return KILN_OK;
+}
+kiln_status lower_space_to_depth(lower_ctx *c) { return lower_gather_map(c, s2d_index, NULL, NULL); }
+
+kiln_status lower_eye_like(lower_ctx *c) {
+    const kiln_tensor *out = c->out_type[0];
+    lir_expr *oc[2];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    if (st)
+        return st;
+    lir_expr *diag = lir_binary(M, LIR_EQ, lir_binary(M, LIR_SUB, oc[1], oc[0]), i64(c, ir_attr_int(c->node, "k")));
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, 2), lir_cast(M, out->dtype, diag))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_one_hot(lower_ctx *c) {
+    const kiln_tensor *idx = c->in_type[0], *out = c->out_type[0];
+    int axis = (int)ir_attr_int(c->node, "axis");
+    axis = axis < 0 ? axis + out->rank : axis;
+    int64_t depth = out->dims[axis];
+    lir_expr *oc[KILN_MAX_RANK], *jc[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    if (st)
+        return st;
+    for (int d = 0, j = 0; d < out->rank; d++)
+        if (d != axis)
+            jc[j++] = oc[d];
+    lir_expr *raw = lir_cast(M, KILN_I64, lir_load(M, c->in[0], lower_index(c, idx, jc, idx->rank)));
+    lir_expr *norm = lir_select(M, lir_binary(M, LIR_LT, raw, i64(c, 0)), add(c, raw, i64(c, depth)), raw);
+    lir_expr *hot = lir_binary(M, LIR_EQ, norm, oc[axis]);
+    lir_expr *v = lir_select(M, hot, lir_load(M, c->in[2], i64(c, 1)), lir_load(M, c->in[2], i64(c, 0)));
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), v)))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_reverse_sequence(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0];
+    int b = (int)ir_attr_int(c->node, "batch_axis"), t = (int)ir_attr_int(c->node, "time_axis");
+    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, x, oc, &inner, &outer);
+    if (st)
+        return st;
+    int len = lower_var(c, "len", KILN_I64);
+    lir_expr *raw = lir_cast(M, KILN_I64, lir_load(M, c->in[1], oc[b])), *l = lir_var_ref(M, c->k, len);
+    lir_expr *bad = lir_binary(M, LIR_OR, lir_binary(M, LIR_LT, l, i64(c, 0)), lir_binary(M, LIR_GT, l, i64(c, x->dims[t])));
+    for (int d = 0; d < x->rank; d++)
+        ic[d] = oc[d];
+    ic[t] = lir_select(M, lir_binary(M, LIR_LT, oc[t], l), lir_binary(M, LIR_SUB, lir_binary(M, LIR_SUB, l, i64(c, 1)), oc[t]), oc[t]);
+    if (!lir_seq_push(M, inner, lir_let(M, len, raw)) ||
+        !lir_seq_push(M, inner, lir_if(M, bad, lir_fail(M, "a sequence length is outside [0, the time axis]"), NULL)) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, x, oc, x->rank),
+                                          lir_load(M, c->in[0], lower_index(c, x, ic, x->rank)))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+/* The flat offset in data of index tuple `t` (k components) of an [..., k] index tensor,
+ * after `batch_flat` batch entries; components are checked. */
+static lir_expr *tuple_offset(lower_ctx *c, lir_stmt *inner, const kiln_tensor *data, lir_expr *t, int64_t k,
+                              int64_t batch_dims, lir_expr *batch_flat) {
+    lir_expr *off = batch_flat;
+    for (int64_t j = 0; j < k; j++) {
+        int64_t dim = data->dims[batch_dims + j];
+        lir_expr *raw = lir_load(M, c->in[1], add(c, mul(c, t, k), i64(c, j)));
+        lir_expr *ix = lower_checked_index(c, inner, raw, dim);
+        if (!ix)
+            return NULL;
+        off = off ? add(c, mul(c, off, dim), ix) : ix;
+    }
+    int64_t rest = 1;
+    for (int d = (int)(batch_dims + k); d < data->rank; d++)
+        rest *= data->dims[d];
+    return off ? mul(c, off, rest) : i64(c, 0);
+}
+
+kiln_status lower_gather_nd(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0], *idx = c->in_type[1];
+    int64_t batch = ir_attr_int(c->node, "batch_dims"), k = idx->dims[idx->rank - 1], tuples = 1, slice = 1, per_batch = 1;
+    for (int d = 0; d < idx->rank - 1; d++)
+        tuples *= idx->dims[d];
+    for (int d = (int)batch; d < idx->rank - 1; d++)
+        per_batch *= idx->dims[d];
+    for (int d = (int)(batch + k); d < x->rank; d++)
+        slice *= x->dims[d];
+    kiln_tensor shape = {.dtype = x->dtype, .rank = 2, .dims = {tuples, slice}};
+    lir_expr *tc[2];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, &shape, tc, &inner, &outer);
+    if (st)
+        return st;
+    lir_expr *bflat = batch ? lir_binary(M, LIR_DIV, tc[0], i64(c, per_batch)) : NULL;
+    lir_expr *off = tuple_offset(c, inner, x, tc[0], k, batch, bflat);
+    if (!off || !lir_seq_push(M, inner, lir_store(M, c->out[0], add(c, mul(c, tc[0], slice), tc[1]),
+                                                  lir_load(M, c->in[0], add(c, off, tc[1])))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+/* Scatters copy the data, then write the updates in order (later duplicates win). */
+static kiln_status copy_data(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0];
+    kiln_tensor flat = {.dtype = x->dtype, .rank = 1, .dims = {ir_type_count(x)}};
+    lir_expr *i[1];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, &flat, i, &inner, &outer);
+    if (st)
+        return st;
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], i[0], lir_load(M, c->in[0], i[0]))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+static lir_expr *combine(lower_ctx *c, lir_expr *old, lir_expr *update) {
+    const char *r = ir_attr_string(c->node, "reduction");
+    lir_op op = !strcmp(r, "add") ? LIR_ADD : !strcmp(r, "mul") ? LIR_MUL : !strcmp(r, "max") ? LIR_MAX
+              : !strcmp(r, "min") ? LIR_MIN : LIR_OP_COUNT;
+    return op == LIR_OP_COUNT ? update : lir_binary(M, op, old, update);
+}
+
+kiln_status lower_scatter_nd(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0], *idx = c->in_type[1];
+    int64_t k = idx->dims[idx->rank - 1], tuples = ir_type_count(idx) / (k ? k : 1), slice = 1;
+    for (int d = (int)k; d < x->rank; d++)
+        slice *= x->dims[d];
+    if (ir_type_count(c->in_type[2]) != tuples * slice)
+        return lower_error(c, KILN_ERR_SHAPE, "updates hold %lld values, the indices address %lld",
+                           (long long)ir_type_count(c->in_type[2]), (long long)(tuples * slice));
+    kiln_status st = copy_data(c);
+    if (st)
+        return st;
+    kiln_tensor shape = {.dtype = x->dtype, .rank = 2, .dims = {tuples, slice}};
+    lir_expr *tc[2];
+    lir_stmt *inner, *outer;
+    if ((st = lower_nest(c, &shape, tc, &inner, &outer)))
+        return st;
+    lir_expr *off = tuple_offset(c, inner, x, tc[0], k, 0, NULL);
+    if (!off)
+        return lower_oom(c);
+    lir_expr *at = add(c, off, tc[1]);
+    lir_expr *v = combine(c, lir_load(M, c->out[0], at), lir_load(M, c->in[2], add(c, mul(c, tc[0], slice), tc[1])));
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], at, v)))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_scatter_elements(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0], *idx = c->in_type[1];
+    int axis = (int)ir_attr_int(c->node, "axis");
+    axis = axis < 0 ? axis + x->rank : axis;
+    for (int d = 0; d < x->rank; d++)
+        if (d != axis && idx->dims[d] > x->dims[d])
+            return lower_error(c, KILN_ERR_SHAPE, "indices reach past the data at axis %d", d);
+    kiln_status st = copy_data(c);
+    if (st)
+        return st;
+    lir_expr *jc[KILN_MAX_RANK], *xc[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    if ((st = lower_nest(c, idx, jc, &inner, &outer)))
+        return st;
+    for (int d = 0; d < x->rank; d++)
+        xc[d] = jc[d];
+    lir_expr *raw = lir_load(M, c->in[1], lower_index(c, idx, jc, idx->rank));
+    if (!(xc[axis] = lower_checked_index(c, inner, raw, x->dims[axis])))
+        return lower_oom(c);
+    lir_expr *at = lower_index(c, x, xc, x->rank);
+    lir_expr *v = combine(c, lir_load(M, c->out[0], at), lir_load(M, c->in[2], lower_index(c, c->in_type[2], jc, idx->rank)));
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], at, v)))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_cumsum(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0];
+    if (!c->in_type[1]->data)
+        return lower_error(c, KILN_ERR_UNSUPPORTED, "CumSum's axis must be a constant to compile");
+    int axis = (int)ir_tensor_get_int(c->in_type[1], 0);
+    axis = axis < 0 ? axis + x->rank : axis;
+    bool exclusive = ir_attr_int(c->node, "exclusive"), reverse = ir_attr_int(c->node, "reverse");
+    kiln_dtype t = lower_compute_type(x->dtype);
+    kiln_tensor rows = *x;
+    rows.dims[axis] = 1;
+    int64_t len = x->dims[axis];
+    lir_expr *oc[KILN_MAX_RANK], *xc[KILN_MAX_RANK], *j;
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, &rows, oc, &inner, &outer);
+    if (st)
+        return st;
+    int acc = lower_var(c, "acc", t), jv = lower_var(c, "j", KILN_I64);
+    j = lir_var_ref(M, c->k, jv);
+    lir_expr *pos = reverse ? lir_binary(M, LIR_SUB, i64(c, len - 1), j) : j;
+    for (int d = 0; d < x->rank; d++)
+        xc[d] = d == axis ? pos : oc[d];
+    lir_expr *at = lower_index(c, x, xc, x->rank), *a = lir_var_ref(M, c->k, acc);
+    lir_stmt *body = lir_seq(M);
+    lir_stmt *store = lir_store(M, c->out[0], at, lir_cast(M, x->dtype, a));
+    lir_stmt *update = lir_assign(M, acc, lir_binary(M, LIR_ADD, a, lir_cast(M, t, lir_load(M, c->in[0], at))));
+    if ((exclusive && (!lir_seq_push(M, body, store) || !lir_seq_push(M, body, update))) ||
+        (!exclusive && (!lir_seq_push(M, body, update) || !lir_seq_push(M, body, store))) ||
+        !lir_seq_push(M, inner, lir_let(M, acc, lir_const(M, t, 0))) ||
+        !lir_seq_push(M, inner, lir_for(M, jv, i64(c, 0), i64(c, len), body)))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+kiln_status lower_constant_of_shape(lower_ctx *c) {
+    const ir_attr *v = ir_node_attr(c->node, "value");
+    double value = v ? ir_tensor_get(v->t, 0) : 0;
+    if (v && !ir_dtype_is_float(v->t->dtype))
+        return lower_fill(c, lir_cast(M, c->out_type[0]->dtype, i64(c, ir_tensor_get_int(v->t, 0))));
+    return lower_fill(c, lir_const(M, c->out_type[0]->dtype, value));
+}
+
+kiln_status lower_range(lower_ctx *c) {
+    const kiln_tensor *out = c->out_type[0];
+    kiln_dtype t = lower_compute_type(out->dtype);
+    lir_expr *oc[1];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    if (st)
+        return st;
+    lir_expr *start = lir_cast(M, t, lir_load(M, c->in[0], i64(c, 0))), *delta = lir_cast(M, t, lir_load(M, c->in[2], i64(c, 0)));
+    lir_expr *v = lir_binary(M, LIR_ADD, start, lir_binary(M, LIR_MUL, lir_cast(M, t, oc[0]), delta));
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], oc[0], lir_cast(M, out->dtype, v))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
