@@ -12,12 +12,6 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d);
 /* Ops whose loop lowering has not been written yet: compiling a model that uses one
  * reports it by name (the interpreter still runs them). */
 #define lower_topk lower_none
-#define lower_conv_transpose lower_none
-#define lower_lp_norm lower_none
-#define lower_lrn lower_none
-#define lower_mvn lower_none
-#define lower_hardmax lower_none
-#define lower_max_unpool lower_none
 #define lower_compress lower_none
 #define lower_non_zero lower_none
 #define lower_einsum lower_none
@@ -25,8 +19,6 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d);
 #define lower_rnn lower_none
 #define lower_gru lower_none
 #define lower_lstm lower_none
-#define lower_nll_loss lower_none
-#define lower_softmax_cross_entropy lower_none
 #define lower_adagrad lower_none
 #define lower_momentum lower_none
 #define lower_adam lower_none
@@ -106,6 +98,22 @@ lir_expr *lower_index(lower_ctx *c, const kiln_tensor *shape, lir_expr *const *c
         }
     }
     return flat ? flat : lir_int(c->m, 0);
+}
+
+lir_stmt *lower_loop(lower_ctx *c, const char *name, int64_t n, lir_stmt *body, lir_expr **var) {
+    int v = lower_var(c, name, KILN_I64);
+    *var = lir_var_ref(c->m, c->k, v);
+    return lir_for(c->m, v, lir_int(c->m, 0), lir_int(c->m, n), body);
+}
+
+lir_stmt *lower_seq1(lower_ctx *c, lir_stmt *s) {
+    lir_stmt *q = lir_seq(c->m);
+    return lir_seq_push(c->m, q, s) ? q : NULL;
+}
+
+lir_expr *lower_read(lower_ctx *c, int i, lir_expr **coords) {
+    const kiln_tensor *t = c->in_type[i];
+    return lir_cast(c->m, lower_compute_type(t->dtype), lir_load(c->m, c->in[i], lower_index(c, t, coords, t->rank)));
 }
 
 kiln_dtype lower_compute_type(kiln_dtype t) {

@@ -48,6 +48,11 @@ kiln_status lower_nest(lower_ctx *c, const kiln_tensor *shape, lir_expr **coords
 /* The flat index of `coords` in `shape`; with broadcast, coords are those of an output of
  * rank out_rank and size-1 dims of shape read index 0. */
 lir_expr *lower_index(lower_ctx *c, const kiln_tensor *shape, lir_expr *const *coords, int out_rank);
+/* A serial loop `for var in [0, n)` around `body`; *var receives the loop variable. */
+lir_stmt *lower_loop(lower_ctx *c, const char *name, int64_t n, lir_stmt *body, lir_expr **var);
+lir_stmt *lower_seq1(lower_ctx *c, lir_stmt *s); /* a sequence holding s */
+/* Input i at `coords` of its own rank (size-1 dims read index 0), in its compute type. */
+lir_expr *lower_read(lower_ctx *c, int i, lir_expr **coords);
 /* The type elementwise math runs in: f32 for f16/bf16 storage, else the type itself. */
 kiln_dtype lower_compute_type(kiln_dtype t);
 /* Pushes a statement into the kernel's top-level sequence. */

@@ -13,24 +13,9 @@
 
 static lir_expr *num(lower_ctx *c, kiln_dtype t, double v) { return lir_const(M, t, v); }
 
-/* A serial loop `for var in [0, n)` around `body`, as a statement; the var is returned. */
-static lir_stmt *loop(lower_ctx *c, const char *name, int64_t n, lir_stmt *body, lir_expr **var) {
-    int v = lower_var(c, name, KILN_I64);
-    *var = lir_var_ref(M, c->k, v);
-    return lir_for(M, v, lir_int(M, 0), lir_int(M, n), body);
-}
-
-static lir_stmt *seq1(lower_ctx *c, lir_stmt *s) {
-    lir_stmt *q = lir_seq(M);
-    return lir_seq_push(M, q, s) ? q : NULL;
-}
-
-/* Loads input i at coordinates `coords` of its own rank (size-1 dims read index 0), in
- * compute type. */
-static lir_expr *read(lower_ctx *c, int i, lir_expr **coords) {
-    const kiln_tensor *t = c->in_type[i];
-    return lir_cast(M, lower_compute_type(t->dtype), lir_load(M, c->in[i], lower_index(c, t, coords, t->rank)));
-}
+#define loop lower_loop
+#define seq1 lower_seq1
+#define read lower_read
 
 kiln_status lower_matmul(lower_ctx *c) {
     const kiln_tensor *a = c->in_type[0], *b = c->in_type[1], *out = c->out_type[0];

@@ -253,20 +253,15 @@ kiln_status lower_split(lower_ctx *c) {
 
 kiln_status lower_trilu(lower_ctx *c) {
     const kiln_tensor *x = c->in_type[0];
-    int64_t k = 0;
-    if (c->node->input_count > 1 && c->in_type[1]) {
-        if (!c->in_type[1]->data)
-            return lower_error(c, KILN_ERR_UNSUPPORTED, "Trilu's k must be a constant to compile");
-        k = ir_tensor_get_int(c->in_type[1], 0);
-    }
+    /* k (the diagonal) is read when the kernel runs: it does not change any shape */
+    lir_expr *k = c->node->input_count > 1 && c->in[1] ? lir_cast(M, KILN_I64, lir_load(M, c->in[1], i64(c, 0))) : i64(c, 0);
     lir_expr *oc[KILN_MAX_RANK];
     lir_stmt *inner, *outer;
     kiln_status st = lower_nest(c, x, oc, &inner, &outer);
     if (st)
         return st;
     lir_expr *diff = lir_binary(M, LIR_SUB, oc[x->rank - 1], oc[x->rank - 2]); /* col - row */
-    lir_expr *keep = ir_attr_int(c->node, "upper") ? lir_binary(M, LIR_GE, diff, i64(c, k))
-                                                   : lir_binary(M, LIR_LE, diff, i64(c, k));
+    lir_expr *keep = ir_attr_int(c->node, "upper") ? lir_binary(M, LIR_GE, diff, k) : lir_binary(M, LIR_LE, diff, k);
     lir_expr *index = lower_index(c, x, oc, x->rank);
     lir_expr *v = lir_select(M, keep, lir_load(M, c->in[0], index), lir_const(M, x->dtype, 0));
     if (!lir_seq_push(M, inner, lir_store(M, c->out[0], index, v)))
