@@ -266,3 +266,151 @@ kiln_status lower_range(lower_ctx *c) {
         return lower_oom(c);
     return lower_emit(c, outer);
 }
+
+/* Resize: per output element and per axis, the source coordinate (by the coordinate
+ * transformation mode), its n neighbours (n = 2 for nearest and linear, 4 for cubic;
+ * clamped to the edge) and their coefficients, exactly as the reference computes them;
+ * the value is the sum over the tensor product of the axes' neighbours. Axes whose
+ * output equals their input under an identity transform take their one element. */
+typedef struct resize_axis {
+    bool identity;
+    int n;
+    lir_expr *base, *ratio, *kept; /* first neighbour, ratio in (0, 1], coefficient sum */
+    lir_expr *outside;             /* tf_crop_and_resize: past the input */
+} resize_axis;
+
+static lir_expr *f64(lower_ctx *c, double v) { return lir_const(M, KILN_F64, v); }
+static lir_expr *fb(lower_ctx *c, lir_op op, lir_expr *a, lir_expr *b) { return lir_binary(M, op, a, b); }
+
+/* The coefficient of neighbour j (an i64 expression) at ratio r. */
+static lir_expr *resize_coeff(lower_ctx *c, lir_expr *r, lir_expr *j) {
+    const char *mode = ir_attr_string(c->node, "mode");
+    lir_expr *is[4];
+    for (int k = 0; k < 4; k++)
+        is[k] = fb(c, LIR_EQ, j, i64(c, k));
+    if (!strcmp(mode, "cubic")) {
+        double a = ir_attr_float(c->node, "cubic_coeff_a");
+        lir_expr *s = fb(c, LIR_SUB, f64(c, 1), r);
+        lir_expr *t0 = fb(c, LIR_ADD, r, f64(c, 1)), *t3 = fb(c, LIR_ADD, s, f64(c, 1));
+#define OUTER(t) fb(c, LIR_SUB, fb(c, LIR_MUL, fb(c, LIR_ADD, fb(c, LIR_MUL, fb(c, LIR_SUB, fb(c, LIR_MUL, f64(c, a), t), f64(c, 5 * a)), t), f64(c, 8 * a)), t), f64(c, 4 * a))
+#define INNER(t) fb(c, LIR_ADD, fb(c, LIR_MUL, fb(c, LIR_MUL, fb(c, LIR_SUB, fb(c, LIR_MUL, f64(c, a + 2), t), f64(c, a + 3)), t), t), f64(c, 1))
+        lir_expr *c0 = OUTER(t0), *c1 = INNER(r), *c2 = INNER(s), *c3 = OUTER(t3);
+#undef OUTER
+#undef INNER
+        return lir_select(M, is[0], c0, lir_select(M, is[1], c1, lir_select(M, is[2], c2, c3)));
+    }
+    if (!strcmp(mode, "linear"))
+        return lir_select(M, is[0], fb(c, LIR_SUB, f64(c, 1), r), r);
+    const char *nm = ir_attr_string(c->node, "nearest_mode"); /* r == 1: the source is whole */
+    lir_expr *right = !strcmp(nm, "round_prefer_ceil") ? fb(c, LIR_GE, r, f64(c, 0.5))
+                    : !strcmp(nm, "floor") ? lir_const(M, KILN_BOOL, 0)
+                    : !strcmp(nm, "ceil") ? lir_const(M, KILN_BOOL, 1) : fb(c, LIR_GT, r, f64(c, 0.5));
+    right = fb(c, LIR_OR, right, fb(c, LIR_EQ, r, f64(c, 1)));
+    return lir_cast(M, KILN_F64, lir_select(M, is[0], lir_unary(M, LIR_NOT, right), right));
+}
+
+kiln_status lower_resize(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0], *out = c->out_type[0];
+    double scales[KILN_MAX_RANK];
+    int64_t dims[KILN_MAX_RANK];
+    bool known;
+    shape_ctx s = {c->node, c->in_type, c->node->input_count, NULL, 0, c->d};
+    kiln_status st = shape_resize_geometry(&s, scales, dims, &known);
+    if (st)
+        return st;
+    if (!known)
+        return lower_error(c, KILN_ERR_UNSUPPORTED, "Resize's scales or sizes must be constants to compile");
+    const char *ct = ir_attr_string(c->node, "coordinate_transformation_mode");
+    bool cubic = !strcmp(ir_attr_string(c->node, "mode"), "cubic"), exclude = ir_attr_int(c->node, "exclude_outside");
+    const kiln_tensor *roi = c->node->input_count > 1 && c->in_type[1] && ir_type_count(c->in_type[1]) ? c->in_type[1] : NULL;
+    if (!strcmp(ct, "tf_crop_and_resize") && roi && !roi->data)
+        return lower_error(c, KILN_ERR_UNSUPPORTED, "Resize's roi must be a constant to compile");
+    lir_expr *oc[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    if ((st = lower_nest(c, out, oc, &inner, &outer)))
+        return st;
+    resize_axis ax[KILN_MAX_RANK] = {0};
+    lir_expr *outside = NULL;
+    for (int d = 0; d < x->rank; d++) {
+        int64_t in = x->dims[d];
+        double outd = scales[d] * (double)in, sc = scales[d];
+        bool transform_identity = !strcmp(ct, "asymmetric") || !strcmp(ct, "half_pixel") ||
+                                  (!strcmp(ct, "pytorch_half_pixel") && outd > 1) || (!strcmp(ct, "align_corners"));
+        if (sc == 1 && out->dims[d] == in && transform_identity) {
+            ax[d].identity = true;
+            continue;
+        }
+        lir_expr *xf = lir_cast(M, KILN_F64, oc[d]), *xo;
+        if (!strcmp(ct, "align_corners"))
+            xo = outd == 1 ? f64(c, 0) : fb(c, LIR_MUL, xf, f64(c, (double)(in - 1) / (outd - 1)));
+        else if (!strcmp(ct, "asymmetric"))
+            xo = fb(c, LIR_DIV, xf, f64(c, sc));
+        else if (!strcmp(ct, "tf_crop_and_resize")) {
+            double b = roi ? ir_tensor_get(roi, d) : 0, e = roi ? ir_tensor_get(roi, d + x->rank) : 1;
+            xo = outd > 1 ? fb(c, LIR_ADD, f64(c, b * (double)(in - 1)), fb(c, LIR_MUL, xf, f64(c, (e - b) * (double)(in - 1) / (outd - 1))))
+                          : f64(c, 0.5 * (b + e) * (double)(in - 1));
+            lir_expr *out_d = fb(c, LIR_OR, fb(c, LIR_LT, xo, f64(c, 0)), fb(c, LIR_GT, xo, f64(c, (double)(in - 1))));
+            outside = outside ? fb(c, LIR_OR, outside, out_d) : out_d;
+        } else if (!strcmp(ct, "pytorch_half_pixel"))
+            xo = outd == 1 ? f64(c, -0.5) : fb(c, LIR_SUB, fb(c, LIR_DIV, fb(c, LIR_ADD, xf, f64(c, 0.5)), f64(c, sc)), f64(c, 0.5));
+        else if (!strcmp(ct, "tf_half_pixel_for_nn"))
+            xo = fb(c, LIR_DIV, fb(c, LIR_ADD, xf, f64(c, 0.5)), f64(c, sc));
+        else
+            xo = fb(c, LIR_SUB, fb(c, LIR_DIV, fb(c, LIR_ADD, xf, f64(c, 0.5)), f64(c, sc)), f64(c, 0.5));
+        int vx = lower_var(c, "src", KILN_F64), vr = lower_var(c, "ratio", KILN_F64), vb = lower_var(c, "base", KILN_I64);
+        lir_expr *src = lir_var_ref(M, c->k, vx), *fl = lir_call(M, LIR_FLOOR, src, NULL);
+        lir_expr *whole = fb(c, LIR_EQ, src, fl);
+        ax[d].n = cubic ? 4 : 2;
+        lir_expr *base = lir_select(M, whole, fb(c, LIR_SUB, lir_cast(M, KILN_I64, src), i64(c, ax[d].n / 2)),
+                                    fb(c, LIR_SUB, lir_cast(M, KILN_I64, fl), i64(c, ax[d].n / 2 - 1)));
+        if (!lir_seq_push(M, inner, lir_let(M, vx, xo)) ||
+            !lir_seq_push(M, inner, lir_let(M, vr, lir_select(M, whole, f64(c, 1), fb(c, LIR_SUB, src, fl)))) ||
+            !lir_seq_push(M, inner, lir_let(M, vb, base)))
+            return lower_oom(c);
+        ax[d].ratio = lir_var_ref(M, c->k, vr);
+        ax[d].base = lir_var_ref(M, c->k, vb);
+        if (exclude) { /* coefficients of neighbours outside the input drop out, the rest renormalize */
+            int vk = lower_var(c, "kept", KILN_F64);
+            lir_expr *kept = NULL;
+            for (int j = 0; j < ax[d].n; j++) {
+                lir_expr *i = fb(c, LIR_ADD, ax[d].base, i64(c, j));
+                lir_expr *in_range = fb(c, LIR_AND, fb(c, LIR_GE, i, i64(c, 0)), fb(c, LIR_LT, i, i64(c, in)));
+                lir_expr *term = lir_select(M, in_range, resize_coeff(c, ax[d].ratio, i64(c, j)), f64(c, 0));
+                kept = kept ? fb(c, LIR_ADD, kept, term) : term;
+            }
+            if (!lir_seq_push(M, inner, lir_let(M, vk, kept)))
+                return lower_oom(c);
+            ax[d].kept = lir_var_ref(M, c->k, vk);
+        }
+    }
+    /* the sum over neighbours: one loop per interpolated axis */
+    int acc = lower_var(c, "acc", KILN_F64);
+    lir_expr *ic[KILN_MAX_RANK], *w = NULL;
+    lir_stmt *body = lir_seq(M), *loops = body;
+    for (int d = x->rank - 1; d >= 0; d--) {
+        if (ax[d].identity) {
+            ic[d] = oc[d];
+            continue;
+        }
+        lir_expr *j;
+        loops = lower_seq1(c, lower_loop(c, "j", ax[d].n, loops, &j));
+        lir_expr *i = fb(c, LIR_ADD, ax[d].base, j);
+        ic[d] = fb(c, LIR_MIN, fb(c, LIR_MAX, i, i64(c, 0)), i64(c, x->dims[d] - 1));
+        lir_expr *coef = resize_coeff(c, ax[d].ratio, j);
+        if (exclude) { /* renormalized unless nothing was kept (then every coefficient is 0) */
+            lir_expr *scaled = lir_select(M, fb(c, LIR_NE, ax[d].kept, f64(c, 0)), fb(c, LIR_DIV, coef, ax[d].kept), coef);
+            coef = lir_select(M, fb(c, LIR_AND, fb(c, LIR_GE, i, i64(c, 0)), fb(c, LIR_LT, i, i64(c, x->dims[d]))), scaled, f64(c, 0));
+        }
+        w = w ? fb(c, LIR_MUL, w, coef) : coef;
+    }
+    lir_expr *v = lir_cast(M, KILN_F64, lir_load(M, c->in[0], lower_index(c, x, ic, x->rank)));
+    lir_expr *term = w ? fb(c, LIR_MUL, w, v) : v;
+    lir_expr *result = lir_var_ref(M, c->k, acc);
+    if (outside)
+        result = lir_select(M, outside, f64(c, ir_attr_float(c->node, "extrapolation_value")), result);
+    if (!lir_seq_push(M, body, lir_assign(M, acc, fb(c, LIR_ADD, lir_var_ref(M, c->k, acc), term))) ||
+        !lir_seq_push(M, inner, lir_let(M, acc, f64(c, 0))) || !lir_seq_push(M, inner, loops) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), lir_cast(M, out->dtype, result))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}

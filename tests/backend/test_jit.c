@@ -274,8 +274,41 @@ static void test_random_conv_pool(void **state) {
     }
 }
 
+/* Resize with constant scales or sizes, every mode and coordinate transformation, against
+ * the interpreter (the ONNX suite feeds its scales at run time, which compiled code
+ * cannot take: its output shape would change). */
+static void test_random_resize(void **state) {
+    (void)state;
+    static const char *const modes[] = {"nearest", "linear", "cubic"};
+    static const char *const coords[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                                         "tf_half_pixel_for_nn", "tf_crop_and_resize"};
+    static const char *const nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+    static const char *const scales[] = {"[1, 1, 2, 3]", "[1, 1, 0.5, 0.8]", "[1, 1, 1.7, 1]"};
+    int n = 0;
+    for (int m = 0; m < ARRAY_LEN(modes); m++)
+        for (int k = 0; k < ARRAY_LEN(coords); k++)
+            for (int s = 0; s < ARRAY_LEN(scales); s++, n++) {
+                int64_t a[4] = {1, 2, 4 + uniform(3), 5 + uniform(3)};
+                char body[600];
+                snprintf(body, sizeof body,
+                         "const %%roi: f32[8] = [0, 0, 0.2, 0.1, 1, 1, 0.9, 0.8]\n  const %%s: f32[4] = %s\n"
+                         "  %%y = Resize(%%a, %%roi, %%s) {mode = \"%s\", coordinate_transformation_mode = \"%s\", "
+                         "nearest_mode = \"%s\", exclude_outside = %d, extrapolation_value = 7.5}",
+                         scales[s], modes[m], coords[k], nearest[n % ARRAY_LEN(nearest)], (n / 3) % 2);
+                differential(body, 4, a, 0, NULL);
+            }
+    for (int t = 0; t < 4; t++) { /* sizes instead of scales */
+        int64_t a[4] = {2, 1, 3 + uniform(4), 3 + uniform(4)};
+        char body[300];
+        snprintf(body, sizeof body, "const %%z: i64[4] = [2, 1, %d, %d]\n  %%y = Resize(%%a, _, _, %%z) {mode = \"%s\"}",
+                 1 + uniform(9), 1 + uniform(9), modes[t % 3]);
+        differential(body, 4, a, 0, NULL);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_resize),
         cmocka_unit_test(test_op_cases),
         cmocka_unit_test(test_random_elementwise),
         cmocka_unit_test(test_random_matmul),
