@@ -65,7 +65,7 @@ static kiln_status build_library(const lir_module *m, const driver_compile_optio
         st = cg_emit_object(m, &cg, o_path, d);
     if (!st) {
         const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
-        char *argv[] = {(char *)cc, "-O2", "-fPIC", "-shared", "-std=c11", "-o", (char *)o->out, c_path,
+        char *argv[] = {(char *)cc, "-O2", "-fPIC", "-shared", "-std=c11", "-fopenmp", "-o", (char *)o->out, c_path,
                         llvm ? o_path : "-lm", "-lm", NULL};
         int rc = run_program(argv);
         if (rc)

@@ -60,6 +60,8 @@ static kiln_status compile(kiln_model *m, kiln_diag *d) {
     kiln_status st = lower_graph(m->graph, &m->lowered, d);
     if (!st)
         st = cg_jit_compile(m->lowered, NULL, &m->jit, d);
+    if (!st && m->threads > 0)
+        cg_jit_set_threads(m->jit, m->threads);
     if (st)
         name_model(m->graph, d);
     return st;
@@ -85,6 +87,7 @@ static kiln_status finish_load(ir_graph *g, const kiln_options *opts, kiln_model
     }
     (*out)->graph = g;
     (*out)->backend = opts ? opts->backend : KILN_BACKEND_INTERP;
+    (*out)->threads = opts ? opts->threads : 0;
     if ((*out)->backend == KILN_BACKEND_JIT && !g->batch_name && (st = compile(*out, d))) {
         kiln_model_destroy(*out);
         *out = NULL;

@@ -15,6 +15,7 @@ struct kiln_model {
     kiln_backend backend;
     lir_module *lowered; /* JIT: the loop IR, kept alive for the compiled kernels */
     cg_jit *jit;
+    int threads;         /* 0: the default */
 };
 
 /* Parses a model file by its extension (.kiln) into a verified graph, without passes. */

@@ -105,6 +105,7 @@ typedef enum kiln_backend {
 
 typedef struct kiln_options {
     kiln_backend backend;
+    int threads;   /* JIT: threads for parallel loops; 0: as many as there are processors */
     int64_t batch; /* > 0: specialize the symbolic batch dimension to this size at load time;
                       0: keep it symbolic and take it from the inputs at each run */
 } kiln_options;

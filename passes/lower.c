@@ -75,6 +75,8 @@ kiln_status lower_nest(lower_ctx *c, const kiln_tensor *shape, lir_expr **coords
         body = lir_for(c->m, v, lir_int(c->m, 0), lir_int(c->m, shape->dims[d]), body);
         if (!body || !coords[d])
             return lower_oom(c);
+        if (d == 0) /* iterations write disjoint outputs: may run in parallel (schedule.c decides) */
+            body->loop = LIR_PARALLEL;
         if (d > 0) { /* each level is a sequence, so callers can add to outer levels later */
             lir_stmt *seq = lir_seq(c->m);
             if (!lir_seq_push(c->m, seq, body))
@@ -156,6 +158,8 @@ kiln_status lower_graph(const ir_graph *g, lir_module **out, kiln_diag *d) {
         st = lower_node(m, g->nodes[i], d);
     if (!st)
         st = lower_plan(m, d);
+    if (!st)
+        lir_schedule(m);
     if (st) {
         lir_module_destroy(m);
         return st;

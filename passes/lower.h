@@ -33,6 +33,9 @@ typedef kiln_status (*lower_fn)(lower_ctx *c);
 
 /* Lowers the whole graph into *out (a module with its memory plan). */
 kiln_status lower_graph(const ir_graph *g, lir_module **out, kiln_diag *d);
+/* Decides the loop schedule (schedule.c): for now, which nests run on several threads
+ * (how many is the run's choice). lower_graph calls it. */
+void lir_schedule(lir_module *m);
 /* Whether op has a lowering rule yet. */
 bool lower_supported(ir_op op);
 
@@ -45,6 +48,11 @@ kiln_status lower_oom(const lower_ctx *c);
  * or *inner itself for a scalar). */
 kiln_status lower_nest(lower_ctx *c, const kiln_tensor *shape, lir_expr **coords, lir_stmt **inner,
                        lir_stmt **outer);
+/* Marks a nest from lower_nest whose iterations depend on each other (scatters, running
+ * sums kept outside the nest): it must stay serial. */
+static inline void lower_serial(lir_stmt *outer) {
+    outer->loop = LIR_SERIAL;
+}
 /* The flat index of `coords` in `shape`; with broadcast, coords are those of an output of
  * rank out_rank and size-1 dims of shape read index 0. */
 lir_expr *lower_index(lower_ctx *c, const kiln_tensor *shape, lir_expr *const *coords, int out_rank);

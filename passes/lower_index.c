@@ -175,6 +175,7 @@ kiln_status lower_scatter_nd(lower_ctx *c) {
     lir_stmt *inner, *outer;
     if ((st = lower_nest(c, &shape, tc, &inner, &outer)))
         return st;
+    lower_serial(outer); /* later updates of one position win */
     lir_expr *off = tuple_offset(c, inner, x, tc[0], k, 0, NULL);
     if (!off)
         return lower_oom(c);
@@ -199,6 +200,7 @@ kiln_status lower_scatter_elements(lower_ctx *c) {
     lir_stmt *inner, *outer;
     if ((st = lower_nest(c, idx, jc, &inner, &outer)))
         return st;
+    lower_serial(outer); /* later updates of one position win */
     for (int d = 0; d < x->rank; d++)
         xc[d] = jc[d];
     lir_expr *raw = lir_load(M, c->in[1], lower_index(c, idx, jc, idx->rank));

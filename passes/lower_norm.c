@@ -220,6 +220,7 @@ kiln_status lower_max_unpool(lower_ctx *c) {
     lir_stmt *inner, *outer;
     if ((st = lower_nest(c, &flat, i, &inner, &outer)))
         return st;
+    lower_serial(outer); /* two values may name one position */
     lir_expr *at = lower_checked_index(c, inner, lir_load(M, c->in[1], i[0]), ir_type_count(&natural));
     if (!at)
         return lower_oom(c);
@@ -302,6 +303,7 @@ static kiln_status class_loss(lower_ctx *c, bool softmax) {
             return lower_oom(c);
         return lower_emit(c, outer);
     }
+    lower_serial(outer); /* the sums run across the positions */
     if (!lir_seq_push(M, inner, lir_assign(M, sum, bin(c, LIR_ADD, ref(c, sum), ref(c, loss)))) ||
         !lir_seq_push(M, inner, lir_assign(M, wsum, bin(c, LIR_ADD, ref(c, wsum), ref(c, weight)))))
         return lower_oom(c);

@@ -1,6 +1,7 @@
 /*
  * rt.h — runtime-internal helpers shared by the runtime's files (not installed).
- * The runtime depends on nothing of the compiler: only libc, libm, zlib and kiln.h's types.
+ * The runtime depends on nothing of the compiler: only libc, libm, zlib, OpenMP and
+ * kiln.h's types.
  */
 #ifndef KILN_RUNTIME_RT_H
 #define KILN_RUNTIME_RT_H
@@ -11,13 +12,6 @@
 #define KILN_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define KILN_PRINTF(f, a)
-/* Reads a whole file, refusing files over `cap` bytes. Caller frees *buf (NUL-terminated). */
-kiln_status kiln_rt_read_file(const char *path, size_t cap, unsigned char **buf, size_t *size,
-                              kiln_diag *d);
-/* Writes the .npy 1.0 header (magic through padding) for `t` into hdr; returns its length,
- * 0 if it does not fit in `cap`. */
-size_t kiln_rt_npy_header(const kiln_tensor *t, char *hdr, size_t cap);
-
 #endif
 
 /* Records `st` and a formatted message in `d` unless it already holds an error (the first
@@ -30,5 +24,12 @@ kiln_status kiln_rt_read_file(const char *path, size_t cap, unsigned char **buf,
 /* Writes the .npy 1.0 header (magic through padding) for `t` into hdr; returns its length,
  * 0 if it does not fit in `cap`. */
 size_t kiln_rt_npy_header(const kiln_tensor *t, char *hdr, size_t cap);
+
+/* Runs body over [0, n) split into `threads` contiguous chunks (OpenMP); returns the first
+ * nonzero code a chunk returned. Generated kernels call it with an outlined loop body. */
+int32_t kiln_rt_parallel_for(int32_t (*body)(void *const *args, int64_t begin, int64_t end), void *const *args,
+                             int64_t n, int32_t threads);
+/* The number of processors OpenMP sees: the default thread count. */
+int kiln_rt_default_threads(void);
 
 #endif

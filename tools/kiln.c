@@ -51,6 +51,7 @@ static const char *const usage_run =
     "  --backend B         interp: the reference interpreter (the default for now);\n"
     "                      jit: compiled by LLVM for this CPU (ops without a loop lowering\n"
     "                      are reported)\n"
+    "  --threads N         JIT: threads for parallel loops (default: all processors)\n"
     "  --time              print how long the first run took (for the JIT with a symbolic\n"
     "                      batch, that includes compiling) and the median of 10 more\n"
     "  -h, --help          show this help\n";
@@ -188,6 +189,10 @@ static int cmd_run(int argc, char **argv) {
                 opts.backend = KILN_BACKEND_JIT;
             else if (strcmp(argv[i], "interp"))
                 return usage_error(usage_run, "unknown backend '%s' (interp, jit)", argv[i]);
+        } else if (!strcmp(argv[i], "--threads")) {
+            char *end;
+            if (i + 1 >= argc || (opts.threads = (int)strtol(argv[++i], &end, 10)) < 1 || *end)
+                return usage_error(usage_run, "--threads needs a count >= 1%s", "");
         } else if (!strcmp(argv[i], "--time")) {
             show_time = true;
         } else if (argv[i][0] == '-') {

@@ -272,6 +272,18 @@ static void stmt(emitter *e, const lir_stmt *s, int depth) {
         fprintf(f, "%*s}\n", 4 * depth, "");
         return;
     case LIR_FOR:
+        if (s->loop == LIR_PARALLEL) { /* every other variable is private to a thread */
+            fprintf(f, "#pragma omp parallel for num_threads(threads) schedule(static)");
+            bool any = false;
+            for (int v = 0; v < e->k->var_count; v++) {
+                if (v == s->var)
+                    continue;
+                fputs(any ? ", " : " private(", f);
+                var_name(e, v);
+                any = true;
+            }
+            fprintf(f, "%s\n%*s", any ? ")" : "", 4 * depth, "");
+        }
         fputs("for (", f);
         var_name(e, s->var);
         fputs(" = ", f);
@@ -342,7 +354,8 @@ static void kernel(emitter *e, const lir_kernel *k) {
     e->k = k;
     fputs("\n/* node '", f);
     comment_text(f, k->origin->name);
-    fprintf(f, "' (%s) */\nstatic int32_t %s(void *const *args) {\n", ir_op_table[k->origin->op].name, k->name);
+    fprintf(f, "' (%s) */\nstatic int32_t %s(void *const *args, int32_t threads) {\n", ir_op_table[k->origin->op].name, k->name);
+    fputs("    (void)threads;\n", f);
     for (int i = 0; i < k->param_count; i++) {
         fprintf(f, "    %s *restrict p%d = args[%d]; /* ", c_type(k->params[i]->dtype), i, i);
         comment_text(f, k->params[i]->name);
@@ -388,7 +401,7 @@ static void header(FILE *h, const char *name, const lir_module *m) {
     fprintf(h, "typedef struct %s_ctx %s_ctx;\n\n", name, name);
     fprintf(h, "/* A context owns the working memory of one run at a time. NULL on out of memory. */\n"
                "%s_ctx *%s_create(void);\nvoid %s_destroy(%s_ctx *ctx); /* NULL is a no-op */\n"
-               "/* Threads for parallel loops (this build has none yet; kept for the API). */\n"
+               "/* Threads for the parallel loops of later runs (default: the processors OpenMP sees). */\n"
                "void %s_set_threads(%s_ctx *ctx, int threads);\n"
                "/* inputs and outputs: dense C-order buffers in graph order, of the shapes below.\n"
                " * Returns 0, or an error code with the message in %s_last_error. */\n"
@@ -420,7 +433,7 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
             external ? "the runner; the kernels and weights are in the object LLVM compiled."
                      : "plain C, needing only libc and libm.");
     fprintf(c, "#include \"%s.h\"\n\n#include <math.h>\n#include <stdint.h>\n#include <stdio.h>\n"
-               "#include <stdlib.h>\n#include <string.h>\n\n%s", name, helpers);
+               "#include <stdlib.h>\n#include <string.h>\n#ifdef _OPENMP\n#include <omp.h>\n#endif\n\n%s", name, helpers);
     /* constants: one array each, numbered by their order in the graph */
     for (int i = 0; i < g->init_count; i++) {
         const ir_value *v = g->inits[i];
@@ -437,15 +450,26 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
     emitter e = {.f = c, .m = m};
     for (int i = 0; i < m->kernel_count; i++) {
         if (external)
-            fprintf(c, "extern int32_t %s_%s(void *const *args);\n#define %s %s_%s\n", name, m->kernels[i]->name,
+            fprintf(c, "extern int32_t %s_%s(void *const *args, int32_t threads);\n#define %s %s_%s\n", name, m->kernels[i]->name,
                     m->kernels[i]->name, name, m->kernels[i]->name);
         else
             kernel(&e, m->kernels[i]);
     }
     /* the program: each kernel's arguments, bound by the memory plan */
+    if (external) /* the parallel-for the object's kernels call (kiln's runtime has the same) */
+        fputs("\n__attribute__((visibility(\"hidden\")))\n"
+              "int32_t kiln_rt_parallel_for(int32_t (*body)(void *const *, int64_t, int64_t), void *const *args, int64_t n,\n"
+              "                             int32_t threads) {\n"
+              "    if (threads <= 1 || n <= 1)\n        return body(args, 0, n);\n"
+              "    if (threads > n)\n        threads = (int32_t)n;\n    int32_t rc = 0;\n"
+              "#pragma omp parallel for num_threads(threads) schedule(static, 1)\n"
+              "    for (int32_t t = 0; t < threads; t++) {\n"
+              "        int32_t r = body(args, n * t / threads, n * (t + 1) / threads);\n"
+              "        if (r) {\n#pragma omp critical\n            if (!rc)\n                rc = r;\n        }\n    }\n"
+              "    return rc;\n}\n", c);
     fputs("\n/* where each argument lives: 1 input, 2 output, 3 constant, 4 arena (+offset) */\n"
           "typedef struct arg { int kind; int index; int64_t offset; } arg;\n"
-          "typedef struct kernel { int32_t (*fn)(void *const *); const char *node; int count; const arg *args; } kernel;\n", c);
+          "typedef struct kernel { int32_t (*fn)(void *const *, int32_t); const char *node; int count; const arg *args; } kernel;\n", c);
     int max_args = 1;
     for (int i = 0; i < m->kernel_count; i++) {
         const lir_kernel *k = m->kernels[i];
@@ -499,7 +523,8 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
     fprintf(c, "\nstruct %s_ctx {\n    unsigned char *arena;\n    int threads;\n    char error[512];\n};\n", name);
     fprintf(c, "\n%s_ctx *%s_create(void) {\n    %s_ctx *ctx = calloc(1, sizeof *ctx);\n"
                "    if (ctx && !(ctx->arena = aligned_alloc(64, %" PRId64 "))) {\n        free(ctx);\n        return NULL;\n    }\n"
-               "    if (ctx)\n        ctx->threads = 1;\n    return ctx;\n}\n",
+               "#ifdef _OPENMP\n    if (ctx)\n        ctx->threads = omp_get_num_procs();\n#else\n"
+               "    if (ctx)\n        ctx->threads = 1;\n#endif\n    return ctx;\n}\n",
             name, name, name, (m->arena_bytes + 63) / 64 * 64 + 64);
     fprintf(c, "\nvoid %s_destroy(%s_ctx *ctx) {\n    if (ctx)\n        free(ctx->arena);\n    free(ctx);\n}\n", name, name);
     fprintf(c, "\nvoid %s_set_threads(%s_ctx *ctx, int threads) {\n    ctx->threads = threads > 0 ? threads : 1;\n}\n", name, name);
@@ -520,7 +545,7 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
                "        for (int a = 0; a < kernels[k].count; a++)\n"
                "            argv[a] = where(ctx, kernels[k].args[a].kind, kernels[k].args[a].index, kernels[k].args[a].offset,\n"
                "                            inputs, outputs);\n"
-               "        int32_t rc = kernels[k].fn(argv);\n"
+               "        int32_t rc = kernels[k].fn(argv, ctx->threads);\n"
                "        if (rc) {\n"
                "            snprintf(ctx->error, sizeof ctx->error, \"node '%%s': %%s\", kernels[k].node, errors[rc - 1]);\n"
                "            return (int)rc;\n        }\n    }\n"

@@ -164,6 +164,67 @@ static LLVMValueRef expr(cg_ctx *g, const lir_expr *e) {
     return NULL;
 }
 
+static void stmt(cg_ctx *g, const lir_stmt *s);
+static void kernel_prologue(cg_ctx *g, LLVMValueRef args);
+
+/* A parallel loop: its body becomes `i32 KERNEL_parN(ptr args, i64 begin, i64 end)`,
+ * which the runtime's parallel-for calls on each thread's chunk; the kernel returns the
+ * first error a chunk returned. Only a kernel's outermost loops run in parallel, so the
+ * body reads nothing but its parameters and its own variables. */
+static void parallel_loop(cg_ctx *g, const lir_stmt *s) {
+    LLVMTypeRef ptr = LLVMPointerTypeInContext(g->ctx, 0), i64 = LLVMInt64TypeInContext(g->ctx);
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(g->ctx);
+    LLVMTypeRef body_params[3] = {ptr, i64, i64};
+    LLVMTypeRef body_type = LLVMFunctionType(i32, body_params, 3, 0);
+    char name[600];
+    snprintf(name, sizeof name, "%s%s_par%d", g->prefix ? g->prefix : "", g->kernel->name, g->outlined++);
+    LLVMValueRef body = LLVMAddFunction(g->mod, name, body_type);
+    LLVMSetLinkage(body, LLVMInternalLinkage);
+    /* save the kernel's state, emit the body function, restore */
+    cg_ctx saved = *g;
+    LLVMBasicBlockRef resume = LLVMGetInsertBlock(g->b);
+    g->fn = body;
+    LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, body, "entry"));
+    kernel_prologue(g, LLVMGetParam(body, 0));
+    LLVMValueRef var = g->vars[s->var];
+    LLVMBuildStore(g->b, LLVMGetParam(body, 1), var);
+    LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(g->ctx, body, "loop");
+    LLVMBasicBlockRef loop_body = LLVMAppendBasicBlockInContext(g->ctx, body, "body");
+    LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(g->ctx, body, "exit");
+    LLVMBuildBr(g->b, head);
+    LLVMPositionBuilderAtEnd(g->b, head);
+    LLVMValueRef i = LLVMBuildLoad2(g->b, i64, var, "");
+    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, i, LLVMGetParam(body, 2), ""), loop_body, exit);
+    LLVMPositionBuilderAtEnd(g->b, loop_body);
+    stmt(g, s->body);
+    LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, i64, var, ""), LLVMConstInt(i64, 1, 0), ""), var);
+    LLVMBuildBr(g->b, head);
+    LLVMPositionBuilderAtEnd(g->b, exit);
+    LLVMBuildRet(g->b, LLVMConstInt(i32, 0, 0));
+    free(g->params), free(g->vars);
+    int outlined = g->outlined;
+    *g = saved;
+    g->outlined = outlined;
+    LLVMPositionBuilderAtEnd(g->b, resume);
+    /* in the kernel: rc = kiln_rt_parallel_for(body, args, n, threads); if (rc) return rc */
+    LLVMTypeRef pf_params[4] = {ptr, ptr, i64, i32};
+    LLVMTypeRef pf_type = LLVMFunctionType(i32, pf_params, 4, 0);
+    LLVMValueRef pf = LLVMGetNamedFunction(g->mod, "kiln_rt_parallel_for");
+    if (!pf) {
+        pf = LLVMAddFunction(g->mod, "kiln_rt_parallel_for", pf_type);
+        if (g->hidden)
+            LLVMSetVisibility(pf, LLVMHiddenVisibility);
+    }
+    LLVMValueRef call_args[4] = {body, g->args, LLVMConstInt(i64, (unsigned long long)s->end->i, 0), g->threads};
+    LLVMValueRef rc = LLVMBuildCall2(g->b, pf_type, pf, call_args, 4, "");
+    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "fail");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "next");
+    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntNE, rc, LLVMConstInt(i32, 0, 0), ""), fail, next);
+    LLVMPositionBuilderAtEnd(g->b, fail);
+    LLVMBuildRet(g->b, rc);
+    LLVMPositionBuilderAtEnd(g->b, next);
+}
+
 static void stmt(cg_ctx *g, const lir_stmt *s) {
     switch (s->kind) {
     case LIR_SEQ:
@@ -199,6 +260,10 @@ static void stmt(cg_ctx *g, const lir_stmt *s) {
         return;
     }
     case LIR_FOR: {
+        if (s->loop == LIR_PARALLEL) {
+            parallel_loop(g, s);
+            return;
+        }
         /* var = begin; while (var < end) { body; var += step; } */
         LLVMTypeRef i64 = LLVMInt64TypeInContext(g->ctx);
         LLVMValueRef var = g->vars[s->var], end = expr(g, s->end);
@@ -228,11 +293,28 @@ LLVMValueRef cg_buffer(cg_ctx *g, const lir_buffer *buf) {
     return NULL; /* locals come with the scheduling work */
 }
 
-/* i32 NAME(ptr args): loads each parameter's address, then the body; returns 0, or the
- * code of the LIR_FAIL that stopped it. */
+/* In the current function: each parameter's address loaded from `args`, and an alloca
+ * for every variable of the kernel. */
+static void kernel_prologue(cg_ctx *g, LLVMValueRef args) {
+    const lir_kernel *k = g->kernel;
+    LLVMTypeRef ptr = LLVMPointerTypeInContext(g->ctx, 0);
+    g->params = calloc((size_t)k->param_count + 1, sizeof *g->params);
+    g->vars = calloc((size_t)k->var_count + 1, sizeof *g->vars);
+    KILN_ASSERT(g->params && g->vars); /* small; a failure here is not the model's doing */
+    for (int i = 0; i < k->param_count; i++) {
+        LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(g->ctx), (unsigned long long)i, 0);
+        g->params[i] = LLVMBuildLoad2(g->b, ptr, LLVMBuildGEP2(g->b, ptr, args, &idx, 1, ""), k->params[i]->name);
+    }
+    for (int v = 0; v < k->var_count; v++)
+        g->vars[v] = LLVMBuildAlloca(g->b, reg_type(g, k->vars[v].type), k->vars[v].name);
+}
+
+/* i32 NAME(ptr args, i32 threads): loads each parameter's address, then the body; returns
+ * 0, or the code of the LIR_FAIL that stopped it. */
 static kiln_status kernel(cg_ctx *g, const lir_kernel *k, kiln_diag *d) {
     LLVMTypeRef ptr = LLVMPointerTypeInContext(g->ctx, 0);
-    LLVMTypeRef fty = LLVMFunctionType(LLVMInt32TypeInContext(g->ctx), &ptr, 1, 0);
+    LLVMTypeRef params[2] = {ptr, LLVMInt32TypeInContext(g->ctx)};
+    LLVMTypeRef fty = LLVMFunctionType(LLVMInt32TypeInContext(g->ctx), params, 2, 0);
     g->kernel = k;
     char symbol[512];
     snprintf(symbol, sizeof symbol, "%s%s", g->prefix ? g->prefix : "", k->name);
@@ -241,19 +323,11 @@ static kiln_status kernel(cg_ctx *g, const lir_kernel *k, kiln_diag *d) {
     if (g->hidden)
         LLVMSetVisibility(g->fn, LLVMHiddenVisibility);
     LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, g->fn, "entry"));
-    g->params = calloc((size_t)k->param_count + 1, sizeof *g->params);
-    g->vars = calloc((size_t)k->var_count + 1, sizeof *g->vars);
-    if (!g->params || !g->vars) {
-        free(g->params), free(g->vars);
-        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
-    }
-    LLVMValueRef args = LLVMGetParam(g->fn, 0);
-    for (int i = 0; i < k->param_count; i++) {
-        LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(g->ctx), (unsigned long long)i, 0);
-        g->params[i] = LLVMBuildLoad2(g->b, ptr, LLVMBuildGEP2(g->b, ptr, args, &idx, 1, ""), k->params[i]->name);
-    }
-    for (int v = 0; v < k->var_count; v++)
-        g->vars[v] = LLVMBuildAlloca(g->b, reg_type(g, k->vars[v].type), k->vars[v].name);
+    (void)d;
+    g->args = LLVMGetParam(g->fn, 0);
+    g->threads = LLVMGetParam(g->fn, 1);
+    g->outlined = 0;
+    kernel_prologue(g, g->args);
     stmt(g, k->body);
     LLVMBuildRet(g->b, LLVMConstInt(LLVMInt32TypeInContext(g->ctx), 0, 0));
     free(g->params), free(g->vars);

@@ -24,6 +24,9 @@ typedef struct cg_ctx {
     const lir_kernel *kernel;
     LLVMValueRef *params; /* the kernel's parameter addresses */
     LLVMValueRef *vars;   /* allocas */
+    LLVMValueRef args;    /* the kernel's argument array */
+    LLVMValueRef threads; /* the kernel's thread count */
+    int outlined;         /* parallel bodies outlined so far in this kernel */
     const char *prefix;   /* symbol prefix, "" for the JIT */
     bool hidden;          /* AOT: symbols stay inside the library */
 } cg_ctx;

@@ -5,13 +5,15 @@
  * over the storage the memory plan laid out.
  */
 #include "backend/llvm/cg_internal.h"
+#include "runtime/rt.h"
 
 #include <string.h>
 
-typedef int32_t (*kernel_fn)(void *const *args);
+typedef int32_t (*kernel_fn)(void *const *args, int32_t threads);
 
 struct cg_jit {
     const lir_module *m;
+    int threads;
     LLVMOrcLLJITRef jit;
     kernel_fn *fns;
 };
@@ -147,6 +149,7 @@ kiln_status cg_jit_compile(const lir_module *m, const cg_options *o, cg_jit **ou
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
     j->m = m;
+    j->threads = kiln_rt_default_threads();
     LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
     LLVMModuleRef mod;
     kiln_status st = build(m, o, LLVMOrcThreadSafeContextGetContext(tsc), &mod, d);
@@ -160,6 +163,12 @@ kiln_status cg_jit_compile(const lir_module *m, const cg_options *o, cg_jit **ou
         LLVMOrcDefinitionGeneratorRef gen = NULL;
         if (!err)
             err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
+        if (!err) { /* the runtime's parallel-for, from this process (it is linked statically) */
+            LLVMOrcCSymbolMapPair runtime = {
+                LLVMOrcLLJITMangleAndIntern(j->jit, "kiln_rt_parallel_for"),
+                {(LLVMOrcExecutorAddress)(uintptr_t)kiln_rt_parallel_for, {LLVMJITSymbolGenericFlagsExported, 0}}};
+            err = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(j->jit), LLVMOrcAbsoluteSymbols(&runtime, 1));
+        }
         if (!err) {
             LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->jit), gen);
             err = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit),
@@ -183,6 +192,10 @@ kiln_status cg_jit_compile(const lir_module *m, const cg_options *o, cg_jit **ou
     }
     *out = j;
     return KILN_OK;
+}
+
+void cg_jit_set_threads(cg_jit *j, int threads) {
+    j->threads = threads > 0 ? threads : 1;
 }
 
 void cg_jit_destroy(cg_jit *j) {
@@ -229,7 +242,7 @@ kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor 
         const lir_kernel *kn = m->kernels[i];
         for (int p = 0; p < kn->param_count; p++)
             args[p] = storage_address(m, kn->params[p]->value, inputs, outputs, scratch);
-        int32_t rc = j->fns[i](args);
+        int32_t rc = j->fns[i](args, j->threads);
         if (rc > 0 && rc <= m->error_count)
             st = diag_error(d, kn->origin->loc, KILN_ERR_INVALID, "%s", m->errors[rc - 1]);
         else if (rc)

@@ -3,8 +3,9 @@
  * optimized for the host CPU (its name and features detected at run time) with the
  * new pass manager, and compiled in-process with ORC LLJIT.
  *
- * Every kernel becomes `int32_t NAME(void *const *args)`, args[i] being the address of its
- * i-th parameter buffer; it returns 0, or the 1-based index of the module's error message
+ * Every kernel becomes `int32_t NAME(void *const *args, int32_t threads)`, args[i] being
+ * the address of its i-th parameter buffer; parallel loops are outlined into functions
+ * the runtime's kiln_rt_parallel_for runs on `threads` threads; it returns 0, or the 1-based index of the module's error message
  * that stopped it (an index out of range, an integer division by zero). A compiled model runs its kernels in order over storage bound
  * by the memory plan: the caller's inputs and outputs, the graph's constants, and one
  * arena of the planned size.
@@ -31,6 +32,8 @@ kiln_status cg_jit_compile(const lir_module *m, const cg_options *opts, cg_jit *
  * caller frees with kiln_tensor_free. */
 kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor **outputs, kiln_diag *d);
 void cg_jit_destroy(cg_jit *j); /* NULL is a no-op */
+/* Threads for the parallel loops of later runs (default: the processors OpenMP sees). */
+void cg_jit_set_threads(cg_jit *j, int threads);
 /* Ahead of time: writes an object file (PIC) defining every kernel as PREFIXkN_Op and
  * every constant as PREFIXc<i> (i: its index among the graph's initializers), hidden, for
  * the runner the C backend writes (cemit_source with `external`). */

@@ -306,8 +306,47 @@ static void test_random_resize(void **state) {
     }
 }
 
+/* Parallel loops split each nest's outermost loop into contiguous chunks and every output
+ * element is still computed by one thread in the same order: 1 and 2 threads agree to
+ * the bit, and both agree with the interpreter. */
+static void test_parallel_equals_serial(void **state) {
+    (void)state;
+    static const char *const bodies[] = {
+        "  %y = MatMul(%a, %b)",
+        "  %r = Relu(%a)\n  %y = Softmax(%r) {axis = -1}",
+        "  %y = ReduceSum(%a) {axes = [1], keepdims = 0}",
+    };
+    int64_t a[2] = {256, 300}, b[2] = {300, 96};
+    for (int i = 0; i < ARRAY_LEN(bodies); i++) {
+        char src[512];
+        snprintf(src, sizeof src, "graph p {\n  input %%a: f32[256, 300]\n  input %%b: f32[300, 96]\n%s\n  output %%y\n}\n", bodies[i]);
+        kiln_tensor *in[2] = {random_tensor(2, a), random_tensor(2, b)}, *out[3] = {0};
+        kiln_diag d = {0};
+        for (int t = 0; t < 3; t++) {
+            kiln_options opts = {.backend = t < 2 ? KILN_BACKEND_JIT : KILN_BACKEND_INTERP, .threads = t + 1};
+            kiln_model *m;
+            assert_int_equal(kiln_model_parse(src, strlen(src), "p.kiln", &opts, &m, &d), KILN_OK);
+            if (t == 1) { /* the big nest did go parallel */
+                bool parallel = false;
+                for (int k = 0; k < m->lowered->kernel_count; k++)
+                    for (int j = 0; j < m->lowered->kernels[k]->body->count; j++)
+                        parallel |= m->lowered->kernels[k]->body->items[j]->loop == LIR_PARALLEL;
+                assert_true(parallel);
+            }
+            assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)in, &out[t], &d), KILN_OK);
+            kiln_model_destroy(m);
+        }
+        assert_memory_equal(out[0]->data, out[1]->data, kiln_tensor_bytes(out[0]));
+        assert_true(test_tensor_close(out[1], out[2], JIT_ATOL, JIT_RTOL, "parallel jit vs interpreter"));
+        for (int k = 0; k < 3; k++)
+            kiln_tensor_free(out[k]);
+        kiln_tensor_free(in[0]), kiln_tensor_free(in[1]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parallel_equals_serial),
         cmocka_unit_test(test_random_resize),
         cmocka_unit_test(test_op_cases),
         cmocka_unit_test(test_random_elementwise),
