@@ -67,7 +67,16 @@ kiln_status lower_nest(lower_ctx *c, const kiln_tensor *shape, lir_expr **coords
     if (!body)
         return lower_oom(c);
     *inner = body;
+    int first = -1; /* the outermost dim that gets a loop: size-1 dims get none */
+    for (int d = 0; d < shape->rank && first < 0; d++)
+        if (shape->dims[d] != 1)
+            first = d;
     for (int d = shape->rank - 1; d >= 0; d--) {
+        if (shape->dims[d] == 1) {
+            if (!(coords[d] = lir_int(c->m, 0)))
+                return lower_oom(c);
+            continue;
+        }
         char name[16];
         snprintf(name, sizeof name, "i%d", d);
         int v = lower_var(c, name, KILN_I64);
@@ -75,9 +84,9 @@ kiln_status lower_nest(lower_ctx *c, const kiln_tensor *shape, lir_expr **coords
         body = lir_for(c->m, v, lir_int(c->m, 0), lir_int(c->m, shape->dims[d]), body);
         if (!body || !coords[d])
             return lower_oom(c);
-        if (d == 0) /* iterations write disjoint outputs: may run in parallel (schedule.c decides) */
+        if (d == first) /* iterations write disjoint outputs: may run in parallel (schedule.c decides) */
             body->loop = LIR_PARALLEL;
-        if (d > 0) { /* each level is a sequence, so callers can add to outer levels later */
+        else { /* each level is a sequence, so callers can add to outer levels later */
             lir_stmt *seq = lir_seq(c->m);
             if (!lir_seq_push(c->m, seq, body))
                 return lower_oom(c);

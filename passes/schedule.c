@@ -2,12 +2,15 @@
  * schedule.c — the loop schedule: which loops run in parallel. Lowering marks the
  * outermost loop of each nest whose iterations write disjoint outputs as LIR_PARALLEL;
  * this pass keeps it parallel only at the top of a kernel (nests inside loops run
- * serially) and only where that pays: enough iterations to split, enough
+ * serially), only if its body uses no variable from outside it (the body is outlined
+ * into a function of its own), and only where that pays: enough iterations to split, enough
  * work to cover starting the threads, and no way for an iteration to stop the kernel
  * (a LIR_FAIL inside stays serial, so errors keep their order). Vector widths, tiles and
  * unrolling are decided here too as the scheduling work (issue 5) grows.
  */
 #include "passes/lower.h"
+
+#include <stdlib.h>
 
 enum { PARALLEL_MIN_WORK = 1 << 15 }; /* loop iterations, all levels, below which threads cost more */
 
@@ -44,6 +47,47 @@ static bool can_fail(const lir_stmt *s) {
     }
 }
 
+/* Marks the variables s defines (loop variables, lets); `ok` turns false if s reads or
+ * assigns one it did not define: an outlined body could not see it. */
+static void expr_vars(const lir_expr *e, const bool *defined, bool *ok) {
+    if (!e)
+        return;
+    if (e->kind == LIR_VAR && !defined[e->var])
+        *ok = false;
+    expr_vars(e->a, defined, ok), expr_vars(e->b, defined, ok), expr_vars(e->c, defined, ok);
+}
+
+static void self_contained(const lir_stmt *s, bool *defined, bool *ok) {
+    switch (s->kind) {
+    case LIR_FOR:
+        expr_vars(s->begin, defined, ok), expr_vars(s->end, defined, ok);
+        defined[s->var] = true;
+        self_contained(s->body, defined, ok);
+        return;
+    case LIR_SEQ:
+        for (int i = 0; i < s->count; i++)
+            self_contained(s->items[i], defined, ok);
+        return;
+    case LIR_IF:
+        expr_vars(s->cond, defined, ok);
+        self_contained(s->body, defined, ok);
+        if (s->other)
+            self_contained(s->other, defined, ok);
+        return;
+    case LIR_LET:
+        expr_vars(s->value, defined, ok);
+        defined[s->var] = true;
+        return;
+    case LIR_ASSIGN:
+        expr_vars(s->value, defined, ok);
+        if (!defined[s->var])
+            *ok = false;
+        return;
+    case LIR_STORE: expr_vars(s->index, defined, ok), expr_vars(s->value, defined, ok); return;
+    case LIR_FAIL: return;
+    }
+}
+
 /* Nests inside another loop run serially: their iterations are the outer loop's work. */
 static void serialize(lir_stmt *s) {
     if (s->kind == LIR_FOR) {
@@ -65,13 +109,19 @@ void lir_schedule(lir_module *m) {
         lir_stmt *body = m->kernels[i]->body;
         for (int j = 0; j < body->count; j++) {
             lir_stmt *s = body->items[j];
-            if (s->kind != LIR_FOR)
+            if (s->kind != LIR_FOR) { /* only a kernel's outermost loops may run in parallel */
+                serialize(s);
                 continue;
-            serialize(s->body); /* only a kernel's outermost loops may run in parallel */
+            }
+            serialize(s->body);
             if (s->loop != LIR_PARALLEL)
                 continue;
             bool from_zero = s->begin->kind == LIR_CONST && s->begin->i == 0 && s->end->kind == LIR_CONST;
-            if (!from_zero || s->end->i < 2 || work(s) < PARALLEL_MIN_WORK || can_fail(s))
+            bool ok = true, *defined = calloc((size_t)m->kernels[i]->var_count + 1, sizeof *defined);
+            if (defined)
+                self_contained(s, defined, &ok);
+            free(defined);
+            if (!defined || !ok || !from_zero || s->end->i < 2 || work(s) < PARALLEL_MIN_WORK || can_fail(s))
                 s->loop = LIR_SERIAL;
         }
     }
