@@ -50,7 +50,7 @@ static kiln_status write_sources(const lir_module *m, const char *dir, const cha
 
 /* Builds libNAME.so in a temporary folder: the C runner (and, with the C backend, the
  * kernels), the LLVM object (with the LLVM backend), compiled and linked by $CC. */
-static kiln_status build_library(const lir_module *m, const driver_compile_options *o, kiln_diag *d) {
+kiln_status driver_build_library(const lir_module *m, const driver_compile_options *o, kiln_diag *d) {
     char dir[] = "/tmp/kiln_compile_XXXXXX", c_path[4200], o_path[4200], h_src[4200], h_dst[4200], prefix[300];
     if (!mkdtemp(dir))
         return diag_error(d, LOC_NONE, KILN_ERR_IO, "cannot create a temporary folder: %s", strerror(errno));
@@ -106,7 +106,7 @@ kiln_status driver_compile(const char *model_path, const driver_compile_options 
                     st = diag_error(d, LOC_NONE, KILN_ERR_IO, "%s: write failed", o->out);
             }
         } else {
-            st = build_library(m, o, d);
+            st = driver_build_library(m, o, d);
         }
     }
     if (st)

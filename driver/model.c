@@ -10,7 +10,9 @@
 #include "ir/verify.h"
 #include "passes/lower.h"
 
+#include <dlfcn.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 kiln_status driver_load_graph(const char *path, ir_graph **out, kiln_diag *d) {
@@ -55,10 +57,93 @@ kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d) {
     return st;
 }
 
-/* Lowers the (static) graph and JIT-compiles it. */
+/* The C backend in-process: the emitted C built into a library in a temporary folder
+ * and loaded (the same library `kiln compile --backend c` writes). */
+struct c_library {
+    char dir[64], path[128];
+    void *handle, *ctx;
+    void (*destroy)(void *);
+    int (*run)(void *, const void *const *, void *const *);
+    const char *(*last_error)(void *);
+};
+
+static void c_library_close(struct c_library *l) {
+    if (!l)
+        return;
+    if (l->ctx)
+        l->destroy(l->ctx);
+    if (l->handle)
+        dlclose(l->handle);
+    char header[160];
+    snprintf(header, sizeof header, "%s/kiln_model.h", l->dir);
+    unlink(l->path), unlink(header), rmdir(l->dir);
+    free(l);
+}
+
+static kiln_status c_library_open(kiln_model *m, kiln_diag *d) {
+    struct c_library *l = calloc(1, sizeof *l);
+    if (!l)
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    snprintf(l->dir, sizeof l->dir, "/tmp/kiln_c_XXXXXX");
+    if (!mkdtemp(l->dir)) {
+        free(l);
+        return diag_error(d, LOC_NONE, KILN_ERR_IO, "cannot create a temporary folder");
+    }
+    snprintf(l->path, sizeof l->path, "%s/libkiln_model.so", l->dir);
+    driver_compile_options o = {.out = l->path, .name = "kiln_model", .c_backend = true};
+    kiln_status st = driver_build_library(m->lowered, &o, d);
+    void *(*create)(void) = NULL;
+    void (*set_threads)(void *, int) = NULL;
+    if (!st && !(l->handle = dlopen(l->path, RTLD_NOW | RTLD_LOCAL)))
+        st = diag_error(d, LOC_NONE, KILN_ERR_BACKEND, "cannot load the built library: %s", dlerror());
+    if (!st) {
+        *(void **)&create = dlsym(l->handle, "kiln_model_create");
+        *(void **)&set_threads = dlsym(l->handle, "kiln_model_set_threads");
+        *(void **)&l->destroy = dlsym(l->handle, "kiln_model_destroy");
+        *(void **)&l->run = dlsym(l->handle, "kiln_model_run");
+        *(void **)&l->last_error = dlsym(l->handle, "kiln_model_last_error");
+        if (!create || !set_threads || !l->destroy || !l->run || !l->last_error || !(l->ctx = create()))
+            st = diag_error(d, LOC_NONE, KILN_ERR_BACKEND, "the built library is incomplete or out of memory");
+    }
+    if (!st && m->threads > 0)
+        set_threads(l->ctx, m->threads);
+    if (st)
+        c_library_close(l);
+    else
+        m->c = l;
+    return st;
+}
+
+static kiln_status c_library_run(kiln_model *m, const kiln_tensor *const *inputs, kiln_tensor **outputs, kiln_diag *d) {
+    const ir_graph *g = m->graph;
+    const void *in[IR_VARIADIC];
+    void *out[IR_VARIADIC];
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < g->input_count && i < IR_VARIADIC; i++)
+        in[i] = inputs[i]->data;
+    for (int j = 0; j < g->output_count; j++)
+        outputs[j] = NULL;
+    for (int j = 0; !st && j < g->output_count && j < IR_VARIADIC; j++) {
+        const kiln_tensor *t = &g->outputs[j]->type;
+        if (!(st = kiln_tensor_create(t->dtype, t->rank, t->dims, &outputs[j], d)))
+            out[j] = outputs[j]->data;
+    }
+    if (!st && m->c->run(m->c->ctx, in, out))
+        st = diag_error(d, (kiln_loc){.file = g->file}, KILN_ERR_INVALID, "%s", m->c->last_error(m->c->ctx));
+    if (st)
+        for (int j = 0; j < g->output_count; j++) {
+            kiln_tensor_free(outputs[j]);
+            outputs[j] = NULL;
+        }
+    return st;
+}
+
+/* Lowers the (static) graph and compiles it for the model's backend. */
 static kiln_status compile(kiln_model *m, kiln_diag *d) {
     kiln_status st = lower_graph(m->graph, &m->lowered, d);
-    if (!st)
+    if (!st && m->backend == KILN_BACKEND_C)
+        st = c_library_open(m, d);
+    else if (!st)
         st = cg_jit_compile(m->lowered, NULL, &m->jit, d);
     if (!st && m->threads > 0)
         cg_jit_set_threads(m->jit, m->threads);
@@ -88,7 +173,7 @@ static kiln_status finish_load(ir_graph *g, const kiln_options *opts, kiln_model
     (*out)->graph = g;
     (*out)->backend = opts ? opts->backend : KILN_BACKEND_INTERP;
     (*out)->threads = opts ? opts->threads : 0;
-    if ((*out)->backend == KILN_BACKEND_JIT && !g->batch_name && (st = compile(*out, d))) {
+    if ((*out)->backend != KILN_BACKEND_INTERP && !g->batch_name && (st = compile(*out, d))) {
         kiln_model_destroy(*out);
         *out = NULL;
     }
@@ -117,6 +202,7 @@ void kiln_model_destroy(kiln_model *m) {
     if (!m)
         return;
     cg_jit_destroy(m->jit);
+    c_library_close(m->c);
     lir_module_destroy(m->lowered);
     ir_graph_destroy(m->graph);
     free(m);
@@ -150,8 +236,10 @@ kiln_status kiln_model_run(kiln_model *m, const kiln_tensor *const *inputs, kiln
                            kiln_diag *d) {
     if (m->backend == KILN_BACKEND_INTERP)
         return interp_run(m->graph, inputs, outputs, d);
-    kiln_status st = m->jit ? KILN_OK : compile_for_inputs(m, inputs, d);
+    kiln_status st = m->jit || m->c ? KILN_OK : compile_for_inputs(m, inputs, d);
     if (!st)
         st = interp_check_inputs(m->graph, inputs, d);
-    return st ? st : cg_jit_run(m->jit, inputs, outputs, d);
+    if (st)
+        return st;
+    return m->c ? c_library_run(m, inputs, outputs, d) : cg_jit_run(m->jit, inputs, outputs, d);
 }

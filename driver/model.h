@@ -16,6 +16,7 @@ struct kiln_model {
     lir_module *lowered; /* JIT: the loop IR, kept alive for the compiled kernels */
     cg_jit *jit;
     int threads;         /* 0: the default */
+    struct c_library *c; /* the C backend: the library built from the emitted C, loaded */
 };
 
 /* Parses a model file by its extension (.kiln) into a verified graph, without passes. */
@@ -35,6 +36,9 @@ typedef struct driver_compile_options {
     const char *target_cpu; /* NULL: this machine's CPU; else e.g. x86-64-v3 */
     int64_t batch;          /* the size of a symbolic batch dimension (default 1) */
 } driver_compile_options;
+
+/* Builds o->out (libNAME.so and NAME.h beside it) from lowered loops (driver/compile.c). */
+kiln_status driver_build_library(const lir_module *m, const driver_compile_options *o, kiln_diag *d);
 
 /* Ahead-of-time compilation (driver/compile.c). */
 kiln_status driver_compile(const char *model_path, const driver_compile_options *o, kiln_diag *d);

@@ -101,6 +101,7 @@ typedef struct kiln_model kiln_model;
 typedef enum kiln_backend {
     KILN_BACKEND_INTERP = 0, /* the reference interpreter */
     KILN_BACKEND_JIT,        /* loop IR compiled in-process by LLVM for the host CPU */
+    KILN_BACKEND_C,          /* loop IR emitted as C, built by the system's cc, loaded */
 } kiln_backend;
 
 typedef struct kiln_options {

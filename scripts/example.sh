@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the bundled example models (examples/models) on a batch of four 28x28 images:
-# each one on the reference interpreter and compiled by LLVM (JIT) with their timings,
-# then the CNN compiled ahead of time into libcnn.so and called from a C program that
-# includes only the emitted cnn.h.
+# each one on the reference interpreter and compiled by LLVM (JIT) with their timings;
+# then the CNN through examples/jit_host.c (kiln.h), and compiled ahead of time into
+# libcnn.so and called from examples/cnn_host.c, which includes only the emitted cnn.h.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/kiln ] || cmake --build build
@@ -23,7 +23,9 @@ for model in mlp cnn; do
         predict "$out/$model-$backend/probs.npy"
     done
 done
-echo "(the JIT's first run includes compiling; fused kernels, vectors and threads come next)"
+echo "(the JIT's first run includes compiling; fused kernels and tuned schedules come next)"
+echo "== examples/jit_host.c: the CNN compiled in-process through kiln.h =="
+build/jit_host examples/models/cnn.kiln examples/models/images.npy
 echo "== cnn as a shared library =="
 build/kiln compile examples/models/cnn.kiln -o "$out/lib/libcnn.so" --batch 4
 cc -O2 -I"$out/lib" examples/cnn_host.c -L"$out/lib" -lcnn -o "$out/cnn_host"

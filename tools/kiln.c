@@ -39,7 +39,7 @@ static const char *const usage_main =
     "Run `kiln COMMAND --help` for a command's flags.\n";
 
 static const char *const usage_run =
-    "usage: kiln run MODEL --input NAME=FILE ... [--output-dir DIR] [--backend interp|jit]\n"
+    "usage: kiln run MODEL --input NAME=FILE ... [--output-dir DIR] [--backend interp|jit|c]\n"
     "\n"
     "Runs MODEL (.kiln or .onnx).\n"
     "\n"
@@ -50,7 +50,7 @@ static const char *const usage_run =
     "                      output's name become '_'\n"
     "  --backend B         interp: the reference interpreter (the default for now);\n"
     "                      jit: compiled by LLVM for this CPU (ops without a loop lowering\n"
-    "                      are reported)\n"
+    "                      are reported); c: emitted as C and built by the system's cc\n"
     "  --threads N         JIT: threads for parallel loops (default: all processors)\n"
     "  --time              print how long the first run took (for the JIT with a symbolic\n"
     "                      batch, that includes compiling) and the median of 10 more\n"
@@ -187,8 +187,10 @@ static int cmd_run(int argc, char **argv) {
             i++;
             if (!strcmp(argv[i], "jit"))
                 opts.backend = KILN_BACKEND_JIT;
+            else if (!strcmp(argv[i], "c"))
+                opts.backend = KILN_BACKEND_C;
             else if (strcmp(argv[i], "interp"))
-                return usage_error(usage_run, "unknown backend '%s' (interp, jit)", argv[i]);
+                return usage_error(usage_run, "unknown backend '%s' (interp, jit, c)", argv[i]);
         } else if (!strcmp(argv[i], "--threads")) {
             char *end;
             if (i + 1 >= argc || (opts.threads = (int)strtol(argv[++i], &end, 10)) < 1 || *end)
@@ -265,7 +267,7 @@ static int cmd_run(int argc, char **argv) {
         qsort(times, 10, sizeof times[0], compare_double);
         if (!rc)
             printf("%s: %s: first run %.3f ms, then %.3f ms (median of 10)\n", model_path,
-                   opts.backend == KILN_BACKEND_JIT ? "LLVM JIT" : "reference interpreter", first,
+                   opts.backend == KILN_BACKEND_JIT ? "LLVM JIT" : opts.backend == KILN_BACKEND_C ? "C backend" : "reference interpreter", first,
                    (times[4] + times[5]) / 2);
     }
     int err = rc ? 0 : make_dirs(out_dir);

@@ -91,6 +91,7 @@ lstm=models/torch/lstm_opset13
 expect 1 "lstm_opset13/model.onnx: node '/lstm/LSTM' \\(LSTM\\): LSTM has no loop lowering yet" -- "$kiln" run $lstm/model.onnx --input input_0=$lstm/test_data_set_0/input_0.pb --backend jit
 
 # usage errors: exit 2
+expect 0 'C backend: first run' -- "$kiln" run $models/mlp.kiln --input image=$models/images.npy --output-dir "$tmp/c" --backend c --time
 expect 2 "unknown backend 'gpu'" -- "$kiln" run $models/mlp.kiln --backend gpu
 expect 2 "missing -o OUT" -- "$kiln" compile $models/mlp.kiln
 expect 2 "unknown --emit kind 'wasm'" -- "$kiln" compile $models/mlp.kiln -o x.so --emit wasm

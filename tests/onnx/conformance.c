@@ -10,7 +10,7 @@
  * reported so it can be taken off the list.
  *
  * usage: conformance SCOPE DATA_DIR EXPECTED_FAILURES [--write-expected FILE] [--only NAME]
- *                    [--rtol R] [--atol A] [--backend interp|jit]
+ *                    [--rtol R] [--atol A] [--backend interp|jit|c]
  * It also checks the PyTorch-exported models in tests/models/torch, which use the same
  * layout, at rtol 1e-4 and atol 1e-5.
  */
@@ -171,7 +171,7 @@ static void failure_kind(const char *reason, char *kind, size_t cap) {
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: conformance SCOPE DATA_DIR EXPECTED_FAILURES [--write-expected FILE] "
-                        "[--only NAME] [--rtol R] [--atol A] [--backend interp|jit]\n");
+                        "[--only NAME] [--rtol R] [--atol A] [--backend interp|jit|c]\n");
         return 2;
     }
     const char *write_expected = NULL, *only = NULL;
@@ -185,7 +185,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--atol"))
             abs_tol = strtod(argv[i + 1], NULL);
         else if (!strcmp(argv[i], "--backend"))
-            load_options.backend = !strcmp(argv[i + 1], "jit") ? KILN_BACKEND_JIT : KILN_BACKEND_INTERP;
+            load_options.backend = !strcmp(argv[i + 1], "jit") ? KILN_BACKEND_JIT : !strcmp(argv[i + 1], "c") ? KILN_BACKEND_C : KILN_BACKEND_INTERP;
     }
     char *scope = read_lines(argv[1]), *expected = read_lines(argv[3]);
     if (!scope) {
