@@ -72,6 +72,8 @@ typedef kiln_status (*lower_index_fn)(lower_ctx *c, lir_expr **oc, lir_expr **ic
 kiln_status lower_gather_map(lower_ctx *c, lower_index_fn f, void *arg, lir_expr *pad);
 /* Output 0 = value everywhere. */
 kiln_status lower_fill(lower_ctx *c, lir_expr *value);
+/* Output 0 = input 0, element for element in flat order (same count, any shapes). */
+kiln_status lower_copy(lower_ctx *c);
 /* A data-supplied index along an axis of `dim`: negative counts from the end; out of
  * range stops the kernel. Emits the check into `inner`; returns the normalized index. */
 lir_expr *lower_checked_index(lower_ctx *c, lir_stmt *inner, lir_expr *raw, int64_t dim);

@@ -139,19 +139,6 @@ kiln_status lower_gather_nd(lower_ctx *c) {
 }
 
 /* Scatters copy the data, then write the updates in order (later duplicates win). */
-static kiln_status copy_data(lower_ctx *c) {
-    const kiln_tensor *x = c->in_type[0];
-    kiln_tensor flat = {.dtype = x->dtype, .rank = 1, .dims = {ir_type_count(x)}};
-    lir_expr *i[1];
-    lir_stmt *inner, *outer;
-    kiln_status st = lower_nest(c, &flat, i, &inner, &outer);
-    if (st)
-        return st;
-    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], i[0], lir_load(M, c->in[0], i[0]))))
-        return lower_oom(c);
-    return lower_emit(c, outer);
-}
-
 static lir_expr *combine(lower_ctx *c, lir_expr *old, lir_expr *update) {
     const char *r = ir_attr_string(c->node, "reduction");
     lir_op op = !strcmp(r, "add") ? LIR_ADD : !strcmp(r, "mul") ? LIR_MUL : !strcmp(r, "max") ? LIR_MAX
@@ -167,7 +154,7 @@ kiln_status lower_scatter_nd(lower_ctx *c) {
     if (ir_type_count(c->in_type[2]) != tuples * slice)
         return lower_error(c, KILN_ERR_SHAPE, "updates hold %lld values, the indices address %lld",
                            (long long)ir_type_count(c->in_type[2]), (long long)(tuples * slice));
-    kiln_status st = copy_data(c);
+    kiln_status st = lower_copy(c);
     if (st)
         return st;
     kiln_tensor shape = {.dtype = x->dtype, .rank = 2, .dims = {tuples, slice}};
@@ -193,7 +180,7 @@ kiln_status lower_scatter_elements(lower_ctx *c) {
     for (int d = 0; d < x->rank; d++)
         if (d != axis && idx->dims[d] > x->dims[d])
             return lower_error(c, KILN_ERR_SHAPE, "indices reach past the data at axis %d", d);
-    kiln_status st = copy_data(c);
+    kiln_status st = lower_copy(c);
     if (st)
         return st;
     lir_expr *jc[KILN_MAX_RANK], *xc[KILN_MAX_RANK];

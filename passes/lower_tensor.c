@@ -40,7 +40,7 @@ kiln_status lower_fill(lower_ctx *c, lir_expr *value) {
 }
 
 /* Reshape, Flatten, (Un)Squeeze: the same elements in the same order. */
-static kiln_status copy_flat(lower_ctx *c) {
+kiln_status lower_copy(lower_ctx *c) {
     kiln_tensor flat = {.dtype = c->out_type[0]->dtype, .rank = 1, .dims = {ir_type_count(c->out_type[0])}};
     lir_expr *oc[1];
     lir_stmt *inner, *outer;
@@ -52,10 +52,10 @@ static kiln_status copy_flat(lower_ctx *c) {
     return lower_emit(c, outer);
 }
 
-kiln_status lower_reshape(lower_ctx *c) { return copy_flat(c); }
-kiln_status lower_flatten(lower_ctx *c) { return copy_flat(c); }
-kiln_status lower_squeeze(lower_ctx *c) { return copy_flat(c); }
-kiln_status lower_unsqueeze(lower_ctx *c) { return copy_flat(c); }
+kiln_status lower_reshape(lower_ctx *c) { return lower_copy(c); }
+kiln_status lower_flatten(lower_ctx *c) { return lower_copy(c); }
+kiln_status lower_squeeze(lower_ctx *c) { return lower_copy(c); }
+kiln_status lower_unsqueeze(lower_ctx *c) { return lower_copy(c); }
 
 static kiln_status transpose_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad, void *arg) {
     (void)arg, (void)pad;
