@@ -131,6 +131,14 @@ const char *kiln_model_output_name(const kiln_model *m, int i); /* borrowed */
 kiln_status kiln_model_run(kiln_model *m, const kiln_tensor *const *inputs, kiln_tensor **outputs,
                            kiln_diag *diag);
 
+/* kiln_model_run with the inputs given by name, in any order: names[k] names the graph input
+ * that inputs[k] feeds. Every graph input must be given exactly once; an unknown, repeated or
+ * missing name is KILN_ERR_INVALID with a message naming it. Outputs come in graph order
+ * (kiln_model_output_name gives their names). */
+kiln_status kiln_model_run_named(kiln_model *m, int count, const char *const *names,
+                                 const kiln_tensor *const *inputs, kiln_tensor **outputs,
+                                 kiln_diag *diag);
+
 #ifdef __cplusplus
 }
 #endif
