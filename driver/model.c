@@ -138,6 +138,22 @@ static kiln_status c_library_run(kiln_model *m, const kiln_tensor *const *inputs
     return st;
 }
 
+/* Whether graph input v feeds an input whose value decides shapes (ir_op_input_static). */
+static bool feeds_static_slot(const ir_graph *g, const ir_value *v) {
+    for (int n = 0; n < g->node_count; n++)
+        for (int k = 0; k < g->nodes[n]->input_count; k++)
+            if (g->nodes[n]->inputs[k] == v && ir_op_input_static(g->nodes[n]->op, k))
+                return true;
+    return false;
+}
+
+static bool needs_run_inputs(const ir_graph *g) {
+    for (int i = 0; i < g->input_count; i++)
+        if (feeds_static_slot(g, g->inputs[i]))
+            return true;
+    return g->batch_name != NULL;
+}
+
 /* Lowers the (static) graph and compiles it for the model's backend. */
 static kiln_status compile(kiln_model *m, kiln_diag *d) {
     kiln_status st = lower_graph(m->graph, &m->lowered, d);
@@ -173,7 +189,7 @@ static kiln_status finish_load(ir_graph *g, const kiln_options *opts, kiln_model
     (*out)->graph = g;
     (*out)->backend = opts ? opts->backend : KILN_BACKEND_INTERP;
     (*out)->threads = opts ? opts->threads : 0;
-    if ((*out)->backend != KILN_BACKEND_INTERP && !g->batch_name && (st = compile(*out, d))) {
+    if ((*out)->backend != KILN_BACKEND_INTERP && !needs_run_inputs(g) && (st = compile(*out, d))) {
         kiln_model_destroy(*out);
         *out = NULL;
     }
@@ -204,6 +220,9 @@ void kiln_model_destroy(kiln_model *m) {
     cg_jit_destroy(m->jit);
     c_library_close(m->c);
     lir_module_destroy(m->lowered);
+    for (int i = 0; m->pinned && i < m->graph->input_count; i++)
+        kiln_tensor_free(m->pinned[i]);
+    free(m->pinned);
     ir_graph_destroy(m->graph);
     free(m);
 }
@@ -219,17 +238,66 @@ const char *kiln_model_output_name(const kiln_model *m, int i) {
     return i >= 0 && i < m->graph->output_count ? m->graph->outputs[i]->name : NULL;
 }
 
-/* JIT with a symbolic batch: the first run specializes the graph for its batch size. */
+/* Compiles in input i's value where it decides shapes: a constant copy takes the input's place
+ * at those uses, and m->pinned[i] remembers the value for the guard in kiln_model_run. */
+static kiln_status pin_input(kiln_model *m, int i, const kiln_tensor *t, kiln_diag *d) {
+    ir_graph *g = m->graph;
+    ir_value *in = g->inputs[i], *c;
+    kiln_tensor *copy;
+    kiln_status st = ir_graph_new_tensor(g, t->dtype, t->rank, t->dims, &copy, d);
+    if (!st)
+        st = ir_graph_new_value(g, ir_graph_fresh_name(g, in->name), IR_VAL_NODE, in->loc, &c, d);
+    if (!st) {
+        memcpy(copy->data, t->data, kiln_tensor_bytes(t));
+        st = ir_value_make_const(g, c, copy, d);
+    }
+    if (!st)
+        st = kiln_tensor_create(t->dtype, t->rank, t->dims, &m->pinned[i], d);
+    if (st)
+        return st;
+    memcpy(m->pinned[i]->data, t->data, kiln_tensor_bytes(t));
+    for (int n = 0; n < g->node_count; n++)
+        for (int k = 0; k < g->nodes[n]->input_count; k++)
+            if (g->nodes[n]->inputs[k] == in && ir_op_input_static(g->nodes[n]->op, k))
+                g->nodes[n]->inputs[k] = c;
+    return KILN_OK;
+}
+
+/* JIT and C backends, first run: the graph is specialized for what the inputs fix (the symbolic
+ * batch size; the values of inputs that decide shapes), then compiled. */
 static kiln_status compile_for_inputs(kiln_model *m, const kiln_tensor *const *inputs, kiln_diag *d) {
-    const ir_graph *g = m->graph;
-    for (int i = 0; i < g->input_count; i++)
+    ir_graph *g = m->graph;
+    kiln_status st = interp_check_inputs(g, inputs, d);
+    if (st)
+        return st;
+    for (int i = 0; i < g->input_count && g->batch_name; i++)
         for (int k = 0; k < g->inputs[i]->type.rank; k++)
-            if (g->inputs[i]->type.dims[k] == IR_DIM_BATCH && inputs[i] && k < inputs[i]->rank) {
-                ir_graph_set_batch(m->graph, inputs[i]->dims[k]);
-                kiln_status st = driver_optimize(m->graph, NULL, d);
-                return st ? st : compile(m, d);
+            if (g->inputs[i]->type.dims[k] == IR_DIM_BATCH && k < inputs[i]->rank) {
+                ir_graph_set_batch(g, inputs[i]->dims[k]);
+                break;
             }
-    return compile(m, d);
+    if (!(m->pinned = calloc((size_t)g->input_count + 1, sizeof *m->pinned)))
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    for (int i = 0; i < g->input_count && !st; i++)
+        if (feeds_static_slot(g, g->inputs[i]))
+            st = pin_input(m, i, inputs[i], d);
+    if (!st)
+        st = driver_optimize(g, NULL, d);
+    return st ? st : compile(m, d);
+}
+
+/* Later runs must bring the values the first run compiled in. */
+static kiln_status check_pinned(const kiln_model *m, const kiln_tensor *const *inputs, kiln_diag *d) {
+    const ir_graph *g = m->graph;
+    for (int i = 0; m->pinned && i < g->input_count; i++) {
+        const kiln_tensor *p = m->pinned[i], *t = inputs[i];
+        if (p && (kiln_tensor_bytes(t) != kiln_tensor_bytes(p) || memcmp(t->data, p->data, kiln_tensor_bytes(p))))
+            return diag_error(d, (kiln_loc){.file = g->file}, KILN_ERR_UNSUPPORTED,
+                              "input '%s' decides shapes and was compiled in with the values of the first run; "
+                              "this run gives others (use the interpreter backend for varying ones)",
+                              g->inputs[i]->name);
+    }
+    return KILN_OK;
 }
 
 kiln_status kiln_model_run(kiln_model *m, const kiln_tensor *const *inputs, kiln_tensor **outputs,
@@ -239,6 +307,8 @@ kiln_status kiln_model_run(kiln_model *m, const kiln_tensor *const *inputs, kiln
     kiln_status st = m->jit || m->c ? KILN_OK : compile_for_inputs(m, inputs, d);
     if (!st)
         st = interp_check_inputs(m->graph, inputs, d);
+    if (!st)
+        st = check_pinned(m, inputs, d);
     if (st)
         return st;
     return m->c ? c_library_run(m, inputs, outputs, d) : cg_jit_run(m->jit, inputs, outputs, d);

@@ -72,5 +72,8 @@ ir_op ir_op_lookup(const char *name);
 const ir_attr_spec *ir_op_attr_spec(ir_op op, const char *attr);
 const char *ir_attr_kind_name(ir_attr_kind kind);
 const char *ir_op_kind_name(ir_op_kind kind);
+/* Whether input `slot` of `op` decides shapes or index maps (Reshape's shape, Slice's starts,
+ * Resize's scales, a reduction's axes, ...): compiled code needs its value as a constant. */
+bool ir_op_input_static(ir_op op, int slot);
 
 #endif

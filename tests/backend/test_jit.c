@@ -384,9 +384,42 @@ static void test_run_named(void **state) {
     kiln_model_destroy(m);
 }
 
+/* Inputs that decide shapes are compiled in at the first run; later runs must repeat them. */
+static void test_pinned_inputs(void **state) {
+    (void)state;
+    static const char src[] = "graph pin {\n  input %a: f32[2, 3]\n  input %axes: i64[1]\n"
+                              "  %y = ReduceSum(%a, %axes) {keepdims = 0}\n  output %y\n}\n";
+    const int64_t dims[] = {2, 3}, one = 1;
+    kiln_tensor *a = random_tensor(2, dims), *axes, *ref = NULL, *got = NULL;
+    kiln_options jit = {.backend = KILN_BACKEND_JIT};
+    kiln_model *mi, *mj;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_tensor_create(KILN_I64, 1, &one, &axes, &d), KILN_OK);
+    ((int64_t *)axes->data)[0] = 1;
+    const kiln_tensor *in[] = {a, axes};
+    assert_int_equal(kiln_model_parse(src, sizeof src - 1, "pin.kiln", NULL, &mi, &d), KILN_OK);
+    assert_int_equal(kiln_model_parse(src, sizeof src - 1, "pin.kiln", &jit, &mj, &d), KILN_OK);
+    assert_int_equal(kiln_model_run(mi, in, &ref, &d), KILN_OK);
+    for (int run = 0; run < 2; run++) {
+        assert_int_equal(kiln_model_run(mj, in, &got, &d), KILN_OK);
+        assert_int_equal(got->rank, 1);
+        assert_int_equal(got->dims[0], 2);
+        assert_true(test_tensor_close(got, ref, JIT_ATOL, JIT_RTOL, "pinned axes vs interpreter"));
+        kiln_tensor_free(got);
+    }
+    ((int64_t *)axes->data)[0] = 0;
+    got = NULL;
+    assert_int_equal(kiln_model_run(mj, in, &got, &d), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(d.message, "input 'axes' decides shapes"));
+    assert_null(got);
+    kiln_tensor_free(a), kiln_tensor_free(axes), kiln_tensor_free(ref);
+    kiln_model_destroy(mi), kiln_model_destroy(mj);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_named),
+        cmocka_unit_test(test_pinned_inputs),
         cmocka_unit_test(test_parallel_equals_serial),
         cmocka_unit_test(test_random_resize),
         cmocka_unit_test(test_op_cases),
