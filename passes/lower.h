@@ -22,6 +22,7 @@ typedef struct lower_ctx {
     const kiln_tensor *out_type[16];
     lir_expr *fail_if;    /* set by an elementwise rule: stop the kernel when it holds */
     const char *fail_msg;
+    lir_stmt *inner;      /* the elementwise map's innermost body: a rule may push statements there */
     kiln_diag *d;
 } lower_ctx;
 

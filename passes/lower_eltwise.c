@@ -29,7 +29,9 @@ static kiln_status map(lower_ctx *c, int count, scalar_fn f) {
         if (!x[i])
             return lower_oom(c);
     }
+    c->inner = inner;
     lir_expr *value = f(c, x);
+    c->inner = NULL;
     if (!value)
         return c->d->status ? c->d->status : lower_oom(c);
     lir_expr *index = lower_index(c, shape, coords, shape->rank);
@@ -102,8 +104,33 @@ static lir_expr *f_mod(lower_ctx *c, lir_expr **x) {
                                lir_binary(M, LIR_NE, lt(c, r, z), lt(c, x[1], num(c, x[1], 0))));
     return sel(c, fix, add(c, r, x[1]), r);
 }
+/* Integer base and exponent: exact and wrapping like the interpreter, by square-and-multiply
+ * over the exponent's bits in u64 (unsigned, so the C backend has no overflow to trip on).
+ * A negative exponent goes through pow in double, truncated, as the interpreter does. */
+static lir_expr *int_pow(lower_ctx *c, lir_expr *a, lir_expr *b) {
+    int acc = lower_var(c, "acc", KILN_U64), base = lower_var(c, "base", KILN_U64);
+    int e = lower_var(c, "e", KILN_I64), k = lower_var(c, "k", KILN_I64);
+    lir_expr *accv = lir_var_ref(M, c->k, acc), *basev = lir_var_ref(M, c->k, base), *ev = lir_var_ref(M, c->k, e);
+    lir_expr *odd = lir_binary(M, LIR_EQ, lir_binary(M, LIR_REM, ev, lir_const(M, KILN_I64, 2)), lir_const(M, KILN_I64, 1));
+    lir_stmt *step = lir_seq(M);
+    if (!lir_seq_push(M, step, lir_assign(M, acc, sel(c, odd, mul(c, accv, basev), accv))) ||
+        !lir_seq_push(M, step, lir_assign(M, base, mul(c, basev, basev))) ||
+        !lir_seq_push(M, step, lir_assign(M, e, dvd(c, ev, lir_const(M, KILN_I64, 2)))) ||
+        !lir_seq_push(M, c->inner, lir_let(M, acc, lir_const(M, KILN_U64, 1))) ||
+        !lir_seq_push(M, c->inner, lir_let(M, base, lir_cast(M, KILN_U64, a))) ||
+        !lir_seq_push(M, c->inner, lir_let(M, e, lir_cast(M, KILN_I64, b))) ||
+        !lir_seq_push(M, c->inner, lir_for(M, k, lir_const(M, KILN_I64, 0), lir_const(M, KILN_I64, 63), step)))
+        return NULL;
+    lir_expr *neg = lir_cast(M, KILN_U64, lir_cast(M, KILN_I64, lir_call(M, LIR_POW, lir_cast(M, KILN_F64, a),
+                                                                          lir_cast(M, KILN_F64, b))));
+    return lir_cast(M, a->type, sel(c, lt(c, b, num(c, b, 0)), neg, lir_var_ref(M, c->k, acc)));
+}
 static lir_expr *f_pow(lower_ctx *c, lir_expr **x) {
-    return float_only(c, x[0]) ? lir_call(M, LIR_POW, x[0], lir_cast(M, x[0]->type, x[1])) : NULL;
+    if (ir_dtype_is_float(x[0]->type))
+        return lir_call(M, LIR_POW, x[0], lir_cast(M, x[0]->type, x[1]));
+    if (ir_dtype_is_float(x[1]->type)) /* integer base, float exponent: in double, truncated */
+        return lir_cast(M, x[0]->type, lir_call(M, LIR_POW, lir_cast(M, KILN_F64, x[0]), lir_cast(M, KILN_F64, x[1])));
+    return int_pow(c, x[0], x[1]);
 }
 static lir_expr *f_prelu(lower_ctx *c, lir_expr **x) { return sel(c, lt(c, x[0], num(c, x[0], 0)), mul(c, x[0], x[1]), x[0]); }
 static lir_expr *f_equal(lower_ctx *c, lir_expr **x) { return lir_binary(M, LIR_EQ, x[0], x[1]); }

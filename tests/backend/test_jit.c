@@ -384,6 +384,40 @@ static void test_run_named(void **state) {
     kiln_model_destroy(m);
 }
 
+/* Integer Pow is exact and wraps on overflow like the interpreter; negative exponents truncate. */
+static void test_int_pow(void **state) {
+    (void)state;
+    static const char *const types[] = {"i64", "i32", "u8"};
+    static const kiln_dtype dtypes[] = {KILN_I64, KILN_I32, KILN_U8};
+    for (int t = 0; t < ARRAY_LEN(types); t++) {
+        char src[256];
+        snprintf(src, sizeof src, "graph p {\n  input %%a: %s[7, 5]\n  input %%b: %s[5]\n  %%y = Pow(%%a, %%b)\n  output %%y\n}\n",
+                 types[t], types[t]);
+        const int64_t ad[] = {7, 5}, bd[] = {5};
+        kiln_tensor *in[2], *ref = NULL, *got = NULL;
+        kiln_diag d = {0};
+        assert_int_equal(kiln_tensor_create(dtypes[t], 2, ad, &in[0], &d), KILN_OK);
+        assert_int_equal(kiln_tensor_create(dtypes[t], 1, bd, &in[1], &d), KILN_OK);
+        bool is_unsigned = dtypes[t] == KILN_U8;
+        for (int64_t i = 0; i < 35; i++) { /* bases -60..60 but 0 (1/0 has no integer): big exponents overflow */
+            int64_t v = (int64_t)uniform(121) - (is_unsigned ? 0 : 60);
+            ir_tensor_set(in[0], i, (double)(v ? v : 1) * (is_unsigned ? 0.5 : 1));
+        }
+        static const double exps[] = {0, 1, 13, 40, -2};
+        for (int64_t i = 0; i < 5; i++)
+            ir_tensor_set(in[1], i, is_unsigned && exps[i] < 0 ? 3 : exps[i]);
+        kiln_options jit = {.backend = KILN_BACKEND_JIT};
+        kiln_model *mi, *mj;
+        assert_int_equal(kiln_model_parse(src, strlen(src), "p.kiln", NULL, &mi, &d), KILN_OK);
+        assert_int_equal(kiln_model_parse(src, strlen(src), "p.kiln", &jit, &mj, &d), KILN_OK);
+        assert_int_equal(kiln_model_run(mi, (const kiln_tensor *const *)in, &ref, &d), KILN_OK);
+        assert_int_equal(kiln_model_run(mj, (const kiln_tensor *const *)in, &got, &d), KILN_OK);
+        assert_memory_equal(got->data, ref->data, kiln_tensor_bytes(ref));
+        kiln_tensor_free(in[0]), kiln_tensor_free(in[1]), kiln_tensor_free(ref), kiln_tensor_free(got);
+        kiln_model_destroy(mi), kiln_model_destroy(mj);
+    }
+}
+
 /* Inputs that decide shapes are compiled in at the first run; later runs must repeat them. */
 static void test_pinned_inputs(void **state) {
     (void)state;
@@ -420,6 +454,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_named),
         cmocka_unit_test(test_pinned_inputs),
+        cmocka_unit_test(test_int_pow),
         cmocka_unit_test(test_parallel_equals_serial),
         cmocka_unit_test(test_random_resize),
         cmocka_unit_test(test_op_cases),
