@@ -14,7 +14,6 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d);
 #define lower_topk lower_none
 #define lower_compress lower_none
 #define lower_non_zero lower_none
-#define lower_einsum lower_none
 #define lower_rnn lower_none
 #define lower_gru lower_none
 #define lower_lstm lower_none

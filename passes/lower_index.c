@@ -4,6 +4,7 @@
  * ConstantOfShape and Range. Indices read from data are checked (lower_checked_index):
  * out of range stops the kernel with an error naming the node.
  */
+#include "passes/einsum.h"
 #include "passes/lower.h"
 
 #include <string.h>
@@ -400,6 +401,51 @@ kiln_status lower_resize(lower_ctx *c) {
     if (!lir_seq_push(M, body, lir_assign(M, acc, fb(c, LIR_ADD, lir_var_ref(M, c->k, acc), term))) ||
         !lir_seq_push(M, inner, lir_let(M, acc, f64(c, 0))) || !lir_seq_push(M, inner, loops) ||
         !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), lir_cast(M, out->dtype, result))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
+/* Einsum: a loop per output label (the output nest), inside it a loop per summed label, and
+ * the product of the operands at those labels summed into an accumulator. Size-1 axes of an
+ * operand broadcast (lower_read reads them at 0), as ellipsis axes do. */
+kiln_status lower_einsum(lower_ctx *c) {
+    shape_ctx sc = {.node = c->node, .in = c->in_type, .in_count = c->node->input_count, .d = c->d};
+    einsum_spec s;
+    kiln_status st = einsum_parse(&sc, &s);
+    if (st)
+        return st;
+    const kiln_tensor *out = c->out_type[0];
+    kiln_dtype t = lower_compute_type(out->dtype);
+    lir_expr *at[EINSUM_LABELS] = {0}, *oc[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    if ((st = lower_nest(c, out, oc, &inner, &outer)))
+        return st;
+    bool in_out[EINSUM_LABELS] = {0};
+    for (int d = 0; d < s.out_rank; d++)
+        at[s.out_label[d]] = oc[d], in_out[s.out_label[d]] = true;
+    int acc = lower_var(c, "acc", t);
+    if (!lir_seq_push(M, inner, lir_let(M, acc, lir_const(M, t, 0))))
+        return lower_oom(c);
+    lir_stmt *body = inner;
+    for (int l = 0; l < s.label_count; l++) {
+        if (in_out[l] || s.size[l] < 0)
+            continue;
+        lir_stmt *next = lir_seq(M), *loop = next ? lower_loop(c, "r", s.size[l], next, &at[l]) : NULL;
+        if (!loop || !lir_seq_push(M, body, loop))
+            return lower_oom(c);
+        body = next;
+    }
+    lir_expr *prod = NULL;
+    for (int i = 0; i < s.operand_count; i++) {
+        lir_expr *xc[KILN_MAX_RANK];
+        for (int d = 0; d < s.rank[i]; d++)
+            xc[d] = at[s.label[i][d]];
+        lir_expr *x = lir_cast(M, t, lower_read(c, i, xc));
+        prod = prod ? lir_binary(M, LIR_MUL, prod, x) : x;
+    }
+    lir_expr *a = lir_var_ref(M, c->k, acc);
+    if (!prod || !lir_seq_push(M, body, lir_assign(M, acc, lir_binary(M, LIR_ADD, a, prod))) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), lir_cast(M, out->dtype, a))))
         return lower_oom(c);
     return lower_emit(c, outer);
 }

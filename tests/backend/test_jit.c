@@ -234,6 +234,34 @@ static void test_random_elementwise(void **state) {
     }
 }
 
+/* Einsum through the JIT against the interpreter: contractions, diagonals, traces, sums,
+ * transposes and broadcasting ellipses, each on random sizes (1 broadcasts under "..."). */
+static void test_random_einsum(void **state) {
+    (void)state;
+    static const struct {
+        const char *eq;
+        int rank_a, rank_b;
+        const char *labels_a, *labels_b; /* the letter of each axis, '.' for an ellipsis axis */
+    } eqs[] = {
+        {"bij,bjk->bik", 3, 3, "bij", "bjk"}, {"ij,jk", 2, 2, "ij", "jk"}, {"ii->i", 2, 0, "ii", ""},
+        {"ii", 2, 0, "ii", ""},               {"ij->", 2, 0, "ij", ""},    {"ijk->kji", 3, 0, "ijk", ""},
+        {"...ij,...jk->...ik", 4, 3, "..ij", ".jk"}, {"i,i->", 1, 1, "i", "i"}, {"bii->bi", 3, 0, "bii", ""},
+    };
+    for (int trial = 0; trial < 3; trial++)
+        for (int k = 0; k < ARRAY_LEN(eqs); k++) {
+            int64_t size[128] = {0}, a[KILN_MAX_RANK], b[KILN_MAX_RANK];
+            for (const char *l = "bijk"; *l; l++)
+                size[(int)*l] = 1 + uniform(6);
+            for (int d = 0; d < eqs[k].rank_a; d++)
+                a[d] = eqs[k].labels_a[d] == '.' ? 1 + uniform(3) : size[(int)eqs[k].labels_a[d]];
+            for (int d = 0; d < eqs[k].rank_b; d++) /* ellipsis axes of b: 1 or a's, aligned right */
+                b[d] = eqs[k].labels_b[d] == '.' ? (uniform(2) ? a[1] : 1) : size[(int)eqs[k].labels_b[d]];
+            char body[128];
+            snprintf(body, sizeof body, "%%y = Einsum(%%a%s) {equation = \"%s\"}", eqs[k].rank_b ? ", %b" : "", eqs[k].eq);
+            differential(body, eqs[k].rank_a, a, eqs[k].rank_b, eqs[k].rank_b ? b : NULL);
+        }
+}
+
 static void test_random_matmul(void **state) {
     (void)state;
     for (int trial = 0; trial < 20; trial++) {
@@ -460,6 +488,7 @@ int main(void) {
         cmocka_unit_test(test_op_cases),
         cmocka_unit_test(test_random_elementwise),
         cmocka_unit_test(test_random_matmul),
+        cmocka_unit_test(test_random_einsum),
         cmocka_unit_test(test_random_reductions_softmax_transpose),
         cmocka_unit_test(test_random_conv_pool),
     };
