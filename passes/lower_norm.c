@@ -20,64 +20,77 @@ static int axis_of(lower_ctx *c, const char *attr, int rank) {
     return axis < 0 ? axis + rank : axis;
 }
 
-/* Per row along `axis`: a first pass accumulates `acc` (max for Hardmax's position, the
- * norm for LpNormalization), a second writes each element. */
-kiln_status lower_hardmax(lower_ctx *c) {
+/* Two passes over each row along an axis: `first` (reading x at xc, loop variable j) and then
+ * `second` (at yc, j2), both inside the row nest's `inner`, after whatever the caller lets there. */
+typedef struct row_passes {
+    lir_expr *xc[KILN_MAX_RANK], *yc[KILN_MAX_RANK], *j, *j2;
+    lir_stmt *inner, *outer, *first, *second, *loop1, *loop2;
+} row_passes;
+
+static kiln_status row_passes_begin(lower_ctx *c, int axis, row_passes *r) {
     const kiln_tensor *x = c->in_type[0];
-    int axis = axis_of(c, "axis", x->rank);
     kiln_tensor rows = *x;
     rows.dims[axis] = 1;
+    lir_expr *oc[KILN_MAX_RANK];
+    kiln_status st = lower_nest(c, &rows, oc, &r->inner, &r->outer);
+    if (st)
+        return st;
+    r->first = lir_seq(M), r->second = lir_seq(M);
+    if (!r->first || !r->second)
+        return lower_oom(c);
+    r->loop1 = lower_loop(c, "j", x->dims[axis], r->first, &r->j);
+    r->loop2 = lower_loop(c, "j", x->dims[axis], r->second, &r->j2);
+    for (int d = 0; d < x->rank; d++)
+        r->xc[d] = d == axis ? r->j : oc[d], r->yc[d] = d == axis ? r->j2 : oc[d];
+    return KILN_OK;
+}
+
+static kiln_status row_passes_end(lower_ctx *c, row_passes *r) {
+    if (!lir_seq_push(M, r->inner, r->loop1) || !lir_seq_push(M, r->inner, r->loop2))
+        return lower_oom(c);
+    return lower_emit(c, r->outer);
+}
+
+/* 1 at the first maximum of each row, 0 elsewhere. */
+kiln_status lower_hardmax(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0];
     kiln_dtype t = lower_compute_type(x->dtype);
-    lir_expr *oc[KILN_MAX_RANK], *xc[KILN_MAX_RANK], *yc[KILN_MAX_RANK], *j, *j2;
-    lir_stmt *inner, *outer;
-    kiln_status st = lower_nest(c, &rows, oc, &inner, &outer);
+    row_passes r;
+    kiln_status st = row_passes_begin(c, axis_of(c, "axis", x->rank), &r);
     if (st)
         return st;
     int best = lower_var(c, "best", t), at = lower_var(c, "at", KILN_I64);
-    lir_stmt *b1 = lir_seq(M), *b2 = lir_seq(M);
-    lir_stmt *l1 = lower_loop(c, "j", x->dims[axis], b1, &j), *l2 = lower_loop(c, "j", x->dims[axis], b2, &j2);
-    for (int d = 0; d < x->rank; d++)
-        xc[d] = d == axis ? j : oc[d], yc[d] = d == axis ? j2 : oc[d];
-    lir_expr *v = lower_read(c, 0, xc);
-    lir_expr *better = bin(c, LIR_OR, bin(c, LIR_EQ, j, lir_int(M, 0)), bin(c, LIR_GT, v, ref(c, best)));
+    lir_expr *v = lower_read(c, 0, r.xc);
+    lir_expr *better = bin(c, LIR_OR, bin(c, LIR_EQ, r.j, lir_int(M, 0)), bin(c, LIR_GT, v, ref(c, best)));
     lir_stmt *take = lir_seq(M);
-    if (!lir_seq_push(M, take, lir_assign(M, best, v)) || !lir_seq_push(M, take, lir_assign(M, at, j)) ||
-        !lir_seq_push(M, b1, lir_if(M, better, take, NULL)) ||
-        !lir_seq_push(M, b2, lir_store(M, c->out[0], lower_index(c, x, yc, x->rank),
-                                       lir_cast(M, x->dtype, bin(c, LIR_EQ, j2, ref(c, at))))) ||
-        !lir_seq_push(M, inner, lir_let(M, best, num(c, t, 0))) || !lir_seq_push(M, inner, lir_let(M, at, lir_int(M, 0))) ||
-        !lir_seq_push(M, inner, l1) || !lir_seq_push(M, inner, l2))
+    if (!lir_seq_push(M, take, lir_assign(M, best, v)) || !lir_seq_push(M, take, lir_assign(M, at, r.j)) ||
+        !lir_seq_push(M, r.first, lir_if(M, better, take, NULL)) ||
+        !lir_seq_push(M, r.second, lir_store(M, c->out[0], lower_index(c, x, r.yc, x->rank),
+                                             lir_cast(M, x->dtype, bin(c, LIR_EQ, r.j2, ref(c, at))))) ||
+        !lir_seq_push(M, r.inner, lir_let(M, best, num(c, t, 0))) || !lir_seq_push(M, r.inner, lir_let(M, at, lir_int(M, 0))))
         return lower_oom(c);
-    return lower_emit(c, outer);
+    return row_passes_end(c, &r);
 }
 
+/* x divided by the row's L1 or L2 norm. */
 kiln_status lower_lp_norm(lower_ctx *c) {
     const kiln_tensor *x = c->in_type[0];
-    int axis = axis_of(c, "axis", x->rank);
     bool l1 = ir_attr_int(c->node, "p") == 1;
-    kiln_tensor rows = *x;
-    rows.dims[axis] = 1;
     kiln_dtype t = lower_compute_type(x->dtype);
-    lir_expr *oc[KILN_MAX_RANK], *xc[KILN_MAX_RANK], *yc[KILN_MAX_RANK], *j, *j2;
-    lir_stmt *inner, *outer;
-    kiln_status st = lower_nest(c, &rows, oc, &inner, &outer);
+    row_passes r;
+    kiln_status st = row_passes_begin(c, axis_of(c, "axis", x->rank), &r);
     if (st)
         return st;
     int norm = lower_var(c, "norm", t);
-    lir_stmt *b1 = lir_seq(M), *b2 = lir_seq(M);
-    lir_stmt *loop1 = lower_loop(c, "j", x->dims[axis], b1, &j), *loop2 = lower_loop(c, "j", x->dims[axis], b2, &j2);
-    for (int d = 0; d < x->rank; d++)
-        xc[d] = d == axis ? j : oc[d], yc[d] = d == axis ? j2 : oc[d];
-    lir_expr *v = lower_read(c, 0, xc);
+    lir_expr *v = lower_read(c, 0, r.xc);
     lir_expr *term = l1 ? lir_unary(M, LIR_ABS, v) : bin(c, LIR_MUL, v, v);
     lir_expr *total = l1 ? ref(c, norm) : lir_call(M, LIR_SQRT, ref(c, norm), NULL);
-    if (!lir_seq_push(M, b1, lir_assign(M, norm, bin(c, LIR_ADD, ref(c, norm), term))) ||
-        !lir_seq_push(M, b2, lir_store(M, c->out[0], lower_index(c, x, yc, x->rank),
-                                       lir_cast(M, x->dtype, bin(c, LIR_DIV, lower_read(c, 0, yc), total)))) ||
-        !lir_seq_push(M, inner, lir_let(M, norm, num(c, t, 0))) || !lir_seq_push(M, inner, loop1) ||
-        !lir_seq_push(M, inner, loop2))
+    if (!lir_seq_push(M, r.first, lir_assign(M, norm, bin(c, LIR_ADD, ref(c, norm), term))) ||
+        !lir_seq_push(M, r.second, lir_store(M, c->out[0], lower_index(c, x, r.yc, x->rank),
+                                             lir_cast(M, x->dtype, bin(c, LIR_DIV, lower_read(c, 0, r.yc), total)))) ||
+        !lir_seq_push(M, r.inner, lir_let(M, norm, num(c, t, 0))))
         return lower_oom(c);
-    return lower_emit(c, outer);
+    return row_passes_end(c, &r);
 }
 
 kiln_status lower_lrn(lower_ctx *c) {

@@ -346,11 +346,8 @@ kiln_status interp_layer_norm(interp_ctx *c) {
     return KILN_OK;
 }
 
-/* Softmax along one axis (opset 13 semantics), shifted by the row max for stability. */
-static kiln_status softmax(interp_ctx *c, bool log_out) {
-    const kiln_tensor *x = c->s.in[0];
-    int axis;
-    shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), x->rank, "axis", &axis);
+/* out = softmax (or log-softmax) of x along `axis`, shifted by the row max for stability. */
+static void softmax_along(const kiln_tensor *x, int axis, bool log_out, kiln_tensor *out) {
     int64_t outer, len, inner;
     interp_around_axis(x, axis, &outer, &len, &inner);
     for (int64_t o = 0; o < outer; o++)
@@ -363,9 +360,16 @@ static kiln_status softmax(interp_ctx *c, bool log_out) {
                 sum += exp(ir_tensor_get(x, base + i * inner) - mx);
             for (int64_t i = 0; i < len; i++) {
                 double z = ir_tensor_get(x, base + i * inner) - mx;
-                ir_tensor_set(c->out[0], base + i * inner, log_out ? z - log(sum) : exp(z) / sum);
+                ir_tensor_set(out, base + i * inner, log_out ? z - log(sum) : exp(z) / sum);
             }
         }
+}
+
+/* Softmax along one axis (opset 13 semantics). */
+static kiln_status softmax(interp_ctx *c, bool log_out) {
+    int axis;
+    shape_axis(&c->s, ir_attr_int(c->s.node, "axis"), c->s.in[0]->rank, "axis", &axis);
+    softmax_along(c->s.in[0], axis, log_out, c->out[0]);
     return KILN_OK;
 }
 
@@ -416,19 +420,7 @@ kiln_status interp_softmax_cross_entropy(interp_ctx *c) {
     kiln_diag td = {0};
     if (!logp && kiln_tensor_create(x->dtype, x->rank, x->dims, &logp, &td))
         return interp_error(c, KILN_ERR_OOM, "%s", td.message);
-    int64_t outer, len, inner;
-    interp_around_axis(x, 1, &outer, &len, &inner);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t in = 0; in < inner; in++) {
-            int64_t base = o * len * inner + in;
-            double mx = -INFINITY, sum = 0;
-            for (int64_t i = 0; i < len; i++)
-                mx = fmax(mx, ir_tensor_get(x, base + i * inner));
-            for (int64_t i = 0; i < len; i++)
-                sum += exp(ir_tensor_get(x, base + i * inner) - mx);
-            for (int64_t i = 0; i < len; i++)
-                ir_tensor_set(logp, base + i * inner, ir_tensor_get(x, base + i * inner) - mx - log(sum));
-        }
+    softmax_along(x, 1, true, logp);
     kiln_status st = nll(c, logp, c->s.in[1], c->s.in_count > 2 ? c->s.in[2] : NULL, c->out[0]);
     if (c->s.out_count < 2)
         kiln_tensor_free(logp);
