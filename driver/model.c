@@ -220,8 +220,6 @@ void kiln_model_destroy(kiln_model *m) {
     cg_jit_destroy(m->jit);
     c_library_close(m->c);
     lir_module_destroy(m->lowered);
-    for (int i = 0; m->pinned && i < m->graph->input_count; i++)
-        kiln_tensor_free(m->pinned[i]);
     free(m->pinned);
     ir_graph_destroy(m->graph);
     free(m);
@@ -251,11 +249,9 @@ static kiln_status pin_input(kiln_model *m, int i, const kiln_tensor *t, kiln_di
         memcpy(copy->data, t->data, kiln_tensor_bytes(t));
         st = ir_value_make_const(g, c, copy, d);
     }
-    if (!st)
-        st = kiln_tensor_create(t->dtype, t->rank, t->dims, &m->pinned[i], d);
     if (st)
         return st;
-    memcpy(m->pinned[i]->data, t->data, kiln_tensor_bytes(t));
+    m->pinned[i] = copy; /* the graph's arena keeps it as long as the model lives */
     for (int n = 0; n < g->node_count; n++)
         for (int k = 0; k < g->nodes[n]->input_count; k++)
             if (g->nodes[n]->inputs[k] == in && ir_op_input_static(g->nodes[n]->op, k))
@@ -276,10 +272,10 @@ static kiln_status compile_for_inputs(kiln_model *m, const kiln_tensor *const *i
                 ir_graph_set_batch(g, inputs[i]->dims[k]);
                 break;
             }
-    if (!(m->pinned = calloc((size_t)g->input_count + 1, sizeof *m->pinned)))
+    if (!m->pinned && !(m->pinned = calloc((size_t)g->input_count + 1, sizeof *m->pinned)))
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     for (int i = 0; i < g->input_count && !st; i++)
-        if (feeds_static_slot(g, g->inputs[i]))
+        if (!m->pinned[i] && feeds_static_slot(g, g->inputs[i]))
             st = pin_input(m, i, inputs[i], d);
     if (!st)
         st = driver_optimize(g, NULL, d);

@@ -17,7 +17,8 @@ struct kiln_model {
     cg_jit *jit;
     int threads;         /* 0: the default */
     struct c_library *c; /* the C backend: the library built from the emitted C, loaded */
-    kiln_tensor **pinned; /* per graph input: the value compiled in as a constant, or NULL */
+    const kiln_tensor **pinned; /* per graph input: the value compiled in as a constant (in the
+                                   graph's arena), or NULL */
 };
 
 /* Parses a model file by its extension (.kiln) into a verified graph, without passes. */
