@@ -155,7 +155,7 @@ const char *ir_op_kind_name(ir_op_kind kind) {
 
 bool ir_op_input_static(ir_op op, int slot) {
     switch (op) {
-    case IR_OP_CONSTANT_OF_SHAPE:
+    case IR_OP_CONSTANT_OF_SHAPE: case IR_OP_NON_ZERO:
         return slot == 0;
     case IR_OP_RANGE:
         return slot <= 2;
@@ -166,7 +166,7 @@ bool ir_op_input_static(ir_op op, int slot) {
     case IR_OP_PAD:
         return slot == 1 || slot == 3;
     case IR_OP_RESHAPE: case IR_OP_EXPAND: case IR_OP_TILE: case IR_OP_SQUEEZE: case IR_OP_UNSQUEEZE:
-    case IR_OP_SPLIT: case IR_OP_ONE_HOT: case IR_OP_TOPK: case IR_OP_CUMSUM:
+    case IR_OP_SPLIT: case IR_OP_ONE_HOT: case IR_OP_TOPK: case IR_OP_CUMSUM: case IR_OP_COMPRESS:
     case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX: case IR_OP_REDUCE_MIN:
     case IR_OP_REDUCE_PROD: case IR_OP_REDUCE_L1: case IR_OP_REDUCE_L2: case IR_OP_REDUCE_SUM_SQUARE:
     case IR_OP_REDUCE_LOG_SUM: case IR_OP_REDUCE_LOG_SUM_EXP:

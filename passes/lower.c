@@ -11,15 +11,9 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d);
 
 /* Ops whose loop lowering has not been written yet: compiling a model that uses one
  * reports it by name (the interpreter still runs them). */
-#define lower_topk lower_none
-#define lower_compress lower_none
-#define lower_non_zero lower_none
 #define lower_rnn lower_none
 #define lower_gru lower_none
 #define lower_lstm lower_none
-#define lower_adagrad lower_none
-#define lower_momentum lower_none
-#define lower_adam lower_none
 #define lower_shape lower_none
 #define lower_size lower_none
 #define lower_constant lower_none

@@ -54,6 +54,10 @@ kiln_status lower_nest(lower_ctx *c, const kiln_tensor *shape, lir_expr **coords
 static inline void lower_serial(lir_stmt *outer) {
     outer->loop = LIR_SERIAL;
 }
+/* Marks a loop whose iterations write disjoint outputs: schedule.c may run it in parallel. */
+static inline void lower_parallel(lir_stmt *loop) {
+    loop->loop = LIR_PARALLEL;
+}
 /* The flat index of `coords` in `shape`; with broadcast, coords are those of an output of
  * rank out_rank and size-1 dims of shape read index 0. */
 lir_expr *lower_index(lower_ctx *c, const kiln_tensor *shape, lir_expr *const *coords, int out_rank);

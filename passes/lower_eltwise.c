@@ -261,10 +261,20 @@ kiln_status lower_cast(lower_ctx *c) { return map(c, 1, f_copy); }
 kiln_status lower_cast_like(lower_ctx *c) { return map(c, 1, f_copy); }
 kiln_status lower_identity(lower_ctx *c) { return map(c, 1, f_copy); }
 
-/* Inference dropout: the identity, and an all-true mask. Training mode needs the RNG. */
+/* Inference dropout: the identity, and an all-true mask. So is training mode with a zero
+ * ratio; with a nonzero ratio it needs the RNG (training, issue 6), and the kernel
+ * stops with an error (checked once, before the copy). */
 kiln_status lower_dropout(lower_ctx *c) {
-    if (c->node->input_count > 2 && c->node->inputs[2])
-        return lower_error(c, KILN_ERR_UNSUPPORTED, "Dropout with a training_mode input has no loop lowering yet");
+    if (c->node->input_count > 2 && c->in[2]) {
+        lir_expr *train = lir_load(M, c->in[2], lir_int(M, 0));
+        lir_expr *ratio = c->in[1] ? lir_cast(M, KILN_F64, lir_load(M, c->in[1], lir_int(M, 0))) : lir_const(M, KILN_F64, 0.5);
+        lir_expr *drops = lir_binary(M, LIR_AND, lir_binary(M, LIR_NE, train, lir_const(M, train->type, 0)),
+                                     lir_binary(M, LIR_NE, ratio, lir_const(M, KILN_F64, 0)));
+        kiln_status st = lower_emit(c, lir_if(M, drops, lir_fail(M, "training-mode dropout with a nonzero ratio "
+                                                                  "needs the training RNG"), NULL));
+        if (st)
+            return st;
+    }
     kiln_status st = map(c, 1, f_copy);
     if (st || c->node->output_count < 2)
         return st;

@@ -149,9 +149,8 @@ kiln_status lower_conv(lower_ctx *c) {
 }
 
 static kiln_status pool(lower_ctx *c, bool is_max) {
-    const kiln_tensor *out = c->out_type[0];
-    if (c->node->output_count > 1)
-        return lower_error(c, KILN_ERR_UNSUPPORTED, "MaxPool's Indices output has no loop lowering yet");
+    const kiln_tensor *out = c->out_type[0], *x = c->in_type[0];
+    bool with_arg = is_max && c->node->output_count > 1 && c->out[1];
     kiln_dtype t = lower_compute_type(out->dtype);
     const ir_attr *ks = ir_node_attr(c->node, "kernel_shape");
     shape_window w;
@@ -168,6 +167,27 @@ static kiln_status pool(lower_ctx *c, bool is_max) {
     ic[0] = oc[0], ic[1] = oc[1];
     lir_expr *v = read(c, 0, ic), *a = lir_var_ref(M, c->k, acc);
     lir_stmt *take = seq1(c, lir_assign(M, acc, is_max ? lir_binary(M, LIR_MAX, a, v) : lir_binary(M, LIR_ADD, a, v)));
+    int arg = -1;
+    if (with_arg) { /* the first position of the maximum, as the interpreter keeps it */
+        arg = lower_var(c, "arg", KILN_I64);
+        lir_expr *at = lower_index(c, x, ic, x->rank);
+        if (ir_attr_int(c->node, "storage_order")) { /* spatial axes in column-major order */
+            at = NULL;
+            for (int d = w.spatial - 1; d >= 0; d--)
+                at = at ? lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, at, lir_int(M, x->dims[d + 2])), ic[d + 2]) : ic[d + 2];
+            int64_t plane = 1;
+            for (int d = 2; d < x->rank; d++)
+                plane *= x->dims[d];
+            lir_expr *pl = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[0], lir_int(M, x->dims[1])), oc[1]);
+            at = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, pl, lir_int(M, plane)), at);
+        }
+        lir_expr *better = lir_binary(M, LIR_OR, lir_binary(M, LIR_GT, v, a),
+                                      lir_binary(M, LIR_LT, lir_var_ref(M, c->k, arg), lir_int(M, 0)));
+        lir_stmt *then = seq1(c, lir_assign(M, acc, v));
+        if (!then || !lir_seq_push(M, then, lir_assign(M, arg, at)))
+            return lower_oom(c);
+        take = seq1(c, lir_if(M, better, then, NULL));
+    }
     bool include_pad = !is_max && ir_attr_int(c->node, "count_include_pad");
     lir_expr *one = lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, count), num(c, t, 1));
     if (!include_pad && !lir_seq_push(M, take, lir_assign(M, count, one)))
@@ -185,9 +205,14 @@ static kiln_status pool(lower_ctx *c, bool is_max) {
     }
     lir_expr *result = is_max ? lir_var_ref(M, c->k, acc)
                               : lir_binary(M, LIR_DIV, lir_var_ref(M, c->k, acc), lir_var_ref(M, c->k, count));
+    if (with_arg && !lir_seq_push(M, inner, lir_let(M, arg, lir_int(M, -1))))
+        return lower_oom(c);
     if (!lir_seq_push(M, inner, lir_let(M, acc, num(c, t, is_max ? -INFINITY : 0))) ||
         !lir_seq_push(M, inner, lir_let(M, count, num(c, t, 0))) || !lir_seq_push(M, inner, kernel_loops) ||
         !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), lir_cast(M, out->dtype, result))))
+        return lower_oom(c);
+    if (with_arg && !lir_seq_push(M, inner, lir_store(M, c->out[1], lower_index(c, out, oc, out->rank),
+                                                      lir_var_ref(M, c->k, arg))))
         return lower_oom(c);
     return lower_emit(c, outer);
 }
@@ -306,9 +331,67 @@ static kiln_status global_pool(lower_ctx *c, bool is_max) {
 kiln_status lower_global_average_pool(lower_ctx *c) { return global_pool(c, false); }
 kiln_status lower_global_max_pool(lower_ctx *c) { return global_pool(c, true); }
 
+/* Training mode, per channel: the batch's mean and population variance over N and the
+ * spatial axes (sums in f64, as the interpreter), the running statistics moved toward them
+ * by (1 - momentum), then the normalized outputs. */
+static kiln_status batch_norm_training(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0], *out = c->out_type[0];
+    kiln_tensor plane = *x; /* the elements of one channel */
+    plane.dims[1] = 1;
+    int64_t count = kiln_tensor_count(&plane);
+    double momentum = ir_attr_float(c->node, "momentum"), eps = ir_attr_float(c->node, "epsilon");
+    lir_expr *k, *sc[KILN_MAX_RANK], *nc[KILN_MAX_RANK];
+    lir_stmt *s_inner, *s_outer, *n_inner, *n_outer;
+    kiln_status st;
+    if ((st = lower_nest(c, &plane, sc, &s_inner, &s_outer)) || (st = lower_nest(c, &plane, nc, &n_inner, &n_outer)))
+        return st;
+    lower_serial(s_outer), lower_serial(n_outer);
+    lir_stmt *body = lir_seq(M), *ch_loop = loop(c, "ch", x->dims[1], body, &k);
+    if (!ch_loop)
+        return lower_oom(c);
+    lower_parallel(ch_loop); /* channels are independent */
+    sc[1] = nc[1] = k;
+    lir_expr *ch[1] = {k};
+    int sum = lower_var(c, "sum", KILN_F64), sq = lower_var(c, "sq", KILN_F64);
+    int mean = lower_var(c, "mean", KILN_F64), var = lower_var(c, "var", KILN_F64);
+#define V(id) lir_var_ref(M, c->k, id)
+#define D(v) num(c, KILN_F64, v)
+    lir_expr *xv = lir_cast(M, KILN_F64, read(c, 0, sc));
+    if (!lir_seq_push(M, s_inner, lir_assign(M, sum, lir_binary(M, LIR_ADD, V(sum), xv))) ||
+        !lir_seq_push(M, s_inner, lir_assign(M, sq, lir_binary(M, LIR_ADD, V(sq), lir_binary(M, LIR_MUL, xv, xv)))))
+        return lower_oom(c);
+    lir_expr *m = lir_binary(M, LIR_DIV, V(sum), D((double)count));
+    lir_expr *vv = lir_binary(M, LIR_SUB, lir_binary(M, LIR_DIV, V(sq), D((double)count)), lir_binary(M, LIR_MUL, V(mean), V(mean)));
+    if (!count)
+        m = D(0), vv = D(0);
+    if (!lir_seq_push(M, body, lir_let(M, sum, D(0))) || !lir_seq_push(M, body, lir_let(M, sq, D(0))) ||
+        !lir_seq_push(M, body, s_outer) || !lir_seq_push(M, body, lir_let(M, mean, m)) ||
+        !lir_seq_push(M, body, lir_let(M, var, vv)))
+        return lower_oom(c);
+    for (int o = 1; o <= 2 && o < c->node->output_count; o++) {
+        if (!c->out[o])
+            continue;
+        lir_expr *run = lir_cast(M, KILN_F64, read(c, o + 2, ch)); /* input 3: mean, 4: var */
+        lir_expr *moved = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, run, D(momentum)),
+                                     lir_binary(M, LIR_MUL, V(o == 1 ? mean : var), D(1 - momentum)));
+        if (!lir_seq_push(M, body, lir_store(M, c->out[o], k, lir_cast(M, c->out_type[o]->dtype, moved))))
+            return lower_oom(c);
+    }
+    lir_expr *norm = lir_binary(M, LIR_DIV, lir_binary(M, LIR_SUB, lir_cast(M, KILN_F64, read(c, 0, nc)), V(mean)),
+                                lir_call(M, LIR_SQRT, lir_binary(M, LIR_ADD, V(var), D(eps)), NULL));
+    lir_expr *y = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, norm, lir_cast(M, KILN_F64, read(c, 1, ch))),
+                             lir_cast(M, KILN_F64, read(c, 2, ch)));
+#undef V
+#undef D
+    if (!lir_seq_push(M, n_inner, lir_store(M, c->out[0], lower_index(c, out, nc, out->rank), lir_cast(M, out->dtype, y))) ||
+        !lir_seq_push(M, body, n_outer))
+        return lower_oom(c);
+    return lower_emit(c, ch_loop);
+}
+
 kiln_status lower_batch_norm(lower_ctx *c) {
     if (ir_attr_int(c->node, "training_mode"))
-        return lower_error(c, KILN_ERR_UNSUPPORTED, "training-mode BatchNormalization has no loop lowering yet");
+        return batch_norm_training(c);
     const kiln_tensor *out = c->out_type[0];
     kiln_dtype t = lower_compute_type(out->dtype);
     lir_expr *oc[KILN_MAX_RANK];

@@ -98,6 +98,15 @@ typedef struct shape_rnn_spec {
     int gates; /* 1 RNN, 3 GRU, 4 LSTM */
 } shape_rnn_spec;
 kiln_status shape_rnn_dims(const shape_ctx *c, int gates, shape_rnn_spec *r);
+/* A recurrent op's activation function, with its alpha and beta (ONNX defaults filled in). */
+typedef struct shape_activation {
+    const char *name; /* "Tanh", "Sigmoid", "Relu", "Affine", "LeakyRelu", ... */
+    double alpha, beta;
+} shape_activation;
+enum { SHAPE_RNN_MAX_ACTIVATIONS = 6 }; /* 3 per direction (LSTM), 2 directions */
+/* The activations of every direction in order (per_direction: RNN 1, GRU 2, LSTM 3), from
+ * the attributes activations / activation_alpha / activation_beta or the defaults. */
+kiln_status shape_rnn_activations(const shape_ctx *c, int per_direction, int directions, shape_activation *out);
 
 /* Split: the size of each output along the split axis. */
 kiln_status shape_split_sizes(const shape_ctx *c, int axis, int64_t *sizes, bool *known);

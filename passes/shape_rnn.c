@@ -1,6 +1,6 @@
 /*
  * shape_rnn.c — shape rules of the recurrent ops RNN, GRU and LSTM, and the parameters
- * they share with the interpreter (rnn_dims).
+ * they share with the interpreter and the lowering (dims, activations).
  *
  * Inputs: X, W, R, B, sequence_lens, initial_h (and for LSTM initial_c, P). With layout 0,
  * X is [seq, batch, input] and Y [seq, directions, batch, hidden]; with layout 1, X is
@@ -53,10 +53,49 @@ kiln_status shape_rnn_dims(const shape_ctx *c, int gates, shape_rnn_spec *r) {
     return KILN_OK;
 }
 
+/* An activation by its ONNX name; false if kiln does not know it. */
+static bool activation_known(const char *name) {
+    static const char *const names[] = {"Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu",
+                                        "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus"};
+    for (int i = 0; i < ARRAY_LEN(names); i++)
+        if (!strcmp(names[i], name))
+            return true;
+    return false;
+}
+
+/* alpha and beta are consumed in the order of the functions that take them. */
+kiln_status shape_rnn_activations(const shape_ctx *c, int per_direction, int directions, shape_activation *out) {
+    static const char *const defaults[3][3] = {{"Tanh"}, {"Sigmoid", "Tanh"}, {"Sigmoid", "Tanh", "Tanh"}};
+    const ir_attr *names = ir_node_attr(c->node, "activations");
+    const ir_attr *alphas = ir_node_attr(c->node, "activation_alpha"), *betas = ir_node_attr(c->node, "activation_beta");
+    int total = per_direction * directions, ai = 0, bi = 0;
+    if (names && names->count != total)
+        return shape_error(c, "attribute 'activations' needs %d names, got %d", total, names->count);
+    for (int i = 0; i < total; i++) {
+        shape_activation *f = &out[i];
+        f->name = names ? names->strings[i] : defaults[per_direction - 1][i % per_direction];
+        if (!activation_known(f->name))
+            return diag_error(c->d, c->node->loc, KILN_ERR_UNSUPPORTED, "activation '%s' is not supported", f->name);
+        bool takes_alpha = strcmp(f->name, "Relu") && strcmp(f->name, "Tanh") && strcmp(f->name, "Sigmoid") &&
+                           strcmp(f->name, "Softsign") && strcmp(f->name, "Softplus");
+        bool takes_beta = !strcmp(f->name, "Affine") || !strcmp(f->name, "ScaledTanh") || !strcmp(f->name, "HardSigmoid");
+        f->alpha = !strcmp(f->name, "LeakyRelu") ? 0.01 : !strcmp(f->name, "HardSigmoid") ? 0.2 : 1.0;
+        f->beta = !strcmp(f->name, "HardSigmoid") ? 0.5 : !strcmp(f->name, "Affine") ? 0.0 : 1.0;
+        if (takes_alpha && alphas && ai < alphas->count)
+            f->alpha = alphas->floats[ai++];
+        if (takes_beta && betas && bi < betas->count)
+            f->beta = betas->floats[bi++];
+    }
+    return KILN_OK;
+}
+
 static kiln_status recurrent(shape_ctx *c, int gates) {
     shape_rnn_spec r;
     kiln_status st = shape_rnn_dims(c, gates, &r);
     if (st)
+        return st;
+    shape_activation funcs[SHAPE_RNN_MAX_ACTIVATIONS];
+    if ((st = shape_rnn_activations(c, gates == 1 ? 1 : gates == 3 ? 2 : 3, r.directions, funcs)))
         return st;
     kiln_dtype dt = c->in[0]->dtype;
     int64_t y[4] = {r.seq, r.directions, r.batch, r.hidden}, y1[4] = {r.batch, r.seq, r.directions, r.hidden};

@@ -12,22 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct activation {
-    const char *name;
-    double alpha, beta;
-} activation;
-
-/* An activation by its ONNX name; false if kiln does not know it. */
-static bool activation_known(const char *name) {
-    static const char *const names[] = {"Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu",
-                                        "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus"};
-    for (int i = 0; i < ARRAY_LEN(names); i++)
-        if (!strcmp(names[i], name))
-            return true;
-    return false;
-}
-
-static double activate(const activation *f, double x) {
+static double activate(const shape_activation *f, double x) {
     const char *n = f->name;
     if (!strcmp(n, "Tanh")) return tanh(x);
     if (!strcmp(n, "Sigmoid")) return 1 / (1 + exp(-x));
@@ -42,38 +27,12 @@ static double activate(const activation *f, double x) {
     return log1p(exp(x)); /* Softplus */
 }
 
-/* The activations of every direction, with their alpha/beta. */
-static kiln_status activations(interp_ctx *c, int per_direction, int directions, activation *out) {
-    static const char *const defaults[3][3] = {{"Tanh"}, {"Sigmoid", "Tanh"}, {"Sigmoid", "Tanh", "Tanh"}};
-    const ir_attr *names = ir_node_attr(c->s.node, "activations");
-    const ir_attr *alphas = ir_node_attr(c->s.node, "activation_alpha"), *betas = ir_node_attr(c->s.node, "activation_beta");
-    int total = per_direction * directions, ai = 0, bi = 0;
-    if (names && names->count != total)
-        return interp_error(c, KILN_ERR_INVALID, "attribute 'activations' needs %d names, got %d", total, names->count);
-    for (int i = 0; i < total; i++) {
-        activation *f = &out[i];
-        f->name = names ? names->strings[i] : defaults[per_direction - 1][i % per_direction];
-        if (!activation_known(f->name))
-            return interp_error(c, KILN_ERR_UNSUPPORTED, "activation '%s' is not supported", f->name);
-        bool takes_alpha = strcmp(f->name, "Relu") && strcmp(f->name, "Tanh") && strcmp(f->name, "Sigmoid") &&
-                           strcmp(f->name, "Softsign") && strcmp(f->name, "Softplus");
-        bool takes_beta = !strcmp(f->name, "Affine") || !strcmp(f->name, "ScaledTanh") || !strcmp(f->name, "HardSigmoid");
-        f->alpha = !strcmp(f->name, "LeakyRelu") ? 0.01 : !strcmp(f->name, "HardSigmoid") ? 0.2 : 1.0;
-        f->beta = !strcmp(f->name, "HardSigmoid") ? 0.5 : !strcmp(f->name, "Affine") ? 0.0 : 1.0;
-        if (takes_alpha && alphas && ai < alphas->count)
-            f->alpha = alphas->floats[ai++];
-        if (takes_beta && betas && bi < betas->count)
-            f->beta = betas->floats[bi++];
-    }
-    return KILN_OK;
-}
-
 typedef struct rnn_run {
     interp_ctx *c;
     shape_rnn_spec r;
     const kiln_tensor *x, *w, *rw, *b, *lens, *h0, *c0, *p;
     double clip; /* 0: none */
-    activation *f;  /* per_direction functions for the current direction */
+    const shape_activation *f; /* per_direction functions for the current direction */
 } rnn_run;
 
 static double clipped(const rnn_run *run, double v) {
@@ -161,8 +120,8 @@ static kiln_status recurrent(interp_ctx *c, int gates) {
     run.c0 = gates == 4 && n > 6 ? in[6] : NULL, run.p = gates == 4 && n > 7 ? in[7] : NULL;
     run.clip = ir_node_attr(c->s.node, "clip") ? ir_attr_float(c->s.node, "clip") : 0;
     int per_direction = gates == 1 ? 1 : gates == 3 ? 2 : 3;
-    activation funcs[6];
-    if ((st = activations(c, per_direction, run.r.directions, funcs)))
+    shape_activation funcs[SHAPE_RNN_MAX_ACTIVATIONS];
+    if ((st = shape_rnn_activations(&c->s, per_direction, run.r.directions, funcs)))
         return st;
     const shape_rnn_spec *r = &run.r;
     int64_t H = r->hidden, B = r->batch, D = r->directions;
