@@ -70,6 +70,20 @@ lir_buffer *lir_param(lir_module *m, lir_kernel *k, const ir_value *v) {
     return b;
 }
 
+lir_buffer *lir_local(lir_module *m, lir_kernel *k, const char *name, kiln_dtype t, int64_t count) {
+    lir_buffer *b = ARENA_NEW(m->arena, lir_buffer);
+    lir_buffer **ps = grow(m->arena, k->params, k->param_count, &k->param_cap, sizeof *ps);
+    if (!b || !ps || !(b->name = arena_strdup(m->arena, name)))
+        return NULL;
+    b->dtype = t;
+    b->count = count;
+    b->kind = LIR_BUF_LOCAL;
+    b->local.kind = LIR_STORE_NONE;
+    k->params = ps;
+    k->params[k->param_count++] = b;
+    return b;
+}
+
 int lir_var_new(lir_module *m, lir_kernel *k, const char *name, kiln_dtype type) {
     lir_var *vs = grow(m->arena, k->vars, k->var_count, &k->var_cap, sizeof *vs);
     if (!vs)
@@ -369,7 +383,7 @@ void lir_print(const lir_module *m, FILE *f) {
         fprintf(f, "kernel %s(", k->name);
         for (int p = 0; p < k->param_count; p++) {
             const lir_buffer *b = k->params[p];
-            const lir_storage *s = &m->storage[b->value->id];
+            const lir_storage *s = lir_buffer_storage(m, b);
             fprintf(f, "%s%s: %s[%lld] @%s", p ? ", " : "", b->name, kiln_dtype_name(b->dtype),
                     (long long)b->count, where[s->kind]);
             if (s->kind == LIR_STORE_ARENA)

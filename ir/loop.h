@@ -91,8 +91,18 @@ struct lir_stmt {
 
 typedef enum lir_buffer_kind {
     LIR_BUF_VALUE, /* a graph value: bound by the program to input, output, const or arena */
-    LIR_BUF_LOCAL, /* a kernel's own scratch */
+    LIR_BUF_LOCAL, /* a kernel's own scratch: arena bytes the plan reserves while it runs */
 } lir_buffer_kind;
+
+typedef enum lir_storage_kind {
+    LIR_STORE_NONE, LIR_STORE_INPUT, LIR_STORE_OUTPUT, LIR_STORE_CONST, LIR_STORE_ARENA
+} lir_storage_kind;
+
+typedef struct lir_storage {
+    lir_storage_kind kind;
+    int index;      /* input or output number */
+    int64_t offset; /* bytes into the arena */
+} lir_storage;
 
 struct lir_buffer {
     const char *name;
@@ -100,6 +110,7 @@ struct lir_buffer {
     int64_t count; /* elements */
     lir_buffer_kind kind;
     const ir_value *value; /* LIR_BUF_VALUE */
+    lir_storage local;     /* LIR_BUF_LOCAL: where the plan put it (always in the arena) */
 };
 
 typedef struct lir_var {
@@ -117,16 +128,6 @@ typedef struct lir_kernel {
     lir_stmt *body;         /* a LIR_SEQ */
 } lir_kernel;
 
-typedef enum lir_storage_kind {
-    LIR_STORE_NONE, LIR_STORE_INPUT, LIR_STORE_OUTPUT, LIR_STORE_CONST, LIR_STORE_ARENA
-} lir_storage_kind;
-
-typedef struct lir_storage {
-    lir_storage_kind kind;
-    int index;      /* input or output number */
-    int64_t offset; /* bytes into the arena */
-} lir_storage;
-
 typedef struct lir_module {
     arena *arena;
     const ir_graph *graph;
@@ -143,6 +144,13 @@ void lir_module_destroy(lir_module *m);
 lir_kernel *lir_kernel_add(lir_module *m, const char *name, const ir_node *origin);
 /* The kernel's parameter for graph value v (added once). */
 lir_buffer *lir_param(lir_module *m, lir_kernel *k, const ir_value *v);
+/* A scratch buffer of `count` elements private to kernel k (a parameter too: the program
+ * passes its place in the arena, which the plan reserves for the kernel's run). */
+lir_buffer *lir_local(lir_module *m, lir_kernel *k, const char *name, kiln_dtype t, int64_t count);
+/* Where buffer b lives during a run. */
+static inline const lir_storage *lir_buffer_storage(const lir_module *m, const lir_buffer *b) {
+    return b->kind == LIR_BUF_LOCAL ? &b->local : &m->storage[b->value->id];
+}
 int lir_var_new(lir_module *m, lir_kernel *k, const char *name, kiln_dtype type);
 
 /* Expression builders: NULL on OOM (the module's arena), which lowering reports. */

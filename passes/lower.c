@@ -11,9 +11,6 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d);
 
 /* Ops whose loop lowering has not been written yet: compiling a model that uses one
  * reports it by name (the interpreter still runs them). */
-#define lower_rnn lower_none
-#define lower_gru lower_none
-#define lower_lstm lower_none
 #define lower_shape lower_none
 #define lower_size lower_none
 #define lower_constant lower_none

@@ -4,7 +4,8 @@
  * outputs are written straight into the caller's output buffers; every other node output
  * gets a 64-byte-aligned offset in one arena, first fit, reusing the bytes of values whose
  * last reader has run. A node's outputs are placed before its inputs are released, so no
- * kernel reads and writes the same bytes (in-place reuse is a later refinement).
+ * kernel reads and writes the same bytes (in-place reuse is a later refinement). A kernel's
+ * scratch buffers (LIR_BUF_LOCAL) take arena bytes for the node's run only.
  */
 #include "passes/lower.h"
 
@@ -56,11 +57,21 @@ static void give(block *free_list, int *nfree, int64_t offset, int64_t size) {
     }
 }
 
+/* A kernel's scratch in whole cache lines. */
+static int64_t local_bytes(const lir_buffer *b) {
+    int64_t bytes = (b->count * (int64_t)kiln_dtype_size(b->dtype) + 63) / 64 * 64;
+    return bytes ? bytes : 64;
+}
+
 kiln_status lower_plan(lir_module *m, kiln_diag *d) {
     const ir_graph *g = m->graph;
+    int locals = 0; /* every block handed out can come back as a free block */
+    for (int k = 0; k < m->kernel_count; k++)
+        for (int p = 0; p < m->kernels[k]->param_count; p++)
+            locals += m->kernels[k]->params[p]->kind == LIR_BUF_LOCAL;
     int *last_use = calloc((size_t)g->value_ids + 1, sizeof *last_use);
     int64_t *size = calloc((size_t)g->value_ids + 1, sizeof *size);
-    block *free_list = calloc((size_t)g->value_ids + 2, sizeof *free_list);
+    block *free_list = calloc((size_t)g->value_ids + (size_t)locals + 2, sizeof *free_list);
     if (!last_use || !size || !free_list) {
         free(last_use), free(size), free(free_list);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
@@ -94,6 +105,20 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d) {
             if (last_use[v->id] < i) /* nobody reads it: its bytes are free after this node */
                 last_use[v->id] = i;
         }
+        /* the scratch of the node's kernels: reserved while they run, never over their operands */
+        for (int k = 0; k < m->kernel_count; k++)
+            for (int p = 0; m->kernels[k]->origin == n && p < m->kernels[k]->param_count; p++) {
+                lir_buffer *b = m->kernels[k]->params[p];
+                if (b->kind == LIR_BUF_LOCAL) {
+                    b->local = (lir_storage){LIR_STORE_ARENA, 0, take(free_list, &nfree, &top, local_bytes(b))};
+                }
+            }
+        for (int k = 0; k < m->kernel_count; k++)
+            for (int p = 0; m->kernels[k]->origin == n && p < m->kernels[k]->param_count; p++) {
+                lir_buffer *b = m->kernels[k]->params[p];
+                if (b->kind == LIR_BUF_LOCAL)
+                    give(free_list, &nfree, b->local.offset, local_bytes(b));
+            }
         for (int j = 0; j < n->input_count + n->output_count; j++) {
             const ir_value *v = j < n->input_count ? n->inputs[j] : n->outputs[j - n->input_count];
             if (v && m->storage[v->id].kind == LIR_STORE_ARENA && last_use[v->id] == i && size[v->id]) {

@@ -477,7 +477,7 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
         fprintf(c, "static const arg args%d[] = {", i);
         for (int p = 0; p < k->param_count; p++) {
             const ir_value *v = k->params[p]->value;
-            const lir_storage *s = &m->storage[v->id];
+            const lir_storage *s = lir_buffer_storage(m, k->params[p]);
             int index = s->index;
             if (s->kind == LIR_STORE_CONST)
                 for (int j = 0; j < g->init_count; j++)

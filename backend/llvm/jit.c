@@ -207,10 +207,9 @@ void cg_jit_destroy(cg_jit *j) {
     free(j);
 }
 
-/* The address of graph value v's storage during a run. */
-static void *storage_address(const lir_module *m, const ir_value *v, const kiln_tensor *const *inputs,
+/* The address of storage s during a run (v: the graph value it holds, for constants). */
+static void *storage_address(const lir_storage *s, const ir_value *v, const kiln_tensor *const *inputs,
                              kiln_tensor **outputs, unsigned char *scratch) {
-    const lir_storage *s = &m->storage[v->id];
     switch (s->kind) {
     case LIR_STORE_INPUT: return inputs[s->index]->data;
     case LIR_STORE_OUTPUT: return outputs[s->index]->data;
@@ -241,7 +240,7 @@ kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor 
     for (int i = 0; !st && i < m->kernel_count; i++) {
         const lir_kernel *kn = m->kernels[i];
         for (int p = 0; p < kn->param_count; p++)
-            args[p] = storage_address(m, kn->params[p]->value, inputs, outputs, scratch);
+            args[p] = storage_address(lir_buffer_storage(m, kn->params[p]), kn->params[p]->value, inputs, outputs, scratch);
         int32_t rc = j->fns[i](args, j->threads);
         if (rc > 0 && rc <= m->error_count)
             st = diag_error(d, kn->origin->loc, KILN_ERR_INVALID, "%s", m->errors[rc - 1]);
@@ -251,7 +250,7 @@ kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor 
     for (int k = 0; !st && k < g->output_count; k++) { /* outputs that no kernel wrote */
         const lir_storage *s = &m->storage[g->outputs[k]->id];
         if (s->kind != LIR_STORE_OUTPUT || s->index != k)
-            memcpy(outputs[k]->data, storage_address(m, g->outputs[k], inputs, outputs, scratch),
+            memcpy(outputs[k]->data, storage_address(s, g->outputs[k], inputs, outputs, scratch),
                    kiln_tensor_bytes(outputs[k]));
     }
 done:

@@ -198,10 +198,10 @@ static kiln_tensor *random_tensor(int rank, const int64_t *dims) {
 
 /* Runs `body` (inputs %a and optionally %b, output %y) both ways and compares. */
 static void differential(const char *body, int rank_a, const int64_t *a, int rank_b, const int64_t *b) {
-    char ta[128], tb[128], src[4096];
+    char ta[128], tb[128], *src = malloc(70000);
     shape_text(rank_a, a, ta, sizeof ta);
     shape_text(rank_b, b, tb, sizeof tb);
-    snprintf(src, sizeof src, "graph r {\n  input %%a: %s\n%s%s%s  %s\n  output %%y\n}\n", ta,
+    snprintf(src, 70000, "graph r {\n  input %%a: %s\n%s%s%s  %s\n  output %%y\n}\n", ta,
              b ? "  input %b: " : "", b ? tb : "", b ? "\n" : "", body);
     kiln_tensor *in[2] = {random_tensor(rank_a, a), b ? random_tensor(rank_b, b) : NULL}, *ref = NULL, *got = NULL;
     kiln_options jit = {.backend = KILN_BACKEND_JIT};
@@ -222,6 +222,7 @@ static void differential(const char *body, int rank_a, const int64_t *a, int ran
     }
     kiln_tensor_free(in[0]), kiln_tensor_free(in[1]), kiln_tensor_free(ref), kiln_tensor_free(got);
     kiln_model_destroy(mi), kiln_model_destroy(mj);
+    free(src);
 }
 
 static void random_dims(int rank, int64_t *dims) {
@@ -373,6 +374,73 @@ static void test_random_select_train(void **state) {
         snprintf(body, sizeof body, "const %%r: f32[] = [0.1]\n  const %%t: i64[] = [3]\n  %s", optims[k]);
         differential(body, rank, a, rank, a);
     }
+}
+
+/* A constant %name of random values in [-1, 1] (f32) or, for lens, in [0, max]. */
+static int const_text(char *buf, size_t cap, const char *name, const char *dtype, int rank, const int64_t *dims, int max_int) {
+    int n = snprintf(buf, cap, "  const %%%s: %s[", name, dtype);
+    int64_t count = 1;
+    for (int d = 0; d < rank; d++) {
+        n += snprintf(buf + n, cap - (size_t)n, "%s%lld", d ? ", " : "", (long long)dims[d]);
+        count *= dims[d];
+    }
+    n += snprintf(buf + n, cap - (size_t)n, "] = [");
+    for (int64_t i = 0; i < count; i++)
+        n += max_int ? snprintf(buf + n, cap - (size_t)n, "%s%d", i ? ", " : "", uniform(max_int + 1))
+                     : snprintf(buf + n, cap - (size_t)n, "%s%.4f", i ? ", " : "", uniform(2001) / 1000.0 - 1);
+    return n + snprintf(buf + n, cap - (size_t)n, "]\n");
+}
+
+/* RNN, GRU and LSTM on random sizes and attribute mixes (directions, layouts, biases,
+ * sequence lengths, initial states, peepholes, clip, custom activations,
+ * linear_before_reset, input_forget), each output in turn, against the interpreter. */
+static void test_random_recurrent(void **state) {
+    (void)state;
+    static const char *const ops[] = {"RNN", "GRU", "LSTM"};
+    static const char *const dirs[] = {"forward", "reverse", "bidirectional"};
+    static const char *const acts[3][3] = {{"\"Relu\"", "\"Tanh\"", "\"Softsign\""},
+                                           {"\"HardSigmoid\", \"Tanh\"", "\"Sigmoid\", \"Elu\"", "\"Sigmoid\", \"ScaledTanh\""},
+                                           {"\"Sigmoid\", \"Tanh\", \"Tanh\"", "\"HardSigmoid\", \"LeakyRelu\", \"Softplus\"",
+                                            "\"Sigmoid\", \"Affine\", \"ThresholdedRelu\""}};
+    char *src = malloc(65536);
+    for (int trial = 0; trial < 36; trial++) {
+        int op = trial % 3, gates = op == 0 ? 1 : op == 1 ? 3 : 4, dir = (trial / 3) % 3, layout = uniform(2);
+        int64_t S = 1 + uniform(5), B = 1 + uniform(3), I = 1 + uniform(6), H = 1 + uniform(5), D = dir == 2 ? 2 : 1;
+        int64_t x[3] = {layout ? B : S, layout ? S : B, I}, w[3] = {D, gates * H, I}, r[3] = {D, gates * H, H};
+        int64_t bias[2] = {D, 2 * gates * H}, lens[1] = {B}, st[3] = {layout ? B : D, layout ? D : B, H}, p[2] = {D, 3 * H};
+        bool with_bias = uniform(3), with_lens = uniform(2), with_h0 = uniform(2), with_c0 = uniform(2), with_p = uniform(2);
+        size_t n = 0;
+        n += (size_t)const_text(src + n, 65536 - n, "r", "f32", 3, r, 0);
+        if (with_bias)
+            n += (size_t)const_text(src + n, 65536 - n, "bias", "f32", 2, bias, 0);
+        if (with_lens)
+            n += (size_t)const_text(src + n, 65536 - n, "lens", "i32", 1, lens, (int)S);
+        if (with_h0)
+            n += (size_t)const_text(src + n, 65536 - n, "h0", "f32", 3, st, 0);
+        if (op == 2 && with_c0)
+            n += (size_t)const_text(src + n, 65536 - n, "c0", "f32", 3, st, 0);
+        if (op == 2 && with_p)
+            n += (size_t)const_text(src + n, 65536 - n, "p", "f32", 2, p, 0);
+        int outs = op == 2 ? 3 : 2, which = uniform(outs);
+        n += (size_t)snprintf(src + n, 65536 - n, "  %%o0, %%o1%s = %s(%%a, %%b, %%r, %s, %s, %s%s%s) {hidden_size = %lld, "
+                              "direction = \"%s\", layout = %d", op == 2 ? ", %o2" : "", ops[op], with_bias ? "%bias" : "_",
+                              with_lens ? "%lens" : "_", with_h0 ? "%h0" : "_", op == 2 ? (with_c0 ? ", %c0" : ", _") : "",
+                              op == 2 ? (with_p ? ", %p" : ", _") : "", (long long)H, dirs[dir], layout);
+        if (uniform(2))
+            n += (size_t)snprintf(src + n, 65536 - n, ", clip = %.2f", 0.5 + uniform(100) / 100.0);
+        if (trial % 2) { /* custom activations, the same for both directions */
+            const char *list = acts[op][uniform(3)];
+            n += (size_t)snprintf(src + n, 65536 - n, ", activations = [%s%s%s], activation_alpha = [0.7, 0.3, 1.2, 0.6, 0.5, 0.8], "
+                                  "activation_beta = [0.4, 0.9, 0.2, 0.1]", list, D == 2 ? ", " : "", D == 2 ? list : "");
+        }
+        if (op == 1)
+            n += (size_t)snprintf(src + n, 65536 - n, ", linear_before_reset = %d", uniform(2));
+        if (op == 2)
+            n += (size_t)snprintf(src + n, 65536 - n, ", input_forget = %d", uniform(2));
+        snprintf(src + n, 65536 - n, "}\n  %%y = Identity(%%o%d)", which);
+        differential(src + 2, 3, x, 3, w);
+    }
+    free(src);
 }
 
 /* Resize with constant scales or sizes, every mode and coordinate transformation, against
@@ -558,6 +626,7 @@ int main(void) {
         cmocka_unit_test(test_parallel_equals_serial),
         cmocka_unit_test(test_random_resize),
         cmocka_unit_test(test_random_select_train),
+        cmocka_unit_test(test_random_recurrent),
         cmocka_unit_test(test_op_cases),
         cmocka_unit_test(test_random_elementwise),
         cmocka_unit_test(test_random_matmul),

@@ -1,0 +1,286 @@
+/*
+ * lower_rnn.c — loop lowering of RNN, GRU and LSTM, step by step as the reference
+ * interpreter (backend/interp/interp_rnn.c) and the ONNX operator definitions write them:
+ * gates in ONNX's order (GRU z, r, h; LSTM i, o, f, c; peepholes i, o, f), the activations
+ * of shape_rnn_activations, optional clip of every pre-activation, per-batch sequence
+ * lengths (steps past a sequence's end give zeros in Y), layout 0 or 1.
+ *
+ * One kernel; per direction, a loop over the batch whose iterations are independent (each
+ * batch entry keeps its state in its own rows of the kernel's scratch: h, c, the input and
+ * recurrent gate products, the next h), so the schedule may split it across threads. Each
+ * step computes all gate rows (W x_t + Wb, R h + Rb), then the elementwise cell.
+ */
+#include "passes/lower.h"
+
+#include <string.h>
+
+#define M (c->m)
+
+typedef struct rnn_lower {
+    lower_ctx *c;
+    shape_rnn_spec r;
+    kiln_dtype t;              /* compute type */
+    int d;                     /* the direction being emitted */
+    const shape_activation *f; /* its activations */
+    double clip;               /* 0: none */
+    lir_buffer *h, *cell, *gx, *gh, *hn, *z, *rg; /* scratch, [batch, ...] */
+    lir_expr *b, *tt;          /* the batch entry and the time step */
+} rnn_lower;
+
+static lir_expr *i64(lower_ctx *c, int64_t v) { return lir_int(M, v); }
+static lir_expr *num(rnn_lower *L, double v) { return lir_const(L->c->m, L->t, v); }
+static lir_expr *bin(lower_ctx *c, lir_op op, lir_expr *a, lir_expr *b) { return lir_binary(M, op, a, b); }
+static lir_expr *add(lower_ctx *c, lir_expr *a, lir_expr *b) { return bin(c, LIR_ADD, a, b); }
+static lir_expr *mul(lower_ctx *c, lir_expr *a, lir_expr *b) { return bin(c, LIR_MUL, a, b); }
+static lir_expr *ref(lower_ctx *c, int var) { return lir_var_ref(M, c->k, var); }
+/* a * n + b, for flat indices */
+static lir_expr *mad(lower_ctx *c, lir_expr *a, int64_t n, lir_expr *b) { return add(c, mul(c, a, i64(c, n)), b); }
+
+/* Input i (absent: NULL) at a flat index, in the compute type. */
+static lir_expr *in(rnn_lower *L, int i, lir_expr *index) {
+    lower_ctx *c = L->c;
+    return lir_cast(M, L->t, lir_load(M, c->in[i], index));
+}
+static lir_expr *scratch(rnn_lower *L, lir_buffer *b, int64_t width, int64_t offset, lir_expr *j) {
+    lower_ctx *c = L->c;
+    return lir_load(M, b, add(c, mad(c, L->b, width, i64(c, offset)), j));
+}
+static lir_stmt *to_scratch(rnn_lower *L, lir_buffer *b, int64_t width, int64_t offset, lir_expr *j, lir_expr *v) {
+    lower_ctx *c = L->c;
+    return lir_store(M, b, add(c, mad(c, L->b, width, i64(c, offset)), j), v);
+}
+
+static lir_expr *activate(rnn_lower *L, const shape_activation *f, lir_expr *x) {
+    lower_ctx *c = L->c;
+    const char *n = f->name;
+    lir_expr *zero = num(L, 0), *one = num(L, 1), *alpha = num(L, f->alpha), *beta = num(L, f->beta);
+    if (!strcmp(n, "Tanh")) return lir_call(M, LIR_TANH, x, NULL);
+    if (!strcmp(n, "Sigmoid")) return bin(c, LIR_DIV, one, add(c, one, lir_call(M, LIR_EXP, lir_unary(M, LIR_NEG, x), NULL)));
+    if (!strcmp(n, "Relu")) return bin(c, LIR_MAX, x, zero);
+    if (!strcmp(n, "Affine")) return add(c, mul(c, alpha, x), beta);
+    if (!strcmp(n, "LeakyRelu")) return lir_select(M, bin(c, LIR_LT, x, zero), mul(c, alpha, x), x);
+    if (!strcmp(n, "ThresholdedRelu")) return lir_select(M, bin(c, LIR_GT, x, alpha), x, zero);
+    if (!strcmp(n, "ScaledTanh")) return mul(c, alpha, lir_call(M, LIR_TANH, mul(c, beta, x), NULL));
+    if (!strcmp(n, "HardSigmoid")) return bin(c, LIR_MAX, zero, bin(c, LIR_MIN, one, add(c, mul(c, alpha, x), beta)));
+    if (!strcmp(n, "Elu"))
+        return lir_select(M, bin(c, LIR_LT, x, zero), mul(c, alpha, bin(c, LIR_SUB, lir_call(M, LIR_EXP, x, NULL), one)), x);
+    if (!strcmp(n, "Softsign")) return bin(c, LIR_DIV, x, add(c, one, lir_unary(M, LIR_ABS, x)));
+    return lir_call(M, LIR_LOG1P, lir_call(M, LIR_EXP, x, NULL), NULL); /* Softplus */
+}
+
+static lir_expr *clipped(rnn_lower *L, lir_expr *v) {
+    lower_ctx *c = L->c;
+    return L->clip > 0 ? bin(c, LIR_MAX, num(L, -L->clip), bin(c, LIR_MIN, num(L, L->clip), v)) : v;
+}
+
+/* gate row `row` of W x_t (+ Wb) into gx, and of R h (+ Rb) into gh. */
+static kiln_status gate_rows(rnn_lower *L, lir_stmt *step) {
+    lower_ctx *c = L->c;
+    const shape_rnn_spec *r = &L->r;
+    int64_t rows = r->gates * r->hidden, H = r->hidden, I = r->input, S = r->seq, B = r->batch;
+    lir_expr *row, *k, *k2;
+    lir_stmt *body = lir_seq(M), *row_loop = lower_loop(c, "row", rows, body, &row);
+    lir_stmt *xsum = lir_seq(M), *hsum = lir_seq(M);
+    lir_stmt *x_loop = lower_loop(c, "k", I, xsum, &k), *h_loop = lower_loop(c, "kh", H, hsum, &k2);
+    int acc = lower_var(c, "acc", L->t), racc = lower_var(c, "racc", L->t);
+    bool bias = c->node->input_count > 3 && c->in[3];
+    lir_expr *w_at = mad(c, mad(c, i64(c, L->d), rows, row), I, k);
+    lir_expr *x_at = L->r.layout ? mad(c, mad(c, L->b, S, L->tt), I, k) : mad(c, mad(c, L->tt, B, L->b), I, k);
+    lir_expr *r_at = mad(c, mad(c, i64(c, L->d), rows, row), H, k2);
+    lir_expr *wb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows), row)) : num(L, 0);
+    lir_expr *rb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows + rows), row)) : num(L, 0);
+    if (!body || !xsum || !hsum ||
+        !lir_seq_push(M, xsum, lir_assign(M, acc, add(c, ref(c, acc), mul(c, in(L, 1, w_at), in(L, 0, x_at))))) ||
+        !lir_seq_push(M, hsum, lir_assign(M, racc, add(c, ref(c, racc), mul(c, in(L, 2, r_at), scratch(L, L->h, H, 0, k2))))) ||
+        !lir_seq_push(M, body, lir_let(M, acc, wb)) || !lir_seq_push(M, body, x_loop) ||
+        !lir_seq_push(M, body, to_scratch(L, L->gx, rows, 0, row, ref(c, acc))) ||
+        !lir_seq_push(M, body, lir_let(M, racc, rb)) || !lir_seq_push(M, body, h_loop) ||
+        !lir_seq_push(M, body, to_scratch(L, L->gh, rows, 0, row, ref(c, racc))) || !lir_seq_push(M, step, row_loop))
+        return lower_oom(c);
+    return KILN_OK;
+}
+
+/* gx + gh of gate g at hidden unit j, plus extra (peephole) when given. */
+static lir_expr *pre(rnn_lower *L, int g, lir_expr *j, lir_expr *extra) {
+    lower_ctx *c = L->c;
+    int64_t rows = L->r.gates * L->r.hidden, H = L->r.hidden;
+    lir_expr *v = add(c, scratch(L, L->gx, rows, g * H, j), scratch(L, L->gh, rows, g * H, j));
+    return clipped(L, extra ? add(c, v, extra) : v);
+}
+
+/* The elementwise cell of one step: hn (and, for LSTM, the new cell state in place). */
+static kiln_status cell(rnn_lower *L, lir_stmt *step) {
+    lower_ctx *c = L->c;
+    int64_t H = L->r.hidden, rows = L->r.gates * H;
+    lir_expr *j;
+    lir_stmt *body = lir_seq(M), *j_loop = lower_loop(c, "j", H, body, &j);
+    if (!body || !lir_seq_push(M, step, j_loop))
+        return lower_oom(c);
+    ir_op op = c->node->op;
+    if (op == IR_OP_RNN)
+        return lir_seq_push(M, body, to_scratch(L, L->hn, H, 0, j, activate(L, &L->f[0], pre(L, 0, j, NULL)))) ? KILN_OK
+                                                                                                               : lower_oom(c);
+    if (op == IR_OP_LSTM) {
+        bool peep = c->node->input_count > 7 && c->in[7];
+        lir_expr *pi = NULL, *po = NULL, *pf = NULL;
+        if (peep) {
+            int64_t base = L->d * 3 * H;
+            pi = in(L, 7, add(c, i64(c, base), j)), po = in(L, 7, add(c, i64(c, base + H), j));
+            pf = in(L, 7, add(c, i64(c, base + 2 * H), j));
+        }
+        lir_expr *old = scratch(L, L->cell, H, 0, j);
+        int iv = lower_var(c, "ig", L->t), fv = lower_var(c, "fg", L->t), cv = lower_var(c, "cn", L->t);
+        lir_expr *f = ir_attr_int(c->node, "input_forget") ? bin(c, LIR_SUB, num(L, 1), ref(c, iv))
+                                                            : activate(L, &L->f[0], pre(L, 2, j, pf ? mul(c, pf, old) : NULL));
+        lir_expr *g = activate(L, &L->f[1], pre(L, 3, j, NULL));
+        lir_expr *cn = add(c, mul(c, ref(c, fv), old), mul(c, ref(c, iv), g));
+        lir_expr *o = activate(L, &L->f[0], pre(L, 1, j, po ? mul(c, po, ref(c, cv)) : NULL));
+        if (!lir_seq_push(M, body, lir_let(M, iv, activate(L, &L->f[0], pre(L, 0, j, pi ? mul(c, pi, old) : NULL)))) ||
+            !lir_seq_push(M, body, lir_let(M, fv, f)) || !lir_seq_push(M, body, lir_let(M, cv, cn)) ||
+            !lir_seq_push(M, body, to_scratch(L, L->cell, H, 0, j, ref(c, cv))) ||
+            !lir_seq_push(M, body, to_scratch(L, L->hn, H, 0, j, mul(c, o, activate(L, &L->f[2], ref(c, cv))))))
+            return lower_oom(c);
+        return KILN_OK;
+    }
+    /* GRU: z and r for every unit first (the candidate reads r of all units), then h */
+    if (!lir_seq_push(M, body, to_scratch(L, L->z, H, 0, j, activate(L, &L->f[0], pre(L, 0, j, NULL)))) ||
+        !lir_seq_push(M, body, to_scratch(L, L->rg, H, 0, j, activate(L, &L->f[0], pre(L, 1, j, NULL)))))
+        return lower_oom(c);
+    lir_expr *j2;
+    lir_stmt *body2 = lir_seq(M), *loop2 = lower_loop(c, "j2", H, body2, &j2);
+    if (!body2 || !lir_seq_push(M, step, loop2))
+        return lower_oom(c);
+    int recur = lower_var(c, "recur", L->t);
+    if (ir_attr_int(c->node, "linear_before_reset")) {
+        if (!lir_seq_push(M, body2, lir_let(M, recur, mul(c, scratch(L, L->rg, H, 0, j2), scratch(L, L->gh, rows, 2 * H, j2)))))
+            return lower_oom(c);
+    } else { /* (r . h) R_h^T + Rb_h */
+        bool bias = c->node->input_count > 3 && c->in[3];
+        lir_expr *k, *rb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows + rows + 2 * H), j2)) : num(L, 0);
+        lir_stmt *sum = lir_seq(M), *k_loop = lower_loop(c, "k", H, sum, &k);
+        lir_expr *r_at = mad(c, add(c, i64(c, L->d * rows + 2 * H), j2), H, k);
+        lir_expr *term = mul(c, in(L, 2, r_at), mul(c, scratch(L, L->rg, H, 0, k), scratch(L, L->h, H, 0, k)));
+        if (!sum || !lir_seq_push(M, sum, lir_assign(M, recur, add(c, ref(c, recur), term))) ||
+            !lir_seq_push(M, body2, lir_let(M, recur, rb)) || !lir_seq_push(M, body2, k_loop))
+            return lower_oom(c);
+    }
+    lir_expr *gx_h = scratch(L, L->gx, rows, 2 * H, j2), *zj = scratch(L, L->z, H, 0, j2);
+    lir_expr *cand = activate(L, &L->f[1], clipped(L, add(c, gx_h, ref(c, recur))));
+    lir_expr *h_new = add(c, mul(c, bin(c, LIR_SUB, num(L, 1), zj), cand), mul(c, zj, scratch(L, L->h, H, 0, j2)));
+    return lir_seq_push(M, body2, to_scratch(L, L->hn, H, 0, j2, h_new)) ? KILN_OK : lower_oom(c);
+}
+
+/* Where Y[t, d, b, j] (layout 0) or Y[b, t, d, j] (layout 1) lives. */
+static lir_expr *y_at(rnn_lower *L, lir_expr *t, lir_expr *j) {
+    lower_ctx *c = L->c;
+    const shape_rnn_spec *r = &L->r;
+    lir_expr *d = i64(c, L->d);
+    return r->layout ? mad(c, mad(c, mad(c, L->b, r->seq, t), r->directions, d), r->hidden, j)
+                     : mad(c, mad(c, mad(c, t, r->directions, d), r->batch, L->b), r->hidden, j);
+}
+/* Where the state [d, b, j] (layout 0) or [b, d, j] (layout 1) lives. */
+static lir_expr *state_at(rnn_lower *L, lir_expr *j) {
+    lower_ctx *c = L->c;
+    const shape_rnn_spec *r = &L->r;
+    lir_expr *d = i64(c, L->d);
+    return r->layout ? mad(c, mad(c, L->b, r->directions, d), r->hidden, j) : mad(c, mad(c, d, r->batch, L->b), r->hidden, j);
+}
+
+static bool has_out(lower_ctx *c, int i) { return i < c->node->output_count && c->out[i]; }
+
+static kiln_status direction(rnn_lower *L) {
+    lower_ctx *c = L->c;
+    const shape_rnn_spec *r = &L->r;
+    int64_t H = r->hidden, S = r->seq;
+    bool lstm = c->node->op == IR_OP_LSTM, backward = r->reverse || L->d == 1;
+    lir_stmt *per_b = lir_seq(M), *b_loop = lower_loop(c, "b", r->batch, per_b, &L->b);
+    if (!b_loop)
+        return lower_oom(c);
+    lower_parallel(b_loop); /* batch entries share nothing */
+    int len = lower_var(c, "len", KILN_I64);
+    bool lens = c->node->input_count > 4 && c->in[4];
+    lir_expr *len_v = lens ? lir_cast(M, KILN_I64, lir_load(M, c->in[4], L->b)) : i64(c, S);
+    if (!lir_seq_push(M, per_b, lir_let(M, len, len_v)))
+        return lower_oom(c);
+    if (lens) {
+        lir_expr *bad = bin(c, LIR_OR, bin(c, LIR_LT, ref(c, len), i64(c, 0)), bin(c, LIR_GT, ref(c, len), i64(c, S)));
+        char msg[96];
+        snprintf(msg, sizeof msg, "a sequence length is outside [0, %lld]", (long long)S);
+        if (!lir_seq_push(M, per_b, lir_if(M, bad, lir_fail(M, msg), NULL)))
+            return lower_oom(c);
+    }
+    /* initial state */
+    lir_expr *j;
+    lir_stmt *init = lir_seq(M), *init_loop = lower_loop(c, "j", H, init, &j);
+    bool h0 = c->node->input_count > 5 && c->in[5], c0 = lstm && c->node->input_count > 6 && c->in[6];
+    if (!init || !lir_seq_push(M, init, to_scratch(L, L->h, H, 0, j, h0 ? in(L, 5, state_at(L, j)) : num(L, 0))) ||
+        (lstm && !lir_seq_push(M, init, to_scratch(L, L->cell, H, 0, j, c0 ? in(L, 6, state_at(L, j)) : num(L, 0)))) ||
+        !lir_seq_push(M, per_b, init_loop))
+        return lower_oom(c);
+    /* the steps */
+    int s = lower_var(c, "s", KILN_I64), tt = lower_var(c, "t", KILN_I64);
+    lir_stmt *step = lir_seq(M), *s_loop = lir_for(M, s, i64(c, 0), ref(c, len), step);
+    lir_expr *t_v = backward ? bin(c, LIR_SUB, bin(c, LIR_SUB, ref(c, len), i64(c, 1)), ref(c, s)) : ref(c, s);
+    L->tt = ref(c, tt);
+    kiln_status st;
+    if (!s_loop || !lir_seq_push(M, step, lir_let(M, tt, t_v)))
+        return lower_oom(c);
+    if ((st = gate_rows(L, step)) || (st = cell(L, step)))
+        return st;
+    lir_expr *k;
+    lir_stmt *copy = lir_seq(M), *copy_loop = lower_loop(c, "j", H, copy, &k);
+    if (!copy || !lir_seq_push(M, copy, to_scratch(L, L->h, H, 0, k, scratch(L, L->hn, H, 0, k))) ||
+        (has_out(c, 0) && !lir_seq_push(M, copy, lir_store(M, c->out[0], y_at(L, L->tt, k),
+                                                            lir_cast(M, c->out_type[0]->dtype, scratch(L, L->hn, H, 0, k))))) ||
+        !lir_seq_push(M, step, copy_loop) || !lir_seq_push(M, per_b, s_loop))
+        return lower_oom(c);
+    if (has_out(c, 0)) { /* steps past the sequence's end: zeros */
+        int z = lower_var(c, "tz", KILN_I64);
+        lir_expr *jz;
+        lir_stmt *zb = lir_seq(M), *zj = lower_loop(c, "j", H, zb, &jz);
+        lir_stmt *zt = lir_for(M, z, ref(c, len), i64(c, S), lower_seq1(c, zj));
+        if (!zb || !zt || !lir_seq_push(M, zb, lir_store(M, c->out[0], y_at(L, ref(c, z), jz), lir_const(M, c->out_type[0]->dtype, 0))) ||
+            !lir_seq_push(M, per_b, zt))
+            return lower_oom(c);
+    }
+    /* final states */
+    lir_expr *f;
+    lir_stmt *fin = lir_seq(M), *fin_loop = lower_loop(c, "j", H, fin, &f);
+    if (!fin || (has_out(c, 1) && !lir_seq_push(M, fin, lir_store(M, c->out[1], state_at(L, f),
+                                                                   lir_cast(M, c->out_type[1]->dtype, scratch(L, L->h, H, 0, f))))) ||
+        (lstm && has_out(c, 2) && !lir_seq_push(M, fin, lir_store(M, c->out[2], state_at(L, f),
+                                                                   lir_cast(M, c->out_type[2]->dtype, scratch(L, L->cell, H, 0, f))))) ||
+        !lir_seq_push(M, per_b, fin_loop))
+        return lower_oom(c);
+    return lower_emit(c, b_loop);
+}
+
+static kiln_status recurrent(lower_ctx *c, int gates) {
+    rnn_lower L = {.c = c};
+    shape_ctx s = {c->node, c->in_type, c->node->input_count, NULL, 0, c->d};
+    kiln_status st = shape_rnn_dims(&s, gates, &L.r);
+    if (st)
+        return st;
+    int per_direction = gates == 1 ? 1 : gates == 3 ? 2 : 3;
+    shape_activation funcs[SHAPE_RNN_MAX_ACTIVATIONS];
+    if ((st = shape_rnn_activations(&s, per_direction, L.r.directions, funcs)))
+        return st;
+    L.t = lower_compute_type(c->in_type[0]->dtype);
+    L.clip = ir_node_attr(c->node, "clip") ? ir_attr_float(c->node, "clip") : 0;
+    int64_t B = L.r.batch, H = L.r.hidden, rows = gates * H;
+    if (!(L.h = lir_local(M, c->k, "h", L.t, B * H)) || !(L.hn = lir_local(M, c->k, "h_next", L.t, B * H)) ||
+        !(L.gx = lir_local(M, c->k, "gates_x", L.t, B * rows)) || !(L.gh = lir_local(M, c->k, "gates_h", L.t, B * rows)) ||
+        (gates == 4 && !(L.cell = lir_local(M, c->k, "c", L.t, B * H))) ||
+        (gates == 3 && (!(L.z = lir_local(M, c->k, "z", L.t, B * H)) || !(L.rg = lir_local(M, c->k, "r", L.t, B * H)))))
+        return lower_oom(c);
+    for (L.d = 0; L.d < L.r.directions; L.d++) {
+        L.f = &funcs[L.d * per_direction];
+        if ((st = direction(&L)))
+            return st;
+    }
+    return KILN_OK;
+}
+
+kiln_status lower_rnn(lower_ctx *c) { return recurrent(c, 1); }
+kiln_status lower_gru(lower_ctx *c) { return recurrent(c, 3); }
+kiln_status lower_lstm(lower_ctx *c) { return recurrent(c, 4); }
