@@ -110,6 +110,13 @@ lir_expr *lir_int(lir_module *m, int64_t v) {
     return e;
 }
 
+lir_expr *lir_int_const(lir_module *m, kiln_dtype t, int64_t v) {
+    lir_expr *e = expr(m, LIR_CONST, t, 1);
+    if (e)
+        e->i = v, e->f = t == KILN_U64 ? (double)(uint64_t)v : (double)v;
+    return e;
+}
+
 lir_expr *lir_const(lir_module *m, kiln_dtype t, double v) {
     lir_expr *e = expr(m, LIR_CONST, t, 1);
     if (e)

@@ -155,7 +155,8 @@ int lir_var_new(lir_module *m, lir_kernel *k, const char *name, kiln_dtype type)
 
 /* Expression builders: NULL on OOM (the module's arena), which lowering reports. */
 lir_expr *lir_int(lir_module *m, int64_t v);                   /* i64 constant */
-lir_expr *lir_const(lir_module *m, kiln_dtype t, double v);   /* any type */
+lir_expr *lir_const(lir_module *m, kiln_dtype t, double v);   /* any type; integers: v in range */
+lir_expr *lir_int_const(lir_module *m, kiln_dtype t, int64_t v); /* integer type t (u64: v's bits) */
 lir_expr *lir_var_ref(lir_module *m, const lir_kernel *k, int var);
 lir_expr *lir_load(lir_module *m, lir_buffer *b, lir_expr *index);
 lir_expr *lir_unary(lir_module *m, lir_op op, lir_expr *a);

@@ -145,12 +145,16 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, kiln_diag *d) {
 
 kiln_status lower_graph(const ir_graph *g, lir_module **out, kiln_diag *d) {
     *out = NULL;
+    bool symbolic = false; /* an input with a symbolic dim: specializing it may help */
+    for (int i = 0; i < g->input_count; i++)
+        symbolic |= !ir_type_known(&g->inputs[i]->type);
     for (int i = 0; i < g->node_count; i++)
         for (int j = 0; j < g->nodes[i]->output_count; j++)
             if (!ir_type_known(&g->nodes[i]->outputs[j]->type))
-                return diag_error(d, g->nodes[i]->loc, KILN_ERR_UNSUPPORTED,
-                                  "output '%s' has no static shape: compile for a batch size",
-                                  g->nodes[i]->outputs[j]->name);
+                return diag_error(d, g->nodes[i]->loc, KILN_ERR_UNSUPPORTED, "output '%s' has no static shape: %s",
+                                  g->nodes[i]->outputs[j]->name,
+                                  symbolic ? "compile for a batch size"
+                                           : "it depends on values computed at run time (the interpreter runs it)");
     lir_module *m;
     kiln_status st = lir_module_create(g, &m, d);
     for (int i = 0; !st && i < g->node_count; i++)

@@ -220,6 +220,24 @@ static kiln_status pool(lower_ctx *c, bool is_max) {
 kiln_status lower_max_pool(lower_ctx *c) { return pool(c, true); }
 kiln_status lower_average_pool(lower_ctx *c) { return pool(c, false); }
 
+/* The largest (or smallest) value of integer type t: where a float reduction starts
+ * from -inf (or inf). */
+static lir_expr *int_limit(lower_ctx *c, kiln_dtype t, bool largest) {
+    int64_t lo, hi;
+    switch (t) {
+    case KILN_I8: lo = INT8_MIN, hi = INT8_MAX; break;
+    case KILN_I16: lo = INT16_MIN, hi = INT16_MAX; break;
+    case KILN_I32: lo = INT32_MIN, hi = INT32_MAX; break;
+    case KILN_U8: lo = 0, hi = UINT8_MAX; break;
+    case KILN_U16: lo = 0, hi = UINT16_MAX; break;
+    case KILN_U32: lo = 0, hi = UINT32_MAX; break;
+    case KILN_U64: lo = 0, hi = -1; break; /* all ones */
+    case KILN_BOOL: lo = 0, hi = 1; break;
+    default: lo = INT64_MIN, hi = INT64_MAX; break;
+    }
+    return lir_int_const(M, t, largest ? hi : lo);
+}
+
 /* Reduces input 0 over the axes marked in `mask`, combining with `op` from `init`;
  * finish maps the accumulator (and the element count) to the result. */
 typedef lir_expr *(*finish_fn)(lower_ctx *c, lir_expr *acc, int64_t count, lir_expr *shift);
@@ -267,7 +285,8 @@ static kiln_status reduce(lower_ctx *c, const bool *mask, lir_op op, double init
     if (absolute)
         v = lir_unary(M, LIR_ABS, v);
     lir_expr *result = finish(c, lir_var_ref(M, c->k, acc), count, shift >= 0 ? lir_var_ref(M, c->k, shift) : NULL);
-    if (!lir_seq_push(M, inner, lir_let(M, acc, num(c, t, init))) ||
+    lir_expr *start = isinf(init) && !ir_dtype_is_float(t) ? int_limit(c, t, init > 0) : num(c, t, init);
+    if (!lir_seq_push(M, inner, lir_let(M, acc, start)) ||
         !lir_seq_push(M, r_inner, lir_assign(M, acc, lir_binary(M, op, lir_var_ref(M, c->k, acc), v))) ||
         !lir_seq_push(M, inner, r_outer) ||
         !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, &kept, oc, kept.rank), lir_cast(M, out->dtype, result))))
@@ -305,7 +324,7 @@ static kiln_status reduce_node(lower_ctx *c, reduction r) {
         return lower_error(c, KILN_ERR_UNSUPPORTED, "reduction axes must be constants to compile");
     if (identity)
         memset(mask, 0, sizeof mask);
-    if (!ir_dtype_is_float(c->in_type[0]->dtype) && (r.float_only || isinf(r.init)))
+    if (!ir_dtype_is_float(c->in_type[0]->dtype) && r.float_only)
         return lower_error(c, KILN_ERR_UNSUPPORTED, "integer %s has no loop lowering yet", ir_op_table[c->node->op].name);
     return reduce(c, mask, r.op, r.init, r.square, r.absolute, r.shifted, r.finish);
 }

@@ -39,7 +39,7 @@ static const char *const usage_main =
     "Run `kiln COMMAND --help` for a command's flags.\n";
 
 static const char *const usage_run =
-    "usage: kiln run MODEL --input NAME=FILE ... [--output-dir DIR] [--backend interp|jit|c]\n"
+    "usage: kiln run MODEL --input NAME=FILE ... [--output-dir DIR] [--backend jit|interp|c]\n"
     "\n"
     "Runs MODEL (.kiln or .onnx).\n"
     "\n"
@@ -48,9 +48,8 @@ static const char *const usage_run =
     "  --output-dir DIR    write DIR/OUTPUT.npy for each graph output (default: .);\n"
     "                      characters other than letters, digits, '_', '-' and '.' in an\n"
     "                      output's name become '_'\n"
-    "  --backend B         interp: the reference interpreter (the default for now);\n"
-    "                      jit: compiled by LLVM for this CPU (ops without a loop lowering\n"
-    "                      are reported); c: emitted as C and built by the system's cc\n"
+    "  --backend B         jit (the default): compiled by LLVM for this CPU; interp: the\n"
+    "                      reference interpreter; c: emitted as C and built by the system's cc\n"
     "  --threads N         JIT: threads for parallel loops (default: all processors)\n"
     "  --time              print how long the first run took (for the JIT with a symbolic\n"
     "                      batch, that includes compiling) and the median of 10 more\n"
@@ -160,7 +159,7 @@ typedef struct feed {
 static int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *out_dir = ".";
     bool show_time = false;
-    kiln_options opts = {0};
+    kiln_options opts = {.backend = KILN_BACKEND_JIT};
     feed feeds[256];
     int nfeeds = 0;
     for (int i = 0; i < argc; i++) {
@@ -183,13 +182,15 @@ static int cmd_run(int argc, char **argv) {
             out_dir = argv[++i];
         } else if (!strcmp(argv[i], "--backend")) {
             if (i + 1 >= argc)
-                return usage_error(usage_run, "%s needs interp or jit", argv[i]);
+                return usage_error(usage_run, "%s needs jit, interp or c", argv[i]);
             i++;
             if (!strcmp(argv[i], "jit"))
                 opts.backend = KILN_BACKEND_JIT;
             else if (!strcmp(argv[i], "c"))
                 opts.backend = KILN_BACKEND_C;
-            else if (strcmp(argv[i], "interp"))
+            else if (!strcmp(argv[i], "interp"))
+                opts.backend = KILN_BACKEND_INTERP;
+            else
                 return usage_error(usage_run, "unknown backend '%s' (interp, jit, c)", argv[i]);
         } else if (!strcmp(argv[i], "--threads")) {
             char *end;

@@ -79,6 +79,7 @@ static void test_op_cases(void **state) {
         int mode = MODE_INPUTS;
         char *src = case_source(c, mode);
         if (!all_lowered(src)) {
+            printf("skip %s (not lowered)\n", c->name);
             free(src);
             skipped++;
             continue;
@@ -94,6 +95,7 @@ static void test_op_cases(void **state) {
             st = kiln_model_parse(src, strlen(src), "case.kiln", &opts, &m, &d);
         }
         if (st == KILN_ERR_UNSUPPORTED) { /* a dtype the lowering does not take yet */
+            printf("skip %s: %s\n", c->name, d.message);
             free(src);
             skipped++;
             continue;
