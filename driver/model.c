@@ -156,7 +156,7 @@ static bool needs_run_inputs(const ir_graph *g) {
 
 /* Lowers the (static) graph and compiles it for the model's backend. */
 static kiln_status compile(kiln_model *m, kiln_diag *d) {
-    kiln_status st = lower_graph(m->graph, &m->lowered, d);
+    kiln_status st = lower_graph(m->graph, cg_vector_bits(NULL), &m->lowered, d);
     if (!st && m->backend == KILN_BACKEND_C)
         st = c_library_open(m, d);
     else if (!st)

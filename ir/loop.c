@@ -110,6 +110,47 @@ lir_expr *lir_int(lir_module *m, int64_t v) {
     return e;
 }
 
+int64_t lir_stride(const lir_expr *e, int var, const bool *varying) {
+    const int64_t V = LIR_STRIDE_VARYING;
+    switch (e->kind) {
+    case LIR_CONST: return 0;
+    case LIR_VAR: return e->var == var ? 1 : varying && varying[e->var] ? V : 0;
+    case LIR_LOAD: return lir_stride(e->a, var, varying) == 0 ? 0 : V;
+    case LIR_CAST: { /* a widening or same-size integer cast keeps the stride; others vary */
+        int64_t s = lir_stride(e->a, var, varying);
+        bool ints = !ir_dtype_is_float(e->type) && !ir_dtype_is_float(e->a->type);
+        return s == 0 || (ints && kiln_dtype_size(e->type) >= kiln_dtype_size(e->a->type)) ? s : V;
+    }
+    case LIR_BINARY: {
+        int64_t a = lir_stride(e->a, var, varying), b = lir_stride(e->b, var, varying);
+        if (a == V || b == V)
+            return V;
+        if (a == 0 && b == 0)
+            return 0;
+        if (e->type != KILN_I64)
+            return V;
+        switch ((lir_op)e->op) {
+        case LIR_ADD: return a + b;
+        case LIR_SUB: return a - b;
+        case LIR_MUL: /* by a constant */
+            if (b == 0 && e->b->kind == LIR_CONST)
+                return a * e->b->i;
+            if (a == 0 && e->a->kind == LIR_CONST)
+                return b * e->a->i;
+            return V;
+        default: return V;
+        }
+    }
+    default: { /* unary, select, call: uniform only if every operand is */
+        const lir_expr *ops[3] = {e->a, e->b, e->c};
+        for (int i = 0; i < 3; i++)
+            if (ops[i] && lir_stride(ops[i], var, varying) != 0)
+                return V;
+        return 0;
+    }
+    }
+}
+
 lir_expr *lir_int_const(lir_module *m, kiln_dtype t, int64_t v) {
     lir_expr *e = expr(m, LIR_CONST, t, 1);
     if (e)

@@ -135,6 +135,7 @@ typedef struct lir_module {
     int kernel_count, kernel_cap;
     lir_storage *storage; /* indexed by ir_value id */
     int64_t arena_bytes;  /* the planned arena's size */
+    int vector_bits;      /* the target's vector register width; 0: no vector loops */
     const char **errors;  /* what a kernel's nonzero return code means: errors[code - 1] */
     int error_count, error_cap;
 } lir_module;
@@ -175,6 +176,14 @@ lir_stmt *lir_assign(lir_module *m, int var, lir_expr *value);
 lir_stmt *lir_if(lir_module *m, lir_expr *cond, lir_stmt *then, lir_stmt *other);
 /* A statement that stops the kernel, reporting `message` (copied into the module). */
 lir_stmt *lir_fail(lir_module *m, const char *message);
+
+/* How an i64 index expression moves when loop variable `var` steps by one, the other
+ * variables fixed: the constant stride (0: the same for every iteration), or
+ * LIR_STRIDE_VARYING when it is not affine in var or reads a variable marked in `varying`
+ * (scalars that differ between the iterations of a vectorized loop). Loads count as
+ * varying unless their own index has stride 0. */
+#define LIR_STRIDE_VARYING INT64_MIN
+int64_t lir_stride(const lir_expr *e, int var, const bool *varying);
 
 const char *lir_op_name(lir_op op);
 const char *lir_intrinsic_name(lir_intrinsic fn);

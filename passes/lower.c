@@ -143,7 +143,7 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, kiln_diag *d) {
     return lower_rules[n->op](&c);
 }
 
-kiln_status lower_graph(const ir_graph *g, lir_module **out, kiln_diag *d) {
+kiln_status lower_graph(const ir_graph *g, int vector_bits, lir_module **out, kiln_diag *d) {
     *out = NULL;
     bool symbolic = false; /* an input with a symbolic dim: specializing it may help */
     for (int i = 0; i < g->input_count; i++)
@@ -157,6 +157,8 @@ kiln_status lower_graph(const ir_graph *g, lir_module **out, kiln_diag *d) {
                                            : "it depends on values computed at run time (the interpreter runs it)");
     lir_module *m;
     kiln_status st = lir_module_create(g, &m, d);
+    if (!st)
+        m->vector_bits = vector_bits;
     for (int i = 0; !st && i < g->node_count; i++)
         st = lower_node(m, g->nodes[i], d);
     if (!st)

@@ -32,8 +32,9 @@ typedef kiln_status (*lower_fn)(lower_ctx *c);
 #include "ir/ops.def"
 #undef OP
 
-/* Lowers the whole graph into *out (a module with its memory plan). */
-kiln_status lower_graph(const ir_graph *g, lir_module **out, kiln_diag *d);
+/* Lowers the whole graph into *out (a module with its memory plan and schedule), with
+ * vector loops as wide as vector_bits (the target's registers; 0: none). */
+kiln_status lower_graph(const ir_graph *g, int vector_bits, lir_module **out, kiln_diag *d);
 /* Decides the loop schedule (schedule.c): for now, which nests run on several threads
  * (how many is the run's choice). lower_graph calls it. */
 void lir_schedule(lir_module *m);

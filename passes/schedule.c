@@ -5,8 +5,8 @@
  * serially), only if its body uses no variable from outside it (the body is outlined
  * into a function of its own), and only where that pays: enough iterations to split, enough
  * work to cover starting the threads, and no way for an iteration to stop the kernel
- * (a LIR_FAIL inside stays serial, so errors keep their order). Vector widths, tiles and
- * unrolling are decided here too as the scheduling work (issue 5) grows.
+ * (a LIR_FAIL inside stays serial, so errors keep their order). Then which loops run as
+ * vectors, and how wide (below). Tiles and unrolling come with the scheduling work (issue 5).
  */
 #include "passes/lower.h"
 
@@ -104,6 +104,134 @@ static void serialize(lir_stmt *s) {
     }
 }
 
+/* ---- vectorization: which loops run `width` iterations at once --------------------------
+ * A loop qualifies when every store in its body writes consecutive elements as its
+ * variable steps (stride 1: a vector store, masked in the tail), nested loops have bounds
+ * that are the same for every lane, assignments touch only scalars the body itself
+ * declares (no reductions across lanes), no buffer is both read and written (no
+ * dependence between iterations through memory), nothing can stop the kernel, and
+ * integer division has a nonzero constant divisor (masked-off lanes must not trap).
+ * Conditions become lane masks; loads become vector loads, broadcasts or gathers
+ * (backend/llvm/cg_vector.c). The innermost qualifying loop of each nest is taken. */
+typedef struct vec_check {
+    int var;
+    bool *varying; /* scalars declared in the body: a value per lane */
+    const lir_buffer **stored, **loaded;
+    int nstored, nloaded, cap;
+    int max_size; /* the widest element stored */
+    bool ok;
+} vec_check;
+
+static void note_buffer(const lir_buffer **list, int *n, int cap, const lir_buffer *b, bool *ok) {
+    for (int i = 0; i < *n; i++)
+        if (list[i] == b)
+            return;
+    if (*n == cap)
+        *ok = false;
+    else
+        list[(*n)++] = b;
+}
+
+static void check_expr(const lir_expr *e, vec_check *v) {
+    if (!e || !v->ok)
+        return;
+    if (e->kind == LIR_BINARY && (e->op == LIR_DIV || e->op == LIR_REM) && !ir_dtype_is_float(e->type) &&
+        !(e->b->kind == LIR_CONST && e->b->i != 0))
+        v->ok = false;
+    if (e->kind == LIR_LOAD)
+        note_buffer(v->loaded, &v->nloaded, v->cap, e->buf, &v->ok);
+    check_expr(e->a, v), check_expr(e->b, v), check_expr(e->c, v);
+}
+
+static void check_stmt(const lir_stmt *s, vec_check *v) {
+    if (!v->ok)
+        return;
+    switch (s->kind) {
+    case LIR_SEQ:
+        for (int i = 0; i < s->count; i++)
+            check_stmt(s->items[i], v);
+        return;
+    case LIR_STORE:
+        if (lir_stride(s->index, v->var, v->varying) != 1)
+            v->ok = false;
+        note_buffer(v->stored, &v->nstored, v->cap, s->buf, &v->ok);
+        if ((int)kiln_dtype_size(s->buf->dtype) > v->max_size)
+            v->max_size = (int)kiln_dtype_size(s->buf->dtype);
+        check_expr(s->index, v), check_expr(s->value, v);
+        return;
+    case LIR_LET:
+        check_expr(s->value, v);
+        v->varying[s->var] = true;
+        return;
+    case LIR_ASSIGN:
+        if (!v->varying[s->var]) /* a scalar from outside: a reduction across iterations */
+            v->ok = false;
+        check_expr(s->value, v);
+        return;
+    case LIR_IF:
+        check_expr(s->cond, v);
+        check_stmt(s->body, v);
+        if (s->other)
+            check_stmt(s->other, v);
+        return;
+    case LIR_FOR:
+        if (s->loop == LIR_PARALLEL || lir_stride(s->begin, v->var, v->varying) != 0 ||
+            lir_stride(s->end, v->var, v->varying) != 0)
+            v->ok = false;
+        check_expr(s->begin, v), check_expr(s->end, v);
+        check_stmt(s->body, v);
+        return;
+    case LIR_FAIL: v->ok = false; return;
+    }
+}
+
+/* Marks the innermost qualifying loops inside s; true if s or a loop in it was marked. */
+static bool vectorize(lir_stmt *s, const lir_kernel *k, int bits) {
+    switch (s->kind) {
+    case LIR_SEQ: {
+        bool any = false;
+        for (int i = 0; i < s->count; i++)
+            any |= vectorize(s->items[i], k, bits);
+        return any;
+    }
+    case LIR_IF: {
+        bool any = vectorize(s->body, k, bits);
+        return (s->other && vectorize(s->other, k, bits)) || any;
+    }
+    case LIR_FOR: break;
+    default: return false;
+    }
+    if (vectorize(s->body, k, bits))
+        return true;
+    if (s->loop != LIR_SERIAL || s->step != 1)
+        return false;
+    bool known = s->begin->kind == LIR_CONST && s->end->kind == LIR_CONST;
+    int64_t trips = known ? s->end->i - s->begin->i : INT64_MAX;
+    if (trips < 2)
+        return false;
+    enum { MAX_BUFFERS = 64 };
+    const lir_buffer *stored[MAX_BUFFERS], *loaded[MAX_BUFFERS];
+    vec_check v = {.var = s->var, .stored = stored, .loaded = loaded, .cap = MAX_BUFFERS, .ok = true};
+    if (!(v.varying = calloc((size_t)k->var_count + 1, sizeof *v.varying)))
+        return false;
+    check_stmt(s->body, &v);
+    free(v.varying);
+    for (int i = 0; v.ok && i < v.nstored; i++)
+        for (int j = 0; j < v.nloaded; j++)
+            if (stored[i] == loaded[j])
+                v.ok = false;
+    if (!v.ok || !v.nstored)
+        return false;
+    int lanes = bits / (8 * v.max_size);
+    while (lanes > 2 && lanes / 2 >= trips) /* no wider than the trip count needs */
+        lanes /= 2;
+    if (lanes < 2)
+        return false;
+    s->loop = LIR_VECTOR;
+    s->width = lanes > 64 ? 64 : lanes;
+    return true;
+}
+
 void lir_schedule(lir_module *m) {
     for (int i = 0; i < m->kernel_count; i++) {
         lir_stmt *body = m->kernels[i]->body;
@@ -124,5 +252,7 @@ void lir_schedule(lir_module *m) {
             if (!defined || !ok || !from_zero || s->end->i < 2 || work(s) < PARALLEL_MIN_WORK || can_fail(s))
                 s->loop = LIR_SERIAL;
         }
+        if (m->vector_bits)
+            vectorize(body, m->kernels[i], m->vector_bits);
     }
 }

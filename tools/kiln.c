@@ -337,7 +337,7 @@ static int cmd_dump(int argc, char **argv) {
     }
     if (loops) {
         lir_module *m;
-        if (lower_graph(g, &m, &d)) {
+        if (lower_graph(g, cg_vector_bits(NULL), &m, &d)) {
             ir_graph_destroy(g);
             return model_error(&d);
         }

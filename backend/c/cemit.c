@@ -261,6 +261,24 @@ static void expr(emitter *e, const lir_expr *x) {
     }
 }
 
+/* The scalars s declares (lets, loop variables). */
+static void body_vars(const lir_stmt *s, bool *mine) {
+    switch (s->kind) {
+    case LIR_LET: mine[s->var] = true; return;
+    case LIR_FOR: mine[s->var] = true; body_vars(s->body, mine); return;
+    case LIR_IF:
+        body_vars(s->body, mine);
+        if (s->other)
+            body_vars(s->other, mine);
+        return;
+    case LIR_SEQ:
+        for (int i = 0; i < s->count; i++)
+            body_vars(s->items[i], mine);
+        return;
+    default: return;
+    }
+}
+
 static void stmt(emitter *e, const lir_stmt *s, int depth) {
     FILE *f = e->f;
     fprintf(f, "%*s", 4 * depth, "");
@@ -282,6 +300,19 @@ static void stmt(emitter *e, const lir_stmt *s, int depth) {
                 var_name(e, v);
                 any = true;
             }
+            fprintf(f, "%s\n%*s", any ? ")" : "", 4 * depth, "");
+        } else if (s->loop == LIR_VECTOR) { /* lanes independent (schedule.c checked): scalars declared in the body are per lane */
+            fprintf(f, "#pragma omp simd simdlen(%d)", s->width);
+            bool *mine = calloc((size_t)e->k->var_count + 1, sizeof *mine), any = false;
+            KILN_ASSERT(mine);
+            body_vars(s->body, mine);
+            for (int v = 0; v < e->k->var_count; v++)
+                if (mine[v]) {
+                    fputs(any ? ", " : " private(", f);
+                    var_name(e, v);
+                    any = true;
+                }
+            free(mine);
             fprintf(f, "%s\n%*s", any ? ")" : "", 4 * depth, "");
         }
         fputs("for (", f);

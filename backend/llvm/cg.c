@@ -14,7 +14,7 @@ static bool is_unsigned(kiln_dtype t) {
 }
 
 /* The type a value has in memory. */
-static LLVMTypeRef mem_type(cg_ctx *g, kiln_dtype t) {
+LLVMTypeRef cg_mem_type(cg_ctx *g, kiln_dtype t) {
     switch (t) {
     case KILN_F32: return LLVMFloatTypeInContext(g->ctx);
     case KILN_F64: return LLVMDoubleTypeInContext(g->ctx);
@@ -28,18 +28,26 @@ static LLVMTypeRef mem_type(cg_ctx *g, kiln_dtype t) {
 }
 
 /* The type a value has in registers: bools are i1. */
-static LLVMTypeRef reg_type(cg_ctx *g, kiln_dtype t) {
-    return t == KILN_BOOL ? LLVMInt1TypeInContext(g->ctx) : mem_type(g, t);
+LLVMTypeRef cg_reg_type(cg_ctx *g, kiln_dtype t) {
+    return t == KILN_BOOL ? LLVMInt1TypeInContext(g->ctx) : cg_mem_type(g, t);
 }
+#define mem_type cg_mem_type
+#define reg_type cg_reg_type
+#define expr cg_expr
+#define stmt cg_stmt
 
-static LLVMValueRef intrinsic(cg_ctx *g, const char *name, LLVMTypeRef type, LLVMValueRef *args, int n) {
+LLVMValueRef cg_intrinsic(cg_ctx *g, const char *name, LLVMTypeRef *types, int ntypes, LLVMValueRef *args, int n) {
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(g->mod, id, &type, 1);
-    LLVMTypeRef fty = LLVMIntrinsicGetType(g->ctx, id, &type, 1);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(g->mod, id, types, (size_t)ntypes);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(g->ctx, id, types, (size_t)ntypes);
     return LLVMBuildCall2(g->b, fty, fn, args, (unsigned)n, "");
 }
 
-/* A libm function on float or double. */
+static LLVMValueRef intrinsic(cg_ctx *g, const char *name, LLVMTypeRef type, LLVMValueRef *args, int n) {
+    return cg_intrinsic(g, name, &type, 1, args, n);
+}
+
+/* A libm function on float or double; on a vector, called lane by lane. */
 static LLVMValueRef libm(cg_ctx *g, const char *name, kiln_dtype t, LLVMValueRef *args, int n) {
     char full[32];
     snprintf(full, sizeof full, "%s%s", name, t == KILN_F64 ? "" : "f");
@@ -49,15 +57,29 @@ static LLVMValueRef libm(cg_ctx *g, const char *name, kiln_dtype t, LLVMValueRef
     LLVMValueRef fn = LLVMGetNamedFunction(g->mod, full);
     if (!fn)
         fn = LLVMAddFunction(g->mod, full, fty);
-    return LLVMBuildCall2(g->b, fty, fn, args, (unsigned)n, "");
+    if (LLVMGetTypeKind(LLVMTypeOf(args[0])) != LLVMVectorTypeKind)
+        return LLVMBuildCall2(g->b, fty, fn, args, (unsigned)n, "");
+    unsigned lanes = LLVMGetVectorSize(LLVMTypeOf(args[0]));
+    LLVMValueRef out = LLVMGetUndef(LLVMTypeOf(args[0]));
+    for (unsigned l = 0; l < lanes; l++) {
+        LLVMValueRef lane = LLVMConstInt(LLVMInt32TypeInContext(g->ctx), l, 0), one[2];
+        for (int i = 0; i < n; i++)
+            one[i] = LLVMBuildExtractElement(g->b, args[i], lane, "");
+        out = LLVMBuildInsertElement(g->b, out, LLVMBuildCall2(g->b, fty, fn, one, (unsigned)n, ""), lane, "");
+    }
+    return out;
 }
 
-static LLVMValueRef expr(cg_ctx *g, const lir_expr *e);
+/* `to` in registers, a vector of as many lanes as `like` when that is one. */
+static LLVMTypeRef like_lanes(cg_ctx *g, kiln_dtype to, LLVMValueRef like) {
+    LLVMTypeRef t = reg_type(g, to), lt = LLVMTypeOf(like);
+    return LLVMGetTypeKind(lt) == LLVMVectorTypeKind ? LLVMVectorType(t, LLVMGetVectorSize(lt)) : t;
+}
 
 static LLVMValueRef cast(cg_ctx *g, LLVMValueRef v, kiln_dtype from, kiln_dtype to) {
     if (from == to)
         return v;
-    LLVMTypeRef dst = reg_type(g, to);
+    LLVMTypeRef dst = like_lanes(g, to, v);
     bool ff = ir_dtype_is_float(from), ft = ir_dtype_is_float(to);
     if (to == KILN_BOOL) /* nonzero is true */
         return ff ? LLVMBuildFCmp(g->b, LLVMRealUNE, v, LLVMConstNull(LLVMTypeOf(v)), "")
@@ -131,7 +153,18 @@ static LLVMValueRef call(cg_ctx *g, const lir_expr *e) {
     return libm(g, lir_intrinsic_name((lir_intrinsic)e->op), e->type, args, n);
 }
 
-static LLVMValueRef expr(cg_ctx *g, const lir_expr *e) {
+LLVMValueRef cg_scalar(cg_ctx *g, const lir_expr *e) {
+    int lanes = g->lanes;
+    g->lanes = 0;
+    LLVMValueRef v = expr(g, e);
+    g->lanes = lanes;
+    return v;
+}
+
+LLVMValueRef cg_expr(cg_ctx *g, const lir_expr *e) {
+    LLVMValueRef lanes;
+    if (g->lanes && cg_vector_expr(g, e, &lanes))
+        return lanes;
     switch (e->kind) {
     case LIR_CONST:
         if (ir_dtype_is_float(e->type))
@@ -164,7 +197,6 @@ static LLVMValueRef expr(cg_ctx *g, const lir_expr *e) {
     return NULL;
 }
 
-static void stmt(cg_ctx *g, const lir_stmt *s);
 static void kernel_prologue(cg_ctx *g, LLVMValueRef args);
 
 /* A parallel loop: its body becomes `i32 KERNEL_parN(ptr args, i64 begin, i64 end)`,
@@ -225,7 +257,9 @@ static void parallel_loop(cg_ctx *g, const lir_stmt *s) {
     LLVMPositionBuilderAtEnd(g->b, next);
 }
 
-static void stmt(cg_ctx *g, const lir_stmt *s) {
+void cg_stmt(cg_ctx *g, const lir_stmt *s) {
+    if (g->lanes && cg_vector_stmt(g, s))
+        return;
     switch (s->kind) {
     case LIR_SEQ:
         for (int i = 0; i < s->count; i++)
@@ -248,7 +282,7 @@ static void stmt(cg_ctx *g, const lir_stmt *s) {
         LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "then");
         LLVMBasicBlockRef other = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "else");
         LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "endif");
-        LLVMBuildCondBr(g->b, expr(g, s->cond), then, other);
+        LLVMBuildCondBr(g->b, cg_scalar(g, s->cond), then, other); /* in vector mode: a uniform condition */
         LLVMPositionBuilderAtEnd(g->b, then);
         stmt(g, s->body);
         LLVMBuildBr(g->b, done);
@@ -264,10 +298,14 @@ static void stmt(cg_ctx *g, const lir_stmt *s) {
             parallel_loop(g, s);
             return;
         }
-        /* var = begin; while (var < end) { body; var += step; } */
+        if (s->loop == LIR_VECTOR && !g->lanes) {
+            cg_vector_loop(g, s);
+            return;
+        }
+        /* var = begin; while (var < end) { body; var += step; } (bounds the same for all lanes) */
         LLVMTypeRef i64 = LLVMInt64TypeInContext(g->ctx);
-        LLVMValueRef var = g->vars[s->var], end = expr(g, s->end);
-        LLVMBuildStore(g->b, expr(g, s->begin), var);
+        LLVMValueRef var = g->vars[s->var], end = cg_scalar(g, s->end);
+        LLVMBuildStore(g->b, cg_scalar(g, s->begin), var);
         LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "loop");
         LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "body");
         LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(g->ctx, g->fn, "exit");

@@ -29,10 +29,32 @@ typedef struct cg_ctx {
     int outlined;         /* parallel bodies outlined so far in this kernel */
     const char *prefix;   /* symbol prefix, "" for the JIT */
     bool hidden;          /* AOT: symbols stay inside the library */
+    /* inside a vectorized loop (cg_vector.c); lanes is 0 elsewhere */
+    int lanes;
+    int vvar;             /* the vectorized loop's variable */
+    LLVMValueRef mask;    /* the active lanes (<lanes x i1>), or NULL for all */
+    bool *varying;        /* scalars with a value per lane (declared in the loop's body) */
+    LLVMValueRef *vvars;  /* their vector allocas, made on first use */
 } cg_ctx;
 
 /* Emits every kernel of m into g->mod (created by the caller in g->ctx) and verifies it. */
 kiln_status cg_module(cg_ctx *g, const lir_module *m, kiln_diag *d);
 LLVMValueRef cg_buffer(cg_ctx *g, const lir_buffer *buf);
+
+/* Shared by cg.c and cg_vector.c. */
+LLVMValueRef cg_expr(cg_ctx *g, const lir_expr *e);
+LLVMValueRef cg_scalar(cg_ctx *g, const lir_expr *e); /* e, uniform, as one scalar */
+void cg_stmt(cg_ctx *g, const lir_stmt *s);
+LLVMTypeRef cg_mem_type(cg_ctx *g, kiln_dtype t);
+LLVMTypeRef cg_reg_type(cg_ctx *g, kiln_dtype t);
+LLVMValueRef cg_intrinsic(cg_ctx *g, const char *name, LLVMTypeRef *types, int ntypes, LLVMValueRef *args, int n);
+/* Vector mode: e's value per lane when cg_vector_expr knows it (uniform values broadcast,
+ * variables, loads); false for operators, which cg_expr builds on vector operands. */
+bool cg_vector_expr(cg_ctx *g, const lir_expr *e, LLVMValueRef *out);
+/* Vector mode: emits s when it needs lanes (stores, scalars, conditions that differ
+ * between lanes); false for what the scalar code emits as is (sequences, inner loops). */
+bool cg_vector_stmt(cg_ctx *g, const lir_stmt *s);
+/* A LIR_VECTOR loop: full vectors, then one masked tail. */
+void cg_vector_loop(cg_ctx *g, const lir_stmt *s);
 
 #endif

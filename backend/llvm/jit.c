@@ -55,6 +55,23 @@ static kiln_status target_machine(const cg_options *o, LLVMTargetMachineRef *out
     return *out ? KILN_OK : diag_error(d, LOC_NONE, KILN_ERR_BACKEND, "LLVM could not create a target machine");
 }
 
+int cg_vector_bits(const char *target_cpu) {
+    if (target_cpu) { /* a named CPU: its widest registers, from the name (a hint only:
+                         LLVM splits or joins vectors to fit the real ones) */
+        static const char *const wide[] = {"x86-64-v4", "avx512", "znver4", "znver5", "skylake-avx512", "cascadelake",
+                                           "cooperlake", "icelake", "tigerlake", "sapphirerapids", "graniterapids",
+                                           "emeraldrapids", "rocketlake", "cannonlake"};
+        for (int i = 0; i < ARRAY_LEN(wide); i++)
+            if (strstr(target_cpu, wide[i]))
+                return 512;
+        return !strcmp(target_cpu, "x86-64") || !strcmp(target_cpu, "x86-64-v2") || !strcmp(target_cpu, "generic") ? 128 : 256;
+    }
+    char *features = LLVMGetHostCPUFeatures();
+    int bits = strstr(features, "+avx512f") ? 512 : strstr(features, "+avx2") ? 256 : 128;
+    LLVMDisposeMessage(features);
+    return bits;
+}
+
 /* The graph's constants as hidden globals PREFIXc<i>, their bytes as they are. */
 static void embed_constants(cg_ctx *g, const lir_module *m) {
     const ir_graph *graph = m->graph;

@@ -39,6 +39,10 @@ void cg_jit_set_threads(cg_jit *j, int threads);
  * the runner the C backend writes (cemit_source with `external`). */
 kiln_status cg_emit_object(const lir_module *m, const cg_options *opts, const char *path, kiln_diag *d);
 
+/* The vector register width to schedule for (lower_graph's vector_bits): the host's
+ * (512 with AVX-512, 256 with AVX2, else 128), or that of target_cpu when given. */
+int cg_vector_bits(const char *target_cpu);
+
 /* Writes the optimized LLVM IR of m (for kiln dump --llvm). */
 kiln_status cg_print_llvm(const lir_module *m, const cg_options *opts, FILE *f, kiln_diag *d);
 

@@ -9,6 +9,7 @@
 
 #include "../ops/op_cases.h"
 #include "driver/model.h"
+#include "backend/llvm/llvm_backend.h"
 #include "passes/lower.h"
 
 #include <float.h>
@@ -60,6 +61,20 @@ static void check_error_case(const op_case *c) {
 }
 
 static void differential(const char *body, int rank_a, const int64_t *a, int rank_b, const int64_t *b);
+
+static int count_vector_loops(const lir_stmt *s) {
+    switch (s->kind) {
+    case LIR_FOR: return (s->loop == LIR_VECTOR) + count_vector_loops(s->body);
+    case LIR_IF: return count_vector_loops(s->body) + (s->other ? count_vector_loops(s->other) : 0);
+    case LIR_SEQ: {
+        int n = 0;
+        for (int i = 0; i < s->count; i++)
+            n += count_vector_loops(s->items[i]);
+        return n;
+    }
+    default: return 0;
+    }
+}
 static bool *differential_ops; /* when set, differential marks the ops its compiled graph kept */
 static bool differential_zeros; /* when set, random inputs are about half zeros */
 
@@ -517,6 +532,59 @@ static void test_parallel_equals_serial(void **state) {
     }
 }
 
+/* Vector loops (explicit LLVM vectors, masked tails, gathers, lane masks for conditions)
+ * compute what scalar loops compute, to the bit: the same operations in the same order
+ * per element. Each graph is lowered twice, with and without vector loops, at sizes that
+ * leave tails; the vector build must have vector loops. */
+static void test_vector_equals_scalar(void **state) {
+    (void)state;
+    static const struct { const char *body; int64_t a[4], b[4]; int ra, rb; } graphs[] = {
+        {"%y = MatMul(%a, %b)", {7, 37}, {37, 29}, 2, 2},
+        {"%s = Add(%a, %b)\n  %y = Gelu(%s)", {3, 5, 19}, {5, 1}, 3, 2},
+        {"%y = Conv(%a, %b) {pads = [1, 2, 1, 0], strides = [1, 2]}", {2, 3, 9, 21}, {4, 3, 3, 3}, 4, 4},
+        {"%y = MaxPool(%a) {kernel_shape = [3, 3], pads = [1, 1, 1, 1]}", {1, 3, 11, 23}, {1}, 4, 1},
+        {"%y = Softmax(%a) {axis = 0}", {6, 35}, {1}, 2, 1},
+        {"%y = Transpose(%a) {perm = [1, 0]}", {21, 17}, {1}, 2, 1},
+        {"%y = ReduceSum(%a) {axes = [0], keepdims = 0}", {9, 45}, {1}, 2, 1},
+        {"%m = Greater(%a, %b)\n  %i = Cast(%a) {to = \"i32\"}\n  %f = Cast(%i) {to = \"f32\"}\n  %y = Where(%m, %f, %b)",
+         {4, 33}, {33}, 2, 1},
+        {"%o, %m, %v = BatchNormalization(%a, %b, %b, %b, %b) {training_mode = 1}\n  %y = Identity(%o)", {2, 3, 5, 7}, {3}, 4, 1},
+    };
+    for (int i = 0; i < ARRAY_LEN(graphs); i++) {
+        char ta[128], tb[128], src[1024];
+        shape_text(graphs[i].ra, graphs[i].a, ta, sizeof ta);
+        shape_text(graphs[i].rb, graphs[i].b, tb, sizeof tb);
+        snprintf(src, sizeof src, "graph v {\n  input %%a: %s\n  input %%b: %s\n  %s\n  output %%y\n}\n", ta, tb, graphs[i].body);
+        kiln_options opts = {.backend = KILN_BACKEND_JIT};
+        kiln_model *m;
+        kiln_diag d = {0};
+        assert_int_equal(kiln_model_parse(src, strlen(src), "v.kiln", &opts, &m, &d), KILN_OK);
+        kiln_tensor *in[2] = {random_tensor(graphs[i].ra, graphs[i].a), random_tensor(graphs[i].rb, graphs[i].b)}, *out[2];
+        for (int v = 0; v < 2; v++) {
+            lir_module *lm;
+            cg_jit *jit;
+            assert_int_equal(lower_graph(m->graph, v ? 512 : 0, &lm, &d), KILN_OK);
+            int vector_loops = 0;
+            for (int k = 0; k < lm->kernel_count; k++)
+                vector_loops += count_vector_loops(lm->kernels[k]->body);
+            if ((vector_loops > 0) != (v == 1)) {
+                print_error("%s: %d vector loops with vector_bits %d\n", graphs[i].body, vector_loops, v ? 512 : 0);
+                fail();
+            }
+            assert_int_equal(cg_jit_compile(lm, NULL, &jit, &d), KILN_OK);
+            assert_int_equal(cg_jit_run(jit, (const kiln_tensor *const *)in, &out[v], &d), KILN_OK);
+            cg_jit_destroy(jit);
+            lir_module_destroy(lm);
+        }
+        if (memcmp(out[0]->data, out[1]->data, kiln_tensor_bytes(out[0]))) {
+            print_error("%s: vector and scalar loops differ\n", graphs[i].body);
+            fail();
+        }
+        kiln_tensor_free(out[0]), kiln_tensor_free(out[1]), kiln_tensor_free(in[0]), kiln_tensor_free(in[1]);
+        kiln_model_destroy(m);
+    }
+}
+
 /* kiln_model_run_named: any order of names gives the positional result; bad names are named. */
 static void test_run_named(void **state) {
     (void)state;
@@ -626,6 +694,7 @@ int main(void) {
         cmocka_unit_test(test_pinned_inputs),
         cmocka_unit_test(test_int_pow),
         cmocka_unit_test(test_parallel_equals_serial),
+        cmocka_unit_test(test_vector_equals_scalar),
         cmocka_unit_test(test_random_resize),
         cmocka_unit_test(test_random_select_train),
         cmocka_unit_test(test_random_recurrent),
