@@ -156,7 +156,8 @@ static bool needs_run_inputs(const ir_graph *g) {
 
 /* Lowers the (static) graph and compiles it for the model's backend. */
 static kiln_status compile(kiln_model *m, kiln_diag *d) {
-    kiln_status st = lower_graph(m->graph, cg_vector_bits(NULL), &m->lowered, d);
+    lower_options lo = {.vector_bits = cg_vector_bits(NULL), .no_fuse = m->no_fuse};
+    kiln_status st = lower_graph(m->graph, &lo, &m->lowered, NULL, d);
     if (!st && m->backend == KILN_BACKEND_C)
         st = c_library_open(m, d);
     else if (!st)
@@ -189,6 +190,7 @@ static kiln_status finish_load(ir_graph *g, const kiln_options *opts, kiln_model
     (*out)->graph = g;
     (*out)->backend = opts ? opts->backend : KILN_BACKEND_INTERP;
     (*out)->threads = opts ? opts->threads : 0;
+    (*out)->no_fuse = opts && opts->no_fuse;
     if ((*out)->backend != KILN_BACKEND_INTERP && !needs_run_inputs(g) && (st = compile(*out, d))) {
         kiln_model_destroy(*out);
         *out = NULL;

@@ -16,6 +16,7 @@ struct kiln_model {
     lir_module *lowered; /* JIT: the loop IR, kept alive for the compiled kernels */
     cg_jit *jit;
     int threads;         /* 0: the default */
+    bool no_fuse;        /* lower one kernel per node */
     struct c_library *c; /* the C backend: the library built from the emitted C, loaded */
     const kiln_tensor **pinned; /* per graph input: the value compiled in as a constant (in the
                                    graph's arena), or NULL */
@@ -37,6 +38,7 @@ typedef struct driver_compile_options {
     bool c_backend;         /* build the .so from C source alone instead of with LLVM */
     const char *target_cpu; /* NULL: this machine's CPU; else e.g. x86-64-v3 */
     int64_t batch;          /* the size of a symbolic batch dimension (default 1) */
+    bool no_fuse;           /* one kernel per node */
 } driver_compile_options;
 
 /* Builds o->out (libNAME.so and NAME.h beside it) from lowered loops (driver/compile.c). */

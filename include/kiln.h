@@ -109,6 +109,7 @@ typedef struct kiln_options {
     int threads;   /* JIT: threads for parallel loops; 0: as many as there are processors */
     int64_t batch; /* > 0: specialize the symbolic batch dimension to this size at load time;
                       0: keep it symbolic and take it from the inputs at each run */
+    bool no_fuse;  /* JIT and C: one kernel per node (to measure what fusion buys) */
 } kiln_options;
 
 /* Loads a .kiln model (weights referenced from .npy/.npz beside it), verifies it and infers

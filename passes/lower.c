@@ -9,6 +9,63 @@
 
 kiln_status lower_plan(lir_module *m, kiln_diag *d);
 
+static bool inlined(const lower_ctx *c, const ir_value *v) {
+    return c->plan && v && v->producer && c->plan->role[v->producer->id] == FUSE_INLINE;
+}
+
+/* A context for node n computed inside c's kernel: its inputs are c's kernel's
+ * parameters (or inlined in turn). */
+static kiln_status sub_ctx(const lower_ctx *c, const ir_node *n, lower_ctx *s) {
+    *s = (lower_ctx){.m = c->m, .k = c->k, .node = n, .plan = c->plan, .d = c->d};
+    for (int j = 0; j < n->input_count; j++) {
+        const ir_value *v = n->inputs[j];
+        s->in_type[j] = v ? (v->init ? v->init : &v->type) : NULL;
+        if (v && !inlined(c, v) && !(s->in[j] = lir_param(c->m, c->k, v)))
+            return lower_oom(c);
+    }
+    s->out_type[0] = &n->outputs[0]->type;
+    return KILN_OK;
+}
+
+/* Elementwise node n's value at coords (of its output's rank), in its compute type,
+ * rounded through its output dtype as a store and a load would. `known` (slot `slot`)
+ * supplies one input's value (the epilogue's accumulator). */
+static lir_expr *node_value(const lower_ctx *c, const ir_node *n, lir_expr **coords, int slot, lir_expr *known) {
+    lower_ctx s;
+    lower_scalar_fn f = lower_scalar_rule(n);
+    if (!f || sub_ctx(c, n, &s))
+        return NULL;
+    const kiln_tensor *out = &n->outputs[0]->type;
+    lir_expr *x[IR_VARIADIC];
+    for (int j = 0; j < n->input_count; j++) {
+        const kiln_tensor *t = s.in_type[j];
+        lir_expr **at = !t ? NULL : n->op == IR_OP_BATCH_NORM && j > 0 ? coords + 1 /* per channel */
+                                                                        : coords + (out->rank - t->rank);
+        x[j] = j == slot ? known : t ? lower_read(&s, j, at) : NULL;
+        if (t && !x[j])
+            return NULL;
+    }
+    lir_expr *v = f(&s, x);
+    return v ? lir_cast(c->m, lower_compute_type(out->dtype), lir_cast(c->m, out->dtype, v)) : NULL;
+}
+
+lir_stmt *lower_store_out(lower_ctx *c, lir_expr **coords, lir_expr *value) {
+    const kiln_tensor *out = c->out_type[0];
+    lir_expr *v = lir_cast(c->m, out->dtype, value);
+    const ir_value *prev = c->node->outputs[0];
+    for (int e = 0; e < c->epilogue_count && v; e++) {
+        const ir_node *n = c->epilogue[e];
+        int slot = 0;
+        while (n->inputs[slot] != prev)
+            slot++;
+        v = node_value(c, n, coords, slot, lir_cast(c->m, lower_compute_type(out->dtype), v));
+        prev = n->outputs[0];
+        if (v)
+            v = lir_cast(c->m, prev->type.dtype, v);
+    }
+    return v ? lir_store(c->m, c->out[0], lower_index(c, &prev->type, coords, out->rank), v) : NULL;
+}
+
 /* Ops whose loop lowering has not been written yet: compiling a model that uses one
  * reports it by name (the interpreter still runs them). */
 #define lower_shape lower_none
@@ -113,6 +170,8 @@ lir_stmt *lower_seq1(lower_ctx *c, lir_stmt *s) {
 
 lir_expr *lower_read(lower_ctx *c, int i, lir_expr **coords) {
     const kiln_tensor *t = c->in_type[i];
+    if (inlined(c, c->node->inputs[i]))
+        return node_value(c, c->node->inputs[i]->producer, coords, -1, NULL);
     return lir_cast(c->m, lower_compute_type(t->dtype), lir_load(c->m, c->in[i], lower_index(c, t, coords, t->rank)));
 }
 
@@ -120,8 +179,8 @@ kiln_dtype lower_compute_type(kiln_dtype t) {
     return t == KILN_F16 || t == KILN_BF16 ? KILN_F32 : t;
 }
 
-static kiln_status lower_node(lir_module *m, const ir_node *n, kiln_diag *d) {
-    lower_ctx c = {.m = m, .node = n, .d = d};
+static kiln_status lower_node(lir_module *m, const ir_node *n, const fusion_plan *plan, kiln_diag *d) {
+    lower_ctx c = {.m = m, .node = n, .plan = plan, .d = d};
     if (n->output_count > ARRAY_LEN(c.out))
         return lower_error(&c, KILN_ERR_UNSUPPORTED, "too many outputs to lower");
     char name[256];
@@ -130,20 +189,26 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, kiln_diag *d) {
         return lower_oom(&c);
     for (int i = 0; i < n->input_count; i++) {
         const ir_value *v = n->inputs[i];
-        c.in[i] = v ? lir_param(m, c.k, v) : NULL;
-        if (v && !c.in[i])
+        c.in[i] = v && !inlined(&c, v) ? lir_param(m, c.k, v) : NULL; /* inlined: computed where read */
+        if (v && !inlined(&c, v) && !c.in[i])
             return lower_oom(&c);
         c.in_type[i] = v ? (v->init ? v->init : &v->type) : NULL;
     }
+    if (plan && plan->chain[n->id]) { /* output 0 is the epilogue's last value */
+        c.epilogue = plan->chain[n->id];
+        c.epilogue_count = plan->chain_count[n->id];
+    }
     for (int i = 0; i < n->output_count; i++) {
-        if (!(c.out[i] = lir_param(m, c.k, n->outputs[i])))
+        const ir_value *v = i == 0 && c.epilogue_count ? c.epilogue[c.epilogue_count - 1]->outputs[0] : n->outputs[i];
+        if (!(c.out[i] = lir_param(m, c.k, v)))
             return lower_oom(&c);
         c.out_type[i] = &n->outputs[i]->type;
     }
     return lower_rules[n->op](&c);
 }
 
-kiln_status lower_graph(const ir_graph *g, int vector_bits, lir_module **out, kiln_diag *d) {
+kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **out, fusion_plan *plan_out,
+                        kiln_diag *d) {
     *out = NULL;
     bool symbolic = false; /* an input with a symbolic dim: specializing it may help */
     for (int i = 0; i < g->input_count; i++)
@@ -156,19 +221,37 @@ kiln_status lower_graph(const ir_graph *g, int vector_bits, lir_module **out, ki
                                   symbolic ? "compile for a batch size"
                                            : "it depends on values computed at run time (the interpreter runs it)");
     lir_module *m;
-    kiln_status st = lir_module_create(g, &m, d);
-    if (!st)
-        m->vector_bits = vector_bits;
-    for (int i = 0; !st && i < g->node_count; i++)
-        st = lower_node(m, g->nodes[i], d);
+    fusion_plan plan = {0};
+    kiln_status st = fuse_plan(g, !o || !o->no_fuse, &plan, d);
+    if (!st && (st = lir_module_create(g, &m, d)))
+        fuse_plan_free(&plan);
+    if (st)
+        return st;
+    m->vector_bits = o ? o->vector_bits : 0;
+    for (int i = 0; !st && i < g->node_count; i++) {
+        const ir_node *n = g->nodes[i];
+        if (plan.role[n->id] == FUSE_INLINE || plan.chain[n->id])
+            continue; /* computed where read; or an anchor that runs with its epilogue's last node */
+        if (plan.role[n->id] == FUSE_EPILOGUE) {
+            const ir_node *host = plan.host[n->id];
+            if (plan.chain[host->id][plan.chain_count[host->id] - 1] == n)
+                st = lower_node(m, host, &plan, d);
+            continue;
+        }
+        st = lower_node(m, n, &plan, d);
+    }
     if (!st)
         st = lower_plan(m, d);
     if (!st)
         lir_schedule(m);
+    if (st || !plan_out)
+        fuse_plan_free(&plan);
     if (st) {
         lir_module_destroy(m);
         return st;
     }
+    if (plan_out)
+        *plan_out = plan;
     *out = m;
     return KILN_OK;
 }

@@ -12,6 +12,8 @@
 #include "ir/loop.h"
 #include "passes/shape.h"
 
+typedef struct fusion_plan fusion_plan;
+
 typedef struct lower_ctx {
     lir_module *m;
     lir_kernel *k;
@@ -23,8 +25,41 @@ typedef struct lower_ctx {
     lir_expr *fail_if;    /* set by an elementwise rule: stop the kernel when it holds */
     const char *fail_msg;
     lir_stmt *inner;      /* the elementwise map's innermost body: a rule may push statements there */
+    const fusion_plan *plan;          /* which producers to inline, which epilogue to apply */
+    const ir_node *const *epilogue;   /* elementwise nodes applied to output 0 before its store */
+    int epilogue_count;
     kiln_diag *d;
 } lower_ctx;
+
+/* An elementwise op's scalar rule: its value from its inputs' values x (in their compute
+ * types; absent optional inputs NULL). */
+typedef lir_expr *(*lower_scalar_fn)(lower_ctx *c, lir_expr **x);
+/* n's scalar rule if it has one that can run inside any kernel (not integer division,
+ * which can stop the kernel, or integer Pow, which loops), else NULL. */
+lower_scalar_fn lower_scalar_rule(const ir_node *n);
+
+/* ---- fusion (fuse.c) ----------------------------------------------------------------------
+ * Which nodes get a kernel of their own. An elementwise node whose only reader is another
+ * kernel's input read (lower_read) is computed inside that read instead (inlined); a
+ * chain of elementwise nodes after a MatMul, Gemm or Conv, each the only reader of the
+ * one before and of its shape, is applied to the accumulator before the store (the
+ * epilogue), and that kernel runs where the chain's last node was. */
+typedef enum fuse_role { FUSE_OWN, FUSE_INLINE, FUSE_EPILOGUE } fuse_role;
+struct fusion_plan {
+    fuse_role *role;           /* by node id */
+    const ir_node **host;      /* FUSE_EPILOGUE: the anchor whose kernel applies it */
+    const ir_node ***chain;    /* by anchor node id: its epilogue in order (NULL: none) */
+    int *chain_count;
+    const char **why;          /* by node id: why it was not fused into its reader */
+    int node_ids;
+};
+/* Plans fusion for g; with `enabled` false every node keeps its own kernel (--no-fuse). */
+kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag *d);
+void fuse_plan_free(fusion_plan *p);
+/* Writes each kernel of m with the nodes fused into it, and every node left alone with why. */
+void fuse_print(const lir_module *m, const fusion_plan *p, FILE *f);
+/* The graph for Graphviz: nodes, value edges, each kernel's nodes in a cluster. */
+void fuse_dot(const lir_module *m, const fusion_plan *p, FILE *f);
 
 typedef kiln_status (*lower_fn)(lower_ctx *c);
 
@@ -32,9 +67,14 @@ typedef kiln_status (*lower_fn)(lower_ctx *c);
 #include "ir/ops.def"
 #undef OP
 
-/* Lowers the whole graph into *out (a module with its memory plan and schedule), with
- * vector loops as wide as vector_bits (the target's registers; 0: none). */
-kiln_status lower_graph(const ir_graph *g, int vector_bits, lir_module **out, kiln_diag *d);
+typedef struct lower_options {
+    int vector_bits; /* the target's vector registers: the widest vector loops (0: none) */
+    bool no_fuse;    /* one kernel per node */
+} lower_options;
+/* Lowers the whole graph into *out (a module with its memory plan and schedule). With
+ * plan_out, the fusion plan is returned too (fuse_plan_free it). */
+kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **out, fusion_plan *plan_out,
+                        kiln_diag *d);
 /* Decides the loop schedule (schedule.c): for now, which nests run on several threads
  * (how many is the run's choice). lower_graph calls it. */
 void lir_schedule(lir_module *m);
@@ -65,8 +105,11 @@ lir_expr *lower_index(lower_ctx *c, const kiln_tensor *shape, lir_expr *const *c
 /* A serial loop `for var in [0, n)` around `body`; *var receives the loop variable. */
 lir_stmt *lower_loop(lower_ctx *c, const char *name, int64_t n, lir_stmt *body, lir_expr **var);
 lir_stmt *lower_seq1(lower_ctx *c, lir_stmt *s); /* a sequence holding s */
-/* Input i at `coords` of its own rank (size-1 dims read index 0), in its compute type. */
+/* Input i at `coords` of its own rank (size-1 dims read index 0), in its compute type; an
+ * inlined producer is computed there instead of loaded. */
 lir_expr *lower_read(lower_ctx *c, int i, lir_expr **coords);
+/* The store of output 0's value at coords (of its rank), through the epilogue if any. */
+lir_stmt *lower_store_out(lower_ctx *c, lir_expr **coords, lir_expr *value);
 /* The type elementwise math runs in: f32 for f16/bf16 storage, else the type itself. */
 kiln_dtype lower_compute_type(kiln_dtype t);
 /* Pushes a statement into the kernel's top-level sequence. */

@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-typedef lir_expr *(*scalar_fn)(lower_ctx *c, lir_expr **x);
+typedef lower_scalar_fn scalar_fn;
 
 /* out = f(inputs...) over the output's shape, inputs broadcast; `count` inputs (absent
  * optional ones are NULL in x). */
@@ -20,14 +20,11 @@ static kiln_status map(lower_ctx *c, int count, scalar_fn f) {
     kiln_status st = lower_nest(c, shape, coords, &inner, &outer);
     if (st)
         return st;
-    for (int i = 0; i < count; i++) {
-        x[i] = NULL;
-        if (!c->in[i])
-            continue;
-        lir_expr *load = lir_load(c->m, c->in[i], lower_index(c, c->in_type[i], coords, shape->rank));
-        x[i] = lir_cast(c->m, lower_compute_type(c->in[i]->dtype), load);
-        if (!x[i])
-            return lower_oom(c);
+    for (int i = 0; i < count; i++) { /* inputs broadcast: their dims align right */
+        const kiln_tensor *t = i < c->node->input_count ? c->in_type[i] : NULL;
+        x[i] = t ? lower_read(c, i, coords + (shape->rank - t->rank)) : NULL;
+        if (t && !x[i])
+            return c->d->status ? c->d->status : lower_oom(c);
     }
     c->inner = inner;
     lir_expr *value = f(c, x);
@@ -242,24 +239,53 @@ INTRINSIC(cos, LIR_COS) INTRINSIC(tan, LIR_TAN) INTRINSIC(asin, LIR_ASIN) INTRIN
 INTRINSIC(atan, LIR_ATAN) INTRINSIC(sinh, LIR_SINH) INTRINSIC(cosh, LIR_COSH) INTRINSIC(asinh, LIR_ASINH)
 INTRINSIC(acosh, LIR_ACOSH) INTRINSIC(atanh, LIR_ATANH)
 
-#define MAP(fn, count) kiln_status lower_##fn(lower_ctx *c) { return map(c, count, f_##fn); }
-MAP(add, 2) MAP(sub, 2) MAP(mul, 2) MAP(div, 2) MAP(mod, 2) MAP(pow, 2) MAP(prelu, 2) MAP(equal, 2) MAP(less, 2)
-MAP(less_or_equal, 2) MAP(greater, 2) MAP(greater_or_equal, 2) MAP(and, 2) MAP(or, 2) MAP(xor, 2)
-MAP(where, 3) MAP(not, 1) MAP(relu, 1) MAP(leaky_relu, 1) MAP(elu, 1) MAP(selu, 1) MAP(celu, 1)
-MAP(sigmoid, 1) MAP(hard_sigmoid, 1) MAP(hard_swish, 1) MAP(tanh, 1) MAP(softplus, 1) MAP(softsign, 1)
-MAP(mish, 1) MAP(gelu, 1) MAP(silu, 1) MAP(erf, 1) MAP(exp, 1) MAP(log, 1) MAP(sqrt, 1) MAP(reciprocal, 1)
-MAP(neg, 1) MAP(abs, 1) MAP(sign, 1) MAP(floor, 1) MAP(ceil, 1) MAP(round, 1) MAP(sin, 1) MAP(cos, 1)
-MAP(tan, 1) MAP(asin, 1) MAP(acos, 1) MAP(atan, 1) MAP(sinh, 1) MAP(cosh, 1) MAP(asinh, 1) MAP(acosh, 1)
-MAP(atanh, 1) MAP(thresholded_relu, 1) MAP(shrink, 1) MAP(is_nan, 1) MAP(is_inf, 1)
-
-kiln_status lower_max(lower_ctx *c) { return map(c, c->node->input_count, f_max); }
-kiln_status lower_min(lower_ctx *c) { return map(c, c->node->input_count, f_min); }
-kiln_status lower_sum(lower_ctx *c) { return map(c, c->node->input_count, f_sum); }
-kiln_status lower_mean(lower_ctx *c) { return map(c, c->node->input_count, f_mean); }
-kiln_status lower_clip(lower_ctx *c) { return map(c, c->node->input_count, f_clip); }
+/* The elementwise ops with their scalar rule and input count: each lowers to one map, and
+ * the fusion pass may inline the rule into another kernel (lower_scalar_rule). */
+#define ELTWISE_MAPS(X) \
+    X(ADD, add, 2) X(SUB, sub, 2) X(MUL, mul, 2) X(DIV, div, 2) X(MOD, mod, 2) X(POW, pow, 2) \
+    X(PRELU, prelu, 2) X(EQUAL, equal, 2) X(LESS, less, 2) X(LESS_OR_EQUAL, less_or_equal, 2) \
+    X(GREATER, greater, 2) X(GREATER_OR_EQUAL, greater_or_equal, 2) X(AND, and, 2) X(OR, or, 2) X(XOR, xor, 2) \
+    X(WHERE, where, 3) X(NOT, not, 1) X(RELU, relu, 1) X(LEAKY_RELU, leaky_relu, 1) X(ELU, elu, 1) \
+    X(SELU, selu, 1) X(CELU, celu, 1) X(SIGMOID, sigmoid, 1) X(HARD_SIGMOID, hard_sigmoid, 1) \
+    X(HARD_SWISH, hard_swish, 1) X(TANH, tanh, 1) X(SOFTPLUS, softplus, 1) X(SOFTSIGN, softsign, 1) \
+    X(MISH, mish, 1) X(GELU, gelu, 1) X(SILU, silu, 1) X(ERF, erf, 1) X(EXP, exp, 1) X(LOG, log, 1) \
+    X(SQRT, sqrt, 1) X(RECIPROCAL, reciprocal, 1) X(NEG, neg, 1) X(ABS, abs, 1) X(SIGN, sign, 1) \
+    X(FLOOR, floor, 1) X(CEIL, ceil, 1) X(ROUND, round, 1) X(SIN, sin, 1) X(COS, cos, 1) X(TAN, tan, 1) \
+    X(ASIN, asin, 1) X(ACOS, acos, 1) X(ATAN, atan, 1) X(SINH, sinh, 1) X(COSH, cosh, 1) X(ASINH, asinh, 1) \
+    X(ACOSH, acosh, 1) X(ATANH, atanh, 1) X(THRESHOLDED_RELU, thresholded_relu, 1) X(SHRINK, shrink, 1) \
+    X(IS_NAN, is_nan, 1) X(IS_INF, is_inf, 1) X(MAX, max, c->node->input_count) \
+    X(MIN, min, c->node->input_count) X(SUM, sum, c->node->input_count) X(MEAN, mean, c->node->input_count) \
+    X(CLIP, clip, c->node->input_count)
+#define DEFINE_MAP(ID, fn, count) kiln_status lower_##fn(lower_ctx *c) { return map(c, count, f_##fn); }
+ELTWISE_MAPS(DEFINE_MAP)
 kiln_status lower_cast(lower_ctx *c) { return map(c, 1, f_copy); }
 kiln_status lower_cast_like(lower_ctx *c) { return map(c, 1, f_copy); }
 kiln_status lower_identity(lower_ctx *c) { return map(c, 1, f_copy); }
+
+/* Inference BatchNormalization of one element: its per-channel parameters x[1..4] are
+ * read at the element's channel (node_value in lower.c); the same formula, in the same
+ * order, as lower_batch_norm. */
+static lir_expr *f_batch_norm(lower_ctx *c, lir_expr **x) {
+    lir_expr *norm = dvd(c, sub(c, x[0], x[3]), call(c, LIR_SQRT, add(c, x[4], num(c, x[0], attr_f(c, "epsilon")))));
+    return add(c, mul(c, norm, x[1]), x[2]);
+}
+
+lower_scalar_fn lower_scalar_rule(const ir_node *n) {
+    static const lower_scalar_fn rules[IR_OP_COUNT] = {
+#define RULE(ID, fn, count) [IR_OP_##ID] = f_##fn,
+        ELTWISE_MAPS(RULE)
+#undef RULE
+        [IR_OP_CAST] = f_copy, [IR_OP_CAST_LIKE] = f_copy, [IR_OP_IDENTITY] = f_copy,
+    };
+    bool int_out = n->output_count > 0 && !ir_dtype_is_float(n->outputs[0]->type.dtype);
+    bool int_in = n->input_count > 0 && n->inputs[0] && !ir_dtype_is_float(n->inputs[0]->type.dtype);
+    /* integer division and modulo can stop the kernel; integer powers loop */
+    if (((n->op == IR_OP_DIV || n->op == IR_OP_MOD) && int_out) || (n->op == IR_OP_POW && int_in))
+        return NULL;
+    if (n->op == IR_OP_BATCH_NORM)
+        return ir_attr_int(n, "training_mode") || n->output_count != 1 || n->inputs[0]->type.rank < 2 ? NULL : f_batch_norm;
+    return rules[n->op];
+}
 
 /* Inference dropout: the identity, and an all-true mask. So is training mode with a zero
  * ratio; with a nonzero ratio it needs the RNG (training, issue 6), and the kernel

@@ -43,8 +43,7 @@ kiln_status lower_matmul(lower_ctx *c) {
     lir_expr *prod = lir_binary(M, LIR_MUL, read(c, 0, ac), read(c, 1, bc));
     if (!lir_seq_push(M, body, lir_assign(M, acc, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc), prod))) ||
         !lir_seq_push(M, inner, lir_let(M, acc, num(c, t, 0))) || !lir_seq_push(M, inner, k_loop) ||
-        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank),
-                                          lir_cast(M, out->dtype, lir_var_ref(M, c->k, acc)))))
+        !lir_seq_push(M, inner, lower_store_out(c, oc, lir_var_ref(M, c->k, acc))))
         return lower_oom(c);
     return lower_emit(c, outer);
 }
@@ -72,7 +71,7 @@ kiln_status lower_gemm(lower_ctx *c) {
     }
     if (!lir_seq_push(M, body, lir_assign(M, acc, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc), prod))) ||
         !lir_seq_push(M, inner, lir_let(M, acc, num(c, t, 0))) || !lir_seq_push(M, inner, k_loop) ||
-        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, 2), lir_cast(M, out->dtype, y))))
+        !lir_seq_push(M, inner, lower_store_out(c, oc, y)))
         return lower_oom(c);
     return lower_emit(c, outer);
 }
@@ -142,8 +141,7 @@ kiln_status lower_conv(lower_ctx *c) {
     }
     if (!lir_seq_push(M, body, lir_if(M, inside, update, NULL)) || !lir_seq_push(M, inner, lir_let(M, acc, init)) ||
         !lir_seq_push(M, inner, ci_loop) ||
-        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank),
-                                          lir_cast(M, out->dtype, lir_var_ref(M, c->k, acc)))))
+        !lir_seq_push(M, inner, lower_store_out(c, oc, lir_var_ref(M, c->k, acc))))
         return lower_oom(c);
     return lower_emit(c, outer);
 }

@@ -1,11 +1,12 @@
 /*
  * plan.c — memory planning: binds every graph value to its storage. Graph inputs and
  * constants stay where the caller and the graph keep them; node outputs that are graph
- * outputs are written straight into the caller's output buffers; every other node output
- * gets a 64-byte-aligned offset in one arena, first fit, reusing the bytes of values whose
- * last reader has run. A node's outputs are placed before its inputs are released, so no
- * kernel reads and writes the same bytes (in-place reuse is a later refinement). A kernel's
- * scratch buffers (LIR_BUF_LOCAL) take arena bytes for the node's run only.
+ * outputs are written straight into the caller's output buffers; every other value a
+ * kernel writes gets a 64-byte-aligned offset in one arena, first fit, reusing the bytes
+ * of values whose last reading kernel has run (values fused away take none). A kernel's
+ * outputs are placed before its inputs are released, so no kernel reads and writes the
+ * same bytes (in-place reuse is a later refinement). A kernel's scratch buffers
+ * (LIR_BUF_LOCAL) take arena bytes for its run only.
  */
 #include "passes/lower.h"
 
@@ -85,45 +86,37 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d) {
         if (g->outputs[j]->kind == IR_VAL_NODE && s->kind == LIR_STORE_NONE)
             *s = (lir_storage){LIR_STORE_OUTPUT, j, 0};
     }
-    for (int i = 0; i < g->node_count; i++)
-        for (int j = 0; j < g->nodes[i]->input_count; j++)
-            if (g->nodes[i]->inputs[j])
-                last_use[g->nodes[i]->inputs[j]->id] = i;
+    /* by kernel, in run order: a value fused away is no kernel's parameter and takes nothing */
+    for (int k = 0; k < m->kernel_count; k++)
+        for (int p = 0; p < m->kernels[k]->param_count; p++)
+            if (m->kernels[k]->params[p]->kind == LIR_BUF_VALUE)
+                last_use[m->kernels[k]->params[p]->value->id] = k;
     int nfree = 0;
     int64_t top = 0;
-    for (int i = 0; i < g->node_count; i++) {
-        const ir_node *n = g->nodes[i];
-        for (int j = 0; j < n->output_count; j++) {
-            const ir_value *v = n->outputs[j];
-            if (m->storage[v->id].kind != LIR_STORE_NONE)
+    for (int k = 0; k < m->kernel_count; k++) {
+        const lir_kernel *kn = m->kernels[k];
+        for (int p = 0; p < kn->param_count; p++) { /* what it writes: first seen here */
+            lir_buffer *b = kn->params[p];
+            if (b->kind != LIR_BUF_VALUE || m->storage[b->value->id].kind != LIR_STORE_NONE)
                 continue;
+            const ir_value *v = b->value;
             int64_t bytes = ir_type_count(&v->type) * (int64_t)kiln_dtype_size(v->type.dtype);
-            size[v->id] = (bytes + 63) / 64 * 64;
-            if (!size[v->id])
-                size[v->id] = 64;
+            size[v->id] = bytes ? (bytes + 63) / 64 * 64 : 64;
             m->storage[v->id] = (lir_storage){LIR_STORE_ARENA, 0, take(free_list, &nfree, &top, size[v->id])};
-            if (last_use[v->id] < i) /* nobody reads it: its bytes are free after this node */
-                last_use[v->id] = i;
         }
-        /* the scratch of the node's kernels: reserved while they run, never over their operands */
-        for (int k = 0; k < m->kernel_count; k++)
-            for (int p = 0; m->kernels[k]->origin == n && p < m->kernels[k]->param_count; p++) {
-                lir_buffer *b = m->kernels[k]->params[p];
-                if (b->kind == LIR_BUF_LOCAL) {
-                    b->local = (lir_storage){LIR_STORE_ARENA, 0, take(free_list, &nfree, &top, local_bytes(b))};
-                }
-            }
-        for (int k = 0; k < m->kernel_count; k++)
-            for (int p = 0; m->kernels[k]->origin == n && p < m->kernels[k]->param_count; p++) {
-                lir_buffer *b = m->kernels[k]->params[p];
-                if (b->kind == LIR_BUF_LOCAL)
-                    give(free_list, &nfree, b->local.offset, local_bytes(b));
-            }
-        for (int j = 0; j < n->input_count + n->output_count; j++) {
-            const ir_value *v = j < n->input_count ? n->inputs[j] : n->outputs[j - n->input_count];
-            if (v && m->storage[v->id].kind == LIR_STORE_ARENA && last_use[v->id] == i && size[v->id]) {
-                give(free_list, &nfree, m->storage[v->id].offset, size[v->id]);
-                size[v->id] = 0; /* released once */
+        /* its scratch: reserved while it runs, never over its operands */
+        for (int p = 0; p < kn->param_count; p++)
+            if (kn->params[p]->kind == LIR_BUF_LOCAL)
+                kn->params[p]->local = (lir_storage){LIR_STORE_ARENA, 0, take(free_list, &nfree, &top, local_bytes(kn->params[p]))};
+        for (int p = 0; p < kn->param_count; p++)
+            if (kn->params[p]->kind == LIR_BUF_LOCAL)
+                give(free_list, &nfree, kn->params[p]->local.offset, local_bytes(kn->params[p]));
+        for (int p = 0; p < kn->param_count; p++) { /* values nothing later reads */
+            const lir_buffer *b = kn->params[p];
+            if (b->kind == LIR_BUF_VALUE && m->storage[b->value->id].kind == LIR_STORE_ARENA &&
+                last_use[b->value->id] == k && size[b->value->id]) {
+                give(free_list, &nfree, m->storage[b->value->id].offset, size[b->value->id]);
+                size[b->value->id] = 0; /* released once */
             }
         }
     }

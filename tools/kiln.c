@@ -51,12 +51,14 @@ static const char *const usage_run =
     "  --backend B         jit (the default): compiled by LLVM for this CPU; interp: the\n"
     "                      reference interpreter; c: emitted as C and built by the system's cc\n"
     "  --threads N         JIT: threads for parallel loops (default: all processors)\n"
+    "  --no-fuse           JIT and C: one kernel per node, to see what fusion buys\n"
     "  --time              print how long the first run took (for the JIT with a symbolic\n"
     "                      batch, that includes compiling) and the median of 10 more\n"
     "  -h, --help          show this help\n";
 
 static const char *const usage_dump =
-    "usage: kiln dump MODEL [--after PASS] [--elide N] [--loops | --llvm]\n"
+    "usage: kiln dump MODEL [--after PASS] [--elide N] [--loops | --llvm | --fusion [--dot FILE]]\n"
+    "                 [--no-fuse] [--batch N]\n"
     "\n"
     "Prints MODEL (.kiln or .onnx) in the .kiln text format.\n"
     "\n"
@@ -65,6 +67,12 @@ static const char *const usage_dump =
     "                 then does not parse back)\n"
     "  --loops        print the loop IR the graph lowers to (after all graph passes)\n"
     "  --llvm         print the optimized LLVM IR of those loops, for this CPU\n"
+    "  --fusion       list each kernel with the nodes fused into it, and every node left\n"
+    "                 alone with the reason\n"
+    "  --dot FILE     with --fusion: write the graph to FILE for Graphviz, kernels as clusters\n"
+    "  --no-fuse      lower one kernel per node\n"
+    "  --batch N      the size of a symbolic batch dimension, for --loops/--llvm/--fusion\n"
+    "                 (default 1)\n"
     "  -h, --help     show this help\n";
 
 static const char *const usage_compile =
@@ -83,6 +91,7 @@ static const char *const usage_compile =
     "  --name NAME       the API prefix (default: from libNAME.so, or the model's file name)\n"
     "  --target-cpu CPU  an LLVM CPU name (x86-64-v3, znver4, ...); default: this machine's\n"
     "  --batch N         the size of the model's symbolic batch dimension (default 1)\n"
+    "  --no-fuse         one kernel per node\n"
     "  -h, --help        show this help\n";
 
 static const char *const usage_check =
@@ -196,6 +205,8 @@ static int cmd_run(int argc, char **argv) {
             char *end;
             if (i + 1 >= argc || (opts.threads = (int)strtol(argv[++i], &end, 10)) < 1 || *end)
                 return usage_error(usage_run, "--threads needs a count >= 1%s", "");
+        } else if (!strcmp(argv[i], "--no-fuse")) {
+            opts.no_fuse = true;
         } else if (!strcmp(argv[i], "--time")) {
             show_time = true;
         } else if (argv[i][0] == '-') {
@@ -296,8 +307,9 @@ done:
 }
 
 static int cmd_dump(int argc, char **argv) {
-    const char *model_path = NULL, *after = NULL;
-    bool loops = false, llvm = false;
+    const char *model_path = NULL, *after = NULL, *dot = NULL;
+    bool loops = false, llvm = false, fusion = false, no_fuse = false;
+    int64_t batch = 1;
     ir_print_opts opts = {0};
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
@@ -313,6 +325,18 @@ static int cmd_dump(int argc, char **argv) {
             loops = true;
         } else if (!strcmp(argv[i], "--llvm")) {
             loops = llvm = true;
+        } else if (!strcmp(argv[i], "--fusion")) {
+            loops = fusion = true;
+        } else if (!strcmp(argv[i], "--no-fuse")) {
+            no_fuse = true;
+        } else if (!strcmp(argv[i], "--dot")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_dump, "%s needs a file name", argv[i]);
+            dot = argv[++i];
+        } else if (!strcmp(argv[i], "--batch")) {
+            char *end;
+            if (i + 1 >= argc || (batch = strtoll(argv[++i], &end, 10)) < 1 || *end)
+                return usage_error(usage_dump, "--batch needs a size >= 1%s", "");
         } else if (!strcmp(argv[i], "--elide")) {
             char *end;
             if (i + 1 >= argc || (opts.elide_over = strtoll(argv[++i], &end, 10)) < 1 || *end)
@@ -327,25 +351,43 @@ static int cmd_dump(int argc, char **argv) {
     }
     if (!model_path)
         return usage_error(usage_dump, "missing MODEL%s", "");
+    if (dot && !fusion)
+        return usage_error(usage_dump, "--dot goes with --fusion%s", "");
     kiln_diag d = {0};
     ir_graph *g;
     if (driver_load_graph(model_path, &g, &d))
         return model_error(&d);
+    if (loops && g->batch_name)
+        ir_graph_set_batch(g, batch);
     if ((after || loops) && driver_optimize(g, after && strcmp(after, "all") ? after : NULL, &d)) {
         ir_graph_destroy(g);
         return model_error(&d);
     }
     if (loops) {
         lir_module *m;
-        if (lower_graph(g, cg_vector_bits(NULL), &m, &d)) {
+        fusion_plan plan;
+        lower_options lo = {.vector_bits = cg_vector_bits(NULL), .no_fuse = no_fuse};
+        if (lower_graph(g, &lo, &m, &plan, &d)) {
             ir_graph_destroy(g);
             return model_error(&d);
         }
         kiln_status st = KILN_OK;
-        if (llvm)
+        if (llvm) {
             st = cg_print_llvm(m, NULL, stdout, &d);
-        else
+        } else if (fusion) {
+            fuse_print(m, &plan, stdout);
+            FILE *f = dot ? fopen(dot, "w") : NULL;
+            if (dot && !f)
+                st = diag_error(&d, LOC_NONE, KILN_ERR_IO, "%s: cannot write: %s", dot, strerror(errno));
+            if (f) {
+                fuse_dot(m, &plan, f);
+                if (fclose(f))
+                    st = diag_error(&d, LOC_NONE, KILN_ERR_IO, "%s: cannot write: %s", dot, strerror(errno));
+            }
+        } else {
             lir_print(m, stdout);
+        }
+        fuse_plan_free(&plan);
         lir_module_destroy(m);
         if (st) {
             ir_graph_destroy(g);
@@ -461,6 +503,8 @@ static int cmd_compile(int argc, char **argv) {
                 o.emit = DRIVER_EMIT_LLVM;
             else if (strcmp(argv[i], "so"))
                 return usage_error(usage_compile, "unknown --emit kind '%s' (so, c, obj, llvm)", argv[i]);
+        } else if (!strcmp(argv[i], "--no-fuse")) {
+            o.no_fuse = true;
         } else if (argv[i][0] == '-') {
             return usage_error(usage_compile, "unknown flag '%s'", argv[i]);
         } else if (!model_path) {

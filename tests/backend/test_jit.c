@@ -563,7 +563,7 @@ static void test_vector_equals_scalar(void **state) {
         for (int v = 0; v < 2; v++) {
             lir_module *lm;
             cg_jit *jit;
-            assert_int_equal(lower_graph(m->graph, v ? 512 : 0, &lm, &d), KILN_OK);
+            assert_int_equal(lower_graph(m->graph, &(lower_options){.vector_bits = v ? 512 : 0}, &lm, NULL, &d), KILN_OK);
             int vector_loops = 0;
             for (int k = 0; k < lm->kernel_count; k++)
                 vector_loops += count_vector_loops(lm->kernels[k]->body);
@@ -582,6 +582,57 @@ static void test_vector_equals_scalar(void **state) {
         }
         kiln_tensor_free(out[0]), kiln_tensor_free(out[1]), kiln_tensor_free(in[0]), kiln_tensor_free(in[1]);
         kiln_model_destroy(m);
+    }
+}
+
+/* Fusion changes where values are computed, not how: inlined producers and epilogues
+ * round through their output dtype as a store and a load would, so fused and unfused
+ * builds agree to the bit, and the fused one has fewer kernels. The graphs cover inlining
+ * into maps, convolutions, pools and reductions, epilogue chains (bias, BatchNorm,
+ * activation, a residual input computed after the anchor), several readers, broadcast
+ * expensive producers (left alone), and f16 values between fused nodes. */
+static void test_fused_equals_unfused(void **state) {
+    (void)state;
+    static const struct { const char *body; int64_t a[4], b[4]; int ra, rb; } graphs[] = {
+        {"%m = MatMul(%a, %b)\n  %s = Add(%m, %b0)\n  %y = Relu(%s)", {5, 33}, {33, 19}, 2, 2},
+        {"%c = Conv(%a, %b) {pads = [1, 1, 1, 1]}\n  %n = BatchNormalization(%c, %s4, %b4, %m4, %v4)\n"
+         "  %r = Relu(%n)\n  %y = MaxPool(%r) {kernel_shape = [2, 2], strides = [2, 2]}", {2, 3, 9, 11}, {4, 3, 3, 3}, 4, 4},
+        {"%e = Exp(%a)\n  %n = Neg(%b)\n  %t = Tanh(%n)\n  %y = Add(%e, %t)", {3, 17}, {17}, 2, 1},
+        {"%m = MatMul(%a, %b)\n  %k = Sigmoid(%a)\n  %r = ReduceSum(%k) {axes = [1], keepdims = 1}\n"
+         "  %y = Add(%m, %r)", {6, 21}, {21, 21}, 2, 2},
+        {"%h = Cast(%a) {to = \"f16\"}\n  %q = Mul(%h, %h)\n  %f = Cast(%q) {to = \"f32\"}\n  %r = Relu(%f)\n"
+         "  %y = AveragePool(%r) {kernel_shape = [2]}", {2, 5, 13}, {1}, 3, 1},
+        {"%x = Abs(%a)\n  %p = Add(%x, %x)\n  %y = Mul(%p, %x)", {4, 19}, {1}, 2, 1},
+    };
+    for (int i = 0; i < ARRAY_LEN(graphs); i++) {
+        char ta[128], tb[128], src[2048];
+        shape_text(graphs[i].ra, graphs[i].a, ta, sizeof ta);
+        shape_text(graphs[i].rb, graphs[i].b, tb, sizeof tb);
+        snprintf(src, sizeof src, "graph f {\n  input %%a: %s\n  input %%b: %s\n"
+                 "  const %%b0: f32[19] = [%s]\n  const %%s4: f32[4] = [1.5, 0.5, 2, 1]\n  const %%b4: f32[4] = [0.1, -0.2, 0.3, 0]\n"
+                 "  const %%m4: f32[4] = [0.5, 0, -0.5, 1]\n  const %%v4: f32[4] = [1, 2, 0.5, 4]\n  %s\n  output %%y\n}\n",
+                 ta, tb, "0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, -0.1, -0.2, -0.3, -0.4, -0.5, -0.6, -0.7, -0.8, -0.9",
+                 graphs[i].body);
+        kiln_tensor *in[2] = {random_tensor(graphs[i].ra, graphs[i].a), random_tensor(graphs[i].rb, graphs[i].b)}, *out[2];
+        int kernels[2];
+        for (int u = 0; u < 2; u++) {
+            kiln_options opts = {.backend = KILN_BACKEND_JIT, .no_fuse = u == 1};
+            kiln_model *m;
+            kiln_diag d = {0};
+            if (kiln_model_parse(src, strlen(src), "f.kiln", &opts, &m, &d)) {
+                print_error("%s\n%s", d.message, src);
+                fail();
+            }
+            kernels[u] = m->lowered->kernel_count;
+            assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)in, &out[u], &d), KILN_OK);
+            kiln_model_destroy(m);
+        }
+        if (memcmp(out[0]->data, out[1]->data, kiln_tensor_bytes(out[0])) || kernels[0] >= kernels[1]) {
+            print_error("%s: fused (%d kernels) and unfused (%d kernels) %s\n", graphs[i].body, kernels[0], kernels[1],
+                        kernels[0] >= kernels[1] ? "have as many kernels" : "differ");
+            fail();
+        }
+        kiln_tensor_free(out[0]), kiln_tensor_free(out[1]), kiln_tensor_free(in[0]), kiln_tensor_free(in[1]);
     }
 }
 
@@ -695,6 +746,7 @@ int main(void) {
         cmocka_unit_test(test_int_pow),
         cmocka_unit_test(test_parallel_equals_serial),
         cmocka_unit_test(test_vector_equals_scalar),
+        cmocka_unit_test(test_fused_equals_unfused),
         cmocka_unit_test(test_random_resize),
         cmocka_unit_test(test_random_select_train),
         cmocka_unit_test(test_random_recurrent),

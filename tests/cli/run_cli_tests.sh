@@ -85,7 +85,11 @@ expect 0 "mlp.kiln -> $tmp/lib/libmlp.so" -- "$kiln" compile $models/mlp.kiln -o
 expect 0 "cnn.kiln -> $tmp/src/cnn" -- "$kiln" compile $models/cnn.kiln --emit c -o "$tmp/src"
 expect 0 'define .*i32 @k0_Conv' -- "$kiln" dump models/torch/cnn_bn_opset13/model.onnx --llvm
 expect 0 'kernel k0_Conv\(' -- "$kiln" dump models/torch/cnn_bn_opset13/model.onnx --loops
-expect 1 "mlp.kiln:.*output 'x' has no static shape: compile for a batch size" -- "$kiln" dump $models/mlp.kiln --loops
+expect 0 'kernel k0_Flatten\(image: f32\[3136\]' -- "$kiln" dump $models/mlp.kiln --loops --batch 4
+expect 0 'epilogue  Relu' -- "$kiln" dump $models/mlp.kiln --fusion --dot "$tmp/mlp.dot"
+expect 0 'cluster_0' -- cat "$tmp/mlp.dot"
+expect 0 'fusion is off' -- "$kiln" dump $models/mlp.kiln --fusion --no-fuse
+expect 2 '--dot goes with --fusion' -- "$kiln" dump $models/mlp.kiln --dot "$tmp/x.dot"
 expect 0 'output_0 -> ' -- "$kiln" run $torch/model.onnx --input input_0=$torch/test_data_set_0/input_0.pb --output-dir "$tmp/onnx-jit" --backend jit
 lstm=models/torch/lstm_opset13
 expect 0 'output_1 -> ' -- "$kiln" run $lstm/model.onnx --input input_0=$lstm/test_data_set_0/input_0.pb --output-dir "$tmp/lstm"

@@ -1,0 +1,238 @@
+/*
+ * fuse.c — the fusion plan: which nodes keep a kernel of their own, which are computed
+ * inside the kernel that reads them (inlined), and which run as an anchor's epilogue.
+ *
+ * The rules (DESIGN.md, "Fusion"):
+ * - An elementwise node read by exactly one other node, through that node's element
+ *   reads (lower_read: elementwise maps, and MatMul, Gemm, Conv, pools and reductions on
+ *   their data inputs), is inlined there: its value is computed where it would be loaded,
+ *   and it is never stored. Where the reader reads each element many times (a Conv, a
+ *   pool, a broadcast), only cheap ops are inlined (no transcendental calls): recomputing
+ *   exp for every read would cost more than one store and many loads.
+ * - A MatMul, Gemm or Conv whose output is read only by an elementwise node of the same
+ *   shape takes that node as its epilogue, applied to the accumulator before the store;
+ *   the chain goes on while each value has one reader of that shape. The fused kernel
+ *   runs where the chain's last node was, when every other input of the chain is ready.
+ * - A value that is a graph output, or has several readers, is materialized once (the
+ *   cost rule that keeps recomputation bounded).
+ * With fusion off (--no-fuse) every node keeps its own kernel: the same code generator
+ * and schedules, for comparison.
+ */
+#include "passes/lower.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Reads through lower_read, element by element, of input `slot` (so an inlined
+ * producer is computed there); *many: each element is read more than once. */
+static bool element_reader(const ir_node *r, int slot, bool *many) {
+    *many = false;
+    if (lower_scalar_rule(r)) { /* a map: once per output element, broadcast aside */
+        const ir_value *v = r->inputs[slot];
+        *many = ir_type_count(&v->type) != ir_type_count(&r->outputs[0]->type);
+        return true;
+    }
+    *many = true;
+    switch (r->op) {
+    case IR_OP_CONV: case IR_OP_MAX_POOL: case IR_OP_AVERAGE_POOL: case IR_OP_GLOBAL_AVERAGE_POOL:
+    case IR_OP_GLOBAL_MAX_POOL: case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
+    case IR_OP_REDUCE_MIN: case IR_OP_REDUCE_PROD: case IR_OP_REDUCE_L1: case IR_OP_REDUCE_L2:
+    case IR_OP_REDUCE_SUM_SQUARE: case IR_OP_REDUCE_LOG_SUM: case IR_OP_REDUCE_LOG_SUM_EXP:
+        *many = r->op != IR_OP_GLOBAL_AVERAGE_POOL && r->op != IR_OP_GLOBAL_MAX_POOL && r->op != IR_OP_REDUCE_SUM &&
+                r->op != IR_OP_REDUCE_MEAN && r->op != IR_OP_REDUCE_MAX && r->op != IR_OP_REDUCE_MIN;
+        return slot == 0;
+    case IR_OP_MATMUL: case IR_OP_GEMM: return slot <= 1;
+    default: return false;
+    }
+}
+
+/* Ops whose scalar rule is a handful of arithmetic: cheap to recompute per read. */
+static bool cheap(ir_op op) {
+    switch (op) {
+    case IR_OP_RELU: case IR_OP_LEAKY_RELU: case IR_OP_ADD: case IR_OP_SUB: case IR_OP_MUL: case IR_OP_NEG:
+    case IR_OP_ABS: case IR_OP_MAX: case IR_OP_MIN: case IR_OP_SUM: case IR_OP_CLIP: case IR_OP_PRELU:
+    case IR_OP_IDENTITY: case IR_OP_CAST: case IR_OP_CAST_LIKE: case IR_OP_WHERE: case IR_OP_NOT:
+    case IR_OP_EQUAL: case IR_OP_LESS: case IR_OP_LESS_OR_EQUAL: case IR_OP_GREATER: case IR_OP_GREATER_OR_EQUAL:
+    case IR_OP_AND: case IR_OP_OR: case IR_OP_XOR: case IR_OP_SIGN: case IR_OP_THRESHOLDED_RELU: case IR_OP_SHRINK:
+    case IR_OP_HARD_SIGMOID: case IR_OP_HARD_SWISH:
+        return true;
+    default: return false;
+    }
+}
+
+static bool same_shape(const kiln_tensor *a, const kiln_tensor *b) {
+    return a->rank == b->rank && !memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank);
+}
+
+static bool anchor(ir_op op) { return op == IR_OP_CONV || op == IR_OP_MATMUL || op == IR_OP_GEMM; }
+
+void fuse_plan_free(fusion_plan *p) {
+    if (p->chain)
+        for (int i = 0; i < p->node_ids; i++)
+            free(p->chain[i]);
+    free(p->role), free(p->host), free(p->chain), free(p->chain_count), free(p->why);
+    *p = (fusion_plan){0};
+}
+
+typedef struct use {
+    const ir_node *reader; /* the one reader, if count == 1 */
+    int slot, count;
+} use;
+
+kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag *d) {
+    int n_ids = g->node_ids;
+    *p = (fusion_plan){.node_ids = n_ids};
+    p->role = calloc((size_t)n_ids + 1, sizeof *p->role);
+    p->host = calloc((size_t)n_ids + 1, sizeof *p->host);
+    p->chain = calloc((size_t)n_ids + 1, sizeof *p->chain);
+    p->chain_count = calloc((size_t)n_ids + 1, sizeof *p->chain_count);
+    p->why = calloc((size_t)n_ids + 1, sizeof *p->why);
+    use *uses = calloc((size_t)g->value_ids + 1, sizeof *uses);
+    if (!p->role || !p->host || !p->chain || !p->chain_count || !p->why || !uses) {
+        free(uses);
+        fuse_plan_free(p);
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    for (int i = 0; i < g->node_count; i++)
+        for (int j = 0; j < g->nodes[i]->input_count; j++) {
+            const ir_value *v = g->nodes[i]->inputs[j];
+            if (v)
+                uses[v->id] = (use){g->nodes[i], j, uses[v->id].count + 1};
+        }
+    for (int i = 0; i < g->output_count; i++)
+        uses[g->outputs[i]->id].count += 2; /* stored for the caller, whatever reads it */
+    if (!enabled) {
+        for (int i = 0; i < g->node_count; i++)
+            p->why[g->nodes[i]->id] = "fusion is off (--no-fuse)";
+        free(uses);
+        return KILN_OK;
+    }
+    /* epilogues: from each anchor, the chain of single elementwise readers of its shape */
+    for (int i = 0; i < g->node_count; i++) {
+        const ir_node *a = g->nodes[i];
+        if (!anchor(a->op) || a->output_count != 1)
+            continue;
+        const ir_value *cur = a->outputs[0];
+        const ir_node *chain[64];
+        int n = 0;
+        while (n < (int)ARRAY_LEN(chain) && uses[cur->id].count == 1) {
+            const ir_node *r = uses[cur->id].reader;
+            if (!lower_scalar_rule(r) || r->output_count != 1 || !same_shape(&r->outputs[0]->type, &a->outputs[0]->type) ||
+                p->role[r->id] != FUSE_OWN)
+                break;
+            chain[n++] = r;
+            cur = r->outputs[0];
+        }
+        if (!n) {
+            const ir_node *r = uses[cur->id].reader;
+            p->why[a->id] = uses[cur->id].count != 1 ? "no epilogue: its output is read more than once or is a graph output"
+                            : !lower_scalar_rule(r) ? "no epilogue: its reader is not elementwise"
+                                                    : "no epilogue: its reader's output has another shape";
+            continue;
+        }
+        if (!(p->chain[a->id] = malloc(sizeof(const ir_node *) * (size_t)n))) {
+            free(uses);
+            fuse_plan_free(p);
+            return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+        }
+        memcpy(p->chain[a->id], chain, sizeof(const ir_node *) * (size_t)n);
+        p->chain_count[a->id] = n;
+        for (int k = 0; k < n; k++)
+            p->role[chain[k]->id] = FUSE_EPILOGUE, p->host[chain[k]->id] = a;
+    }
+    /* inlining: an elementwise node into its single element reader, readers first (so a
+     * node inlined into an inlined reader knows how often that reader is computed) */
+    bool *repeated = calloc((size_t)n_ids + 1, sizeof *repeated); /* inlined, computed several times per element */
+    if (!repeated) {
+        free(uses);
+        fuse_plan_free(p);
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    for (int i = g->node_count - 1; i >= 0; i--) {
+        const ir_node *n = g->nodes[i];
+        if (p->role[n->id] != FUSE_OWN || p->chain[n->id])
+            continue;
+        if (!lower_scalar_rule(n) || n->output_count != 1) {
+            if (!p->why[n->id])
+                p->why[n->id] = ir_op_table[n->op].kind == IR_KIND_ELTWISE ? "no scalar rule that runs inside another kernel"
+                                                                            : "not elementwise: a kernel of its own";
+            continue;
+        }
+        const use *u = &uses[n->outputs[0]->id];
+        bool many;
+        if (u->count == 0)
+            p->why[n->id] = "nothing reads it";
+        else if (u->count != 1)
+            p->why[n->id] = "read more than once, or a graph output: stored once rather than recomputed";
+        else if (!element_reader(u->reader, u->slot, &many))
+            p->why[n->id] = "its reader loads it whole (not element by element)";
+        else if ((many || repeated[u->reader->id]) && !cheap(n->op))
+            p->why[n->id] = "its reader reads each element many times: recomputing it would cost more than storing it";
+        else
+            p->role[n->id] = FUSE_INLINE, repeated[n->id] = many || repeated[u->reader->id];
+    }
+    free(uses), free(repeated);
+    return KILN_OK;
+}
+
+/* The nodes inlined into reads of n's inputs, depth first. */
+static void print_inlined(const fusion_plan *p, const ir_node *n, FILE *f) {
+    for (int j = 0; j < n->input_count; j++) {
+        const ir_value *v = n->inputs[j];
+        if (!v || !v->producer || p->role[v->producer->id] != FUSE_INLINE)
+            continue;
+        print_inlined(p, v->producer, f);
+        fprintf(f, "    inlined   %s '%s'\n", ir_op_table[v->producer->op].name, v->producer->name);
+    }
+}
+
+void fuse_print(const lir_module *m, const fusion_plan *p, FILE *f) {
+    const ir_graph *g = m->graph;
+    fprintf(f, "%d kernels for %d nodes\n", m->kernel_count, g->node_count);
+    for (int k = 0; k < m->kernel_count; k++) {
+        const ir_node *n = m->kernels[k]->origin;
+        fprintf(f, "kernel %s\n", m->kernels[k]->name);
+        print_inlined(p, n, f);
+        fprintf(f, "    %-9s %s '%s'\n", p->chain[n->id] ? "anchor" : "node", ir_op_table[n->op].name, n->name);
+        for (int e = 0; e < p->chain_count[n->id]; e++) {
+            const ir_node *x = p->chain[n->id][e];
+            print_inlined(p, x, f);
+            fprintf(f, "    epilogue  %s '%s'\n", ir_op_table[x->op].name, x->name);
+        }
+    }
+    fputs("left alone:\n", f);
+    for (int i = 0; i < g->node_count; i++) {
+        const ir_node *n = g->nodes[i];
+        if (p->role[n->id] == FUSE_OWN && p->why[n->id])
+            fprintf(f, "    %s '%s': %s\n", ir_op_table[n->op].name, n->name, p->why[n->id]);
+    }
+}
+
+static void dot_member(const fusion_plan *p, const ir_node *n, FILE *f) {
+    fprintf(f, "    n%d [label=\"%s\\n%s\"];\n", n->id, ir_op_table[n->op].name, n->name);
+    for (int j = 0; j < n->input_count; j++) {
+        const ir_value *v = n->inputs[j];
+        if (v && v->producer && p->role[v->producer->id] == FUSE_INLINE)
+            dot_member(p, v->producer, f);
+    }
+}
+
+void fuse_dot(const lir_module *m, const fusion_plan *p, FILE *f) {
+    const ir_graph *g = m->graph;
+    fputs("digraph kiln {\n  node [shape=box, fontname=\"monospace\"];\n", f);
+    for (int k = 0; k < m->kernel_count; k++) {
+        const ir_node *n = m->kernels[k]->origin;
+        fprintf(f, "  subgraph cluster_%d {\n    label=\"%s\";\n", k, m->kernels[k]->name);
+        dot_member(p, n, f);
+        for (int e = 0; e < p->chain_count[n->id]; e++)
+            dot_member(p, p->chain[n->id][e], f);
+        fputs("  }\n", f);
+    }
+    for (int i = 0; i < g->node_count; i++)
+        for (int j = 0; j < g->nodes[i]->input_count; j++) {
+            const ir_value *v = g->nodes[i]->inputs[j];
+            if (v && v->producer)
+                fprintf(f, "  n%d -> n%d;\n", v->producer->id, g->nodes[i]->id);
+        }
+    fputs("}\n", f);
+}
