@@ -14,13 +14,13 @@ static bool inlined(const lower_ctx *c, const ir_value *v) {
 }
 
 /* A context for node n computed inside c's kernel: its inputs are c's kernel's
- * parameters (or inlined in turn). */
-static kiln_status sub_ctx(const lower_ctx *c, const ir_node *n, lower_ctx *s) {
+ * parameters (or inlined in turn), but for input `known`, whose value the caller has. */
+static kiln_status sub_ctx(const lower_ctx *c, const ir_node *n, int known, lower_ctx *s) {
     *s = (lower_ctx){.m = c->m, .k = c->k, .node = n, .plan = c->plan, .d = c->d};
     for (int j = 0; j < n->input_count; j++) {
         const ir_value *v = n->inputs[j];
         s->in_type[j] = v ? (v->init ? v->init : &v->type) : NULL;
-        if (v && !inlined(c, v) && !(s->in[j] = lir_param(c->m, c->k, v)))
+        if (v && j != known && !inlined(c, v) && !(s->in[j] = lir_param(c->m, c->k, v)))
             return lower_oom(c);
     }
     s->out_type[0] = &n->outputs[0]->type;
@@ -33,7 +33,7 @@ static kiln_status sub_ctx(const lower_ctx *c, const ir_node *n, lower_ctx *s) {
 static lir_expr *node_value(const lower_ctx *c, const ir_node *n, lir_expr **coords, int slot, lir_expr *known) {
     lower_ctx s;
     lower_scalar_fn f = lower_scalar_rule(n);
-    if (!f || sub_ctx(c, n, &s))
+    if (!f || sub_ctx(c, n, slot, &s))
         return NULL;
     const kiln_tensor *out = &n->outputs[0]->type;
     lir_expr *x[IR_VARIADIC];

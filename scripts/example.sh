@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the bundled example models (examples/models) on a batch of four 28x28 images:
-# each one on the reference interpreter and compiled by LLVM (JIT) with their timings;
+# each one on the reference interpreter and compiled by LLVM (JIT) with their timings,
+# then compiled fused and unfused (kiln bench --compare unfused: same outputs, both timed);
 # then the CNN through examples/jit_host.c (kiln.h), and compiled ahead of time into
 # libcnn.so and called from examples/cnn_host.c, which includes only the emitted cnn.h.
 set -euo pipefail
@@ -23,7 +24,12 @@ for model in mlp cnn; do
         predict "$out/$model-$backend/probs.npy"
     done
 done
-echo "(the JIT's first run includes compiling; fused kernels and tuned schedules come next)"
+echo "(the JIT's first run includes compiling)"
+for model in mlp cnn; do
+    echo "== $model: fused against unfused (kiln bench) =="
+    build/kiln bench examples/models/$model.kiln --input image=examples/models/images.npy --batch 4 --compare unfused \
+        --iterations 200
+done
 echo "== examples/jit_host.c: the CNN compiled in-process through kiln.h =="
 build/jit_host examples/models/cnn.kiln examples/models/images.npy
 echo "== cnn as a shared library =="

@@ -8,6 +8,7 @@
  * Exit status: 0 on success, 1 on a model or input error (one line on stderr naming the
  * file and the place), 2 on a usage error.
  */
+#include "tools/cli.h"
 #include "driver/model.h"
 #include "ir/print.h"
 #include "passes/lower.h"
@@ -23,7 +24,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-enum { EXIT_MODEL = 1, EXIT_USAGE = 2 };
 
 static const char *const usage_main =
     "usage: kiln COMMAND [ARGS]\n"
@@ -35,6 +35,7 @@ static const char *const usage_main =
     "  dump    print a model in the .kiln text format, optionally after a pass\n"
     "  check   verify a model and list every problem found\n"
     "  compile build a model into libNAME.so with NAME.h, or C source\n"
+    "  bench   time a model compiled (median, p10, p90), fused against unfused, per kernel\n"
     "\n"
     "Run `kiln COMMAND --help` for a command's flags.\n";
 
@@ -102,21 +103,8 @@ static const char *const usage_check =
     "\n"
     "  -h, --help   show this help\n";
 
-static int usage_error(const char *usage, const char *fmt, const char *arg) {
-    fprintf(stderr, "kiln: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", usage);
-    return EXIT_USAGE;
-}
 
-static int model_error(const kiln_diag *d) {
-    fprintf(stderr, "kiln: %s\n", d->message);
-    return EXIT_MODEL;
-}
 
-static bool is_help(const char *a) {
-    return !strcmp(a, "-h") || !strcmp(a, "--help");
-}
 
 /* The output's file name: unsafe characters become '_', and no leading '.'. */
 static void sanitize(const char *name, char *out, size_t cap) {
@@ -148,22 +136,8 @@ static int make_dirs(const char *dir) {
     return mkdir(path, 0777) != 0 && errno != EEXIST ? errno : 0;
 }
 
-/* Milliseconds since *since, or (since == NULL) a monotonic timestamp in milliseconds. */
-static double elapsed_ms(const double *since) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    double now = (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-    return since ? now - *since : now;
-}
 
-static int compare_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
-typedef struct feed {
-    const char *name, *file;
-} feed;
 
 static int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *out_dir = ".";
@@ -178,13 +152,9 @@ static int cmd_run(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--input")) {
             if (i + 1 >= argc)
                 return usage_error(usage_run, "%s needs NAME=FILE", argv[i]);
-            char *eq = strchr(argv[++i], '=');
-            if (!eq || eq == argv[i])
-                return usage_error(usage_run, "--input expects NAME=FILE, got '%s'", argv[i]);
-            if (nfeeds == ARRAY_LEN(feeds))
-                return usage_error(usage_run, "too many inputs%s", "");
-            *eq = 0;
-            feeds[nfeeds++] = (feed){argv[i], eq + 1};
+            int rc = cli_parse_feed(usage_run, argv[++i], feeds, &nfeeds, ARRAY_LEN(feeds));
+            if (rc)
+                return rc;
         } else if (!strcmp(argv[i], "--output-dir")) {
             if (i + 1 >= argc)
                 return usage_error(usage_run, "%s needs a directory", argv[i]);
@@ -231,30 +201,8 @@ static int cmd_run(int argc, char **argv) {
         rc = EXIT_MODEL;
         goto done;
     }
-    for (int f = 0; f < nfeeds && !rc; f++) {
-        int slot = -1;
-        for (int i = 0; i < nin; i++)
-            if (!strcmp(kiln_model_input_name(m, i), feeds[f].name))
-                slot = i;
-        size_t len = strlen(feeds[f].file);
-        if (slot < 0) {
-            fprintf(stderr, "kiln: %s: the model has no input named '%s'\n", model_path, feeds[f].name);
-            rc = EXIT_MODEL;
-        } else if (in[slot]) {
-            fprintf(stderr, "kiln: input '%s' is given twice\n", feeds[f].name);
-            rc = EXIT_MODEL;
-        } else if (len >= 4 && !strcmp(feeds[f].file + len - 4, ".npy")) {
-            if (kiln_npy_read(feeds[f].file, &in[slot], &d))
-                rc = model_error(&d);
-        } else if (len >= 3 && !strcmp(feeds[f].file + len - 3, ".pb")) {
-            if (onnx_read_tensor_file(feeds[f].file, &in[slot], &d))
-                rc = model_error(&d);
-        } else {
-            fprintf(stderr, "kiln: %s: unsupported input file format (expected .npy or .pb)\n",
-                    feeds[f].file);
-            rc = EXIT_MODEL;
-        }
-    }
+    if (!rc)
+        rc = cli_read_inputs(m, model_path, feeds, nfeeds, in);
     for (int i = 0; i < nin && !rc; i++)
         if (!in[i]) {
             fprintf(stderr, "kiln: %s: input '%s' was not given (use --input %s=FILE.npy)\n",
@@ -562,6 +510,8 @@ int main(int argc, char **argv) {
         return cmd_check(argc - 2, argv + 2);
     if (!strcmp(cmd, "compile"))
         return cmd_compile(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench"))
+        return cmd_bench(argc - 2, argv + 2);
     fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_USAGE;
 }

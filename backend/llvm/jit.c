@@ -8,6 +8,7 @@
 #include "runtime/rt.h"
 
 #include <string.h>
+#include <time.h>
 
 typedef int32_t (*kernel_fn)(void *const *args, int32_t threads);
 
@@ -16,7 +17,18 @@ struct cg_jit {
     int threads;
     LLVMOrcLLJITRef jit;
     kernel_fn *fns;
+    double *begin_ms, *end_ms; /* profiling: each kernel's start and end in the last run */
 };
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+void cg_jit_set_timing(cg_jit *j, double *begin_ms, double *end_ms) {
+    j->begin_ms = begin_ms, j->end_ms = end_ms;
+}
 
 static kiln_status llvm_error(kiln_diag *d, LLVMErrorRef err, const char *what) {
     char *msg = LLVMGetErrorMessage(err);
@@ -258,7 +270,11 @@ kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor 
         const lir_kernel *kn = m->kernels[i];
         for (int p = 0; p < kn->param_count; p++)
             args[p] = storage_address(lir_buffer_storage(m, kn->params[p]), kn->params[p]->value, inputs, outputs, scratch);
+        if (j->begin_ms)
+            j->begin_ms[i] = now_ms();
         int32_t rc = j->fns[i](args, j->threads);
+        if (j->end_ms)
+            j->end_ms[i] = now_ms();
         if (rc > 0 && rc <= m->error_count)
             st = diag_error(d, kn->origin->loc, KILN_ERR_INVALID, "%s", m->errors[rc - 1]);
         else if (rc)

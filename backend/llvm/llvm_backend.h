@@ -34,6 +34,9 @@ kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor 
 void cg_jit_destroy(cg_jit *j); /* NULL is a no-op */
 /* Threads for the parallel loops of later runs (default: the processors OpenMP sees). */
 void cg_jit_set_threads(cg_jit *j, int threads);
+/* Profiling: later runs write each kernel's start and end (monotonic milliseconds) into
+ * begin_ms[i] and end_ms[i] (one per kernel of the module); NULL stops it. */
+void cg_jit_set_timing(cg_jit *j, double *begin_ms, double *end_ms);
 /* Ahead of time: writes an object file (PIC) defining every kernel as PREFIXkN_Op and
  * every constant as PREFIXc<i> (i: its index among the graph's initializers), hidden, for
  * the runner the C backend writes (cemit_source with `external`). */

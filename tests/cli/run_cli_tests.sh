@@ -108,6 +108,14 @@ make_npy "$tmp/s.npy" '<i8' '(2,)' 16
 expect 1 "dyn.kiln:5:3: node 'y' \\(Reshape\\): output 'y' has no static shape" -- "$kiln" run "$tmp/dyn.kiln" --input x="$tmp/x.npy" --input s="$tmp/s.npy"
 expect 0 'y -> ' -- "$kiln" run "$tmp/dyn.kiln" --input x="$tmp/x.npy" --input s="$tmp/s.npy" --backend interp --output-dir "$tmp"
 
+expect 0 'fusion: [0-9]+ -> [0-9]+ kernels, .*same outputs' -- "$kiln" bench $models/cnn.kiln --input image=$models/images.npy --batch 4 --compare unfused --iterations 3 --warmup 1
+expect 0 '"speedup": ' -- "$kiln" bench $models/mlp.kiln --compare unfused --iterations 2 --json
+expect 0 'k0_Flatten' -- "$kiln" bench $models/mlp.kiln --iterations 2 --profile --trace "$tmp/trace.json"
+expect 0 '"traceEvents"' -- cat "$tmp/trace.json"
+expect 1 "the model has no input named 'nope'" -- "$kiln" bench $models/mlp.kiln --input nope=$models/images.npy
+expect 2 "--compare takes 'unfused'" -- "$kiln" bench $models/mlp.kiln --compare fused
+expect 2 '--iterations needs a count' -- "$kiln" bench $models/mlp.kiln --iterations 0
+
 # usage errors: exit 2
 expect 0 'C backend: first run' -- "$kiln" run $models/mlp.kiln --input image=$models/images.npy --output-dir "$tmp/c" --backend c --time
 expect 2 "unknown backend 'gpu'" -- "$kiln" run $models/mlp.kiln --backend gpu
