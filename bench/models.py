@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""The benchmark's reference models, exported from PyTorch, and PyTorch's own timings.
+
+usage: bench/models.py OUT [THREADS ...]
+
+For each model writes OUT/NAME/model.onnx, OUT/NAME/input_0.npy and OUT/NAME/torch_out.npy
+(PyTorch's output, what every engine is checked against), then times PyTorch eager and
+TorchScript at each thread count (default 1 2) and writes OUT/NAME/torch.json with the
+medians in milliseconds. Seeded, eval mode (batch norm with randomized statistics).
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+torch.manual_seed(20261124)
+
+
+class MLP(torch.nn.Module):  # 784-512-512-10
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512),
+                                       torch.nn.ReLU(), torch.nn.Linear(512, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class CNN(torch.nn.Module):  # two conv+BN+ReLU+pool blocks and a classifier, 3x32x32
+    def __init__(self):
+        super().__init__()
+        self.f = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.BatchNorm2d(64), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+        self.fc = torch.nn.Linear(64 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.f(x), 1))
+
+
+class LSTM(torch.nn.Module):  # input 64, hidden 256
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(64, 256, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(x)[0]
+
+
+class Chain(torch.nn.Module):  # ten elementwise ops
+    def forward(self, x):
+        y = torch.relu(x * 1.5 + 0.5)
+        y = torch.sigmoid(y) * x
+        y = torch.tanh(y - 0.25)
+        y = y * y + x
+        return torch.clamp(y, -1.0, 1.0) - 0.1
+
+
+def randomize_bn(model):
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+
+
+def models():
+    import torchvision
+    layer = torch.nn.TransformerEncoderLayer(256, 4, 1024, dropout=0.0, batch_first=True)
+    return [
+        ("mlp", MLP(), (64, 784)),
+        ("cnn", CNN(), (16, 3, 32, 32)),
+        ("resnet18", torchvision.models.resnet18(weights=None), (1, 3, 224, 224)),
+        ("transformer", layer, (8, 128, 256)),
+        ("lstm", LSTM(), (16, 50, 64)),
+        ("eltwise", Chain(), (1, 16, 512, 512)),
+    ]
+
+
+def median_ms(fn, x):
+    for _ in range(3):
+        fn(x)
+    times, start = [], time.perf_counter()
+    while len(times) < 10 or (time.perf_counter() - start < 2 and len(times) < 200):
+        t = time.perf_counter()
+        fn(x)
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times))
+
+
+def main():
+    out = sys.argv[1]
+    threads = [int(t) for t in sys.argv[2:]] or [1, 2]
+    for name, model, shape in models():
+        model.eval()
+        randomize_bn(model)
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        x = torch.rand(shape) * 2 - 1
+        with torch.no_grad():
+            want = model(x)
+            torch.onnx.export(model, (x,), os.path.join(d, "model.onnx"), opset_version=17,
+                              input_names=["input_0"], output_names=["output_0"])
+            np.save(os.path.join(d, "input_0.npy"), x.numpy())
+            np.save(os.path.join(d, "torch_out.npy"), want.numpy())
+            script = torch.jit.trace(model, (x,))
+            timing = {}
+            for t in threads:
+                torch.set_num_threads(t)
+                timing["eager_%d" % t] = median_ms(model, x)
+                timing["torchscript_%d" % t] = median_ms(script, x)
+        with open(os.path.join(d, "torch.json"), "w") as f:
+            json.dump(timing, f)
+        print(name, timing, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The benchmark: kiln against ONNX Runtime and PyTorch on the reference models
+# (bench/models.py), same inputs, same machine, same run, at 1 and 2 threads.
+#
+#   bench/run.sh [OUT]        (default OUT: /tmp/kiln-bench; takes several minutes)
+#
+# Needs python3-torch (Debian) and onnxruntime-node (npm install --ignore-scripts; looked
+# for in bench/node_modules, then in $ORT_NODE_MODULES). Every engine's output is checked
+# against PyTorch's before any time is reported; the table (bench/report.py) gives each
+# median latency in ms and kiln's ratio to the best peer (< 1: kiln is faster).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-/tmp/kiln-bench}
+mkdir -p "$out"
+kiln=build/kiln
+[ -x "$kiln" ] || cmake --build build
+modules=${ORT_NODE_MODULES:-bench/node_modules}
+if [ ! -d "$modules/onnxruntime-node" ]; then
+    echo "bench: installing onnxruntime-node into bench/node_modules (npm, --ignore-scripts)"
+    (cd bench && npm install --no-save --ignore-scripts onnxruntime-node >/dev/null)
+    modules=bench/node_modules
+fi
+cc -O3 -march=native -fopenmp bench/limits.c -o "$out/limits"
+"$out/limits" >"$out/limits.json"
+echo "limits: $(cat "$out/limits.json")"
+/usr/bin/python3 bench/models.py "$out" 1 2
+for d in "$out"/*/; do
+    name=$(basename "$d")
+    [ -f "$d/model.onnx" ] || continue
+    "$kiln" run "$d/model.onnx" --input input_0="$d/input_0.npy" --output-dir "$d/kiln" >/dev/null
+    for t in 1 2; do
+        "$kiln" bench "$d/model.onnx" --input input_0="$d/input_0.npy" --threads $t --compare unfused --json \
+            --iterations 30 >"$d/kiln_$t.json"
+        for level in all disabled; do
+            NODE_PATH="$PWD/$modules" node bench/ort_bench.js "$d/model.onnx" "$d/input_0.npy" "$d/ort_out.npy" $t $level \
+                >"$d/ort_${level}_$t.json"
+        done
+    done
+    echo "$name: done"
+done
+/usr/bin/python3 bench/report.py "$out"
