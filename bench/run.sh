@@ -20,10 +20,12 @@ if [ ! -d "$modules/onnxruntime-node" ]; then
     (cd bench && npm install --no-save --ignore-scripts onnxruntime-node >/dev/null)
     modules=bench/node_modules
 fi
+modules=$(cd "$modules" && pwd)
 cc -O3 -march=native -fopenmp bench/limits.c -o "$out/limits"
 "$out/limits" >"$out/limits.json"
 echo "limits: $(cat "$out/limits.json")"
-/usr/bin/python3 bench/models.py "$out" 1 2
+# the models and PyTorch's timings; kept between runs of the same OUT (delete OUT to redo)
+[ -f "$out/torch.done" ] || { /usr/bin/python3 bench/models.py "$out" 1 2 && touch "$out/torch.done"; }
 for d in "$out"/*/; do
     name=$(basename "$d")
     [ -f "$d/model.onnx" ] || continue
@@ -32,7 +34,7 @@ for d in "$out"/*/; do
         "$kiln" bench "$d/model.onnx" --input input_0="$d/input_0.npy" --threads $t --compare unfused --json \
             --iterations 30 >"$d/kiln_$t.json"
         for level in all disabled; do
-            NODE_PATH="$PWD/$modules" node bench/ort_bench.js "$d/model.onnx" "$d/input_0.npy" "$d/ort_out.npy" $t $level \
+            NODE_PATH="$modules" node bench/ort_bench.js "$d/model.onnx" "$d/input_0.npy" "$d/ort_out.npy" $t $level \
                 >"$d/ort_${level}_$t.json"
         done
     done

@@ -17,63 +17,145 @@ static lir_expr *num(lower_ctx *c, kiln_dtype t, double v) { return lir_const(M,
 #define seq1 lower_seq1
 #define read lower_read
 
-kiln_status lower_matmul(lower_ctx *c) {
-    const kiln_tensor *a = c->in_type[0], *b = c->in_type[1], *out = c->out_type[0];
+/* MatMul and Gemm: out[..., m, n] = finish(sum over k of A(m, k) * B(k, n)), rows in
+ * blocks of GEMM_ROWS with an accumulator each, so each B element loaded serves the whole
+ * block (the n loop is the one the schedule vectorizes: B and the output move by one
+ * element per lane, A's element is the same for all lanes). Rows past the end of a last,
+ * partial block read the last row and store nothing. Each sum runs over k in order, as
+ * the interpreter's does. Packing and tiling for the caches come with issue 5's GEMM. */
+enum { GEMM_ROWS = 8 };
+
+typedef struct gemm_lowering {
+    int row_dim;   /* where m is in the output's coordinates */
+    int64_t depth; /* K */
+    lir_expr *(*a_at)(lower_ctx *c, lir_expr **oc, lir_expr *k);
+    lir_expr *(*b_at)(lower_ctx *c, lir_expr **oc, lir_expr *k);
+    lir_expr *(*finish)(lower_ctx *c, lir_expr **oc, lir_expr *acc);
+} gemm_lowering;
+
+static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
+    const kiln_tensor *out = c->out_type[0];
     kiln_dtype t = lower_compute_type(out->dtype);
-    lir_expr *oc[KILN_MAX_RANK], *ac[KILN_MAX_RANK], *bc[KILN_MAX_RANK], *p;
+    int64_t rows = out->dims[g->row_dim];
+    int block = rows < GEMM_ROWS ? (int)(rows > 0 ? rows : 1) : GEMM_ROWS;
+    kiln_tensor blocks = *out;
+    blocks.dims[g->row_dim] = (rows + block - 1) / block;
+    lir_expr *oc[KILN_MAX_RANK], *rc[GEMM_ROWS][KILN_MAX_RANK], *p;
     lir_stmt *inner, *outer;
-    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+    kiln_status st = lower_nest(c, &blocks, oc, &inner, &outer);
     if (st)
         return st;
-    int batch = out->rank - (a->rank >= 2) - (b->rank >= 2);
-    int acc = lower_var(c, "acc", t);
-    lir_stmt *body = lir_seq(M);
-    lir_stmt *k_loop = loop(c, "p", a->dims[a->rank - 1], body, &p);
-    /* a: [batch..., M, K] or [K]; b: [batch..., K, N] or [K] (batch dims right-aligned) */
+    lir_expr *first = lir_binary(M, LIR_MUL, oc[g->row_dim], lir_int(M, block));
+    lir_stmt *body = lir_seq(M), *k_loop = loop(c, "p", g->depth, body, &p);
+    int acc[GEMM_ROWS], bv = lower_var(c, "b", t);
+    for (int r = 0; r < block; r++) { /* row r of the block, clamped to the last row for loads */
+        memcpy(rc[r], oc, sizeof(lir_expr *) * (size_t)out->rank);
+        rc[r][g->row_dim] = lir_binary(M, LIR_MIN, lir_binary(M, LIR_ADD, first, lir_int(M, r)), lir_int(M, rows - 1));
+        acc[r] = lower_var(c, "acc", t);
+        if (!lir_seq_push(M, inner, lir_let(M, acc[r], num(c, t, 0))))
+            return lower_oom(c);
+    }
+    if (!lir_seq_push(M, body, lir_let(M, bv, g->b_at(c, rc[0], p))))
+        return lower_oom(c);
+    for (int r = 0; r < block; r++) {
+        lir_expr *prod = lir_binary(M, LIR_MUL, g->a_at(c, rc[r], p), lir_var_ref(M, c->k, bv));
+        if (!lir_seq_push(M, body, lir_assign(M, acc[r], lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc[r]), prod))))
+            return lower_oom(c);
+    }
+    if (!lir_seq_push(M, inner, k_loop))
+        return lower_oom(c);
+    for (int r = 0; r < block; r++) {
+        lir_expr *row = lir_binary(M, LIR_ADD, first, lir_int(M, r)), *at[KILN_MAX_RANK];
+        memcpy(at, oc, sizeof(lir_expr *) * (size_t)out->rank);
+        at[g->row_dim] = row;
+        lir_stmt *store = lower_store_out(c, at, g->finish(c, at, lir_var_ref(M, c->k, acc[r])));
+        if (store && rows % block) /* a partial last block */
+            store = lir_if(M, lir_binary(M, LIR_LT, row, lir_int(M, rows)), store, NULL);
+        if (!lir_seq_push(M, inner, store))
+            return lower_oom(c);
+    }
+    return lower_emit(c, outer);
+}
+
+/* MatMul: a [batch..., M, K] or [K]; b [batch..., K, N] or [K]; batch dims right-aligned. */
+static int matmul_batch(const lower_ctx *c) {
+    const kiln_tensor *a = c->in_type[0], *b = c->in_type[1];
+    return c->out_type[0]->rank - (a->rank >= 2) - (b->rank >= 2);
+}
+static lir_expr *matmul_a(lower_ctx *c, lir_expr **oc, lir_expr *k) {
+    const kiln_tensor *a = c->in_type[0];
+    int batch = matmul_batch(c);
+    lir_expr *ac[KILN_MAX_RANK];
     for (int d = 0; d < a->rank - 2; d++)
         ac[d] = oc[d + batch - (a->rank - 2)];
     if (a->rank >= 2)
         ac[a->rank - 2] = oc[batch];
-    ac[a->rank - 1] = p;
+    ac[a->rank - 1] = k;
+    return read(c, 0, ac);
+}
+static lir_expr *matmul_b(lower_ctx *c, lir_expr **oc, lir_expr *k) {
+    const kiln_tensor *a = c->in_type[0], *b = c->in_type[1];
+    int batch = matmul_batch(c), rank = c->out_type[0]->rank;
+    lir_expr *bc[KILN_MAX_RANK];
     for (int d = 0; d < b->rank - 2; d++)
         bc[d] = oc[d + batch - (b->rank - 2)];
-    bc[b->rank >= 2 ? b->rank - 2 : 0] = p;
+    bc[b->rank >= 2 ? b->rank - 2 : 0] = k;
     if (b->rank >= 2)
-        bc[b->rank - 1] = oc[out->rank - 1];
-    lir_expr *prod = lir_binary(M, LIR_MUL, read(c, 0, ac), read(c, 1, bc));
-    if (!lir_seq_push(M, body, lir_assign(M, acc, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc), prod))) ||
-        !lir_seq_push(M, inner, lir_let(M, acc, num(c, t, 0))) || !lir_seq_push(M, inner, k_loop) ||
-        !lir_seq_push(M, inner, lower_store_out(c, oc, lir_var_ref(M, c->k, acc))))
-        return lower_oom(c);
-    return lower_emit(c, outer);
+        bc[b->rank - 1] = oc[rank - 1];
+    (void)a;
+    return read(c, 1, bc);
+}
+static lir_expr *plain(lower_ctx *c, lir_expr **oc, lir_expr *acc) { (void)c, (void)oc; return acc; }
+
+kiln_status lower_matmul(lower_ctx *c) {
+    const kiln_tensor *a = c->in_type[0], *b = c->in_type[1];
+    gemm_lowering g = {.row_dim = matmul_batch(c), .depth = a->dims[a->rank - 1], .a_at = matmul_a, .b_at = matmul_b,
+                       .finish = plain};
+    if (a->rank < 2 || b->rank < 2) { /* a vector operand: no rows to block, one accumulator per output */
+        const kiln_tensor *out = c->out_type[0];
+        kiln_dtype t = lower_compute_type(out->dtype);
+        lir_expr *oc[KILN_MAX_RANK], *p;
+        lir_stmt *inner, *outer;
+        kiln_status st = lower_nest(c, out, oc, &inner, &outer);
+        if (st)
+            return st;
+        int acc = lower_var(c, "acc", t);
+        lir_stmt *body = lir_seq(M), *k_loop = loop(c, "p", g.depth, body, &p);
+        lir_expr *prod = lir_binary(M, LIR_MUL, matmul_a(c, oc, p), matmul_b(c, oc, p));
+        if (!lir_seq_push(M, body, lir_assign(M, acc, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc), prod))) ||
+            !lir_seq_push(M, inner, lir_let(M, acc, num(c, t, 0))) || !lir_seq_push(M, inner, k_loop) ||
+            !lir_seq_push(M, inner, lower_store_out(c, oc, lir_var_ref(M, c->k, acc))))
+            return lower_oom(c);
+        return lower_emit(c, outer);
+    }
+    return row_blocked(c, &g);
 }
 
-kiln_status lower_gemm(lower_ctx *c) {
-    const kiln_tensor *out = c->out_type[0];
-    kiln_dtype t = lower_compute_type(out->dtype);
-    bool ta = ir_attr_int(c->node, "transA"), tb = ir_attr_int(c->node, "transB");
-    int64_t k = c->in_type[0]->dims[ta ? 0 : 1];
-    lir_expr *oc[2], *ac[2], *bc[2], *p;
-    lir_stmt *inner, *outer;
-    kiln_status st = lower_nest(c, out, oc, &inner, &outer);
-    if (st)
-        return st;
-    int acc = lower_var(c, "acc", t);
-    lir_stmt *body = lir_seq(M);
-    lir_stmt *k_loop = loop(c, "p", k, body, &p);
-    ac[0] = ta ? p : oc[0], ac[1] = ta ? oc[0] : p;
-    bc[0] = tb ? oc[1] : p, bc[1] = tb ? p : oc[1];
-    lir_expr *prod = lir_binary(M, LIR_MUL, read(c, 0, ac), read(c, 1, bc));
-    lir_expr *y = lir_binary(M, LIR_MUL, num(c, t, ir_attr_float(c->node, "alpha")), lir_var_ref(M, c->k, acc));
+/* Gemm: alpha * op(A) op(B) + beta * C, op transposing when transA / transB say. */
+static lir_expr *gemm_a(lower_ctx *c, lir_expr **oc, lir_expr *k) {
+    bool ta = ir_attr_int(c->node, "transA");
+    lir_expr *ac[2] = {ta ? k : oc[0], ta ? oc[0] : k};
+    return read(c, 0, ac);
+}
+static lir_expr *gemm_b(lower_ctx *c, lir_expr **oc, lir_expr *k) {
+    bool tb = ir_attr_int(c->node, "transB");
+    lir_expr *bc[2] = {tb ? oc[1] : k, tb ? k : oc[1]};
+    return read(c, 1, bc);
+}
+static lir_expr *gemm_finish(lower_ctx *c, lir_expr **oc, lir_expr *acc) {
+    kiln_dtype t = acc->type;
+    lir_expr *y = lir_binary(M, LIR_MUL, num(c, t, ir_attr_float(c->node, "alpha")), acc);
     if (c->node->input_count > 2 && c->in[2]) {
         lir_expr *bias = lir_load(M, c->in[2], lower_index(c, c->in_type[2], oc, 2));
         y = lir_binary(M, LIR_ADD, y, lir_binary(M, LIR_MUL, num(c, t, ir_attr_float(c->node, "beta")), lir_cast(M, t, bias)));
     }
-    if (!lir_seq_push(M, body, lir_assign(M, acc, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc), prod))) ||
-        !lir_seq_push(M, inner, lir_let(M, acc, num(c, t, 0))) || !lir_seq_push(M, inner, k_loop) ||
-        !lir_seq_push(M, inner, lower_store_out(c, oc, y)))
-        return lower_oom(c);
-    return lower_emit(c, outer);
+    return y;
+}
+
+kiln_status lower_gemm(lower_ctx *c) {
+    gemm_lowering g = {.row_dim = 0, .depth = c->in_type[0]->dims[ir_attr_int(c->node, "transA") ? 0 : 1],
+                       .a_at = gemm_a, .b_at = gemm_b, .finish = gemm_finish};
+    return row_blocked(c, &g);
 }
 
 /* The window geometry of this node (shared with shape inference and the interpreter). */

@@ -36,6 +36,8 @@ typedef struct pass {
 
 kiln_status pass_shape(ir_graph *g, pass_ctx *cx);
 kiln_status pass_fold(ir_graph *g, pass_ctx *cx);
+/* Gemm with a constant B and transB = 1: B stored transposed, transB = 0 (layout.c). */
+kiln_status pass_layout(ir_graph *g, pass_ctx *cx);
 kiln_status pass_dce(ir_graph *g, pass_ctx *cx);
 
 /* Re-infers one node's output types from its inputs' current types and values. */

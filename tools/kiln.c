@@ -63,7 +63,7 @@ static const char *const usage_dump =
     "\n"
     "Prints MODEL (.kiln or .onnx) in the .kiln text format.\n"
     "\n"
-    "  --after PASS   run the pass pipeline up to PASS first: shape, fold, dce, or all\n"
+    "  --after PASS   run the pass pipeline up to PASS first: shape, fold, layout, dce, or all\n"
     "  --elide N      print inline data longer than N elements as <N values> (the output\n"
     "                 then does not parse back)\n"
     "  --loops        print the loop IR the graph lowers to (after all graph passes)\n"
@@ -268,7 +268,7 @@ static int cmd_dump(int argc, char **argv) {
                 return usage_error(usage_dump, "%s needs a pass name", argv[i]);
             after = argv[++i];
             if (strcmp(after, "all") && !pass_lookup(after))
-                return usage_error(usage_dump, "unknown pass '%s' (shape, fold, dce, all)", after);
+                return usage_error(usage_dump, "unknown pass '%s' (shape, fold, layout, dce, all)", after);
         } else if (!strcmp(argv[i], "--loops")) {
             loops = true;
         } else if (!strcmp(argv[i], "--llvm")) {
