@@ -144,6 +144,8 @@ static LLVMValueRef call(cg_ctx *g, const lir_expr *e) {
     int n = e->b ? 2 : 1;
     if (e->op == LIR_FMOD)
         return LLVMBuildFRem(g->b, args[0], args[1], "");
+    if (e->type == KILN_F32 && (e->op == LIR_EXP || e->op == LIR_TANH)) /* inline: vector loops stay vector */
+        return e->op == LIR_EXP ? cg_exp_f32(g, args[0]) : cg_tanh_f32(g, args[0]);
     if (llvm_names[e->op])
         return intrinsic(g, llvm_names[e->op], LLVMTypeOf(args[0]), args, n);
     if (e->type != KILN_F32 && e->type != KILN_F64) { /* libm has float and double only */

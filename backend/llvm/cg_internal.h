@@ -54,6 +54,9 @@ bool cg_vector_expr(cg_ctx *g, const lir_expr *e, LLVMValueRef *out);
 /* Vector mode: emits s when it needs lanes (stores, scalars, conditions that differ
  * between lanes); false for what the scalar code emits as is (sequences, inner loops). */
 bool cg_vector_stmt(cg_ctx *g, const lir_stmt *s);
+/* f32 exp and tanh inline, on a float or a vector of floats (cg_math.c). */
+LLVMValueRef cg_exp_f32(cg_ctx *g, LLVMValueRef x);
+LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x);
 /* A LIR_VECTOR loop: full vectors, then one masked tail. */
 void cg_vector_loop(cg_ctx *g, const lir_stmt *s);
 

@@ -636,6 +636,50 @@ static void test_fused_equals_unfused(void **state) {
     }
 }
 
+/* The JIT's own f32 exp and tanh (backend/llvm/cg_math.c) against exp and tanh in double,
+ * over 2^20 points spread across their whole range (exp: [-104, 89], past which results
+ * are 0 and inf; tanh: [-12, 12]) plus the special values. The stated accuracy: exp within
+ * 2 ulp (relative 2 * 2^-23 = 2.4e-7) where the result is normal, tanh within 3 ulp. */
+static void test_math_accuracy(void **state) {
+    (void)state;
+    static const struct { const char *op; double lo, hi, ulps; double (*ref)(double); } fns[] = {
+        {"Exp", -104, 89, 2, exp}, {"Tanh", -12, 12, 3, tanh}};
+    for (int f = 0; f < ARRAY_LEN(fns); f++) {
+        enum { N = 1 << 20 };
+        char src[256];
+        snprintf(src, sizeof src, "graph m {\n  input %%a: f32[%d]\n  %%y = %s(%%a)\n  output %%y\n}\n", N + 5, fns[f].op);
+        kiln_options opts = {.backend = KILN_BACKEND_JIT};
+        kiln_model *m;
+        kiln_diag d = {0};
+        assert_int_equal(kiln_model_parse(src, strlen(src), "m.kiln", &opts, &m, &d), KILN_OK);
+        int64_t dims[1] = {N + 5};
+        kiln_tensor *in, *out = NULL;
+        assert_int_equal(kiln_tensor_create(KILN_F32, 1, dims, &in, &d), KILN_OK);
+        float *x = in->data;
+        for (int i = 0; i < N; i++)
+            x[i] = (float)(fns[f].lo + (fns[f].hi - fns[f].lo) * i / (N - 1));
+        x[N] = INFINITY, x[N + 1] = -INFINITY, x[N + 2] = NAN, x[N + 3] = 0.0f, x[N + 4] = -0.0f;
+        assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)&in, &out, &d), KILN_OK);
+        const float *y = out->data;
+        double worst = 0;
+        for (int i = 0; i < N; i++) {
+            double want = fns[f].ref((double)x[i]);
+            if (fabs(want) < FLT_MIN || fabs(want) > FLT_MAX) /* subnormal or overflowing results: checked below */
+                continue;
+            double err = fabs((double)y[i] - want) / (fabs(want) * FLT_EPSILON / 2);
+            worst = err > worst ? err : worst;
+        }
+        printf("jit %s: worst error %.2f ulp over %d points\n", fns[f].op, worst, N);
+        assert_true(worst <= fns[f].ulps);
+        bool is_exp = f == 0;
+        assert_true(y[N] == (is_exp ? INFINITY : 1.0f) && y[N + 1] == (is_exp ? 0.0f : -1.0f) && isnan(y[N + 2]));
+        assert_true(y[N + 3] == (is_exp ? 1.0f : 0.0f) && (is_exp || signbit(y[N + 4])));
+        assert_true(!is_exp || (y[0] >= 0 && y[0] < 1e-44f)); /* exp(-104): the smallest subnormals */
+        kiln_tensor_free(in), kiln_tensor_free(out);
+        kiln_model_destroy(m);
+    }
+}
+
 /* kiln_model_run_named: any order of names gives the positional result; bad names are named. */
 static void test_run_named(void **state) {
     (void)state;
@@ -747,6 +791,7 @@ int main(void) {
         cmocka_unit_test(test_parallel_equals_serial),
         cmocka_unit_test(test_vector_equals_scalar),
         cmocka_unit_test(test_fused_equals_unfused),
+        cmocka_unit_test(test_math_accuracy),
         cmocka_unit_test(test_random_resize),
         cmocka_unit_test(test_random_select_train),
         cmocka_unit_test(test_random_recurrent),

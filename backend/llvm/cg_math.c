@@ -1,0 +1,96 @@
+/*
+ * cg_math.c — f32 exp and tanh as inline LLVM IR, the same code for a scalar and for a
+ * vector of any width, so vector loops stay vector (a libm call per lane does not) and
+ * agree to the bit with scalar loops.
+ *
+ * exp: n = round(x / ln 2), r = x - n ln 2 in two parts (Cody and Waite), e^r by a
+ * degree-6 polynomial on [-ln 2 / 2, ln 2 / 2] (Cephes' expf coefficients), times 2^n
+ * applied in two halves so results down to the subnormals and up to overflow come out
+ * right. Relative error <= 2 ulp against exp in double (test_jit checks it over
+ * [-104, 89]); exp(-inf) = 0, exp(inf) = inf, NaN stays NaN.
+ * tanh: below |x| = 0.625 an odd polynomial (Cephes' tanhf), above it
+ * 1 - 2 / (exp(2|x|) + 1), with x's sign; error <= 3 ulp (checked the same way).
+ */
+#include "backend/llvm/cg_internal.h"
+
+/* v as a constant of x's type: a float, or a vector of floats. */
+static LLVMValueRef cst(cg_ctx *g, LLVMValueRef like, double v) {
+    LLVMTypeRef t = LLVMTypeOf(like);
+    if (LLVMGetTypeKind(t) != LLVMVectorTypeKind)
+        return LLVMConstReal(t, v);
+    unsigned n = LLVMGetVectorSize(t);
+    LLVMValueRef lanes[64], one = LLVMConstReal(LLVMGetElementType(t), v);
+    for (unsigned i = 0; i < n; i++)
+        lanes[i] = one;
+    return LLVMConstVector(lanes, n);
+}
+
+/* The i32 type (or vector of i32) with x's shape. */
+static LLVMTypeRef int_like(cg_ctx *g, LLVMValueRef x) {
+    LLVMTypeRef t = LLVMTypeOf(x), i32 = LLVMInt32TypeInContext(g->ctx);
+    return LLVMGetTypeKind(t) == LLVMVectorTypeKind ? LLVMVectorType(i32, LLVMGetVectorSize(t)) : i32;
+}
+
+static LLVMValueRef icst(cg_ctx *g, LLVMValueRef like, int v) {
+    LLVMTypeRef t = int_like(g, like);
+    if (LLVMGetTypeKind(t) != LLVMVectorTypeKind)
+        return LLVMConstInt(t, (unsigned long long)(long long)v, 1);
+    unsigned n = LLVMGetVectorSize(t);
+    LLVMValueRef lanes[64], one = LLVMConstInt(LLVMGetElementType(t), (unsigned long long)(long long)v, 1);
+    for (unsigned i = 0; i < n; i++)
+        lanes[i] = one;
+    return LLVMConstVector(lanes, n);
+}
+
+static LLVMValueRef fmul(cg_ctx *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(g->b, a, b, ""); }
+static LLVMValueRef fadd(cg_ctx *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(g->b, a, b, ""); }
+static LLVMValueRef fsub(cg_ctx *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(g->b, a, b, ""); }
+static LLVMValueRef sel(cg_ctx *g, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSelect(g->b, c, a, b, ""); }
+static LLVMValueRef olt(cg_ctx *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFCmp(g->b, LLVMRealOLT, a, b, ""); }
+
+/* 2^k for integer k in [-126, 127], built from its exponent bits. */
+static LLVMValueRef pow2(cg_ctx *g, LLVMValueRef k) {
+    LLVMValueRef bits = LLVMBuildShl(g->b, LLVMBuildAdd(g->b, k, icst(g, k, 127), ""), icst(g, k, 23), "");
+    LLVMTypeRef ft = LLVMGetTypeKind(LLVMTypeOf(k)) == LLVMVectorTypeKind
+                         ? LLVMVectorType(LLVMFloatTypeInContext(g->ctx), LLVMGetVectorSize(LLVMTypeOf(k)))
+                         : LLVMFloatTypeInContext(g->ctx);
+    return LLVMBuildBitCast(g->b, bits, ft, "");
+}
+
+LLVMValueRef cg_exp_f32(cg_ctx *g, LLVMValueRef x) {
+    LLVMTypeRef ft = LLVMTypeOf(x);
+    LLVMValueRef lo = cst(g, x, -104), hi = cst(g, x, 89);
+    LLVMValueRef xc = sel(g, olt(g, x, lo), lo, sel(g, olt(g, hi, x), hi, x)); /* NaN passes through */
+    LLVMValueRef t = fmul(g, xc, cst(g, x, 1.44269504088896341));
+    LLVMValueRef n = cg_intrinsic(g, "llvm.roundeven", &ft, 1, &t, 1);
+    LLVMValueRef r = fsub(g, xc, fmul(g, n, cst(g, x, 0.693359375)));
+    r = fsub(g, r, fmul(g, n, cst(g, x, -2.12194440e-4)));
+    static const double p[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1,
+                               5.0000001201E-1};
+    LLVMValueRef y = cst(g, x, p[0]);
+    for (int i = 1; i < 6; i++)
+        y = fadd(g, fmul(g, y, r), cst(g, x, p[i]));
+    y = fadd(g, fadd(g, fmul(g, y, fmul(g, r, r)), r), cst(g, x, 1));
+    /* 2^n in two halves: n is in [-150, 129] */
+    LLVMValueRef k = LLVMBuildFPToSI(g->b, sel(g, LLVMBuildFCmp(g->b, LLVMRealUNO, n, n, ""), cst(g, x, 0), n), int_like(g, x), "");
+    LLVMValueRef k1 = LLVMBuildSDiv(g->b, k, icst(g, k, 2), ""), k2 = LLVMBuildSub(g->b, k, k1, "");
+    return fmul(g, fmul(g, y, pow2(g, k1)), pow2(g, k2));
+}
+
+LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x) {
+    LLVMTypeRef ft = LLVMTypeOf(x);
+    LLVMValueRef ax = cg_intrinsic(g, "llvm.fabs", &ft, 1, &x, 1);
+    /* small: x + x z P(z), z = x^2 */
+    LLVMValueRef z = fmul(g, x, x);
+    static const double p[] = {-5.70498872745E-3, 2.06390887954E-2, -5.37397155531E-2, 1.33314422036E-1,
+                               -3.33332819422E-1};
+    LLVMValueRef s = cst(g, x, p[0]);
+    for (int i = 1; i < 5; i++)
+        s = fadd(g, fmul(g, s, z), cst(g, x, p[i]));
+    LLVMValueRef small = fadd(g, x, fmul(g, fmul(g, x, z), s));
+    /* large: 1 - 2 / (e^(2|x|) + 1), signed */
+    LLVMValueRef e = cg_exp_f32(g, fadd(g, ax, ax));
+    LLVMValueRef big = fsub(g, cst(g, x, 1), LLVMBuildFDiv(g->b, cst(g, x, 2), fadd(g, e, cst(g, x, 1)), ""));
+    LLVMValueRef args[2] = {sel(g, LLVMBuildFCmp(g->b, LLVMRealOGE, ax, cst(g, x, 0.625), ""), big, small), x};
+    return cg_intrinsic(g, "llvm.copysign", &ft, 1, args, 2); /* odd: the sign of x, -0 included */
+}
