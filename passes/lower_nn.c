@@ -192,6 +192,13 @@ static lir_stmt *window_loops(lower_ctx *c, const shape_window *w, lir_expr **oc
     return s;
 }
 
+/* Conv: per output position, a sum over input channels and the kernel window (positions
+ * in the padding skipped). Without groups, output channels go in blocks of CONV_CHANNELS
+ * with an accumulator each, so each input element loaded serves the whole block (the
+ * output's last spatial loop is the one vectorized); a partial last block reads the last
+ * channel's weights and stores nothing. Each sum runs in the interpreter's order. */
+enum { CONV_CHANNELS = 8 };
+
 kiln_status lower_conv(lower_ctx *c) {
     const kiln_tensor *x = c->in_type[0], *wt = c->in_type[1], *out = c->out_type[0];
     kiln_dtype t = lower_compute_type(out->dtype);
@@ -200,31 +207,53 @@ kiln_status lower_conv(lower_ctx *c) {
     if (st)
         return st;
     int64_t group = ir_attr_int(c->node, "group"), cin_g = x->dims[1] / group, cout_g = wt->dims[0] / group;
-    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *wc[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *ci, *inside;
+    int64_t channels = out->dims[1];
+    int block = group != 1 || channels < 2 ? 1 : channels < CONV_CHANNELS ? (int)channels : CONV_CHANNELS;
+    kiln_tensor blocks = *out;
+    blocks.dims[1] = (channels + block - 1) / block;
+    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *ci, *inside, *co[CONV_CHANNELS];
     lir_stmt *inner, *outer;
-    if ((st = lower_nest(c, out, oc, &inner, &outer)))
+    if ((st = lower_nest(c, &blocks, oc, &inner, &outer)))
         return st;
-    int acc = lower_var(c, "acc", t);
-    lir_stmt *body = lir_seq(M);
+    lir_expr *first = lir_binary(M, LIR_MUL, oc[1], lir_int(M, block));
+    lir_stmt *body = lir_seq(M), *take = lir_seq(M);
     lir_stmt *kernel_loops = window_loops(c, &w, oc, ic, kc, &inside, body);
     lir_stmt *ci_loop = loop(c, "ci", cin_g, seq1(c, kernel_loops), &ci);
-    /* x[n, g * cin_g + ci, pos...] * w[m, ci, k...] with g = m / cout_g */
+    /* x[n, g * cin_g + ci, pos...] * w[m, ci, k...] with g = m / cout_g (one group: g = 0) */
     ic[0] = oc[0];
-    ic[1] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_DIV, oc[1], lir_int(M, cout_g)), lir_int(M, cin_g)), ci);
-    wc[0] = oc[1], wc[1] = ci;
-    for (int d = 0; d < w.spatial; d++)
-        wc[d + 2] = kc[d];
-    lir_expr *prod = lir_binary(M, LIR_MUL, read(c, 0, ic), read(c, 1, wc));
-    lir_stmt *update = lir_assign(M, acc, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc), prod));
-    lir_expr *init = num(c, t, 0);
-    if (c->node->input_count > 2 && c->in[2]) {
-        lir_expr *bc[1] = {oc[1]};
-        init = read(c, 2, bc);
-    }
-    if (!lir_seq_push(M, body, lir_if(M, inside, update, NULL)) || !lir_seq_push(M, inner, lir_let(M, acc, init)) ||
-        !lir_seq_push(M, inner, ci_loop) ||
-        !lir_seq_push(M, inner, lower_store_out(c, oc, lir_var_ref(M, c->k, acc))))
+    ic[1] = block > 1 ? ci : lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_DIV, first, lir_int(M, cout_g)),
+                                                                lir_int(M, cin_g)), ci);
+    int xv = lower_var(c, "x", t), acc[CONV_CHANNELS];
+    if (!take || !lir_seq_push(M, take, lir_let(M, xv, read(c, 0, ic))))
         return lower_oom(c);
+    for (int r = 0; r < block; r++) {
+        co[r] = lir_binary(M, LIR_MIN, lir_binary(M, LIR_ADD, first, lir_int(M, r)), lir_int(M, channels - 1));
+        lir_expr *wc[KILN_MAX_RANK] = {co[r], ci};
+        for (int d = 0; d < w.spatial; d++)
+            wc[d + 2] = kc[d];
+        acc[r] = lower_var(c, "acc", t);
+        lir_expr *prod = lir_binary(M, LIR_MUL, lir_var_ref(M, c->k, xv), read(c, 1, wc));
+        lir_expr *init = num(c, t, 0);
+        if (c->node->input_count > 2 && c->in[2]) {
+            lir_expr *bc[1] = {co[r]};
+            init = read(c, 2, bc);
+        }
+        if (!lir_seq_push(M, take, lir_assign(M, acc[r], lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc[r]), prod))) ||
+            !lir_seq_push(M, inner, lir_let(M, acc[r], init)))
+            return lower_oom(c);
+    }
+    if (!lir_seq_push(M, body, lir_if(M, inside, take, NULL)) || !lir_seq_push(M, inner, ci_loop))
+        return lower_oom(c);
+    for (int r = 0; r < block; r++) {
+        lir_expr *ch = lir_binary(M, LIR_ADD, first, lir_int(M, r)), *at[KILN_MAX_RANK];
+        memcpy(at, oc, sizeof(lir_expr *) * (size_t)out->rank);
+        at[1] = ch;
+        lir_stmt *store = lower_store_out(c, at, lir_var_ref(M, c->k, acc[r]));
+        if (store && channels % block)
+            store = lir_if(M, lir_binary(M, LIR_LT, ch, lir_int(M, channels)), store, NULL);
+        if (!lir_seq_push(M, inner, store))
+            return lower_oom(c);
+    }
     return lower_emit(c, outer);
 }
 
