@@ -24,6 +24,7 @@ typedef struct rnn_lower {
     const shape_activation *f; /* its activations */
     double clip;               /* 0: none */
     lir_buffer *h, *cell, *gx, *gh, *hn, *z, *rg; /* scratch, [batch, ...] */
+    lir_buffer *wt, *rt; /* W and R transposed: [directions, input or hidden, gate rows] */
     lir_expr *b, *tt;          /* the batch entry and the time step */
 } rnn_lower;
 
@@ -84,14 +85,14 @@ static kiln_status gate_rows(rnn_lower *L, lir_stmt *step) {
     lir_stmt *x_loop = lower_loop(c, "k", I, xsum, &k), *h_loop = lower_loop(c, "kh", H, hsum, &k2);
     int acc = lower_var(c, "acc", L->t), racc = lower_var(c, "racc", L->t);
     bool bias = c->node->input_count > 3 && c->in[3];
-    lir_expr *w_at = mad(c, mad(c, i64(c, L->d), rows, row), I, k);
+    lir_expr *w_at = mad(c, mad(c, i64(c, L->d), I, k), rows, row); /* transposed: rows move by one */
     lir_expr *x_at = L->r.layout ? mad(c, mad(c, L->b, S, L->tt), I, k) : mad(c, mad(c, L->tt, B, L->b), I, k);
-    lir_expr *r_at = mad(c, mad(c, i64(c, L->d), rows, row), H, k2);
+    lir_expr *r_at = mad(c, mad(c, i64(c, L->d), H, k2), rows, row);
     lir_expr *wb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows), row)) : num(L, 0);
     lir_expr *rb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows + rows), row)) : num(L, 0);
     if (!body || !xsum || !hsum ||
-        !lir_seq_push(M, xsum, lir_assign(M, acc, add(c, ref(c, acc), mul(c, in(L, 1, w_at), in(L, 0, x_at))))) ||
-        !lir_seq_push(M, hsum, lir_assign(M, racc, add(c, ref(c, racc), mul(c, in(L, 2, r_at), scratch(L, L->h, H, 0, k2))))) ||
+        !lir_seq_push(M, xsum, lir_assign(M, acc, add(c, ref(c, acc), mul(c, lir_load(M, L->wt, w_at), in(L, 0, x_at))))) ||
+        !lir_seq_push(M, hsum, lir_assign(M, racc, add(c, ref(c, racc), mul(c, lir_load(M, L->rt, r_at), scratch(L, L->h, H, 0, k2))))) ||
         !lir_seq_push(M, body, lir_let(M, acc, wb)) || !lir_seq_push(M, body, x_loop) ||
         !lir_seq_push(M, body, to_scratch(L, L->gx, rows, 0, row, ref(c, acc))) ||
         !lir_seq_push(M, body, lir_let(M, racc, rb)) || !lir_seq_push(M, body, h_loop) ||
@@ -273,6 +274,21 @@ static kiln_status recurrent(lower_ctx *c, int gates) {
         (gates == 4 && !(L.cell = lir_local(M, c->k, "c", L.t, B * H))) ||
         (gates == 3 && (!(L.z = lir_local(M, c->k, "z", L.t, B * H)) || !(L.rg = lir_local(M, c->k, "r", L.t, B * H)))))
         return lower_oom(c);
+    int64_t D = L.r.directions, I = L.r.input;
+    if (!(L.wt = lir_local(M, c->k, "w_t", L.t, D * I * rows)) || !(L.rt = lir_local(M, c->k, "r_t", L.t, D * H * rows)))
+        return lower_oom(c);
+    for (int which = 0; which < 2; which++) { /* W and R transposed once per run: the gate rows then read them
+                                                 as consecutive elements across the lanes of their vector loop */
+        int64_t cols = which ? H : I;
+        lir_expr *dk, *row;
+        lir_stmt *body = lir_seq(M), *row_loop = lower_loop(c, "row", rows, body, &row);
+        lir_stmt *dk_loop = lower_loop(c, "dk", D * cols, lower_seq1(c, row_loop), &dk);
+        lir_expr *d = bin(c, LIR_DIV, dk, i64(c, cols)), *k = bin(c, LIR_REM, dk, i64(c, cols));
+        lir_expr *src = mad(c, mad(c, d, rows, row), cols, k);
+        if (!dk_loop || !lir_seq_push(M, body, lir_store(M, which ? L.rt : L.wt, mad(c, dk, rows, row), in(&L, 1 + which, src))) ||
+            (st = lower_emit(c, dk_loop)))
+            return st ? st : lower_oom(c);
+    }
     for (L.d = 0; L.d < L.r.directions; L.d++) {
         L.f = &funcs[L.d * per_direction];
         if ((st = direction(&L)))
