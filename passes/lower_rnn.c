@@ -16,6 +16,8 @@
 
 #define M (c->m)
 
+enum { RNN_BATCH = 8 }; /* batch entries whose gate rows share each weight load */
+
 typedef struct rnn_lower {
     lower_ctx *c;
     shape_rnn_spec r;
@@ -74,8 +76,10 @@ static lir_expr *clipped(rnn_lower *L, lir_expr *v) {
     return L->clip > 0 ? bin(c, LIR_MAX, num(L, -L->clip), bin(c, LIR_MIN, num(L, L->clip), v)) : v;
 }
 
-/* gate row `row` of W x_t (+ Wb) into gx, and of R h (+ Rb) into gh. */
-static kiln_status gate_rows(rnn_lower *L, lir_stmt *step) {
+/* Each gate row of W x_t (+ Wb) into gx and of R h (+ Rb) into gh, for the `n` batch
+ * entries b[0..n) at their steps t[0..n) at once: one load of a weight serves them all.
+ * The row loop is the one vectorized (the weights are transposed: rows are consecutive). */
+static kiln_status gate_rows(rnn_lower *L, lir_stmt *step, int n, lir_expr **bs, lir_expr **ts) {
     lower_ctx *c = L->c;
     const shape_rnn_spec *r = &L->r;
     int64_t rows = r->gates * r->hidden, H = r->hidden, I = r->input, S = r->seq, B = r->batch;
@@ -83,22 +87,32 @@ static kiln_status gate_rows(rnn_lower *L, lir_stmt *step) {
     lir_stmt *body = lir_seq(M), *row_loop = lower_loop(c, "row", rows, body, &row);
     lir_stmt *xsum = lir_seq(M), *hsum = lir_seq(M);
     lir_stmt *x_loop = lower_loop(c, "k", I, xsum, &k), *h_loop = lower_loop(c, "kh", H, hsum, &k2);
-    int acc = lower_var(c, "acc", L->t), racc = lower_var(c, "racc", L->t);
+    int wv = lower_var(c, "w", L->t), rv = lower_var(c, "r", L->t), acc[RNN_BATCH], racc[RNN_BATCH];
     bool bias = c->node->input_count > 3 && c->in[3];
-    lir_expr *w_at = mad(c, mad(c, i64(c, L->d), I, k), rows, row); /* transposed: rows move by one */
-    lir_expr *x_at = L->r.layout ? mad(c, mad(c, L->b, S, L->tt), I, k) : mad(c, mad(c, L->tt, B, L->b), I, k);
-    lir_expr *r_at = mad(c, mad(c, i64(c, L->d), H, k2), rows, row);
     lir_expr *wb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows), row)) : num(L, 0);
     lir_expr *rb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows + rows), row)) : num(L, 0);
     if (!body || !xsum || !hsum ||
-        !lir_seq_push(M, xsum, lir_assign(M, acc, add(c, ref(c, acc), mul(c, lir_load(M, L->wt, w_at), in(L, 0, x_at))))) ||
-        !lir_seq_push(M, hsum, lir_assign(M, racc, add(c, ref(c, racc), mul(c, lir_load(M, L->rt, r_at), scratch(L, L->h, H, 0, k2))))) ||
-        !lir_seq_push(M, body, lir_let(M, acc, wb)) || !lir_seq_push(M, body, x_loop) ||
-        !lir_seq_push(M, body, to_scratch(L, L->gx, rows, 0, row, ref(c, acc))) ||
-        !lir_seq_push(M, body, lir_let(M, racc, rb)) || !lir_seq_push(M, body, h_loop) ||
-        !lir_seq_push(M, body, to_scratch(L, L->gh, rows, 0, row, ref(c, racc))) || !lir_seq_push(M, step, row_loop))
+        !lir_seq_push(M, xsum, lir_let(M, wv, lir_load(M, L->wt, mad(c, mad(c, i64(c, L->d), I, k), rows, row)))) ||
+        !lir_seq_push(M, hsum, lir_let(M, rv, lir_load(M, L->rt, mad(c, mad(c, i64(c, L->d), H, k2), rows, row)))))
         return lower_oom(c);
-    return KILN_OK;
+    for (int e = 0; e < n; e++) {
+        L->b = bs[e];
+        lir_expr *x_at = r->layout ? mad(c, mad(c, bs[e], S, ts[e]), I, k) : mad(c, mad(c, ts[e], B, bs[e]), I, k);
+        acc[e] = lower_var(c, "acc", L->t), racc[e] = lower_var(c, "racc", L->t);
+        if (!lir_seq_push(M, xsum, lir_assign(M, acc[e], add(c, ref(c, acc[e]), mul(c, ref(c, wv), in(L, 0, x_at))))) ||
+            !lir_seq_push(M, hsum, lir_assign(M, racc[e], add(c, ref(c, racc[e]), mul(c, ref(c, rv), scratch(L, L->h, H, 0, k2))))) ||
+            !lir_seq_push(M, body, lir_let(M, acc[e], wb)) || !lir_seq_push(M, body, lir_let(M, racc[e], rb)))
+            return lower_oom(c);
+    }
+    if (!lir_seq_push(M, body, x_loop) || !lir_seq_push(M, body, h_loop))
+        return lower_oom(c);
+    for (int e = 0; e < n; e++) {
+        L->b = bs[e];
+        if (!lir_seq_push(M, body, to_scratch(L, L->gx, rows, 0, row, ref(c, acc[e]))) ||
+            !lir_seq_push(M, body, to_scratch(L, L->gh, rows, 0, row, ref(c, racc[e]))))
+            return lower_oom(c);
+    }
+    return lir_seq_push(M, step, row_loop) ? KILN_OK : lower_oom(c);
 }
 
 /* gx + gh of gate g at hidden unit j, plus extra (peephole) when given. */
@@ -189,71 +203,102 @@ static lir_expr *state_at(rnn_lower *L, lir_expr *j) {
 
 static bool has_out(lower_ctx *c, int i) { return i < c->node->output_count && c->out[i]; }
 
+/* One direction: batch entries in blocks of RNN_BATCH (the blocks may run on several
+ * threads); in each, the steps in order, every entry of the block at its own time step,
+ * its gate rows computed together; the cell of an entry runs while its sequence lasts. */
 static kiln_status direction(rnn_lower *L) {
     lower_ctx *c = L->c;
     const shape_rnn_spec *r = &L->r;
-    int64_t H = r->hidden, S = r->seq;
+    int64_t H = r->hidden, S = r->seq, B = r->batch;
     bool lstm = c->node->op == IR_OP_LSTM, backward = r->reverse || L->d == 1;
-    lir_stmt *per_b = lir_seq(M), *b_loop = lower_loop(c, "b", r->batch, per_b, &L->b);
-    if (!b_loop)
+    int n = B < RNN_BATCH ? (int)(B > 0 ? B : 1) : RNN_BATCH;
+    lir_expr *bb, *bs[RNN_BATCH], *valid[RNN_BATCH], *lens_v[RNN_BATCH], *ts[RNN_BATCH];
+    lir_stmt *per_blk = lir_seq(M), *blk_loop = lower_loop(c, "bb", (B + n - 1) / n, per_blk, &bb);
+    lir_stmt *pre = lir_seq(M), *post = lir_seq(M);
+    if (!blk_loop || !pre || !post)
         return lower_oom(c);
-    lower_parallel(b_loop); /* batch entries share nothing */
-    int len = lower_var(c, "len", KILN_I64);
-    bool lens = c->node->input_count > 4 && c->in[4];
-    lir_expr *len_v = lens ? lir_cast(M, KILN_I64, lir_load(M, c->in[4], L->b)) : i64(c, S);
-    if (!lir_seq_push(M, per_b, lir_let(M, len, len_v)))
-        return lower_oom(c);
-    if (lens) {
-        lir_expr *bad = bin(c, LIR_OR, bin(c, LIR_LT, ref(c, len), i64(c, 0)), bin(c, LIR_GT, ref(c, len), i64(c, S)));
-        char msg[96];
-        snprintf(msg, sizeof msg, "a sequence length is outside [0, %lld]", (long long)S);
-        if (!lir_seq_push(M, per_b, lir_if(M, bad, lir_fail(M, msg), NULL)))
-            return lower_oom(c);
-    }
-    /* initial state */
-    lir_expr *j;
-    lir_stmt *init = lir_seq(M), *init_loop = lower_loop(c, "j", H, init, &j);
+    lower_parallel(blk_loop); /* blocks share nothing */
+    bool lens = c->node->input_count > 4 && c->in[4], partial = B % n != 0;
     bool h0 = c->node->input_count > 5 && c->in[5], c0 = lstm && c->node->input_count > 6 && c->in[6];
-    if (!init || !lir_seq_push(M, init, to_scratch(L, L->h, H, 0, j, h0 ? in(L, 5, state_at(L, j)) : num(L, 0))) ||
-        (lstm && !lir_seq_push(M, init, to_scratch(L, L->cell, H, 0, j, c0 ? in(L, 6, state_at(L, j)) : num(L, 0)))) ||
-        !lir_seq_push(M, per_b, init_loop))
-        return lower_oom(c);
-    /* the steps */
-    int s = lower_var(c, "s", KILN_I64), tt = lower_var(c, "t", KILN_I64);
-    lir_stmt *step = lir_seq(M), *s_loop = lir_for(M, s, i64(c, 0), ref(c, len), step);
-    lir_expr *t_v = backward ? bin(c, LIR_SUB, bin(c, LIR_SUB, ref(c, len), i64(c, 1)), ref(c, s)) : ref(c, s);
-    L->tt = ref(c, tt);
-    kiln_status st;
-    if (!s_loop || !lir_seq_push(M, step, lir_let(M, tt, t_v)))
-        return lower_oom(c);
-    if ((st = gate_rows(L, step)) || (st = cell(L, step)))
-        return st;
-    lir_expr *k;
-    lir_stmt *copy = lir_seq(M), *copy_loop = lower_loop(c, "j", H, copy, &k);
-    if (!copy || !lir_seq_push(M, copy, to_scratch(L, L->h, H, 0, k, scratch(L, L->hn, H, 0, k))) ||
-        (has_out(c, 0) && !lir_seq_push(M, copy, lir_store(M, c->out[0], y_at(L, L->tt, k),
-                                                            lir_cast(M, c->out_type[0]->dtype, scratch(L, L->hn, H, 0, k))))) ||
-        !lir_seq_push(M, step, copy_loop) || !lir_seq_push(M, per_b, s_loop))
-        return lower_oom(c);
-    if (has_out(c, 0)) { /* steps past the sequence's end: zeros */
-        int z = lower_var(c, "tz", KILN_I64);
-        lir_expr *jz;
-        lir_stmt *zb = lir_seq(M), *zj = lower_loop(c, "j", H, zb, &jz);
-        lir_stmt *zt = lir_for(M, z, ref(c, len), i64(c, S), lower_seq1(c, zj));
-        if (!zb || !zt || !lir_seq_push(M, zb, lir_store(M, c->out[0], y_at(L, ref(c, z), jz), lir_const(M, c->out_type[0]->dtype, 0))) ||
-            !lir_seq_push(M, per_b, zt))
+    char msg[96];
+    snprintf(msg, sizeof msg, "a sequence length is outside [0, %lld]", (long long)S);
+    for (int e = 0; e < n; e++) {
+        lir_expr *real = add(c, mul(c, bb, i64(c, n)), i64(c, e));
+        bs[e] = bin(c, LIR_MIN, real, i64(c, B - 1)); /* a partial block's extra entries repeat the last one */
+        valid[e] = partial ? bin(c, LIR_LT, real, i64(c, B)) : NULL;
+        int len = lower_var(c, "len", KILN_I64);
+        lens_v[e] = ref(c, len);
+        lir_stmt *setup = lir_seq(M);
+        L->b = bs[e];
+        lir_expr *j;
+        lir_stmt *init = lir_seq(M), *init_loop = lower_loop(c, "j", H, init, &j);
+        if (!setup || !init ||
+            !lir_seq_push(M, per_blk, lir_let(M, len, lens ? lir_cast(M, KILN_I64, lir_load(M, c->in[4], bs[e])) : i64(c, S))) ||
+            (lens && !lir_seq_push(M, setup, lir_if(M, bin(c, LIR_OR, bin(c, LIR_LT, lens_v[e], i64(c, 0)),
+                                                             bin(c, LIR_GT, lens_v[e], i64(c, S))), lir_fail(M, msg), NULL))) ||
+            !lir_seq_push(M, init, to_scratch(L, L->h, H, 0, j, h0 ? in(L, 5, state_at(L, j)) : num(L, 0))) ||
+            (lstm && !lir_seq_push(M, init, to_scratch(L, L->cell, H, 0, j, c0 ? in(L, 6, state_at(L, j)) : num(L, 0)))) ||
+            !lir_seq_push(M, setup, init_loop) || !lir_seq_push(M, pre, valid[e] ? lir_if(M, valid[e], setup, NULL) : setup))
             return lower_oom(c);
     }
-    /* final states */
-    lir_expr *f;
-    lir_stmt *fin = lir_seq(M), *fin_loop = lower_loop(c, "j", H, fin, &f);
-    if (!fin || (has_out(c, 1) && !lir_seq_push(M, fin, lir_store(M, c->out[1], state_at(L, f),
-                                                                   lir_cast(M, c->out_type[1]->dtype, scratch(L, L->h, H, 0, f))))) ||
-        (lstm && has_out(c, 2) && !lir_seq_push(M, fin, lir_store(M, c->out[2], state_at(L, f),
-                                                                   lir_cast(M, c->out_type[2]->dtype, scratch(L, L->cell, H, 0, f))))) ||
-        !lir_seq_push(M, per_b, fin_loop))
+    /* the steps: s in [0, S); entry e is at t = s (backward: len - 1 - s) while s < len */
+    int s_var = lower_var(c, "s", KILN_I64);
+    lir_expr *s = ref(c, s_var);
+    lir_stmt *step = lir_seq(M), *s_loop = lir_for(M, s_var, i64(c, 0), i64(c, S), step);
+    if (!s_loop)
         return lower_oom(c);
-    return lower_emit(c, b_loop);
+    for (int e = 0; e < n; e++) {
+        int tt = lower_var(c, "t", KILN_I64);
+        lir_expr *t_v = backward ? bin(c, LIR_MAX, bin(c, LIR_SUB, bin(c, LIR_SUB, lens_v[e], i64(c, 1)), s), i64(c, 0)) : s;
+        ts[e] = ref(c, tt);
+        if (!lir_seq_push(M, step, lir_let(M, tt, t_v)))
+            return lower_oom(c);
+    }
+    kiln_status st = gate_rows(L, step, n, bs, ts);
+    if (st)
+        return st;
+    for (int e = 0; e < n; e++) {
+        L->b = bs[e], L->tt = ts[e];
+        lir_stmt *run = lir_seq(M);
+        if (!run || (st = cell(L, run)))
+            return st ? st : lower_oom(c);
+        lir_expr *k;
+        lir_stmt *copy = lir_seq(M), *copy_loop = lower_loop(c, "j", H, copy, &k);
+        lir_expr *live = bin(c, LIR_LT, s, lens_v[e]);
+        if (!copy || !lir_seq_push(M, copy, to_scratch(L, L->h, H, 0, k, scratch(L, L->hn, H, 0, k))) ||
+            (has_out(c, 0) && !lir_seq_push(M, copy, lir_store(M, c->out[0], y_at(L, L->tt, k),
+                                                                lir_cast(M, c->out_type[0]->dtype, scratch(L, L->hn, H, 0, k))))) ||
+            !lir_seq_push(M, run, copy_loop) ||
+            !lir_seq_push(M, step, lir_if(M, valid[e] ? bin(c, LIR_AND, valid[e], live) : live, run, NULL)))
+            return lower_oom(c);
+    }
+    /* after: zeros in Y past each sequence's end, and the final states */
+    for (int e = 0; e < n; e++) {
+        L->b = bs[e];
+        lir_stmt *fin_all = lir_seq(M);
+        if (!fin_all)
+            return lower_oom(c);
+        if (has_out(c, 0)) {
+            int z = lower_var(c, "tz", KILN_I64);
+            lir_expr *jz;
+            lir_stmt *zb = lir_seq(M), *zj = lower_loop(c, "j", H, zb, &jz);
+            lir_stmt *zt = lir_for(M, z, lens_v[e], i64(c, S), lower_seq1(c, zj));
+            if (!zb || !zt || !lir_seq_push(M, zb, lir_store(M, c->out[0], y_at(L, ref(c, z), jz), lir_const(M, c->out_type[0]->dtype, 0))) ||
+                !lir_seq_push(M, fin_all, zt))
+                return lower_oom(c);
+        }
+        lir_expr *f;
+        lir_stmt *fin = lir_seq(M), *fin_loop = lower_loop(c, "j", H, fin, &f);
+        if (!fin || (has_out(c, 1) && !lir_seq_push(M, fin, lir_store(M, c->out[1], state_at(L, f),
+                                                                       lir_cast(M, c->out_type[1]->dtype, scratch(L, L->h, H, 0, f))))) ||
+            (lstm && has_out(c, 2) && !lir_seq_push(M, fin, lir_store(M, c->out[2], state_at(L, f),
+                                                                       lir_cast(M, c->out_type[2]->dtype, scratch(L, L->cell, H, 0, f))))) ||
+            !lir_seq_push(M, fin_all, fin_loop) || !lir_seq_push(M, post, valid[e] ? lir_if(M, valid[e], fin_all, NULL) : fin_all))
+            return lower_oom(c);
+    }
+    if (!lir_seq_push(M, per_blk, pre) || !lir_seq_push(M, per_blk, s_loop) || !lir_seq_push(M, per_blk, post))
+        return lower_oom(c);
+    return lower_emit(c, blk_loop);
 }
 
 static kiln_status recurrent(lower_ctx *c, int gates) {
