@@ -151,6 +151,13 @@ int64_t lir_stride(const lir_expr *e, int var, const bool *varying) {
     }
 }
 
+lir_expr *lir_fma(lir_module *m, lir_expr *a, lir_expr *b, lir_expr *acc) {
+    lir_expr *e = lir_binary(m, LIR_ADD, acc, lir_binary(m, LIR_MUL, a, b));
+    if (e && ir_dtype_is_float(e->type))
+        e->i = 1;
+    return e;
+}
+
 lir_expr *lir_int_const(lir_module *m, kiln_dtype t, int64_t v) {
     lir_expr *e = expr(m, LIR_CONST, t, 1);
     if (e)
@@ -329,7 +336,15 @@ static void print_expr(const lir_kernel *k, const lir_expr *e, FILE *f) {
         fputc(')', f);
         break;
     case LIR_BINARY:
-        if (e->op == LIR_MIN || e->op == LIR_MAX || (e->op >= LIR_AND && e->op <= LIR_XOR)) {
+        if (e->op == LIR_ADD && e->i && e->b->kind == LIR_BINARY && e->b->op == LIR_MUL) { /* lir_fma */
+            fputs("fma(", f);
+            print_expr(k, e->b->a, f);
+            fputs(", ", f);
+            print_expr(k, e->b->b, f);
+            fputs(", ", f);
+            print_expr(k, e->a, f);
+            fputc(')', f);
+        } else if (e->op == LIR_MIN || e->op == LIR_MAX || (e->op >= LIR_AND && e->op <= LIR_XOR)) {
             fprintf(f, "%s(", lir_op_name((lir_op)e->op));
             print_expr(k, e->a, f);
             fputs(", ", f);

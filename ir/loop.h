@@ -165,6 +165,11 @@ lir_expr *lir_binary(lir_module *m, lir_op op, lir_expr *a, lir_expr *b);
 lir_expr *lir_select(lir_module *m, lir_expr *cond, lir_expr *a, lir_expr *b);
 lir_expr *lir_cast(lir_module *m, kiln_dtype t, lir_expr *a);
 lir_expr *lir_call(lir_module *m, lir_intrinsic fn, lir_expr *a, lir_expr *b);
+/* acc + a * b with leave to round once (a fused multiply-add where the target has one):
+ * a float LIR_ADD whose `i` is 1. Only for accumulations whose op's tolerance allows it
+ * (MatMul, Gemm, Conv, the recurrent gates): their sums then differ from the
+ * interpreter's by the rounding of the products, well inside the stated tolerances. */
+lir_expr *lir_fma(lir_module *m, lir_expr *a, lir_expr *b, lir_expr *acc);
 
 /* Statement builders. */
 lir_stmt *lir_seq(lir_module *m);

@@ -58,8 +58,8 @@ static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
     if (!lir_seq_push(M, body, lir_let(M, bv, g->b_at(c, rc[0], p))))
         return lower_oom(c);
     for (int r = 0; r < block; r++) {
-        lir_expr *prod = lir_binary(M, LIR_MUL, g->a_at(c, rc[r], p), lir_var_ref(M, c->k, bv));
-        if (!lir_seq_push(M, body, lir_assign(M, acc[r], lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc[r]), prod))))
+        lir_expr *sum = lir_fma(M, g->a_at(c, rc[r], p), lir_var_ref(M, c->k, bv), lir_var_ref(M, c->k, acc[r]));
+        if (!lir_seq_push(M, body, lir_assign(M, acc[r], sum)))
             return lower_oom(c);
     }
     if (!lir_seq_push(M, inner, k_loop))
@@ -121,8 +121,8 @@ kiln_status lower_matmul(lower_ctx *c) {
             return st;
         int acc = lower_var(c, "acc", t);
         lir_stmt *body = lir_seq(M), *k_loop = loop(c, "p", g.depth, body, &p);
-        lir_expr *prod = lir_binary(M, LIR_MUL, matmul_a(c, oc, p), matmul_b(c, oc, p));
-        if (!lir_seq_push(M, body, lir_assign(M, acc, lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc), prod))) ||
+        lir_expr *sum = lir_fma(M, matmul_a(c, oc, p), matmul_b(c, oc, p), lir_var_ref(M, c->k, acc));
+        if (!lir_seq_push(M, body, lir_assign(M, acc, sum)) ||
             !lir_seq_push(M, inner, lir_let(M, acc, num(c, t, 0))) || !lir_seq_push(M, inner, k_loop) ||
             !lir_seq_push(M, inner, lower_store_out(c, oc, lir_var_ref(M, c->k, acc))))
             return lower_oom(c);
@@ -192,12 +192,45 @@ static lir_stmt *window_loops(lower_ctx *c, const shape_window *w, lir_expr **oc
     return s;
 }
 
-/* Conv: per output position, a sum over input channels and the kernel window (positions
- * in the padding skipped). Without groups, output channels go in blocks of CONV_CHANNELS
- * with an accumulator each, so each input element loaded serves the whole block (the
- * output's last spatial loop is the one vectorized); a partial last block reads the last
- * channel's weights and stores nothing. Each sum runs in the interpreter's order. */
+/* Conv: per output position, a sum over input channels and the kernel window. Without
+ * groups, output channels go in blocks of CONV_CHANNELS with an accumulator each, so each
+ * input element loaded serves the whole block (the output's last spatial loop is the one
+ * vectorized); a partial last block reads the last channel's weights and stores nothing.
+ * With padding, the input is first copied into kernel scratch with its zeros around it,
+ * so the inner loops read without bounds checks (a padded position adds 0 * w where the
+ * interpreter skips it: the same sum, unless w is infinite or NaN, which then gives NaN).
+ * Each sum runs in the interpreter's order. */
 enum { CONV_CHANNELS = 8 };
+
+/* The padded copy of input 0 (zeros outside), [N, C, H + pads, ...], into *xp. */
+static kiln_status pad_input(lower_ctx *c, const shape_window *w, lir_buffer **xp, kiln_tensor *shape) {
+    const kiln_tensor *x = c->in_type[0];
+    *shape = *x;
+    for (int d = 0; d < w->spatial; d++)
+        shape->dims[d + 2] = x->dims[d + 2] + w->pad_begin[d] + w->pad_end[d];
+    if (!(*xp = lir_local(M, c->k, "x_padded", x->dtype, kiln_tensor_count(shape))))
+        return lower_oom(c);
+    lir_expr *pc[KILN_MAX_RANK], *xc[KILN_MAX_RANK], *inside = NULL;
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, shape, pc, &inner, &outer);
+    if (st)
+        return st;
+    xc[0] = pc[0], xc[1] = pc[1];
+    for (int d = 0; d < w->spatial; d++) {
+        xc[d + 2] = lir_binary(M, LIR_SUB, pc[d + 2], lir_int(M, w->pad_begin[d]));
+        lir_expr *ok = lir_binary(M, LIR_AND, lir_binary(M, LIR_GE, xc[d + 2], lir_int(M, 0)),
+                                  lir_binary(M, LIR_LT, xc[d + 2], lir_int(M, x->dims[d + 2])));
+        inside = inside ? lir_binary(M, LIR_AND, inside, ok) : ok;
+    }
+    kiln_dtype t = lower_compute_type(x->dtype);
+    int v = lower_var(c, "v", t);
+    if (!lir_seq_push(M, inner, lir_let(M, v, num(c, t, 0))) ||
+        !lir_seq_push(M, inner, lir_if(M, inside, lir_assign(M, v, read(c, 0, xc)), NULL)) ||
+        !lir_seq_push(M, inner, lir_store(M, *xp, lower_index(c, shape, pc, shape->rank),
+                                          lir_cast(M, x->dtype, lir_var_ref(M, c->k, v)))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
 
 kiln_status lower_conv(lower_ctx *c) {
     const kiln_tensor *x = c->in_type[0], *wt = c->in_type[1], *out = c->out_type[0];
@@ -215,16 +248,27 @@ kiln_status lower_conv(lower_ctx *c) {
     lir_stmt *inner, *outer;
     if ((st = lower_nest(c, &blocks, oc, &inner, &outer)))
         return st;
+    bool pads = false;
+    for (int d = 0; d < w.spatial; d++)
+        pads |= w.pad_begin[d] > 0 || w.pad_end[d] > 0;
+    lir_buffer *xp = NULL;
+    kiln_tensor xp_shape;
+    if (pads && (st = pad_input(c, &w, &xp, &xp_shape)))
+        return st;
     lir_expr *first = lir_binary(M, LIR_MUL, oc[1], lir_int(M, block));
     lir_stmt *body = lir_seq(M), *take = lir_seq(M);
     lir_stmt *kernel_loops = window_loops(c, &w, oc, ic, kc, &inside, body);
     lir_stmt *ci_loop = loop(c, "ci", cin_g, seq1(c, kernel_loops), &ci);
+    if (xp) /* positions in the padded copy: every one inside it */
+        for (int d = 0; d < w.spatial; d++)
+            ic[d + 2] = lir_binary(M, LIR_ADD, ic[d + 2], lir_int(M, w.pad_begin[d]));
     /* x[n, g * cin_g + ci, pos...] * w[m, ci, k...] with g = m / cout_g (one group: g = 0) */
     ic[0] = oc[0];
     ic[1] = block > 1 ? ci : lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_DIV, first, lir_int(M, cout_g)),
                                                                 lir_int(M, cin_g)), ci);
     int xv = lower_var(c, "x", t), acc[CONV_CHANNELS];
-    if (!take || !lir_seq_push(M, take, lir_let(M, xv, read(c, 0, ic))))
+    lir_expr *xval = xp ? lir_cast(M, t, lir_load(M, xp, lower_index(c, &xp_shape, ic, xp_shape.rank))) : read(c, 0, ic);
+    if (!take || !lir_seq_push(M, take, lir_let(M, xv, xval)))
         return lower_oom(c);
     for (int r = 0; r < block; r++) {
         co[r] = lir_binary(M, LIR_MIN, lir_binary(M, LIR_ADD, first, lir_int(M, r)), lir_int(M, channels - 1));
@@ -232,17 +276,19 @@ kiln_status lower_conv(lower_ctx *c) {
         for (int d = 0; d < w.spatial; d++)
             wc[d + 2] = kc[d];
         acc[r] = lower_var(c, "acc", t);
-        lir_expr *prod = lir_binary(M, LIR_MUL, lir_var_ref(M, c->k, xv), read(c, 1, wc));
+        lir_expr *sum = lir_fma(M, lir_var_ref(M, c->k, xv), read(c, 1, wc), lir_var_ref(M, c->k, acc[r]));
         lir_expr *init = num(c, t, 0);
         if (c->node->input_count > 2 && c->in[2]) {
             lir_expr *bc[1] = {co[r]};
             init = read(c, 2, bc);
         }
-        if (!lir_seq_push(M, take, lir_assign(M, acc[r], lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, acc[r]), prod))) ||
+        if (!lir_seq_push(M, take, lir_assign(M, acc[r], sum)) ||
             !lir_seq_push(M, inner, lir_let(M, acc[r], init)))
             return lower_oom(c);
     }
-    if (!lir_seq_push(M, body, lir_if(M, inside, take, NULL)) || !lir_seq_push(M, inner, ci_loop))
+    /* without padding every window position is inside the input; with it, inside the copy */
+    (void)inside;
+    if (!lir_seq_push(M, body, take) || !lir_seq_push(M, inner, ci_loop))
         return lower_oom(c);
     for (int r = 0; r < block; r++) {
         lir_expr *ch = lir_binary(M, LIR_ADD, first, lir_int(M, r)), *at[KILN_MAX_RANK];

@@ -99,8 +99,8 @@ static kiln_status gate_rows(rnn_lower *L, lir_stmt *step, int n, lir_expr **bs,
         L->b = bs[e];
         lir_expr *x_at = r->layout ? mad(c, mad(c, bs[e], S, ts[e]), I, k) : mad(c, mad(c, ts[e], B, bs[e]), I, k);
         acc[e] = lower_var(c, "acc", L->t), racc[e] = lower_var(c, "racc", L->t);
-        if (!lir_seq_push(M, xsum, lir_assign(M, acc[e], add(c, ref(c, acc[e]), mul(c, ref(c, wv), in(L, 0, x_at))))) ||
-            !lir_seq_push(M, hsum, lir_assign(M, racc[e], add(c, ref(c, racc[e]), mul(c, ref(c, rv), scratch(L, L->h, H, 0, k2))))) ||
+        if (!lir_seq_push(M, xsum, lir_assign(M, acc[e], lir_fma(M, ref(c, wv), in(L, 0, x_at), ref(c, acc[e])))) ||
+            !lir_seq_push(M, hsum, lir_assign(M, racc[e], lir_fma(M, ref(c, rv), scratch(L, L->h, H, 0, k2), ref(c, racc[e])))) ||
             !lir_seq_push(M, body, lir_let(M, acc[e], wb)) || !lir_seq_push(M, body, lir_let(M, racc[e], rb)))
             return lower_oom(c);
     }

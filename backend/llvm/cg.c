@@ -105,6 +105,10 @@ static LLVMValueRef address(cg_ctx *g, const lir_buffer *buf, const lir_expr *in
 }
 
 static LLVMValueRef binary(cg_ctx *g, const lir_expr *e) {
+    if (e->op == LIR_ADD && e->i && e->b->kind == LIR_BINARY && e->b->op == LIR_MUL) { /* lir_fma */
+        LLVMValueRef args[3] = {expr(g, e->b->a), expr(g, e->b->b), expr(g, e->a)};
+        return intrinsic(g, "llvm.fmuladd", LLVMTypeOf(args[0]), args, 3);
+    }
     LLVMValueRef a = expr(g, e->a), b = expr(g, e->b);
     kiln_dtype t = e->a->type;
     bool f = ir_dtype_is_float(t), u = is_unsigned(t);
