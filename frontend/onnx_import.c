@@ -281,9 +281,10 @@ kiln_status onnx_import_buffer(const void *data, size_t size, const char *path, 
                                kiln_diag *d) {
     *out = NULL;
     kiln_loc loc = {.file = path};
-    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, size, data);
+    char why[160];
+    Onnx__ModelProto *m = (Onnx__ModelProto *)pb_unpack(&onnx__model_proto__descriptor, data, size, why, sizeof why);
     if (!m)
-        return diag_error(d, loc, KILN_ERR_INVALID, "not a valid ONNX model (corrupt or truncated protobuf)");
+        return diag_error(d, loc, KILN_ERR_INVALID, "not a valid ONNX model (%s)", why);
     char dir[4096];
     model_path_dir(path, dir, sizeof dir);
     onnx_importer im = {.file = path, .dir = dir, .opset = 1, .d = d}; /* none imported: opset 1 */
@@ -301,7 +302,7 @@ kiln_status onnx_import_buffer(const void *data, size_t size, const char *path, 
         st = ir_graph_create(m->graph->name && *m->graph->name ? m->graph->name : "main", path, &im.g, d);
     if (!st)
         st = import_graph(&im, m);
-    onnx__model_proto__free_unpacked(m, NULL);
+    pb_free(&m->base);
     if (st) {
         ir_graph_destroy(im.g);
         return st;

@@ -6,6 +6,7 @@
 #define KILN_FRONTEND_ONNX_INTERNAL_H
 
 #include "frontend/onnx.h"
+#include "frontend/pb_guard.h"
 #include "onnx.pb-c.h"
 
 /* Converts a TensorProto. With g, the tensor lives in g's arena; without, the caller frees

@@ -164,15 +164,16 @@ kiln_status onnx_read_tensor_file(const char *path, kiln_tensor **out, kiln_diag
     kiln_status st = kiln_rt_read_file(path, (size_t)KILN_TENSOR_MAX_BYTES + (1 << 20), &buf, &size, d);
     if (st)
         return st;
-    Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, size, buf);
+    char why[160];
+    Onnx__TensorProto *tp = (Onnx__TensorProto *)pb_unpack(&onnx__tensor_proto__descriptor, buf, size, why, sizeof why);
     free(buf);
     if (!tp)
-        return diag_error(d, (kiln_loc){.file = path}, KILN_ERR_INVALID, "not a valid ONNX TensorProto (corrupt or truncated protobuf)");
+        return diag_error(d, (kiln_loc){.file = path}, KILN_ERR_INVALID, "not a valid ONNX TensorProto (%s)", why);
     char dir[4096];
     model_path_dir(path, dir, sizeof dir);
     char what[256];
     snprintf(what, sizeof what, "tensor '%s'", tp->name ? tp->name : "");
     st = onnx_tensor_convert(tp, dir, NULL, path, what, out, d);
-    onnx__tensor_proto__free_unpacked(tp, NULL);
+    pb_free(&tp->base);
     return st;
 }

@@ -19,8 +19,8 @@ typedef struct bad_model {
 } bad_model;
 
 static const bad_model bad_models[] = {
-    {"truncated.onnx", "not a valid ONNX model (corrupt or truncated protobuf)"},
-    {"garbage.onnx", "not a valid ONNX model (corrupt or truncated protobuf)"},
+    {"truncated.onnx", "not a valid ONNX model (ModelProto field 7 (graph): its length runs past the end of its message)"},
+    {"garbage.onnx", "not a valid ONNX model (ModelProto: field number 0 is not valid)"},
     {"no_graph.onnx", "the model has no graph"},
     {"attr_wrong_type.onnx", "node 'sm' (Softmax): attribute 'axis': expected int, got float"},
     {"unknown_op.onnx", "node 'frob' (Frobnicate): op 'Frobnicate' is not supported"},
@@ -106,7 +106,57 @@ static void test_tensor_files(void **state) {
     kiln_tensor_free(t);
     d = (kiln_diag){0};
     assert_int_equal(onnx_read_tensor_file(DIR "truncated.onnx", &t, &d), KILN_ERR_INVALID);
-    assert_string_equal(d.message, DIR "truncated.onnx: not a valid ONNX TensorProto (corrupt or truncated protobuf)");
+    assert_string_equal(d.message, DIR "truncated.onnx: not a valid ONNX TensorProto (TensorProto field 7 (int64_data): "
+                                       "its length runs past the end of its message)");
+}
+
+/* Appends a protobuf length-delimited field (tag, length, bytes) to buf. */
+static size_t field(unsigned char *buf, size_t at, unsigned number, const unsigned char *bytes, size_t len) {
+    buf[at++] = (unsigned char)(number << 3 | 2);
+    for (size_t v = len; ; v >>= 7) {
+        buf[at++] = (unsigned char)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+        if (v < 0x80)
+            break;
+    }
+    memcpy(buf + at, bytes, len);
+    return at + len;
+}
+
+/* protobuf-c recurses once per nested message with no limit: 300 levels of subgraphs
+ * (Graph -> Node -> Attribute -> Graph ...) are refused before unpacking, not run into
+ * the stack. */
+static void test_nesting_refused(void **state) {
+    (void)state;
+    size_t cap = 1 << 16, len = 0;
+    unsigned char *a = calloc(cap, 1), *b = calloc(cap, 1);
+    for (int level = 0; level < 100; level++) { /* AttributeProto.g (6) in NodeProto.attribute (5) in GraphProto.node (1) */
+        len = field(b, 0, 6, a, len), memcpy(a, b, len);
+        len = field(b, 0, 5, a, len), memcpy(a, b, len);
+        len = field(b, 0, 1, a, len), memcpy(a, b, len);
+    }
+    len = field(b, 0, 7, a, len); /* ModelProto.graph */
+    ir_graph *g;
+    kiln_diag d = {0};
+    assert_int_equal(onnx_import_buffer(b, len, "deep.onnx", &g, &d), KILN_ERR_INVALID);
+    assert_string_equal(d.message, "deep.onnx: not a valid ONNX model (GraphProto: messages nested deeper than 64 levels)");
+    free(a), free(b);
+}
+
+/* Two bytes per empty node ask protobuf-c for a pointer and a NodeProto each: 1.5 million of
+ * them (3 MB of input, over 150 MB unpacked) pass the cap of 16 x the input + 64 MiB, and are
+ * refused with its message, not allocated. */
+static void test_amplification_capped(void **state) {
+    (void)state;
+    size_t nodes = 1500000, len = 0;
+    unsigned char *graph = malloc(nodes * 2), *model = malloc(nodes * 2 + 16);
+    for (size_t i = 0; i < nodes; i++)
+        graph[2 * i] = 1 << 3 | 2, graph[2 * i + 1] = 0; /* GraphProto.node = {} */
+    len = field(model, 0, 7, graph, nodes * 2);
+    ir_graph *g;
+    kiln_diag d = {0};
+    assert_int_equal(onnx_import_buffer(model, len, "wide.onnx", &g, &d), KILN_ERR_INVALID);
+    assert_non_null(strstr(d.message, "unpacking it would take more than"));
+    free(graph), free(model);
 }
 
 int main(void) {
@@ -116,6 +166,8 @@ int main(void) {
         cmocka_unit_test(test_softmax_before_opset13),
         cmocka_unit_test(test_index_error_at_run_time),
         cmocka_unit_test(test_tensor_files),
+        cmocka_unit_test(test_nesting_refused),
+        cmocka_unit_test(test_amplification_capped),
     };
     return cmocka_run_group_tests_name("onnx", tests, NULL, NULL);
 }
