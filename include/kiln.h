@@ -74,9 +74,14 @@ bool kiln_mul_ok(int64_t a, int64_t b, int64_t *out);
 /* Element count of a shape; false if a dim is negative or the product overflows. */
 bool kiln_shape_count(int rank, const int64_t *dims, int64_t *out);
 
-/* Allocates a tensor and its zeroed data in one block; caller frees with kiln_tensor_free.
- * Refuses shapes whose byte size overflows or passes KILN_TENSOR_MAX_BYTES. */
+/* The cap on any one allocation a model's sizes decide (tensors, constants, the compiled
+ * model's arena): by default this machine's physical memory (at most 64 GiB); a caller
+ * lowers it for untrusted models (kiln --max-memory). Process-wide. */
 #define KILN_TENSOR_MAX_BYTES ((int64_t)1 << 36)
+void kiln_set_max_memory(int64_t bytes); /* <= 0: back to the default */
+int64_t kiln_max_memory(void);
+/* Allocates a tensor and its zeroed data in one block; caller frees with kiln_tensor_free.
+ * Refuses shapes whose byte size overflows or passes kiln_max_memory(). */
 kiln_status kiln_tensor_create(kiln_dtype dt, int rank, const int64_t *dims, kiln_tensor **out,
                                kiln_diag *diag);
 void kiln_tensor_free(kiln_tensor *t); /* NULL is a no-op */

@@ -262,9 +262,9 @@ kiln_status ir_graph_new_tensor(ir_graph *g, kiln_dtype dt, int rank, const int6
         return diag_error(d, LOC_NONE, KILN_ERR_UNSUPPORTED, "rank %d outside 0..%d", rank,
                           KILN_MAX_RANK);
     if (!kiln_shape_count(rank, dims, &count) ||
-        !kiln_mul_ok(count, (int64_t)kiln_dtype_size(dt), &bytes) || bytes > KILN_TENSOR_MAX_BYTES)
-        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "tensor of %s too large or malformed",
-                          kiln_dtype_name(dt));
+        !kiln_mul_ok(count, (int64_t)kiln_dtype_size(dt), &bytes) || bytes > kiln_max_memory())
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "tensor of %s too large or malformed (memory cap %lld bytes)",
+                          kiln_dtype_name(dt), (long long)kiln_max_memory());
     kiln_tensor *t = ARENA_NEW(g->arena, kiln_tensor);
     void *data = arena_alloc(g->arena, (size_t)bytes ? (size_t)bytes : 1, 64);
     if (!t || !data)

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 kiln_status kiln_rt_error(kiln_diag *d, kiln_status st, const char *fmt, ...) {
@@ -75,6 +76,21 @@ bool kiln_shape_count(int rank, const int64_t *dims, int64_t *out) {
 
 #define TENSOR_HEADER_BYTES ((sizeof(kiln_tensor) + 63) / 64 * 64)
 
+static _Atomic int64_t max_memory; /* 0: not set */
+
+void kiln_set_max_memory(int64_t bytes) {
+    max_memory = bytes > 0 ? bytes : 0;
+}
+
+int64_t kiln_max_memory(void) {
+    int64_t cap = max_memory;
+    if (cap > 0)
+        return cap;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    int64_t phys = pages > 0 && page > 0 && pages < INT64_MAX / page ? (int64_t)pages * page : KILN_TENSOR_MAX_BYTES;
+    return phys < KILN_TENSOR_MAX_BYTES ? phys : KILN_TENSOR_MAX_BYTES;
+}
+
 kiln_status kiln_tensor_create(kiln_dtype dt, int rank, const int64_t *dims, kiln_tensor **out,
                                kiln_diag *diag) {
     *out = NULL;
@@ -86,9 +102,9 @@ kiln_status kiln_tensor_create(kiln_dtype dt, int rank, const int64_t *dims, kil
     int64_t count, bytes;
     if (!kiln_shape_count(rank, dims, &count))
         return kiln_rt_error(diag, KILN_ERR_SHAPE, "tensor: negative or overflowing dimensions");
-    if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(dt), &bytes) || bytes > KILN_TENSOR_MAX_BYTES)
-        return kiln_rt_error(diag, KILN_ERR_OOM, "tensor: %lld elements of %s exceed the cap",
-                             (long long)count, kiln_dtype_name(dt));
+    if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(dt), &bytes) || bytes > kiln_max_memory())
+        return kiln_rt_error(diag, KILN_ERR_OOM, "tensor: %lld elements of %s exceed the memory cap of %lld bytes",
+                             (long long)count, kiln_dtype_name(dt), (long long)kiln_max_memory());
     char *block = calloc(1, TENSOR_HEADER_BYTES + (size_t)bytes + 1);
     if (!block)
         return kiln_rt_error(diag, KILN_ERR_OOM, "tensor: out of memory for %lld bytes",

@@ -36,6 +36,7 @@ static const char *const usage_bench =
     "  --trace FILE.json  JIT: the kernels of one run as a Chrome trace (Perfetto,\n"
     "                     chrome://tracing)\n"
     "  --json             one JSON object on stdout instead of the table\n"
+    "  --max-memory SIZE  refuse any tensor or arena the model sizes above SIZE\n"
     "  -h, --help         show this help\n";
 
 typedef struct bench_result {
@@ -271,6 +272,12 @@ int cmd_bench(int argc, char **argv) {
             b.trace = argv[++i];
         } else if (!strcmp(argv[i], "--json")) {
             b.json = true;
+        } else if (!strcmp(argv[i], "--max-memory")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_bench, "%s needs a size", argv[i]);
+            int rc = cli_max_memory(usage_bench, argv[++i]);
+            if (rc)
+                return rc;
         } else if (argv[i][0] == '-') {
             return usage_error(usage_bench, "unknown flag '%s'", argv[i]);
         } else if (!b.path) {

@@ -6,7 +6,10 @@
 
 #include "frontend/onnx.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -76,5 +79,18 @@ int cli_parse_feed(const char *usage, char *arg, feed *feeds, int *nfeeds, int c
         return usage_error(usage, "too many inputs%s", "");
     *eq = 0;
     feeds[(*nfeeds)++] = (feed){arg, eq + 1};
+    return 0;
+}
+
+int cli_max_memory(const char *usage, const char *arg) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    if (shift)
+        end++;
+    if (errno || v < 1 || *end || v > (INT64_MAX >> shift))
+        return usage_error(usage, "--max-memory needs a size such as 4096, 512M or 4G, got '%s'", arg);
+    kiln_set_max_memory((int64_t)v << shift);
     return 0;
 }

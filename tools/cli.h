@@ -28,6 +28,10 @@ int cli_parse_feed(const char *usage, char *arg, feed *feeds, int *nfeeds, int c
  * fed stay NULL. 0, or EXIT_MODEL after printing the error. */
 int cli_read_inputs(kiln_model *m, const char *model_path, const feed *feeds, int nfeeds, kiln_tensor **in);
 
+/* --max-memory SIZE: bytes, or with a K, M or G suffix (powers of 1024); sets the cap.
+ * 0 or a usage error's exit status. */
+int cli_max_memory(const char *usage, const char *arg);
+
 /* The subcommands defined outside tools/kiln.c. */
 int cmd_bench(int argc, char **argv);
 

@@ -53,6 +53,8 @@ static const char *const usage_run =
     "                      reference interpreter; c: emitted as C and built by the system's cc\n"
     "  --threads N         JIT: threads for parallel loops (default: all processors)\n"
     "  --no-fuse           JIT and C: one kernel per node, to see what fusion buys\n"
+    "  --max-memory SIZE   refuse any tensor or arena the model sizes above SIZE (bytes, or\n"
+    "                      with K, M, G; default: this machine's memory)\n"
     "  --time              print how long the first run took (for the JIT with a symbolic\n"
     "                      batch, that includes compiling) and the median of 10 more\n"
     "  -h, --help          show this help\n";
@@ -177,6 +179,12 @@ static int cmd_run(int argc, char **argv) {
                 return usage_error(usage_run, "--threads needs a count >= 1%s", "");
         } else if (!strcmp(argv[i], "--no-fuse")) {
             opts.no_fuse = true;
+        } else if (!strcmp(argv[i], "--max-memory")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_run, "%s needs a size", argv[i]);
+            int rc = cli_max_memory(usage_run, argv[++i]);
+            if (rc)
+                return rc;
         } else if (!strcmp(argv[i], "--time")) {
             show_time = true;
         } else if (argv[i][0] == '-') {

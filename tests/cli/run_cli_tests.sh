@@ -116,6 +116,11 @@ expect 1 "the model has no input named 'nope'" -- "$kiln" bench $models/mlp.kiln
 expect 2 "--compare takes 'unfused'" -- "$kiln" bench $models/mlp.kiln --compare fused
 expect 2 '--iterations needs a count' -- "$kiln" bench $models/mlp.kiln --iterations 0
 
+expect 1 'exceed the memory cap of 1024 bytes' -- "$kiln" run $models/mlp.kiln --input image=$models/images.npy --max-memory 1K --backend interp
+expect 1 "arena needs [0-9]+ bytes, above the memory cap of 65536" -- "$kiln" bench $models/cnn.kiln --batch 4 --max-memory 64K --iterations 1
+expect 0 'fused: ' -- "$kiln" bench $models/cnn.kiln --batch 4 --max-memory 64M --iterations 1
+expect 2 '--max-memory needs a size such as' -- "$kiln" run $models/mlp.kiln --max-memory lots
+
 # usage errors: exit 2
 expect 0 'C backend: first run' -- "$kiln" run $models/mlp.kiln --input image=$models/images.npy --output-dir "$tmp/c" --backend c --time
 expect 2 "unknown backend 'gpu'" -- "$kiln" run $models/mlp.kiln --backend gpu
