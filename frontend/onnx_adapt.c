@@ -138,7 +138,8 @@ static kiln_status adapt_softmax_v1(onnx_importer *im, onnx_node *n) {
     int64_t axis = a ? a->i : 1;
     ir_value *x = n->inputs[0];
     if (x && x->type.rank >= 0 && (axis == -1 || axis == x->type.rank - 1)) {
-        n->attrs[n->attr_count++] = a; /* the last axis: the same as opset 13 */
+        if (a) /* the last axis: the same as opset 13 (absent: 1 = the last of 2-D, opset 13's default) */
+            n->attrs[n->attr_count++] = a;
         return KILN_OK;
     }
     ir_node *flat, *op, *shape;

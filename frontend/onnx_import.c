@@ -113,6 +113,8 @@ static kiln_status import_inputs(onnx_importer *im, const Onnx__GraphProto *gp) 
 
 static kiln_status convert_attr(onnx_importer *im, const onnx_node *n, ir_node *node,
                                 const Onnx__AttributeProto *a) {
+    if (!a->name || !*a->name) /* optional in proto2: protobuf-c leaves it NULL */
+        return node_error(im, n, KILN_ERR_INVALID, "an attribute has no name");
     const ir_attr_spec *spec = ir_op_attr_spec(node->op, a->name);
     if (!spec)
         return node_error(im, n, KILN_ERR_UNSUPPORTED, "attribute '%s' is not supported", a->name);
@@ -140,9 +142,9 @@ static kiln_status convert_attr(onnx_importer *im, const onnx_node *n, ir_node *
     case IR_ATTR_INT: at->i = a->i; break;
     case IR_ATTR_FLOAT: at->f = a->f; break;
     case IR_ATTR_STRING:
-        if (memchr(a->s.data, 0, a->s.len))
+        if (a->s.len && memchr(a->s.data, 0, a->s.len))
             return node_error(im, n, KILN_ERR_INVALID, "attribute '%s': string holds a NUL byte", a->name);
-        at->s = arena_strndup(im->g->arena, (const char *)a->s.data, a->s.len);
+        at->s = arena_strndup(im->g->arena, a->s.len ? (const char *)a->s.data : "", a->s.len);
         break;
     case IR_ATTR_INTS:
         at->count = (int)a->n_ints;
@@ -159,7 +161,8 @@ static kiln_status convert_attr(onnx_importer *im, const onnx_node *n, ir_node *
         at->count = (int)a->n_strings;
         if ((at->strings = ARENA_ARRAY(im->g->arena, const char *, a->n_strings)))
             for (size_t i = 0; i < a->n_strings; i++)
-                at->strings[i] = arena_strndup(im->g->arena, (const char *)a->strings[i].data, a->strings[i].len);
+                at->strings[i] = arena_strndup(im->g->arena, a->strings[i].len ? (const char *)a->strings[i].data : "",
+                                               a->strings[i].len);
         break;
     case IR_ATTR_TENSOR: {
         char what[512];

@@ -86,3 +86,10 @@ external("external_symlink", "escape.bin")
 save("softmax_opset11", helper.make_graph(
     [helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=1)], "g", [vi("x", [2, 2, 2])], [vi("y", [2, 2, 2])]),
     opset=11)
+
+# found by tests/fuzz/fuzz_onnx.c: an attribute without a name, an empty string attribute
+nameless = helper.make_node("Relu", ["x"], ["y"], name="relu")
+nameless.attribute.add().type = onnx.AttributeProto.INT
+save("attr_no_name", helper.make_graph([nameless], "g", [vi("x", [2])], [vi("y", [2])]))
+save("einsum_empty_equation", helper.make_graph(
+    [helper.make_node("Einsum", ["x"], ["y"], name="e", equation="")], "g", [vi("x", [2, 2])], [vi("y", [2, 2])]))

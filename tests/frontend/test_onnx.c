@@ -22,6 +22,8 @@ static const bad_model bad_models[] = {
     {"truncated.onnx", "not a valid ONNX model (ModelProto field 7 (graph): its length runs past the end of its message)"},
     {"garbage.onnx", "not a valid ONNX model (ModelProto: field number 0 is not valid)"},
     {"no_graph.onnx", "the model has no graph"},
+    {"attr_no_name.onnx", "node 'relu' (Relu): an attribute has no name"},
+    {"einsum_empty_equation.onnx", "node 'e' (Einsum): equation '': term 0 has 0 axes, input 0 has rank 2"},
     {"attr_wrong_type.onnx", "node 'sm' (Softmax): attribute 'axis': expected int, got float"},
     {"unknown_op.onnx", "node 'frob' (Frobnicate): op 'Frobnicate' is not supported"},
     {"unknown_domain.onnx", "node 'relu' (Relu): op 'Relu' of domain 'com.example' is not supported"},
