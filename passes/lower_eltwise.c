@@ -263,8 +263,8 @@ kiln_status lower_cast_like(lower_ctx *c) { return map(c, 1, f_copy); }
 kiln_status lower_identity(lower_ctx *c) { return map(c, 1, f_copy); }
 
 /* Inference BatchNormalization of one element: its per-channel parameters x[1..4] are
- * read at the element's channel (node_value in lower.c); the same formula, in the same
- * order, as lower_batch_norm. */
+ * read at the element's channel (by lower_batch_norm, and by node_value in lower.c when
+ * it is fused). */
 static lir_expr *f_batch_norm(lower_ctx *c, lir_expr **x) {
     lir_expr *norm = dvd(c, sub(c, x[0], x[3]), call(c, LIR_SQRT, add(c, x[4], num(c, x[0], attr_f(c, "epsilon")))));
     return add(c, mul(c, norm, x[1]), x[2]);
@@ -283,7 +283,7 @@ lower_scalar_fn lower_scalar_rule(const ir_node *n) {
     if (((n->op == IR_OP_DIV || n->op == IR_OP_MOD) && int_out) || (n->op == IR_OP_POW && int_in))
         return NULL;
     if (n->op == IR_OP_BATCH_NORM)
-        return ir_attr_int(n, "training_mode") || n->output_count != 1 || n->inputs[0]->type.rank < 2 ? NULL : f_batch_norm;
+        return ir_attr_int(n, "training_mode") || n->inputs[0]->type.rank < 2 ? NULL : f_batch_norm;
     return rules[n->op];
 }
 

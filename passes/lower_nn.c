@@ -567,16 +567,17 @@ kiln_status lower_batch_norm(lower_ctx *c) {
     if (ir_attr_int(c->node, "training_mode"))
         return batch_norm_training(c);
     const kiln_tensor *out = c->out_type[0];
-    kiln_dtype t = lower_compute_type(out->dtype);
+    if (!lower_scalar_rule(c->node))
+        return lower_error(c, KILN_ERR_SHAPE, "BatchNormalization needs an input of rank 2 or more");
     lir_expr *oc[KILN_MAX_RANK];
     lir_stmt *inner, *outer;
     kiln_status st = lower_nest(c, out, oc, &inner, &outer);
     if (st)
         return st;
-    lir_expr *ch[1] = {oc[1]};
-    lir_expr *norm = lir_binary(M, LIR_DIV, lir_binary(M, LIR_SUB, read(c, 0, oc), read(c, 3, ch)),
-                                lir_call(M, LIR_SQRT, lir_binary(M, LIR_ADD, read(c, 4, ch), num(c, t, ir_attr_float(c->node, "epsilon"))), NULL));
-    lir_expr *y = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, norm, read(c, 1, ch)), read(c, 2, ch));
+    lir_expr *ch[1] = {oc[1]}, *x[5] = {read(c, 0, oc)}; /* the parameters per channel */
+    for (int i = 1; i < 5; i++)
+        x[i] = read(c, i, ch);
+    lir_expr *y = lower_scalar_rule(c->node)(c, x); /* the formula fusion uses too */
     if (!lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), lir_cast(M, out->dtype, y))))
         return lower_oom(c);
     return lower_emit(c, outer);
