@@ -99,8 +99,8 @@ static void check_node(verifier *v, const ir_node *n, const int *position, int i
                 info->max_outputs, n->output_count);
     for (int i = 0; i < n->input_count; i++) {
         const ir_value *in = n->inputs[i];
-        if (!in) {
-            if (i < info->min_inputs)
+        if (!in) { /* a variadic op's inputs are all required: ONNX has no holes in them */
+            if (i < info->min_inputs || info->max_inputs == IR_VARIADIC)
                 problem(v, n->loc, KILN_ERR_INVALID, "required input %d is missing", i);
             continue;
         }

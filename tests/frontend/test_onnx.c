@@ -23,6 +23,7 @@ static const bad_model bad_models[] = {
     {"garbage.onnx", "not a valid ONNX model (ModelProto: field number 0 is not valid)"},
     {"no_graph.onnx", "the model has no graph"},
     {"attr_no_name.onnx", "node 'relu' (Relu): an attribute has no name"},
+    {"fuzz_optimizer_hole.onnx", "node 'X1_new' (Adam): required input 8 is missing"}, /* found by fuzz_onnx */
     {"einsum_empty_equation.onnx", "node 'e' (Einsum): equation '': term 0 has 0 axes, input 0 has rank 2"},
     {"attr_wrong_type.onnx", "node 'sm' (Softmax): attribute 'axis': expected int, got float"},
     {"unknown_op.onnx", "node 'frob' (Frobnicate): op 'Frobnicate' is not supported"},
