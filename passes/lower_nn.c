@@ -94,7 +94,7 @@ static lir_expr *matmul_a(lower_ctx *c, lir_expr **oc, lir_expr *k) {
     return read(c, 0, ac);
 }
 static lir_expr *matmul_b(lower_ctx *c, lir_expr **oc, lir_expr *k) {
-    const kiln_tensor *a = c->in_type[0], *b = c->in_type[1];
+    const kiln_tensor *b = c->in_type[1];
     int batch = matmul_batch(c), rank = c->out_type[0]->rank;
     lir_expr *bc[KILN_MAX_RANK];
     for (int d = 0; d < b->rank - 2; d++)
@@ -102,7 +102,6 @@ static lir_expr *matmul_b(lower_ctx *c, lir_expr **oc, lir_expr *k) {
     bc[b->rank >= 2 ? b->rank - 2 : 0] = k;
     if (b->rank >= 2)
         bc[b->rank - 1] = oc[rank - 1];
-    (void)a;
     return read(c, 1, bc);
 }
 static lir_expr *plain(lower_ctx *c, lir_expr **oc, lir_expr *acc) { (void)c, (void)oc; return acc; }
@@ -166,12 +165,14 @@ static kiln_status window(lower_ctx *c, const int64_t *kernel, shape_window *w) 
 }
 
 /* For each kernel position: the nested loops over the kernel's spatial dims inside `body`
- * of the window, input coordinates ic[2..] (o * stride - pad + k * dilation), and the
- * condition that they lie inside the input. Returns the outermost kernel loop. */
+ * of the window, input coordinates ic[2..] (o * stride - pad + k * dilation), and (when
+ * inside is not NULL) the condition that they lie inside the input. Returns the
+ * outermost kernel loop. */
 static lir_stmt *window_loops(lower_ctx *c, const shape_window *w, lir_expr **oc, lir_expr **ic,
                               lir_expr **kc, lir_expr **inside, lir_stmt *body) {
     lir_stmt *s = body;
-    *inside = NULL;
+    if (inside)
+        *inside = NULL;
     for (int d = w->spatial - 1; d >= 0; d--) {
         char name[16];
         snprintf(name, sizeof name, "k%d", d);
@@ -185,6 +186,8 @@ static lir_stmt *window_loops(lower_ctx *c, const shape_window *w, lir_expr **oc
                                               lir_int(M, w->pad_begin[d])),
                                    lir_binary(M, LIR_MUL, kc[d], lir_int(M, w->dilation[d])));
         ic[d + 2] = pos;
+        if (!inside)
+            continue;
         lir_expr *ok = lir_binary(M, LIR_AND, lir_binary(M, LIR_GE, pos, lir_int(M, 0)),
                                   lir_binary(M, LIR_LT, pos, lir_int(M, c->in_type[0]->dims[d + 2])));
         *inside = *inside ? lir_binary(M, LIR_AND, *inside, ok) : ok;
@@ -244,7 +247,7 @@ kiln_status lower_conv(lower_ctx *c) {
     int block = group != 1 || channels < 2 ? 1 : channels < CONV_CHANNELS ? (int)channels : CONV_CHANNELS;
     kiln_tensor blocks = *out;
     blocks.dims[1] = (channels + block - 1) / block;
-    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *ci, *inside, *co[CONV_CHANNELS];
+    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *ci, *co[CONV_CHANNELS];
     lir_stmt *inner, *outer;
     if ((st = lower_nest(c, &blocks, oc, &inner, &outer)))
         return st;
@@ -257,7 +260,7 @@ kiln_status lower_conv(lower_ctx *c) {
         return st;
     lir_expr *first = lir_binary(M, LIR_MUL, oc[1], lir_int(M, block));
     lir_stmt *body = lir_seq(M), *take = lir_seq(M);
-    lir_stmt *kernel_loops = window_loops(c, &w, oc, ic, kc, &inside, body);
+    lir_stmt *kernel_loops = window_loops(c, &w, oc, ic, kc, NULL, body); /* no bounds checks: see above */
     lir_stmt *ci_loop = loop(c, "ci", cin_g, seq1(c, kernel_loops), &ci);
     if (xp) /* positions in the padded copy: every one inside it */
         for (int d = 0; d < w.spatial; d++)
@@ -287,7 +290,6 @@ kiln_status lower_conv(lower_ctx *c) {
             return lower_oom(c);
     }
     /* without padding every window position is inside the input; with it, inside the copy */
-    (void)inside;
     if (!lir_seq_push(M, body, take) || !lir_seq_push(M, inner, ci_loop))
         return lower_oom(c);
     for (int r = 0; r < block; r++) {

@@ -123,9 +123,7 @@ static int bench_one(const bench_opts *b, kiln_options opts, kiln_tensor **given
         rc = EXIT_MODEL;
     }
     for (int i = 0; !rc && i < nin; i++)
-        in[i] = given[i] ? given[i] : NULL;
-    for (int i = 0; !rc && i < nin; i++)
-        if (!in[i])
+        if (!(in[i] = given[i]))
             rc = random_input(&m->graph->inputs[i]->type, (uint64_t)i + 1, &in[i], &d);
     for (int run = -1 - b->warmup; !rc && run < b->iterations; run++) {
         if (run == 0 && m->jit && (b->profile || b->trace)) { /* profiling after the warm-up */

@@ -13,13 +13,13 @@
  */
 #include "backend/llvm/cg_internal.h"
 
-/* v as a constant of x's type: a float, or a vector of floats. */
-static LLVMValueRef cst(cg_ctx *g, LLVMValueRef like, double v) {
-    LLVMTypeRef t = LLVMTypeOf(like);
+/* The scalar constant `one` in x's shape: itself, or a vector of as many lanes as x. */
+static LLVMValueRef shaped(LLVMValueRef x, LLVMValueRef one) {
+    LLVMTypeRef t = LLVMTypeOf(x);
     if (LLVMGetTypeKind(t) != LLVMVectorTypeKind)
-        return LLVMConstReal(t, v);
+        return one;
     unsigned n = LLVMGetVectorSize(t);
-    LLVMValueRef lanes[64], one = LLVMConstReal(LLVMGetElementType(t), v);
+    LLVMValueRef lanes[64];
     for (unsigned i = 0; i < n; i++)
         lanes[i] = one;
     return LLVMConstVector(lanes, n);
@@ -31,15 +31,14 @@ static LLVMTypeRef int_like(cg_ctx *g, LLVMValueRef x) {
     return LLVMGetTypeKind(t) == LLVMVectorTypeKind ? LLVMVectorType(i32, LLVMGetVectorSize(t)) : i32;
 }
 
-static LLVMValueRef icst(cg_ctx *g, LLVMValueRef like, int v) {
-    LLVMTypeRef t = int_like(g, like);
-    if (LLVMGetTypeKind(t) != LLVMVectorTypeKind)
-        return LLVMConstInt(t, (unsigned long long)(long long)v, 1);
-    unsigned n = LLVMGetVectorSize(t);
-    LLVMValueRef lanes[64], one = LLVMConstInt(LLVMGetElementType(t), (unsigned long long)(long long)v, 1);
-    for (unsigned i = 0; i < n; i++)
-        lanes[i] = one;
-    return LLVMConstVector(lanes, n);
+static LLVMValueRef cst(cg_ctx *g, LLVMValueRef x, double v) {
+    LLVMTypeRef t = LLVMTypeOf(x);
+    (void)g;
+    return shaped(x, LLVMConstReal(LLVMGetTypeKind(t) == LLVMVectorTypeKind ? LLVMGetElementType(t) : t, v));
+}
+
+static LLVMValueRef icst(cg_ctx *g, LLVMValueRef x, int v) {
+    return shaped(x, LLVMConstInt(LLVMInt32TypeInContext(g->ctx), (unsigned long long)(long long)v, 1));
 }
 
 static LLVMValueRef fmul(cg_ctx *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(g->b, a, b, ""); }
