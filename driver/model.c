@@ -319,23 +319,24 @@ kiln_status kiln_model_run_named(kiln_model *m, int count, const char *const *na
     if (!ordered)
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     kiln_status st = KILN_OK;
+    kiln_loc loc = {.file = g->file}; /* messages name the model */
     for (int k = 0; k < count && !st; k++) {
         const char *name = names[k] ? names[k] : "(null)";
         int i = 0;
         while (i < g->input_count && strcmp(g->inputs[i]->name, name))
             i++;
         if (i == g->input_count)
-            st = diag_error(d, LOC_NONE, KILN_ERR_INVALID, "the model has no input named '%s'", name);
+            st = diag_error(d, loc, KILN_ERR_INVALID, "the model has no input named '%s'", name);
         else if (ordered[i])
-            st = diag_error(d, LOC_NONE, KILN_ERR_INVALID, "input '%s' is given twice", name);
+            st = diag_error(d, loc, KILN_ERR_INVALID, "input '%s' is given twice", name);
         else if (!inputs[k])
-            st = diag_error(d, LOC_NONE, KILN_ERR_INVALID, "input '%s' is given no tensor", name);
+            st = diag_error(d, loc, KILN_ERR_INVALID, "input '%s' is given no tensor", name);
         else
             ordered[i] = inputs[k];
     }
     for (int i = 0; i < g->input_count && !st; i++)
         if (!ordered[i])
-            st = diag_error(d, LOC_NONE, KILN_ERR_INVALID, "input '%s' is not given", g->inputs[i]->name);
+            st = diag_error(d, loc, KILN_ERR_INVALID, "input '%s' is not given", g->inputs[i]->name);
     if (!st)
         st = kiln_model_run(m, ordered, outputs, d);
     free(ordered);

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void model_path_dir(const char *path, char *dir, size_t cap) {
     const char *slash = strrchr(path, '/');
@@ -42,14 +44,28 @@ model_path_problem model_path_resolve(const char *dir, const char *rel, char **r
     size_t n = real_dir ? strlen(real_dir) : 0;
     if (!real_dir || !real_file)
         problem = MODEL_PATH_MISSING;
+    else if (!strcmp(real_file, real_dir))
+        problem = MODEL_PATH_NOT_FILE; /* the folder itself */
     else if (strncmp(real_file, real_dir, n) || (real_file[n] != '/' && strcmp(real_dir, "/")))
         problem = MODEL_PATH_ESCAPES;
     else if (stat(real_file, &sb) != 0 || !S_ISREG(sb.st_mode))
         problem = MODEL_PATH_NOT_FILE;
+    else if (sb.st_nlink != 1)
+        problem = MODEL_PATH_LINKED;
     free(real_dir);
     if (problem == MODEL_PATH_OK)
         *real = real_file;
     else
         free(real_file);
     return problem;
+}
+
+int model_path_open(const char *real) {
+    int fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat sb;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
 }

@@ -43,7 +43,9 @@ static kiln_status value_type(onnx_importer *im, const Onnx__ValueInfoProto *vi,
                               kiln_tensor *type) {
     const Onnx__TypeProto *tp = vi->type;
     *type = (kiln_tensor){.rank = -1};
-    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
+    if (!tp || tp->value_case == ONNX__TYPE_PROTO__VALUE__NOT_SET)
+        return file_error(im, KILN_ERR_INVALID, "value '%s' has no type", vi->name);
+    if (tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
         return file_error(im, KILN_ERR_UNSUPPORTED, "value '%s': only tensor types are supported", vi->name);
     const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
     int32_t et = tt->has_elem_type ? tt->elem_type : 0;
@@ -70,6 +72,13 @@ static kiln_status value_type(onnx_importer *im, const Onnx__ValueInfoProto *vi,
             type->dims[i] = IR_DIM_UNKNOWN;
         }
     }
+    int64_t count = 1, bytes;
+    for (int i = 0; i < type->rank; i++)
+        if (type->dims[i] >= 0 && !kiln_mul_ok(count, type->dims[i], &count))
+            return file_error(im, KILN_ERR_INVALID, "value '%s': the shape's element count overflows", vi->name);
+    if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(type->dtype), &bytes) || bytes > kiln_max_memory())
+        return file_error(im, KILN_ERR_OOM, "value '%s': %lld elements of %s are over the memory cap of %lld bytes",
+                          vi->name, (long long)count, kiln_dtype_name(type->dtype), (long long)kiln_max_memory());
     return KILN_OK;
 }
 
@@ -97,7 +106,10 @@ static kiln_status import_inputs(onnx_importer *im, const Onnx__GraphProto *gp) 
         const Onnx__ValueInfoProto *vi = gp->input[i];
         if (!vi->name || !*vi->name)
             return file_error(im, KILN_ERR_INVALID, "graph input %zu has no name", i);
-        if (ir_graph_find(im->g, vi->name))
+        const ir_value *known = ir_graph_find(im->g, vi->name);
+        if (known && known->kind == IR_VAL_INPUT)
+            return file_error(im, KILN_ERR_INVALID, "graph input '%s' is listed twice", vi->name);
+        if (known)
             continue; /* an initializer: a weight with a default value */
         ir_value *v;
         kiln_status st = ir_graph_new_value(im->g, vi->name, IR_VAL_INPUT, (kiln_loc){.file = im->file}, &v, im->d);
@@ -144,29 +156,35 @@ static kiln_status convert_attr(onnx_importer *im, const onnx_node *n, ir_node *
     case IR_ATTR_STRING:
         if (a->s.len && memchr(a->s.data, 0, a->s.len))
             return node_error(im, n, KILN_ERR_INVALID, "attribute '%s': string holds a NUL byte", a->name);
-        at->s = arena_strndup(im->g->arena, a->s.len ? (const char *)a->s.data : "", a->s.len);
+        if (!(at->s = arena_strndup(im->g->arena, a->s.len ? (const char *)a->s.data : "", a->s.len)))
+            return node_error(im, n, KILN_ERR_OOM, "out of memory");
         break;
     case IR_ATTR_INTS:
         at->count = (int)a->n_ints;
-        if ((at->ints = ARENA_ARRAY(im->g->arena, int64_t, a->n_ints)) && a->n_ints)
+        if (!(at->ints = ARENA_ARRAY(im->g->arena, int64_t, a->n_ints)))
+            return node_error(im, n, KILN_ERR_OOM, "out of memory");
+        if (a->n_ints)
             memcpy(at->ints, a->ints, sizeof(int64_t) * a->n_ints);
         break;
     case IR_ATTR_FLOATS:
         at->count = (int)a->n_floats;
-        if ((at->floats = ARENA_ARRAY(im->g->arena, double, a->n_floats)))
-            for (size_t i = 0; i < a->n_floats; i++)
-                at->floats[i] = a->floats[i];
+        if (!(at->floats = ARENA_ARRAY(im->g->arena, double, a->n_floats)))
+            return node_error(im, n, KILN_ERR_OOM, "out of memory");
+        for (size_t i = 0; i < a->n_floats; i++)
+            at->floats[i] = a->floats[i];
         break;
     case IR_ATTR_STRINGS:
         at->count = (int)a->n_strings;
-        if ((at->strings = ARENA_ARRAY(im->g->arena, const char *, a->n_strings)))
-            for (size_t i = 0; i < a->n_strings; i++)
-                at->strings[i] = arena_strndup(im->g->arena, a->strings[i].len ? (const char *)a->strings[i].data : "",
-                                               a->strings[i].len);
+        if (!(at->strings = ARENA_ARRAY(im->g->arena, const char *, a->n_strings)))
+            return node_error(im, n, KILN_ERR_OOM, "out of memory");
+        for (size_t i = 0; i < a->n_strings; i++)
+            if (!(at->strings[i] = arena_strndup(im->g->arena, a->strings[i].len ? (const char *)a->strings[i].data : "",
+                                                 a->strings[i].len)))
+                return node_error(im, n, KILN_ERR_OOM, "out of memory");
         break;
     case IR_ATTR_TENSOR: {
         char what[512];
-        snprintf(what, sizeof what, "node '%s': attribute '%s'", n->loc.node, a->name);
+        snprintf(what, sizeof what, "node '%s' (%s): attribute '%s'", n->loc.node, n->loc.op, a->name);
         if (!a->t)
             return node_error(im, n, KILN_ERR_INVALID, "attribute '%s' holds no tensor", a->name);
         return onnx_tensor_convert(a->t, im->dir, im->g, im->file, what, &at->t, im->d);
@@ -263,6 +281,10 @@ static kiln_status declare_types(onnx_importer *im, Onnx__ValueInfoProto **vis, 
 static kiln_status import_graph(onnx_importer *im, const Onnx__ModelProto *m) {
     const Onnx__GraphProto *gp = m->graph;
     kiln_status st;
+    if (gp->n_sparse_initializer)
+        return file_error(im, KILN_ERR_UNSUPPORTED, "sparse initializers are not supported ('%s')",
+                          gp->sparse_initializer[0]->values && gp->sparse_initializer[0]->values->name
+                              ? gp->sparse_initializer[0]->values->name : "");
     if ((st = import_initializers(im, gp)) || (st = import_inputs(im, gp)))
         return st;
     for (size_t i = 0; i < gp->n_node; i++)
@@ -299,6 +321,8 @@ kiln_status onnx_import_buffer(const void *data, size_t size, const char *path, 
     }
     if (!m->graph)
         st = diag_error(d, loc, KILN_ERR_INVALID, "the model has no graph");
+    else if (!m->n_opset_import)
+        st = diag_error(d, loc, KILN_ERR_INVALID, "the model imports no opset (opset_import is empty)");
     else if (im.opset < 1 || im.opset > 21)
         st = diag_error(d, loc, KILN_ERR_UNSUPPORTED, "opset %lld is outside the supported 1..21", (long long)im.opset);
     if (!st)

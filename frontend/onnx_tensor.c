@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const struct {
     const char *name;
@@ -32,7 +33,11 @@ kiln_dtype onnx_dtype(int32_t t) {
 }
 
 const char *onnx_dtype_name(int32_t t) {
-    return t >= 0 && t < ARRAY_LEN(onnx_types) ? onnx_types[t].name : "unknown";
+    static _Thread_local char number[32]; /* a type ONNX does not define: its number */
+    if (t >= 0 && t < ARRAY_LEN(onnx_types) && onnx_types[t].name)
+        return onnx_types[t].name;
+    snprintf(number, sizeof number, "%d", (int)t);
+    return number;
 }
 
 /* Reads [offset, offset + length) of `location` inside `dir` into dst (length bytes). */
@@ -66,21 +71,31 @@ static kiln_status read_external(const Onnx__TensorProto *tp, const char *dir, c
         return diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' leads outside the model's folder", what, location);
     case MODEL_PATH_NOT_FILE:
         return diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' is not a regular file", what, location);
+    case MODEL_PATH_LINKED:
+        return diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' has other hard links (it may be a file from outside the model's folder)", what, location);
     case MODEL_PATH_MISSING:
         return diag_error(d, loc, KILN_ERR_IO, "%s: cannot open external data '%s'", what, location);
     }
     kiln_status st = KILN_OK;
     struct stat sb;
-    FILE *f = NULL;
-    if (stat(real, &sb) != 0 || (unsigned long long)offset > (unsigned long long)sb.st_size ||
-        want > (unsigned long long)sb.st_size - (unsigned long long)offset) {
-        st = diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' is shorter than offset %lld + %zu bytes", what, location, offset, want);
-    } else if (!(f = fopen(real, "rb")) || fseeko(f, offset, SEEK_SET) != 0 || fread(dst, 1, want, f) != want) {
-        st = diag_error(d, loc, KILN_ERR_IO, "%s: cannot read external data '%s'", what, location);
-    }
-    if (f)
-        fclose(f);
+    int fd = model_path_open(real);
     free(real);
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        st = diag_error(d, loc, KILN_ERR_IO, "%s: cannot open external data '%s'", what, location);
+    } else if ((unsigned long long)offset > (unsigned long long)sb.st_size ||
+               want > (unsigned long long)sb.st_size - (unsigned long long)offset) {
+        st = diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' is shorter than offset %lld + %zu bytes", what, location, offset, want);
+    } else {
+        for (size_t done = 0; !st && done < want;) {
+            ssize_t got = pread(fd, (char *)dst + done, want - done, (off_t)(offset + (long long)done));
+            if (got <= 0)
+                st = diag_error(d, loc, KILN_ERR_IO, "%s: cannot read external data '%s'", what, location);
+            else
+                done += (size_t)got;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
     return st;
 }
 
@@ -112,7 +127,14 @@ kiln_status onnx_tensor_convert(const Onnx__TensorProto *tp, const char *dir, ir
     bool external = tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
     const char *field = NULL;
     size_t have = 0;
-    if (external) {
+    size_t typed = tp->n_float_data + tp->n_int32_data + tp->n_string_data + tp->n_int64_data +
+                   tp->n_double_data + tp->n_uint64_data;
+    if (tp->segment)
+        st = diag_error(d, loc, KILN_ERR_UNSUPPORTED, "%s: segmented tensors are not supported", what);
+    else if ((tp->has_raw_data || external) && typed)
+        st = diag_error(d, loc, KILN_ERR_INVALID, "%s: holds both %s and typed values (%zu of them)", what,
+                        external ? "external data" : "raw_data", typed);
+    else if (external) {
         st = read_external(tp, dir, file, what, t->data, (size_t)bytes, d);
     } else if (tp->has_raw_data) {
         field = "raw_data", have = tp->raw_data.len / (size_t)onnx_types[type].size;
@@ -145,7 +167,7 @@ kiln_status onnx_tensor_convert(const Onnx__TensorProto *tp, const char *dir, ir
         for (size_t i = 0; i < n && have == n; i++)
             ir_tensor_set_int(t, (int64_t)i, tp->int32_data[i]);
     }
-    if (!st && !external && have != n)
+    if (!st && field && have != n)
         st = diag_error(d, loc, KILN_ERR_INVALID, "%s: %s holds %zu values, the shape needs %zu", what, field, have, n);
     if (!st && dt == KILN_BOOL)
         for (size_t i = 0; i < n; i++)

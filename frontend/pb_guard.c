@@ -17,20 +17,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Reads a varint at *p (< end); false if it runs past end or past 10 bytes. */
-static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+/* Reads a varint at *p (< end): 1 on success, 0 if it runs past end, -1 if it is longer
+ * than the 10 bytes a 64-bit value takes. */
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
     uint64_t v = 0;
     for (int shift = 0; shift < 70; shift += 7) {
         if (*p >= end)
-            return false;
+            return 0;
         uint8_t b = *(*p)++;
         v |= (uint64_t)(b & 0x7f) << shift;
         if (!(b & 0x80)) {
             *out = v;
-            return true;
+            return 1;
         }
     }
-    return false;
+    return -1;
+}
+
+/* The wire type a field of this type is written with: 0 varint, 1 fixed64, 2 length-delimited,
+ * 5 fixed32. */
+static unsigned wire_of(ProtobufCType type) {
+    switch (type) {
+    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_BOOL: case PROTOBUF_C_TYPE_ENUM:
+        return 0;
+    case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_SFIXED64: case PROTOBUF_C_TYPE_DOUBLE:
+        return 1;
+    case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_SFIXED32: case PROTOBUF_C_TYPE_FLOAT:
+        return 5;
+    default:
+        return 2;
+    }
+}
+
+/* A packed repeated field's payload: whole varints or whole fixed-size values. */
+static bool packed_ok(unsigned wire, const uint8_t *p, const uint8_t *end) {
+    if (wire == 1 || wire == 5)
+        return (size_t)(end - p) % (wire == 1 ? 8u : 4u) == 0;
+    uint64_t v;
+    while (p < end)
+        if (varint(&p, end, &v) != 1)
+            return false;
+    return true;
 }
 
 static bool scan(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_t *end, int depth, char *why,
@@ -41,7 +70,7 @@ static bool scan(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
     }
     while (p < end) {
         uint64_t tag, len;
-        if (!varint(&p, end, &tag)) {
+        if (varint(&p, end, &tag) != 1) {
             snprintf(why, cap, "%s: a field tag runs past the end of the message", desc->short_name);
             return false;
         }
@@ -56,13 +85,24 @@ static bool scan(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
             snprintf(why, cap, "%s: field number 0 is not valid", desc->short_name);
             return false;
         }
+        /* protobuf-c refuses a known field in the wrong wire type with no word of which one:
+         * said here (a repeated number may also come packed, as a length-delimited run) */
+        unsigned want = f ? wire_of(f->type) : wire;
+        if (wire < 6 && wire != 3 && wire != 4 && wire != want &&
+            !(wire == 2 && f->label == PROTOBUF_C_LABEL_REPEATED)) {
+            snprintf(why, cap, "%s: wire type %u where the schema says %u", field, wire, want);
+            return false;
+        }
         switch (wire) {
-        case 0:
-            if (!varint(&p, end, &len)) {
-                snprintf(why, cap, "%s: a varint runs past the end of its message", field);
+        case 0: {
+            int got = varint(&p, end, &len);
+            if (got != 1) {
+                snprintf(why, cap, got ? "%s: a varint longer than 10 bytes" : "%s: a varint runs past the end of its message",
+                         field);
                 return false;
             }
             break;
+        }
         case 1:
         case 5:
             if ((size_t)(end - p) < (wire == 1 ? 8u : 4u)) {
@@ -72,12 +112,16 @@ static bool scan(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
             p += wire == 1 ? 8 : 4;
             break;
         case 2: {
-            if (!varint(&p, end, &len) || len > (uint64_t)(end - p)) {
+            if (varint(&p, end, &len) != 1 || len > (uint64_t)(end - p)) {
                 snprintf(why, cap, "%s: its length runs past the end of its message", field);
                 return false;
             }
             if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && !scan(f->descriptor, p, p + len, depth + 1, why, cap))
                 return false;
+            if (f && want != 2 && !packed_ok(want, p, p + len)) {
+                snprintf(why, cap, "%s: a packed value runs past the end of the field", field);
+                return false;
+            }
             p += len;
             break;
         }

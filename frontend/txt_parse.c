@@ -8,6 +8,8 @@
  */
 #include "frontend/txt.h"
 #include "frontend/model_path.h"
+#include "ir/print.h"
+#include "runtime/rt.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -238,6 +240,8 @@ static kiln_status resolve_file(parser *p, const txt_token *at, const char *rel,
         return error_at(p, at, KILN_ERR_INVALID, "file '%s' leads outside the model's folder", rel);
     case MODEL_PATH_NOT_FILE:
         return error_at(p, at, KILN_ERR_INVALID, "'%s' is not a regular file", rel);
+    case MODEL_PATH_LINKED:
+        return error_at(p, at, KILN_ERR_INVALID, "file '%s' has other hard links (it may be a file from outside the model's folder)", rel);
     case MODEL_PATH_MISSING:
         return error_at(p, at, KILN_ERR_IO, "cannot open '%s/%s'", p->dir, rel);
     }
@@ -271,19 +275,28 @@ static kiln_status parse_file_init(parser *p, ir_value *v) {
     char *path;
     if ((st = resolve_file(p, &file_tok, v->init_file, &path)))
         return st;
-    kiln_tensor *t;
+    /* read here rather than by path so that messages name the file as the model does */
+    kiln_tensor *t = NULL;
     kiln_diag io = {0};
-    st = npz ? kiln_npz_read(path, v->init_key, &t, &io) : kiln_npy_read(path, &t, &io);
+    unsigned char *bytes;
+    size_t size;
+    st = kiln_rt_read_file(path, (size_t)KILN_TENSOR_MAX_BYTES + 4096, &bytes, &size, &io);
+    if (!st) {
+        st = npz ? kiln_npz_read_mem(bytes, size, v->init_file, v->init_key, &t, &io)
+                 : kiln_npy_read_mem(bytes, size, v->init_file, &t, &io);
+        free(bytes);
+    }
     if (st)
         return error_at(p, &at, st, "initializer '%s': %s", v->name, io.message);
     bool same = t->dtype == v->type.dtype && t->rank == v->type.rank;
     for (int i = 0; same && i < t->rank; i++)
         same = t->dims[i] == v->type.dims[i];
     if (!same) {
+        char got[128], want[128];
+        ir_type_text(t, got, sizeof got);
         kiln_tensor_free(t);
-        return error_at(p, &at, KILN_ERR_SHAPE,
-                        "initializer '%s': the file holds %s data of another shape than declared",
-                        v->name, kiln_dtype_name(t->dtype));
+        return error_at(p, &at, KILN_ERR_SHAPE, "initializer '%s': '%s' holds %s, the model declares %s", v->name,
+                        v->init_file, got, ir_type_text(&v->type, want, sizeof want));
     }
     if ((st = ir_graph_new_tensor(p->g, t->dtype, t->rank, t->dims, &v->init, p->d)) == KILN_OK)
         memcpy(v->init->data, t->data, kiln_tensor_bytes(t));
@@ -308,8 +321,19 @@ static kiln_status parse_decl(parser *p) {
     kiln_loc loc = {.file = p->file, .line = name_tok.line, .col = name_tok.col};
     ir_value *v;
     if ((st = ir_graph_new_value(p->g, name, kind, loc, &v, p->d)) || (st = next(p)) ||
-        (st = expect(p, ':')) || (st = parse_type(p, &v->type)))
+        (st = expect(p, ':')))
         return st;
+    txt_token type_tok = p->tok;
+    if ((st = parse_type(p, &v->type)))
+        return st;
+    /* sizes checked where they are written, before anything is allocated by them */
+    int64_t count = 1, bytes;
+    for (int i = 0; i < v->type.rank; i++)
+        if (v->type.dims[i] >= 0 && !kiln_mul_ok(count, v->type.dims[i], &count))
+            return error_at(p, &type_tok, KILN_ERR_INVALID, "value '%s': the element count overflows", name);
+    if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(v->type.dtype), &bytes) || bytes > kiln_max_memory())
+        return error_at(p, &type_tok, KILN_ERR_OOM, "value '%s': %lld elements of %s are over the memory cap of %lld bytes",
+                        name, (long long)count, kiln_dtype_name(v->type.dtype), (long long)kiln_max_memory());
     if (kind == IR_VAL_INPUT)
         return KILN_OK;
     if ((st = expect(p, '=')))

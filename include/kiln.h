@@ -95,6 +95,8 @@ kiln_status kiln_npy_read_mem(const void *bytes, size_t size, const char *what, 
 kiln_status kiln_npy_write(const char *path, const kiln_tensor *t, kiln_diag *diag);
 /* .npz (stored or deflated members): reads the array named `key` (without ".npy"). */
 kiln_status kiln_npz_read(const char *path, const char *key, kiln_tensor **out, kiln_diag *diag);
+kiln_status kiln_npz_read_mem(const void *bytes, size_t size, const char *path, const char *key,
+                              kiln_tensor **out, kiln_diag *diag);
 /* Writes an uncompressed .npz of `count` arrays, as numpy.savez does. */
 kiln_status kiln_npz_write(const char *path, int count, const char *const *keys,
                            const kiln_tensor *const *tensors, kiln_diag *diag);

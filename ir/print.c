@@ -83,6 +83,15 @@ void ir_print_type(FILE *f, const ir_graph *g, const kiln_tensor *type) {
     fputc(']', f);
 }
 
+const char *ir_type_text(const kiln_tensor *type, char *buf, size_t cap) {
+    FILE *f = fmemopen(buf, cap, "w");
+    if (!f)
+        return "?";
+    ir_print_type(f, NULL, type);
+    fclose(f);
+    return buf;
+}
+
 static void print_data(FILE *f, const kiln_tensor *t, const ir_print_opts *o) {
     int64_t n = kiln_tensor_count(t);
     if (o && o->elide_over && n > o->elide_over) {

@@ -32,6 +32,8 @@ char *ir_print_string(const ir_graph *g, const ir_print_opts *opts);
 /* A value reference as the format writes it: %name or %"quoted name". */
 void ir_print_value_ref(FILE *f, const char *name);
 void ir_print_type(FILE *f, const ir_graph *g, const kiln_tensor *type);
+/* The same text in buf (for messages); returns buf, or "?" if it cannot be written. */
+const char *ir_type_text(const kiln_tensor *type, char *buf, size_t cap);
 /* The shortest decimal that reads back to the same double (or float, if `as_float`). */
 void ir_format_number(char *buf, size_t cap, double v, bool as_float);
 

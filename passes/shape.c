@@ -32,10 +32,25 @@ kiln_status shape_infer_node(const ir_node *n, const kiln_tensor *const *in, kil
     kiln_status st = shape_rules[n->op](&c);
     if (st)
         return st;
-    for (int i = 0; i < n->output_count; i++)
+    for (int i = 0; i < n->output_count; i++) {
         if (out[i].rank > KILN_MAX_RANK)
             return diag_error(d, n->loc, KILN_ERR_UNSUPPORTED, "output %d: rank %d above %d", i,
                               out[i].rank, KILN_MAX_RANK);
+        /* a shape computed from the model's numbers (Expand, Tile, ConstantOfShape, ...) is
+         * checked against the memory cap here, before anything is sized by it */
+        int64_t count = 1, bytes;
+        bool overflow = false;
+        for (int k = 0; k < out[i].rank && !overflow; k++)
+            overflow = out[i].dims[k] >= 0 && !kiln_mul_ok(count, out[i].dims[k], &count);
+        const char *name = n->outputs[i] ? n->outputs[i]->name : "?";
+        if (overflow)
+            return diag_error(d, n->loc, KILN_ERR_SHAPE, "output '%s': the element count overflows", name);
+        if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(out[i].dtype), &bytes) || bytes > kiln_max_memory()) {
+            char type[128];
+            return diag_error(d, n->loc, KILN_ERR_OOM, "output '%s' is %s, over the memory cap of %lld bytes", name,
+                              ir_type_text(&out[i], type, sizeof type), (long long)kiln_max_memory());
+        }
+    }
     return KILN_OK;
 }
 
@@ -58,17 +73,8 @@ static kiln_status merge_type(ir_node *n, ir_value *v, const kiln_tensor *inferr
     }
     if (!agree) {
         char want[128], got[128];
-        FILE *f1 = fmemopen(want, sizeof want, "w"), *f2 = fmemopen(got, sizeof got, "w");
-        if (f1 && f2) {
-            ir_print_type(f1, NULL, t);
-            ir_print_type(f2, NULL, inferred);
-        }
-        if (f1)
-            fclose(f1);
-        if (f2)
-            fclose(f2);
         return diag_error(d, n->loc, KILN_ERR_SHAPE, "output '%s' is declared %s but the inputs give %s",
-                          v->name, f1 ? want : "?", f2 ? got : "?");
+                          v->name, ir_type_text(t, want, sizeof want), ir_type_text(inferred, got, sizeof got));
     }
     if (t->rank < 0 && inferred->rank >= 0) { /* the rank was unknown: so was every dim */
         t->rank = inferred->rank;

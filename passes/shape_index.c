@@ -241,8 +241,10 @@ kiln_status shape_resize_geometry(const shape_ctx *c, double *scales, int64_t *d
             continue;
         if (sc) {
             scales[d] = ir_tensor_get(sc, d);
-            if (!(scales[d] > 0) || scales[d] > 1e6)
+            if (!(scales[d] > 0))
                 return shape_error(c, "scales[%d] = %g is not a positive factor", d, scales[d]);
+            if (scales[d] > 1e6) /* past this the output is beyond any memory cap anyway */
+                return shape_error(c, "scales[%d] = %g is too large (at most 1e6)", d, scales[d]);
             dims[d] = x->dims[d] < 0 ? IR_DIM_UNKNOWN : (int64_t)floor((double)x->dims[d] * scales[d]);
         } else {
             dims[d] = ir_tensor_get_int(sz, d);

@@ -50,6 +50,11 @@ static const char *dict_value(const char *hdr, const char *key) {
 
 static kiln_status parse_header(const char *hdr, const char *what, kiln_dtype *dt, int *rank,
                                 int64_t *dims, kiln_diag *d) {
+    size_t n = strlen(hdr);
+    while (n && isspace((unsigned char)hdr[n - 1]))
+        n--;
+    if (hdr[0] != '{' || !n || hdr[n - 1] != '}')
+        return kiln_rt_error(d, KILN_ERR_INVALID, "%s: npy header is not a dictionary {...}", what);
     const char *v = dict_value(hdr, "descr");
     if (!v || *v != '\'')
         return kiln_rt_error(d, KILN_ERR_INVALID, "%s: npy header has no 'descr'", what);
@@ -102,10 +107,10 @@ static kiln_status parse_header(const char *hdr, const char *what, kiln_dtype *d
                                  KILN_MAX_RANK);
         errno = 0;
         char *num_end;
-        long long n = strtoll(v, &num_end, 10);
-        if (errno || n < 0)
+        long long dim = strtoll(v, &num_end, 10);
+        if (errno || dim < 0)
             return kiln_rt_error(d, KILN_ERR_INVALID, "%s: npy dimension out of range", what);
-        dims[(*rank)++] = n;
+        dims[(*rank)++] = dim;
         v = num_end;
         while (isspace((unsigned char)*v))
             v++;
@@ -154,10 +159,9 @@ kiln_status kiln_npy_read_mem(const void *bytes, size_t size, const char *what, 
         !kiln_mul_ok(count, (int64_t)kiln_dtype_size(dt), &nbytes))
         return kiln_rt_error(d, KILN_ERR_INVALID, "%s: npy shape overflows", what);
     size_t avail = size - hstart - hlen;
-    if ((uint64_t)nbytes > avail)
-        return kiln_rt_error(d, KILN_ERR_INVALID,
-                             "%s: truncated .npy data: shape needs %lld bytes, file has %zu", what,
-                             (long long)nbytes, avail);
+    if ((uint64_t)nbytes != avail) /* short: truncated; long: not what the header says */
+        return kiln_rt_error(d, KILN_ERR_INVALID, "%s: npy data has %zu bytes, the shape needs %lld", what,
+                             avail, (long long)nbytes);
     if ((st = kiln_tensor_create(dt, rank, dims, out, d)))
         return st;
     memcpy((*out)->data, b + hstart + hlen, (size_t)nbytes);

@@ -40,13 +40,10 @@ static kiln_status inflate_member(const unsigned char *src, size_t csize, unsign
     return KILN_OK;
 }
 
-kiln_status kiln_npz_read(const char *path, const char *key, kiln_tensor **out, kiln_diag *d) {
-    unsigned char *buf;
-    size_t size;
+kiln_status kiln_npz_read_mem(const void *bytes, size_t size, const char *path, const char *key,
+                              kiln_tensor **out, kiln_diag *d) {
+    const unsigned char *buf = bytes;
     *out = NULL;
-    kiln_status st = kiln_rt_read_file(path, (size_t)KILN_TENSOR_MAX_BYTES + 4096, &buf, &size, d);
-    if (st)
-        return st;
     char want[512];
     snprintf(want, sizeof want, "%s.npy", key);
     /* the end record is 22 bytes plus a comment of up to 65535 bytes */
@@ -56,67 +53,62 @@ kiln_status kiln_npz_read(const char *path, const char *key, kiln_tensor **out, 
             eocd = i;
             break;
         }
-    if (eocd == (size_t)-1) {
-        st = kiln_rt_error(d, KILN_ERR_INVALID, "%s: not a .npz (zip) file", path);
-        goto done;
-    }
+    if (eocd == (size_t)-1)
+        return kiln_rt_error(d, KILN_ERR_INVALID, "%s: not a .npz (zip) file", path);
     uint32_t entries = rd16(buf + eocd + 10), cd_off = rd32(buf + eocd + 16);
-    if (cd_off == 0xffffffffu || entries == 0xffff) {
-        st = kiln_rt_error(d, KILN_ERR_UNSUPPORTED, "%s: ZIP64 archives are not supported", path);
-        goto done;
-    }
+    if (cd_off == 0xffffffffu || entries == 0xffff)
+        return kiln_rt_error(d, KILN_ERR_UNSUPPORTED, "%s: ZIP64 archives are not supported", path);
     size_t p = cd_off;
     for (uint32_t e = 0; e < entries; e++) {
-        if (p > size || size - p < 46 || rd32(buf + p) != 0x02014b50) {
-            st = kiln_rt_error(d, KILN_ERR_INVALID, "%s: corrupt zip central directory", path);
-            goto done;
-        }
+        if (p > size || size - p < 46 || rd32(buf + p) != 0x02014b50)
+            return kiln_rt_error(d, KILN_ERR_INVALID, "%s: corrupt zip central directory", path);
         uint32_t method = rd16(buf + p + 10), csize = rd32(buf + p + 20), usize = rd32(buf + p + 24);
         uint32_t nlen = rd16(buf + p + 28), xlen = rd16(buf + p + 30), clen = rd16(buf + p + 32);
         uint32_t loff = rd32(buf + p + 42);
-        if (size - p - 46 < (size_t)nlen + xlen + clen) {
-            st = kiln_rt_error(d, KILN_ERR_INVALID, "%s: corrupt zip central directory", path);
-            goto done;
-        }
+        if (size - p - 46 < (size_t)nlen + xlen + clen)
+            return kiln_rt_error(d, KILN_ERR_INVALID, "%s: corrupt zip central directory", path);
         const char *name = (const char *)buf + p + 46;
         p += 46 + (size_t)nlen + xlen + clen;
         if (nlen != strlen(want) || memcmp(name, want, nlen))
             continue;
-        if (csize == 0xffffffffu || usize == 0xffffffffu || loff == 0xffffffffu) {
-            st = kiln_rt_error(d, KILN_ERR_UNSUPPORTED, "%s: ZIP64 member '%s'", path, want);
-            goto done;
-        }
-        if ((size_t)loff > size || size - loff < 30 || rd32(buf + loff) != 0x04034b50) {
-            st = kiln_rt_error(d, KILN_ERR_INVALID, "%s: corrupt local header for '%s'", path, want);
-            goto done;
-        }
+        if (csize == 0xffffffffu || usize == 0xffffffffu || loff == 0xffffffffu)
+            return kiln_rt_error(d, KILN_ERR_UNSUPPORTED, "%s: ZIP64 member '%s'", path, want);
+        if ((size_t)loff > size || size - loff < 30 || rd32(buf + loff) != 0x04034b50)
+            return kiln_rt_error(d, KILN_ERR_INVALID, "%s: corrupt local header for '%s'", path, want);
         size_t data = (size_t)loff + 30 + rd16(buf + loff + 26) + rd16(buf + loff + 28);
-        if (data > size || size - data < csize) {
-            st = kiln_rt_error(d, KILN_ERR_INVALID, "%s: member '%s' runs past the end", path, want);
-            goto done;
-        }
+        if (data > size || size - data < csize)
+            return kiln_rt_error(d, KILN_ERR_INVALID, "%s: member '%s' runs past the end", path, want);
         char what[1024];
         snprintf(what, sizeof what, "%s[%s]", path, key);
-        if (method == 0) {
-            st = kiln_npy_read_mem(buf + data, csize, what, out, d);
-        } else if (method == 8) {
-            unsigned char *raw = malloc((size_t)usize + 1);
-            if (!raw) {
-                st = kiln_rt_error(d, KILN_ERR_OOM, "%s: out of memory", what);
-                goto done;
-            }
-            st = inflate_member(buf + data, csize, raw, usize, what, d);
-            if (!st)
-                st = kiln_npy_read_mem(raw, usize, what, out, d);
-            free(raw);
-        } else {
-            st = kiln_rt_error(d, KILN_ERR_UNSUPPORTED, "%s: zip compression method %u", what,
-                               method);
-        }
-        goto done;
+        if (method == 0)
+            return kiln_npy_read_mem(buf + data, csize, what, out, d);
+        if (method != 8)
+            return kiln_rt_error(d, KILN_ERR_UNSUPPORTED, "%s: zip compression method %u", what, method);
+        /* the inflated size comes from the archive: checked against the cap before it is
+         * allocated (a few bytes of deflate can claim 4 GiB) */
+        if ((int64_t)usize > kiln_max_memory())
+            return kiln_rt_error(d, KILN_ERR_OOM, "%s: member of %u bytes is over the memory cap of %lld bytes",
+                                 what, usize, (long long)kiln_max_memory());
+        unsigned char *raw = malloc((size_t)usize + 1);
+        if (!raw)
+            return kiln_rt_error(d, KILN_ERR_OOM, "%s: out of memory", what);
+        kiln_status st = inflate_member(buf + data, csize, raw, usize, what, d);
+        if (!st)
+            st = kiln_npy_read_mem(raw, usize, what, out, d);
+        free(raw);
+        return st;
     }
-    st = kiln_rt_error(d, KILN_ERR_INVALID, "%s: no array named '%s'", path, key);
-done:
+    return kiln_rt_error(d, KILN_ERR_INVALID, "%s: no array named '%s'", path, key);
+}
+
+kiln_status kiln_npz_read(const char *path, const char *key, kiln_tensor **out, kiln_diag *d) {
+    unsigned char *buf;
+    size_t size;
+    *out = NULL;
+    kiln_status st = kiln_rt_read_file(path, (size_t)KILN_TENSOR_MAX_BYTES + 4096, &buf, &size, d);
+    if (st)
+        return st;
+    st = kiln_npz_read_mem(buf, size, path, key, out, d);
     free(buf);
     return st;
 }

@@ -703,9 +703,9 @@ static void test_run_named(void **state) {
         const char *names[3];
         const char *message;
     } bad[] = {
-        {2, {"a", "c"}, "the model has no input named 'c'"},
-        {3, {"a", "b", "a"}, "input 'a' is given twice"},
-        {1, {"b"}, "input 'a' is not given"},
+        {2, {"a", "c"}, "named.kiln: the model has no input named 'c'"},
+        {3, {"a", "b", "a"}, "named.kiln: input 'a' is given twice"},
+        {1, {"b"}, "named.kiln: input 'a' is not given"},
     };
     for (int k = 0; k < ARRAY_LEN(bad); k++) {
         const kiln_tensor *three[] = {in[0], in[1], in[0]};

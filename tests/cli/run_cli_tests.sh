@@ -77,7 +77,7 @@ expect 1 "mlp.kiln: input 'image': expected f32\[N, 1, 28, 28\], got i64\[1, 1, 
 make_npy "$tmp/shape.npy" '<f4' '(2, 1, 27, 28)' 6048
 expect 1 "input 'image': expected f32\[N, 1, 28, 28\], got f32\[2, 1, 27, 28\]" -- "$kiln" run $models/mlp.kiln --input image="$tmp/shape.npy"
 head -c 1000 $models/images.npy >"$tmp/truncated.npy"
-expect 1 "truncated.npy: truncated .npy data: shape needs 12544 bytes, file has 872" -- "$kiln" run $models/mlp.kiln --input image="$tmp/truncated.npy"
+expect 1 "truncated.npy: npy data has 872 bytes, the shape needs 12544" -- "$kiln" run $models/mlp.kiln --input image="$tmp/truncated.npy"
 make_npy "$tmp/complex.npy" '<c8' '(2,)' 16
 expect 1 "complex.npy: unsupported npy dtype '<c8'" -- "$kiln" run $models/mlp.kiln --input image="$tmp/complex.npy"
 
@@ -116,8 +116,8 @@ expect 1 "the model has no input named 'nope'" -- "$kiln" bench $models/mlp.kiln
 expect 2 "--compare takes 'unfused'" -- "$kiln" bench $models/mlp.kiln --compare fused
 expect 2 '--iterations needs a count' -- "$kiln" bench $models/mlp.kiln --iterations 0
 
-expect 1 'exceed the memory cap of 1024 bytes' -- "$kiln" run $models/mlp.kiln --input image=$models/images.npy --max-memory 1K --backend interp
-expect 1 "arena needs [0-9]+ bytes, above the memory cap of 65536" -- "$kiln" bench $models/cnn.kiln --batch 4 --max-memory 64K --iterations 1
+expect 1 "value 'image': 784 elements of f32 are over the memory cap of 1024 bytes" -- "$kiln" run $models/mlp.kiln --input image=$models/images.npy --max-memory 1K --backend interp
+expect 1 "arena needs [0-9]+ bytes, above the memory cap of 122880" -- "$kiln" bench $models/cnn.kiln --batch 4 --max-memory 120K --iterations 1
 expect 0 'fused: ' -- "$kiln" bench $models/cnn.kiln --batch 4 --max-memory 64M --iterations 1
 expect 2 '--max-memory needs a size such as' -- "$kiln" run $models/mlp.kiln --max-memory lots
 
