@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -35,14 +36,16 @@ model_path_problem model_path_resolve(const char *dir, const char *rel, char **r
     size_t len = strlen(dir) + strlen(rel) + 2;
     char *path = malloc(len);
     if (!path)
-        return MODEL_PATH_MISSING;
+        return MODEL_PATH_OOM;
     snprintf(path, len, "%s/%s", dir, rel);
     char *real_dir = realpath(dir, NULL), *real_file = realpath(path, NULL);
     free(path);
     model_path_problem problem = MODEL_PATH_OK;
     struct stat sb;
     size_t n = real_dir ? strlen(real_dir) : 0;
-    if (!real_dir || !real_file)
+    if ((!real_dir || !real_file) && errno == ENOMEM)
+        problem = MODEL_PATH_OOM;
+    else if (!real_dir || !real_file)
         problem = MODEL_PATH_MISSING;
     else if (!strcmp(real_file, real_dir))
         problem = MODEL_PATH_NOT_FILE; /* the folder itself */

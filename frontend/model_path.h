@@ -22,7 +22,8 @@ typedef enum model_path_problem {
     MODEL_PATH_ESCAPES, /* its real path (symlinks followed) is outside the folder */
     MODEL_PATH_MISSING, /* it does not exist, or cannot be resolved */
     MODEL_PATH_NOT_FILE, /* it is not a regular file */
-    MODEL_PATH_LINKED    /* it has other hard links: possibly a file from outside, linked in */
+    MODEL_PATH_LINKED,   /* it has other hard links: possibly a file from outside, linked in */
+    MODEL_PATH_OOM       /* memory ran out */
 } model_path_problem;
 
 /* Resolves `rel` inside `dir`. On MODEL_PATH_OK, *real is the file's real path (caller

@@ -307,9 +307,11 @@ kiln_status onnx_import_buffer(const void *data, size_t size, const char *path, 
     *out = NULL;
     kiln_loc loc = {.file = path};
     char why[160];
-    Onnx__ModelProto *m = (Onnx__ModelProto *)pb_unpack(&onnx__model_proto__descriptor, data, size, why, sizeof why);
+    bool oom;
+    Onnx__ModelProto *m = (Onnx__ModelProto *)pb_unpack(&onnx__model_proto__descriptor, data, size, why, sizeof why, &oom);
     if (!m)
-        return diag_error(d, loc, KILN_ERR_INVALID, "not a valid ONNX model (%s)", why);
+        return oom ? diag_error(d, loc, KILN_ERR_OOM, "out of memory")
+                   : diag_error(d, loc, KILN_ERR_INVALID, "not a valid ONNX model (%s)", why);
     char dir[4096];
     model_path_dir(path, dir, sizeof dir);
     onnx_importer im = {.file = path, .dir = dir, .opset = 1, .d = d}; /* none imported: opset 1 */

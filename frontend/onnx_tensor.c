@@ -75,6 +75,8 @@ static kiln_status read_external(const Onnx__TensorProto *tp, const char *dir, c
         return diag_error(d, loc, KILN_ERR_INVALID, "%s: external data '%s' has other hard links (it may be a file from outside the model's folder)", what, location);
     case MODEL_PATH_MISSING:
         return diag_error(d, loc, KILN_ERR_IO, "%s: cannot open external data '%s'", what, location);
+    case MODEL_PATH_OOM:
+        return diag_error(d, loc, KILN_ERR_OOM, "%s: out of memory", what);
     }
     kiln_status st = KILN_OK;
     struct stat sb;
@@ -187,10 +189,12 @@ kiln_status onnx_read_tensor_file(const char *path, kiln_tensor **out, kiln_diag
     if (st)
         return st;
     char why[160];
-    Onnx__TensorProto *tp = (Onnx__TensorProto *)pb_unpack(&onnx__tensor_proto__descriptor, buf, size, why, sizeof why);
+    bool oom;
+    Onnx__TensorProto *tp = (Onnx__TensorProto *)pb_unpack(&onnx__tensor_proto__descriptor, buf, size, why, sizeof why, &oom);
     free(buf);
     if (!tp)
-        return diag_error(d, (kiln_loc){.file = path}, KILN_ERR_INVALID, "not a valid ONNX TensorProto (%s)", why);
+        return oom ? diag_error(d, (kiln_loc){.file = path}, KILN_ERR_OOM, "out of memory")
+                   : diag_error(d, (kiln_loc){.file = path}, KILN_ERR_INVALID, "not a valid ONNX TensorProto (%s)", why);
     char dir[4096];
     model_path_dir(path, dir, sizeof dir);
     char what[256];

@@ -140,7 +140,7 @@ bool pb_prescan(const ProtobufCMessageDescriptor *desc, const void *data, size_t
 
 typedef struct capped {
     size_t used, cap;
-    bool exceeded;
+    bool exceeded, oom;
 } capped;
 
 /* Each block carries its size in front (16 bytes, so the rest stays aligned). */
@@ -151,8 +151,10 @@ static void *capped_alloc(void *data, size_t size) {
         return NULL;
     }
     size_t *block = malloc(size + 16);
-    if (!block)
+    if (!block) {
+        c->oom = true;
         return NULL;
+    }
     c->used += size;
     block[0] = size;
     return (char *)block + 16;
@@ -168,13 +170,17 @@ static void capped_free(void *data, void *ptr) {
 }
 
 ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *desc, const void *data, size_t size, char *why,
-                            size_t cap) {
+                            size_t cap, bool *oom) {
+    *oom = false;
     if (!pb_prescan(desc, data, size, why, cap))
         return NULL;
     capped state = {.cap = size > (SIZE_MAX - PB_CAP_BASE) / PB_CAP_FACTOR ? SIZE_MAX : size * PB_CAP_FACTOR + PB_CAP_BASE};
     ProtobufCAllocator a = {.alloc = capped_alloc, .free = capped_free, .allocator_data = &state};
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, &a, size, data);
-    if (!m)
+    *oom = !m && state.oom;
+    if (*oom)
+        snprintf(why, cap, "out of memory");
+    else if (!m)
         snprintf(why, cap, state.exceeded ? "unpacking it would take more than %zu bytes (16 times the file plus 64 MiB)"
                                           : "corrupt or truncated protobuf",
                  state.cap);

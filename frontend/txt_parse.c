@@ -244,6 +244,8 @@ static kiln_status resolve_file(parser *p, const txt_token *at, const char *rel,
         return error_at(p, at, KILN_ERR_INVALID, "file '%s' has other hard links (it may be a file from outside the model's folder)", rel);
     case MODEL_PATH_MISSING:
         return error_at(p, at, KILN_ERR_IO, "cannot open '%s/%s'", p->dir, rel);
+    case MODEL_PATH_OOM:
+        return error_at(p, at, KILN_ERR_OOM, "out of memory");
     }
     *out = arena_strdup(p->g->arena, real);
     free(real);

@@ -71,6 +71,10 @@ kiln_status ir_graph_create(const char *name, const char *file, ir_graph **out, 
     }
     g->name = arena_strdup(g->arena, name ? name : "main");
     g->file = file ? arena_strdup(g->arena, file) : NULL;
+    if (!g->name || (file && !g->file)) {
+        ir_graph_destroy(g);
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory creating a graph");
+    }
     *out = g;
     return KILN_OK;
 }

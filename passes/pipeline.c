@@ -28,7 +28,10 @@ kiln_status pass_run_pipeline(ir_graph *g, pass_ctx *cx, const char *stop_after,
             return st;
         if (verify) {
             kiln_diag vd = {0};
-            if (ir_verify(g, NULL, NULL, &vd))
+            kiln_status vst = ir_verify(g, NULL, NULL, &vd);
+            if (vst == KILN_ERR_OOM)
+                return diag_error(cx->d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+            if (vst)
                 return diag_error(cx->d, LOC_NONE, KILN_ERR_INTERNAL,
                                   "pass '%s' broke an invariant: %s", pass_pipeline[i].name,
                                   vd.message);

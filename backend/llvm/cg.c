@@ -224,6 +224,13 @@ static void parallel_loop(cg_ctx *g, const lir_stmt *s) {
     g->fn = body;
     LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, body, "entry"));
     kernel_prologue(g, LLVMGetParam(body, 0));
+    if (g->oom) { /* this prologue's, or an earlier failure: the kernel is abandoned */
+        free(g->params), free(g->vars);
+        *g = saved;
+        g->oom = true;
+        LLVMPositionBuilderAtEnd(g->b, resume);
+        return;
+    }
     LLVMValueRef var = g->vars[s->var];
     LLVMBuildStore(g->b, LLVMGetParam(body, 1), var);
     LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(g->ctx, body, "loop");
@@ -241,8 +248,9 @@ static void parallel_loop(cg_ctx *g, const lir_stmt *s) {
     LLVMBuildRet(g->b, LLVMConstInt(i32, 0, 0));
     free(g->params), free(g->vars);
     int outlined = g->outlined;
+    bool oom = g->oom;
     *g = saved;
-    g->outlined = outlined;
+    g->outlined = outlined, g->oom = oom;
     LLVMPositionBuilderAtEnd(g->b, resume);
     /* in the kernel: rc = kiln_rt_parallel_for(body, args, n, threads); if (rc) return rc */
     LLVMTypeRef pf_params[4] = {ptr, ptr, i64, i32};
@@ -344,7 +352,12 @@ static void kernel_prologue(cg_ctx *g, LLVMValueRef args) {
     LLVMTypeRef ptr = LLVMPointerTypeInContext(g->ctx, 0);
     g->params = calloc((size_t)k->param_count + 1, sizeof *g->params);
     g->vars = calloc((size_t)k->var_count + 1, sizeof *g->vars);
-    KILN_ASSERT(g->params && g->vars); /* small; a failure here is not the model's doing */
+    if (!g->params || !g->vars) {
+        free(g->params), free(g->vars);
+        g->params = g->vars = NULL;
+        g->oom = true;
+        return;
+    }
     for (int i = 0; i < k->param_count; i++) {
         LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(g->ctx), (unsigned long long)i, 0);
         g->params[i] = LLVMBuildLoad2(g->b, ptr, LLVMBuildGEP2(g->b, ptr, args, &idx, 1, ""), k->params[i]->name);
@@ -367,16 +380,17 @@ static kiln_status kernel(cg_ctx *g, const lir_kernel *k, kiln_diag *d) {
     if (g->hidden)
         LLVMSetVisibility(g->fn, LLVMHiddenVisibility);
     LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, g->fn, "entry"));
-    (void)d;
     g->args = LLVMGetParam(g->fn, 0);
     g->threads = LLVMGetParam(g->fn, 1);
     g->outlined = 0;
     kernel_prologue(g, g->args);
-    stmt(g, k->body);
+    if (!g->oom)
+        stmt(g, k->body);
     LLVMBuildRet(g->b, LLVMConstInt(LLVMInt32TypeInContext(g->ctx), 0, 0));
     free(g->params), free(g->vars);
     g->params = g->vars = NULL;
-    return KILN_OK;
+    return g->oom ? diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory while generating kernel '%s'", k->name)
+                  : KILN_OK;
 }
 
 kiln_status cg_module(cg_ctx *g, const lir_module *m, kiln_diag *d) {

@@ -35,6 +35,7 @@ typedef struct cg_ctx {
     LLVMValueRef mask;    /* the active lanes (<lanes x i1>), or NULL for all */
     bool *varying;        /* scalars with a value per lane (declared in the loop's body) */
     LLVMValueRef *vvars;  /* their vector allocas, made on first use */
+    bool oom;             /* an allocation failed: the kernel is abandoned (KILN_ERR_OOM) */
 } cg_ctx;
 
 /* Emits every kernel of m into g->mod (created by the caller in g->ctx) and verifies it. */

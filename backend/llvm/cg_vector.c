@@ -178,7 +178,12 @@ void cg_vector_loop(cg_ctx *g, const lir_stmt *s) {
     const lir_kernel *k = g->kernel;
     g->varying = calloc((size_t)k->var_count + 1, sizeof *g->varying);
     g->vvars = calloc((size_t)k->var_count + 1, sizeof *g->vvars);
-    KILN_ASSERT(g->varying && g->vvars); /* small; a failure here is not the model's doing */
+    if (!g->varying || !g->vvars) {
+        free(g->varying), free(g->vvars);
+        g->varying = NULL, g->vvars = NULL;
+        g->oom = true;
+        return;
+    }
     mark_declared(s->body, g->varying);
     LLVMTypeRef i64 = i64_type(g);
     LLVMValueRef var = g->vars[s->var], end = cg_expr(g, s->end), w = LLVMConstInt(i64, (unsigned long long)s->width, 0);
