@@ -165,6 +165,8 @@ kiln_status ir_graph_add_node(ir_graph *g, ir_op op, const char *name, ir_value 
                               kiln_loc loc, ir_node **out, kiln_diag *d) {
     if (out)
         *out = NULL;
+    if (g->node_ids >= IR_MAX_NODES) /* ids are ints; passes size arrays by them */
+        return diag_error(d, loc, KILN_ERR_UNSUPPORTED, "the graph has more than %d nodes", IR_MAX_NODES);
     ir_node *n = ARENA_NEW(g->arena, ir_node);
     if (!n)
         return diag_error(d, loc, KILN_ERR_OOM, "out of memory");

@@ -101,6 +101,9 @@ ir_value *ir_graph_find(const ir_graph *g, const char *name); /* NULL if none */
 const char *ir_graph_fresh_name(ir_graph *g, const char *base);
 kiln_status ir_graph_add_output(ir_graph *g, ir_value *v, kiln_diag *d);
 
+/* The most nodes a graph may have (a model of more is refused, not half-loaded). */
+enum { IR_MAX_NODES = 1 << 22 };
+
 /* Appends a node; the outputs must be fresh IR_VAL_NODE values without a producer. */
 kiln_status ir_graph_add_node(ir_graph *g, ir_op op, const char *name, ir_value *const *inputs,
                               int input_count, ir_value *const *outputs, int output_count,

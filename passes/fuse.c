@@ -15,6 +15,10 @@
  *   runs where the chain's last node was, when every other input of the chain is ready.
  * - A value that is a graph output, or has several readers, is materialized once (the
  *   cost rule that keeps recomputation bounded).
+ * - A chain of inlined nodes is at most FUSE_MAX_INLINE deep: every inlined node is one
+ *   more level of the reader's expression tree, which the code generators walk
+ *   recursively, so a model of a million chained Neg nodes must not become one expression
+ *   a million deep (a stack overflow); past the limit the value is stored.
  * With fusion off (--no-fuse) every node keeps its own kernel: the same code generator
  * and schedules, for comparison.
  */
@@ -65,6 +69,8 @@ static bool same_shape(const kiln_tensor *a, const kiln_tensor *b) {
 }
 
 static bool anchor(ir_op op) { return op == IR_OP_CONV || op == IR_OP_MATMUL || op == IR_OP_GEMM; }
+
+enum { FUSE_MAX_INLINE = 32 };
 
 void fuse_plan_free(fusion_plan *p) {
     if (p->chain)
@@ -143,8 +149,9 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
     /* inlining: an elementwise node into its single element reader, readers first (so a
      * node inlined into an inlined reader knows how often that reader is computed) */
     bool *repeated = calloc((size_t)n_ids + 1, sizeof *repeated); /* inlined, computed several times per element */
-    if (!repeated) {
-        free(uses);
+    int *depth = calloc((size_t)n_ids + 1, sizeof *depth); /* inlined: how deep in its kernel's expression */
+    if (!repeated || !depth) {
+        free(uses), free(repeated), free(depth);
         fuse_plan_free(p);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
@@ -168,10 +175,13 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
             p->why[n->id] = "its reader loads it whole (not element by element)";
         else if ((many || repeated[u->reader->id]) && !cheap(n->op))
             p->why[n->id] = "its reader reads each element many times: recomputing it would cost more than storing it";
+        else if (depth[u->reader->id] >= FUSE_MAX_INLINE)
+            p->why[n->id] = "the chain inlined into its reader is as deep as allowed: stored";
         else
-            p->role[n->id] = FUSE_INLINE, repeated[n->id] = many || repeated[u->reader->id];
+            p->role[n->id] = FUSE_INLINE, repeated[n->id] = many || repeated[u->reader->id],
+            depth[n->id] = depth[u->reader->id] + 1;
     }
-    free(uses), free(repeated);
+    free(uses), free(repeated), free(depth);
     return KILN_OK;
 }
 

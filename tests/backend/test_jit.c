@@ -638,6 +638,31 @@ static void test_fused_equals_unfused(void **state) {
     }
 }
 
+/* A long chain of elementwise nodes is inlined at most 32 deep (passes/fuse.c,
+ * FUSE_MAX_INLINE), so the expression the code generators walk recursively stays
+ * bounded: 100 chained Neg are 4 kernels (33 + 33 + 33 + 1 nodes), and the result is
+ * the input (an even count of negations). A 50000-node chain used to overflow the stack. */
+static void test_fusion_depth_limit(void **state) {
+    (void)state;
+    enum { N = 100 };
+    static char src[N * 40 + 256];
+    int at = snprintf(src, sizeof src, "graph chain {\n  input %%x0: f32[37]\n");
+    for (int i = 0; i < N; i++)
+        at += snprintf(src + at, sizeof src - (size_t)at, "  %%x%d = Neg(%%x%d)\n", i + 1, i);
+    snprintf(src + at, sizeof src - (size_t)at, "  output %%x%d\n}\n", N);
+    kiln_options opts = {.backend = KILN_BACKEND_JIT};
+    kiln_model *m;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_model_parse(src, strlen(src), "chain.kiln", &opts, &m, &d), KILN_OK);
+    assert_int_equal(m->lowered->kernel_count, 4);
+    const int64_t dims[] = {37};
+    kiln_tensor *in = random_tensor(1, dims), *out = NULL;
+    assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)&in, &out, &d), KILN_OK);
+    assert_memory_equal(out->data, in->data, kiln_tensor_bytes(in));
+    kiln_tensor_free(in), kiln_tensor_free(out);
+    kiln_model_destroy(m);
+}
+
 /* The JIT's own f32 exp and tanh (backend/llvm/cg_math.c) against exp and tanh in double,
  * over 2^20 points spread across their whole range (exp: [-104, 89], past which results
  * are 0 and inf; tanh: [-12, 12]) plus the special values. The stated accuracy: exp within
@@ -793,6 +818,7 @@ int main(void) {
         cmocka_unit_test(test_parallel_equals_serial),
         cmocka_unit_test(test_vector_equals_scalar),
         cmocka_unit_test(test_fused_equals_unfused),
+        cmocka_unit_test(test_fusion_depth_limit),
         cmocka_unit_test(test_math_accuracy),
         cmocka_unit_test(test_random_resize),
         cmocka_unit_test(test_random_select_train),
