@@ -1,0 +1,295 @@
+/*
+ * grad_rules.c — the gradient rule of each differentiable op, in graph ops (see
+ * autodiff.h). A rule reads its node's inputs and outputs, the gradients of its outputs
+ * (c->dy; NULL where none flows back) and sets c->dx[i] for each input i with c->need[i].
+ * Broadcasting inputs get their gradient summed back to their own shape (gb_unbroadcast).
+ */
+#include "passes/autodiff.h"
+
+#include <string.h>
+
+#define X(i) (c->node->inputs[i])
+#define Y(i) (c->node->outputs[i])
+#define DY (c->dy[0])
+
+static ir_value *zero_like_scalar(grad_ctx *c, const ir_value *v) {
+    return gb_scalar(c, v->type.dtype, 0.0);
+}
+
+/* ---- elementwise, with broadcasting -------------------------------------------------- */
+
+static kiln_status grad_add(grad_ctx *c) {
+    for (int i = 0; i < 2; i++)
+        if (c->need[i])
+            c->dx[i] = gb_unbroadcast(c, DY, &X(i)->type);
+    return c->st;
+}
+
+static kiln_status grad_sub(grad_ctx *c) {
+    if (c->need[0])
+        c->dx[0] = gb_unbroadcast(c, DY, &X(0)->type);
+    if (c->need[1])
+        c->dx[1] = gb_unbroadcast(c, gb1(c, IR_OP_NEG, DY), &X(1)->type);
+    return c->st;
+}
+
+static kiln_status grad_mul(grad_ctx *c) {
+    if (c->need[0])
+        c->dx[0] = gb_unbroadcast(c, gb2(c, IR_OP_MUL, DY, X(1)), &X(0)->type);
+    if (c->need[1])
+        c->dx[1] = gb_unbroadcast(c, gb2(c, IR_OP_MUL, DY, X(0)), &X(1)->type);
+    return c->st;
+}
+
+/* y = a / b: da = dy / b, db = -dy * y / b */
+static kiln_status grad_div(grad_ctx *c) {
+    if (c->need[0])
+        c->dx[0] = gb_unbroadcast(c, gb2(c, IR_OP_DIV, DY, X(1)), &X(0)->type);
+    if (c->need[1])
+        c->dx[1] = gb_unbroadcast(c, gb1(c, IR_OP_NEG, gb2(c, IR_OP_DIV, gb2(c, IR_OP_MUL, DY, Y(0)), X(1))),
+                                  &X(1)->type);
+    return c->st;
+}
+
+/* Sum: every input gets dy, summed back to its shape. */
+static kiln_status grad_sum(grad_ctx *c) {
+    for (int i = 0; i < c->node->input_count; i++)
+        if (c->need[i])
+            c->dx[i] = gb_unbroadcast(c, DY, &X(i)->type);
+    return c->st;
+}
+
+/* ---- unary ----------------------------------------------------------------------------- */
+
+static kiln_status grad_identity(grad_ctx *c) {
+    c->dx[0] = DY;
+    return c->st;
+}
+
+static kiln_status grad_neg(grad_ctx *c) {
+    c->dx[0] = gb1(c, IR_OP_NEG, DY);
+    return c->st;
+}
+
+/* dy where x > 0, else 0 (at 0 the subgradient 0, as PyTorch takes it) */
+static kiln_status grad_relu(grad_ctx *c) {
+    ir_value *zero = zero_like_scalar(c, X(0));
+    c->dx[0] = gb3(c, IR_OP_WHERE, gb2(c, IR_OP_GREATER, X(0), zero), DY, zero);
+    return c->st;
+}
+
+static kiln_status grad_leaky_relu(grad_ctx *c) {
+    ir_value *zero = zero_like_scalar(c, X(0));
+    ir_value *alpha = gb_scalar(c, X(0)->type.dtype, ir_attr_float(c->node, "alpha"));
+    c->dx[0] = gb3(c, IR_OP_WHERE, gb2(c, IR_OP_GREATER, X(0), zero), DY, gb2(c, IR_OP_MUL, DY, alpha));
+    return c->st;
+}
+
+/* dy * y * (1 - y) */
+static kiln_status grad_sigmoid(grad_ctx *c) {
+    ir_value *one = gb_scalar(c, Y(0)->type.dtype, 1.0);
+    c->dx[0] = gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, DY, Y(0)), gb2(c, IR_OP_SUB, one, Y(0)));
+    return c->st;
+}
+
+/* dy * (1 - y^2) */
+static kiln_status grad_tanh(grad_ctx *c) {
+    ir_value *one = gb_scalar(c, Y(0)->type.dtype, 1.0);
+    c->dx[0] = gb2(c, IR_OP_MUL, DY, gb2(c, IR_OP_SUB, one, gb2(c, IR_OP_MUL, Y(0), Y(0))));
+    return c->st;
+}
+
+static kiln_status grad_exp(grad_ctx *c) {
+    c->dx[0] = gb2(c, IR_OP_MUL, DY, Y(0));
+    return c->st;
+}
+
+static kiln_status grad_log(grad_ctx *c) {
+    c->dx[0] = gb2(c, IR_OP_DIV, DY, X(0));
+    return c->st;
+}
+
+/* dy / (2 y) */
+static kiln_status grad_sqrt(grad_ctx *c) {
+    ir_value *two = gb_scalar(c, Y(0)->type.dtype, 2.0);
+    c->dx[0] = gb2(c, IR_OP_DIV, DY, gb2(c, IR_OP_MUL, Y(0), two));
+    return c->st;
+}
+
+/* -dy * y^2 */
+static kiln_status grad_reciprocal(grad_ctx *c) {
+    c->dx[0] = gb1(c, IR_OP_NEG, gb2(c, IR_OP_MUL, DY, gb2(c, IR_OP_MUL, Y(0), Y(0))));
+    return c->st;
+}
+
+static kiln_status grad_abs(grad_ctx *c) {
+    c->dx[0] = gb2(c, IR_OP_MUL, DY, gb1(c, IR_OP_SIGN, X(0)));
+    return c->st;
+}
+
+/* ---- linear algebra -------------------------------------------------------------------- */
+
+/* y = a @ b (rank >= 2; batch dimensions broadcast): da = dy @ b^T, db = a^T @ dy, each
+ * summed over the batch dimensions its input was broadcast along. */
+static kiln_status grad_matmul(grad_ctx *c) {
+    if (X(0)->type.rank < 2 || X(1)->type.rank < 2)
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "MatMul with a 1-D input is not differentiated yet"), c->st;
+    if (c->need[0])
+        c->dx[0] = gb_unbroadcast(c, gb2(c, IR_OP_MATMUL, DY, gb_swap_last(c, X(1))), &X(0)->type);
+    if (c->need[1])
+        c->dx[1] = gb_unbroadcast(c, gb2(c, IR_OP_MATMUL, gb_swap_last(c, X(0)), DY), &X(1)->type);
+    return c->st;
+}
+
+/* A Gemm node alpha * op(a) @ op(b), op = transpose if the flag is set. */
+static ir_value *gemm(grad_ctx *c, ir_value *a, ir_value *b, bool ta, bool tb, double alpha) {
+    ir_node *n = gb_begin(c, IR_OP_GEMM, 2, (ir_value *[]){a, b});
+    gb_attr_int(c, n, "transA", ta);
+    gb_attr_int(c, n, "transB", tb);
+    gb_attr_float(c, n, "alpha", alpha);
+    return gb_done(c, n);
+}
+
+/* y = alpha * A' @ B' + beta * C with A' = op(A), B' = op(B):
+ *   dA' = alpha * dy @ B'^T, so dA = transA ? alpha * B' @ dy^T : alpha * dy @ B'^T
+ *   dB' = alpha * A'^T @ dy, so dB = transB ? alpha * dy^T @ A' : alpha * A'^T @ dy
+ *   dC = beta * dy, summed back to C's shape */
+static kiln_status grad_gemm(grad_ctx *c) {
+    bool ta = ir_attr_int(c->node, "transA"), tb = ir_attr_int(c->node, "transB");
+    double alpha = ir_attr_float(c->node, "alpha"), beta = ir_attr_float(c->node, "beta");
+    if (c->need[0])
+        c->dx[0] = ta ? gemm(c, X(1), DY, tb, true, alpha) : gemm(c, DY, X(1), false, !tb, alpha);
+    if (c->need[1])
+        c->dx[1] = tb ? gemm(c, DY, X(0), true, ta, alpha) : gemm(c, X(0), DY, !ta, false, alpha);
+    if (c->node->input_count > 2 && c->need[2]) {
+        ir_value *d = beta == 1.0 ? DY : gb2(c, IR_OP_MUL, DY, gb_scalar(c, DY->type.dtype, beta));
+        c->dx[2] = gb_unbroadcast(c, d, &X(2)->type);
+    }
+    return c->st;
+}
+
+/* ---- shape ----------------------------------------------------------------------------- */
+
+/* Reshape, Flatten, Squeeze, Unsqueeze: the gradient is dy in the input's shape. */
+static kiln_status grad_reshape(grad_ctx *c) {
+    c->dx[0] = gb_reshape(c, DY, &X(0)->type);
+    return c->st;
+}
+
+static kiln_status grad_transpose(grad_ctx *c) {
+    int rank = X(0)->type.rank;
+    const ir_attr *p = ir_node_attr(c->node, "perm");
+    int64_t inverse[KILN_MAX_RANK];
+    for (int i = 0; i < rank; i++) {
+        int64_t to = p && p->count == rank ? p->ints[i] : rank - 1 - i; /* default: reversed */
+        inverse[to] = i;
+    }
+    ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &DY);
+    gb_attr_ints(c, t, "perm", rank, inverse);
+    c->dx[0] = gb_done(c, t);
+    return c->st;
+}
+
+/* ---- reductions and normalizations ----------------------------------------------------- */
+
+/* The axes a reduction node reduces, as a mask over its input's rank; false if they are
+ * not known (a run-time axes input). */
+static bool reduced_axes(const ir_node *n, int rank, bool *mask) {
+    memset(mask, 0, sizeof(bool) * (size_t)rank);
+    const ir_attr *a = ir_node_attr(n, "axes");
+    const kiln_tensor *t = n->input_count > 1 && n->inputs[1] ? n->inputs[1]->init : NULL;
+    if (n->input_count > 1 && n->inputs[1] && !t)
+        return false;
+    int64_t count = a ? a->count : t ? kiln_tensor_count(t) : 0;
+    if (!count) {
+        bool noop = ir_attr_int(n, "noop_with_empty_axes");
+        for (int i = 0; i < rank; i++)
+            mask[i] = !noop;
+        return true;
+    }
+    for (int64_t i = 0; i < count; i++) {
+        int64_t ax = a ? a->ints[i] : ir_tensor_get_int(t, i);
+        mask[ax < 0 ? ax + rank : ax] = true;
+    }
+    return true;
+}
+
+/* ReduceSum/ReduceMean: dy with the reduced axes restored as 1s, expanded to x's shape
+ * (and divided by the count for a mean). */
+static kiln_status grad_reduce(grad_ctx *c) {
+    const kiln_tensor *x = &X(0)->type;
+    bool mask[KILN_MAX_RANK];
+    if (!reduced_axes(c->node, x->rank, mask))
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "reduction axes given at run time"), c->st;
+    kiln_tensor kept = *x;
+    int64_t n = 1;
+    for (int i = 0; i < x->rank; i++)
+        if (mask[i])
+            n *= kept.dims[i], kept.dims[i] = 1;
+    ir_value *d = gb_reshape(c, DY, &kept);
+    if (c->node->op == IR_OP_REDUCE_MEAN)
+        d = gb2(c, IR_OP_DIV, d, gb_scalar(c, DY->type.dtype, (double)n));
+    c->dx[0] = gb2(c, IR_OP_EXPAND, d, gb_i64s(c, x->rank, x->dims));
+    return c->st;
+}
+
+static ir_value *sum_axis(grad_ctx *c, ir_value *x, int64_t axis) {
+    ir_node *r = gb_begin(c, IR_OP_REDUCE_SUM, 1, &x);
+    gb_attr_ints(c, r, "axes", 1, &axis);
+    gb_attr_int(c, r, "keepdims", 1);
+    return gb_done(c, r);
+}
+
+/* y = softmax(x): dx = y * (dy - sum(dy * y)) along the axis */
+static kiln_status grad_softmax(grad_ctx *c) {
+    int64_t axis = ir_attr_int(c->node, "axis");
+    ir_value *s = sum_axis(c, gb2(c, IR_OP_MUL, DY, Y(0)), axis);
+    c->dx[0] = gb2(c, IR_OP_MUL, Y(0), gb2(c, IR_OP_SUB, DY, s));
+    return c->st;
+}
+
+/* y = log_softmax(x): dx = dy - exp(y) * sum(dy) along the axis */
+static kiln_status grad_log_softmax(grad_ctx *c) {
+    int64_t axis = ir_attr_int(c->node, "axis");
+    c->dx[0] = gb2(c, IR_OP_SUB, DY, gb2(c, IR_OP_MUL, gb1(c, IR_OP_EXP, Y(0)), sum_axis(c, DY, axis)));
+    return c->st;
+}
+
+/* SoftmaxCrossEntropyLoss(scores [N, C], labels [N]) with mean or sum reduction:
+ * d scores = (softmax(scores) - onehot(labels)) * dloss (/ N for the mean). Labels equal
+ * to ignore_index, class weights and scores of rank > 2 are not differentiated yet. */
+static kiln_status grad_softmax_cross_entropy(grad_ctx *c) {
+    const kiln_tensor *s = &X(0)->type;
+    const char *reduction = ir_attr_string(c->node, "reduction");
+    if (s->rank != 2 || c->node->input_count > 2 || ir_node_attr(c->node, "ignore_index") ||
+        !strcmp(reduction, "none"))
+        return gb_fail(c, KILN_ERR_UNSUPPORTED,
+                       "SoftmaxCrossEntropyLoss is differentiated for [N, C] scores, no weights, no "
+                       "ignore_index, mean or sum reduction"), c->st;
+    ir_node *sm = gb_begin(c, IR_OP_SOFTMAX, 1, (ir_value *[]){X(0)});
+    gb_attr_int(c, sm, "axis", 1);
+    ir_value *p = gb_done(c, sm);
+    int64_t depth = s->dims[1];
+    const double off_on[2] = {0, 1};
+    ir_value *onehot = gb3(c, IR_OP_ONE_HOT, X(1), gb_i64s(c, 1, &depth), gb_floats(c, s->dtype, 2, off_on));
+    ir_value *scale = DY;
+    if (!strcmp(reduction, "mean"))
+        scale = gb2(c, IR_OP_DIV, DY, gb_scalar(c, DY->type.dtype, (double)s->dims[0]));
+    c->dx[0] = gb2(c, IR_OP_MUL, gb2(c, IR_OP_SUB, p, onehot), scale);
+    return c->st;
+}
+
+grad_fn grad_rule(ir_op op) {
+    static const grad_fn rules[IR_OP_COUNT] = {
+        [IR_OP_ADD] = grad_add, [IR_OP_SUB] = grad_sub, [IR_OP_MUL] = grad_mul, [IR_OP_DIV] = grad_div,
+        [IR_OP_SUM] = grad_sum, [IR_OP_IDENTITY] = grad_identity, [IR_OP_NEG] = grad_neg,
+        [IR_OP_RELU] = grad_relu, [IR_OP_LEAKY_RELU] = grad_leaky_relu, [IR_OP_SIGMOID] = grad_sigmoid,
+        [IR_OP_TANH] = grad_tanh, [IR_OP_EXP] = grad_exp, [IR_OP_LOG] = grad_log, [IR_OP_SQRT] = grad_sqrt,
+        [IR_OP_RECIPROCAL] = grad_reciprocal, [IR_OP_ABS] = grad_abs, [IR_OP_MATMUL] = grad_matmul,
+        [IR_OP_GEMM] = grad_gemm, [IR_OP_RESHAPE] = grad_reshape, [IR_OP_FLATTEN] = grad_reshape,
+        [IR_OP_SQUEEZE] = grad_reshape, [IR_OP_UNSQUEEZE] = grad_reshape, [IR_OP_TRANSPOSE] = grad_transpose,
+        [IR_OP_REDUCE_SUM] = grad_reduce, [IR_OP_REDUCE_MEAN] = grad_reduce, [IR_OP_SOFTMAX] = grad_softmax,
+        [IR_OP_LOG_SOFTMAX] = grad_log_softmax, [IR_OP_SOFTMAX_CROSS_ENTROPY] = grad_softmax_cross_entropy,
+    };
+    return op >= 0 && op < IR_OP_COUNT ? rules[op] : NULL;
+}
