@@ -232,8 +232,11 @@ kiln_status shape_concat(shape_ctx *c) {
         if (t->rank != x->rank)
             return shape_error(c, "input %d has rank %d, input 0 has %d", i, t->rank, x->rank);
         for (int d = 0; d < x->rank; d++) {
-            if (d == axis)
-                dims[d] = dims[d] >= 0 && t->dims[d] >= 0 ? dims[d] + t->dims[d] : IR_DIM_UNKNOWN;
+            if (d == axis && dims[d] >= 0 && t->dims[d] >= 0) {
+                if (__builtin_add_overflow(dims[d], t->dims[d], &dims[d]))
+                    return shape_error(c, "the concatenated axis overflows");
+            } else if (d == axis)
+                dims[d] = IR_DIM_UNKNOWN;
             else if (dims[d] >= 0 && t->dims[d] >= 0 && dims[d] != t->dims[d])
                 return shape_error(c, "input %d differs at axis %d: %lld vs %lld", i, d,
                                    (long long)t->dims[d], (long long)dims[d]);
@@ -370,7 +373,10 @@ kiln_status shape_pad(shape_ctx *c) {
     if (c->in_count > 2 && c->in[2] && ((st = shape_same_dtype(c, 0, 2)) || ir_type_count(c->in[2]) != 1))
         return st ? st : shape_error(c, "constant_value must be a single value");
     for (int d = 0; d < x->rank; d++) {
-        dims[d] = known && x->dims[d] >= 0 ? x->dims[d] + begin[d] + end[d] : IR_DIM_UNKNOWN;
+        dims[d] = IR_DIM_UNKNOWN;
+        if (known && x->dims[d] >= 0 &&
+            (__builtin_add_overflow(x->dims[d], begin[d], &dims[d]) || __builtin_add_overflow(dims[d], end[d], &dims[d])))
+            return shape_error(c, "pads of axis %d overflow", d);
         if (known && x->dims[d] >= 0 && dims[d] < 0)
             return shape_error(c, "pads crop axis %d below zero", d);
         if (known && strcmp(mode, "constant") && x->dims[d] == 0 && (begin[d] || end[d]))

@@ -362,7 +362,8 @@ kiln_status shape_split_sizes(const shape_ctx *c, int axis, int64_t *sizes, bool
         for (int i = 0; i < n; i++) {
             if (sizes[i] < 0)
                 return shape_error(c, "'split' values must be >= 0");
-            total += sizes[i];
+            if (__builtin_add_overflow(total, sizes[i], &total))
+                return shape_error(c, "'split' values overflow");
         }
         if (dim >= 0 && total != dim)
             return shape_error(c, "'split' sums to %lld but the axis has %lld", (long long)total,
