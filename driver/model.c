@@ -169,8 +169,7 @@ static kiln_status compile(kiln_model *m, kiln_diag *d) {
     return st;
 }
 
-static kiln_status finish_load(ir_graph *g, const kiln_options *opts, kiln_model **out,
-                               kiln_diag *d) {
+kiln_status driver_model_from_graph(ir_graph *g, const kiln_options *opts, kiln_model **out, kiln_diag *d) {
     kiln_status st = KILN_OK;
     if (opts && opts->batch < 0)
         st = diag_error(d, (kiln_loc){.file = g->file}, KILN_ERR_INVALID,
@@ -203,7 +202,7 @@ kiln_status kiln_model_load(const char *path, const kiln_options *opts, kiln_mod
     ir_graph *g;
     *out = NULL;
     kiln_status st = driver_load_graph(path, &g, d);
-    return st ? st : finish_load(g, opts, out, d);
+    return st ? st : driver_model_from_graph(g, opts, out, d);
 }
 
 kiln_status kiln_model_parse(const char *text, size_t len, const char *filename,
@@ -213,7 +212,7 @@ kiln_status kiln_model_parse(const char *text, size_t len, const char *filename,
     kiln_status st = txt_parse(text, len, filename, &g, d);
     if (!st && (st = ir_verify(g, NULL, NULL, d)))
         ir_graph_destroy(g);
-    return st ? st : finish_load(g, opts, out, d);
+    return st ? st : driver_model_from_graph(g, opts, out, d);
 }
 
 void kiln_model_destroy(kiln_model *m) {

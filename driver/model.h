@@ -50,6 +50,11 @@ kiln_status driver_compile(const char *model_path, const driver_compile_options 
 /* Prefixes d's message with the model file's name if it does not name it already. */
 void name_model(const ir_graph *g, kiln_diag *d);
 
+/* A model from a graph that has been verified (and, for the passes' sake, nothing more):
+ * fixes the batch, runs the pipeline and compiles for opts' backend. Takes g, even on
+ * failure. */
+kiln_status driver_model_from_graph(ir_graph *g, const kiln_options *opts, kiln_model **out, kiln_diag *d);
+
 /* Runs the pipeline (up to `stop_after`, or all) with the interpreter as the evaluator. */
 kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d);
 

@@ -97,6 +97,8 @@ kiln_status kiln_npy_write(const char *path, const kiln_tensor *t, kiln_diag *di
 kiln_status kiln_npz_read(const char *path, const char *key, kiln_tensor **out, kiln_diag *diag);
 kiln_status kiln_npz_read_mem(const void *bytes, size_t size, const char *path, const char *key,
                               kiln_tensor **out, kiln_diag *diag);
+/* IDX (MNIST's format), plain or gzipped. */
+kiln_status kiln_idx_read(const char *path, kiln_tensor **out, kiln_diag *diag);
 /* Writes an uncompressed .npz of `count` arrays, as numpy.savez does. */
 kiln_status kiln_npz_write(const char *path, int count, const char *const *keys,
                            const kiln_tensor *const *tensors, kiln_diag *diag);
@@ -146,6 +148,53 @@ kiln_status kiln_model_run(kiln_model *m, const kiln_tensor *const *inputs, kiln
 kiln_status kiln_model_run_named(kiln_model *m, int count, const char *const *names,
                                  const kiln_tensor *const *inputs, kiln_tensor **outputs,
                                  kiln_diag *diag);
+
+/* ---- training ------------------------------------------------------------------------ */
+
+/* A model's training step compiled as one graph (forward, loss, backward, update) by the
+ * JIT, with its parameters and optimizer state kept between steps. The model's first
+ * output is the prediction (logits for cross-entropy); its float params are trained. */
+typedef struct kiln_trainer kiln_trainer;
+typedef enum kiln_optimizer { KILN_SGD, KILN_ADAM, KILN_ADAMW } kiln_optimizer;
+typedef enum kiln_loss { KILN_LOSS_CROSS_ENTROPY, KILN_LOSS_MSE } kiln_loss;
+typedef struct kiln_train_options {
+    kiln_optimizer optimizer;
+    kiln_loss loss;
+    double momentum;     /* SGD */
+    bool nesterov;       /* SGD */
+    double weight_decay; /* L2 for SGD and Adam, decoupled for AdamW */
+    double beta1, beta2, eps; /* Adam/AdamW */
+    double clip_norm;    /* > 0: clip the gradients' global L2 norm to this */
+    int64_t batch;       /* the step's batch size (the model's symbolic dimension) */
+    int threads;         /* 0: all processors */
+    const char *freeze;  /* parameters whose name contains this are not trained */
+    bool no_fuse;
+} kiln_train_options;
+
+/* AdamW, cross-entropy, betas 0.9/0.999, eps 1e-8, batch 64, everything else 0. */
+void kiln_train_options_default(kiln_train_options *o);
+kiln_status kiln_trainer_create(const char *model_path, const kiln_train_options *opts, kiln_trainer **out,
+                                kiln_diag *diag);
+void kiln_trainer_destroy(kiln_trainer *t); /* NULL is a no-op */
+/* One step on a batch: inputs are the model's inputs, labels i64 [batch] (cross-entropy)
+ * or the prediction's shape (MSE); lr the learning rate for this step. *loss gets the
+ * batch's loss; *prediction (if not NULL) the model's output, which the caller frees. */
+kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *const *inputs, const kiln_tensor *labels, double lr,
+                              double *loss, kiln_tensor **prediction, kiln_diag *diag);
+/* The model's output on a batch, with the current parameters (caller frees *prediction). */
+kiln_status kiln_trainer_predict(kiln_trainer *t, const kiln_tensor *const *inputs, kiln_tensor **prediction,
+                                 kiln_diag *diag);
+int kiln_trainer_param_count(const kiln_trainer *t);
+const char *kiln_trainer_param_name(const kiln_trainer *t, int i); /* borrowed */
+const kiln_tensor *kiln_trainer_param(const kiln_trainer *t, int i); /* borrowed, valid until the next step */
+int64_t kiln_trainer_steps(const kiln_trainer *t);
+/* A checkpoint (.npz: parameters, optimizer state, step count and meta_count numbers of
+ * the caller's), written atomically: a temporary file, fsync, rename. */
+kiln_status kiln_trainer_save(const kiln_trainer *t, const char *path, int meta_count, const int64_t *meta,
+                              kiln_diag *diag);
+/* Restores a checkpoint; on any error the trainer is left as it was. */
+kiln_status kiln_trainer_load(kiln_trainer *t, const char *path, int meta_cap, int64_t *meta, int *meta_count,
+                              kiln_diag *diag);
 
 #ifdef __cplusplus
 }

@@ -233,6 +233,21 @@ void ir_graph_keep_inits(ir_graph *g, const bool *keep) {
     g->init_count = j;
 }
 
+kiln_status ir_value_make_input(ir_graph *g, ir_value *v, kiln_diag *d) {
+    KILN_ASSERT(v->kind == IR_VAL_PARAM || v->kind == IR_VAL_CONST);
+    int j = 0;
+    for (int i = 0; i < g->init_count; i++)
+        if (g->inits[i] != v)
+            g->inits[j++] = g->inits[i];
+    g->init_count = j;
+    v->kind = IR_VAL_INPUT;
+    v->init = NULL;
+    v->init_file = v->init_key = NULL;
+    if (!PUSH(g, inputs, input, v))
+        return diag_error(d, v->loc, KILN_ERR_OOM, "out of memory");
+    return KILN_OK;
+}
+
 kiln_status ir_value_make_const(ir_graph *g, ir_value *v, kiln_tensor *t, kiln_diag *d) {
     KILN_ASSERT(v->kind == IR_VAL_NODE);
     v->kind = IR_VAL_CONST;

@@ -114,6 +114,9 @@ ir_attr *ir_node_add_attr(ir_graph *g, ir_node *n, const char *name, ir_attr_kin
 void ir_graph_keep_nodes(ir_graph *g, const bool *keep);
 /* Removes initializers for which keep[i] is false. */
 void ir_graph_keep_inits(ir_graph *g, const bool *keep);
+/* Turns an initializer into a graph input (appended to the inputs; its data is dropped:
+ * the caller keeps what it needs of it first). Training feeds parameters this way. */
+kiln_status ir_value_make_input(ir_graph *g, ir_value *v, kiln_diag *d);
 /* Turns a node-produced value into a constant holding `t` (which must live in g's arena). */
 kiln_status ir_value_make_const(ir_graph *g, ir_value *v, kiln_tensor *t, kiln_diag *d);
 

@@ -40,9 +40,11 @@ ir_node *gb_begin(grad_ctx *c, ir_op op, int count, ir_value *const *inputs) {
     for (int i = 0; i < count && i < ir_op_table[op].min_inputs; i++)
         if (!inputs[i])
             return (ir_node *)gb_fail(c, KILN_ERR_INTERNAL, "a %s node lacks input %d", ir_op_table[op].name, i);
-    const char *base = c->node ? c->node->outputs[0]->name : "loss";
     char name[256];
-    snprintf(name, sizeof name, "grad.%s", base);
+    if (c->node)
+        snprintf(name, sizeof name, "grad.%s", c->node->outputs[0]->name);
+    else
+        snprintf(name, sizeof name, "%s", c->base ? c->base : "grad.loss");
     ir_value *out;
     kiln_loc loc = c->node ? c->node->loc : LOC_NONE;
     if (ir_graph_new_value(c->g, ir_graph_fresh_name(c->g, name), IR_VAL_NODE, loc, &out, c->d)) {

@@ -25,7 +25,8 @@ kiln_status autodiff(ir_graph *g, ir_value *loss, ir_value *const *wrt, int wrt_
 
 typedef struct grad_ctx {
     ir_graph *g;
-    const ir_node *node;   /* the forward node whose rule runs */
+    const ir_node *node;   /* the forward node whose rule runs; NULL outside rules */
+    const char *base;      /* outside rules: what new values are named after */
     ir_value *const *dy;   /* gradient of each of its outputs; NULL: none flows back */
     ir_value **dx;         /* the rule sets the gradient of each input it differentiates */
     const bool *need;      /* need[i]: input i's gradient is wanted (others may be skipped) */

@@ -34,5 +34,6 @@ int cli_max_memory(const char *usage, const char *arg);
 
 /* The subcommands defined outside tools/kiln.c. */
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

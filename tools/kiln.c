@@ -36,6 +36,7 @@ static const char *const usage_main =
     "  check   verify a model and list every problem found\n"
     "  compile build a model into libNAME.so with NAME.h, or C source\n"
     "  bench   time a model compiled (median, p10, p90), fused against unfused, per kernel\n"
+    "  train   train a model on an IDX dataset, the whole step compiled as one graph\n"
     "\n"
     "Run `kiln COMMAND --help` for a command's flags.\n";
 
@@ -520,6 +521,8 @@ int main(int argc, char **argv) {
         return cmd_compile(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench"))
         return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(cmd, "train"))
+        return cmd_train(argc - 2, argv + 2);
     fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_USAGE;
 }

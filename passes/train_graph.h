@@ -1,0 +1,51 @@
+/*
+ * train_graph.h — a model's training step as one graph.
+ *
+ * From a forward graph whose first output is the prediction (logits, for cross-entropy),
+ * train_graph_build makes the whole step: the loss on a labels input, its gradients
+ * (autodiff), optional clipping by global norm, and the optimizer's update. Parameters
+ * and optimizer state become graph inputs, and their updated values graph outputs, so
+ * the runtime owns them between steps; the learning rate and the step's bias-correction
+ * terms are scalar inputs too (a schedule changes numbers, never the compiled code).
+ *
+ * Inputs, in order: the forward inputs, labels (i64 [N] for cross-entropy; the
+ * prediction's type for MSE), lr, step_size, eps (f32 scalars), the parameters, then
+ * the optimizer state (per parameter: none for plain SGD, one velocity for momentum,
+ * two moments for Adam/AdamW).
+ * Outputs, in order: loss (f32 scalar), the prediction, the new parameters, the new state.
+ */
+#ifndef KILN_PASSES_TRAIN_GRAPH_H
+#define KILN_PASSES_TRAIN_GRAPH_H
+
+#include "ir/graph.h"
+
+typedef enum train_optimizer { TRAIN_SGD, TRAIN_ADAM, TRAIN_ADAMW } train_optimizer;
+typedef enum train_loss { TRAIN_CROSS_ENTROPY, TRAIN_MSE } train_loss;
+
+typedef struct train_spec {
+    train_optimizer optimizer;
+    train_loss loss;
+    double momentum;      /* SGD */
+    bool nesterov;        /* SGD */
+    double weight_decay;  /* SGD and Adam: L2 added to the gradient; AdamW: decoupled */
+    double beta1, beta2;  /* Adam/AdamW */
+    double clip_norm;     /* > 0: gradients scaled so their global L2 norm is at most this */
+    const char *freeze;   /* parameters whose name contains this are not trained (NULL: none) */
+} train_spec;
+
+typedef struct train_graph {
+    int forward_inputs;   /* the model's own inputs, first */
+    int param_count;
+    ir_value **params;    /* the parameters (now graph inputs), in input order */
+    kiln_tensor **initial; /* their values from the model file (owned: kiln_tensor_free) */
+    int state_per_param;  /* 0, 1 or 2 */
+} train_graph;
+
+/* Rewrites g (shapes inferred, batch fixed) into its training step. */
+kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out, kiln_diag *d);
+/* Turns g's parameters into inputs without adding a loss (the evaluation graph, which
+ * takes the trained values); fills out like train_graph_build. */
+kiln_status train_graph_params_as_inputs(ir_graph *g, const train_spec *s, train_graph *out, kiln_diag *d);
+void train_graph_free(train_graph *t);
+
+#endif

@@ -1,0 +1,415 @@
+/*
+ * train.c — `kiln train`: trains a model on an IDX dataset (MNIST, Fashion-MNIST) with the
+ * whole step compiled as one graph (kiln_trainer), and reports per epoch.
+ *
+ * Data order is a function of (seed, epoch) only (a counter-based shuffle), and the
+ * checkpoint written after each epoch holds the parameters, the optimizer state, the step
+ * count and the epoch, so a run killed at any moment and resumed with --resume redoes the
+ * interrupted epoch from the same state and ends with the same weights, bit for bit, as a
+ * run never interrupted (same seed, same thread count).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const usage_train =
+    "usage: kiln train MODEL --data DIR [--epochs N] [--batch N] [--optimizer sgd|adam|adamw]\n"
+    "                  [--lr X] [--momentum X] [--nesterov] [--weight-decay X] [--clip-norm X]\n"
+    "                  [--schedule constant|step|cosine|onecycle] [--warmup STEPS]\n"
+    "                  [--step-epochs N] [--gamma X] [--seed N] [--val N] [--patience N]\n"
+    "                  [--checkpoint DIR [--resume]] [--threads N] [--freeze PATTERN] [--quiet]\n"
+    "\n"
+    "Trains MODEL (.kiln or .onnx; its first output is the logits, its float params are\n"
+    "trained) on the IDX files in DIR (train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
+    "t10k-*, optionally .gz), with softmax cross-entropy. Images are scaled to [0, 1] and\n"
+    "standardized with the training set's mean and deviation. Prints a line per epoch\n"
+    "and test_accuracy=... at the end; with --checkpoint, writes DIR/last.npz after each\n"
+    "epoch and DIR/metrics.csv and DIR/metrics.jsonl.\n"
+    "\n"
+    "  --epochs N         passes over the training set (10)\n"
+    "  --batch N          the step's batch (64); the last partial batch of an epoch is dropped\n"
+    "  --optimizer O      adamw (default), adam or sgd\n"
+    "  --lr X             peak learning rate (1e-3; 0.05 for sgd)\n"
+    "  --schedule S       constant (default), step (x gamma every --step-epochs), cosine\n"
+    "                     (to 0, after a linear --warmup of STEPS), onecycle\n"
+    "  --val N            hold out N training images (after a seeded shuffle) for validation\n"
+    "  --patience N       stop when validation accuracy has not improved for N epochs\n"
+    "  --seed N           data order (and nothing else: initial weights come from the model)\n";
+
+typedef struct dataset {
+    kiln_tensor *images; /* u8 [N, ...] */
+    kiln_tensor *labels; /* u8 [N] */
+    int64_t count, pixels;
+} dataset;
+
+static int load_split(const char *dir, const char *prefix, dataset *ds) {
+    const char *kinds[2] = {"images-idx3-ubyte", "labels-idx1-ubyte"};
+    kiln_tensor **dst[2] = {&ds->images, &ds->labels};
+    for (int k = 0; k < 2; k++) {
+        char path[4096];
+        kiln_diag d = {0};
+        snprintf(path, sizeof path, "%s/%s-%s.gz", dir, prefix, kinds[k]);
+        if (access(path, R_OK) != 0)
+            snprintf(path, sizeof path, "%s/%s-%s", dir, prefix, kinds[k]);
+        if (kiln_idx_read(path, dst[k], &d))
+            return model_error(&d);
+    }
+    ds->count = ds->images->dims[0];
+    ds->pixels = kiln_tensor_count(ds->images) / (ds->count ? ds->count : 1);
+    if (ds->labels->rank != 1 || ds->labels->dims[0] != ds->count || ds->images->dtype != KILN_U8) {
+        fprintf(stderr, "kiln: %s/%s-*: %lld images of u8 and %lld labels expected to match\n", dir, prefix,
+                (long long)ds->count, (long long)ds->labels->dims[0]);
+        return EXIT_MODEL;
+    }
+    return 0;
+}
+
+/* splitmix64: a counter-based generator, so an epoch's order depends on (seed, epoch) only */
+static uint64_t mix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static void shuffle(int64_t *order, int64_t n, uint64_t seed, uint64_t stream) {
+    for (int64_t i = 0; i < n; i++)
+        order[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(mix(seed * 0x100000001B3ull ^ mix(stream << 32 ^ (uint64_t)i)) % (uint64_t)(i + 1));
+        int64_t t = order[i];
+        order[i] = order[j], order[j] = t;
+    }
+}
+
+typedef struct schedule {
+    const char *kind;
+    double lr, gamma;
+    int64_t warmup, total, step_epochs, steps_per_epoch;
+} schedule;
+
+static double lr_at(const schedule *s, int64_t step) {
+    double pi = 3.14159265358979323846;
+    if (!strcmp(s->kind, "step"))
+        return s->lr * pow(s->gamma, (double)(step / s->steps_per_epoch / (s->step_epochs ? s->step_epochs : 1)));
+    if (!strcmp(s->kind, "cosine")) {
+        if (step < s->warmup)
+            return s->lr * (double)(step + 1) / (double)s->warmup;
+        double p = (double)(step - s->warmup) / (double)(s->total - s->warmup > 0 ? s->total - s->warmup : 1);
+        return 0.5 * s->lr * (1 + cos(pi * (p > 1 ? 1 : p)));
+    }
+    if (!strcmp(s->kind, "onecycle")) { /* up from lr/25 over 30%, then cosine down to lr/1e4 */
+        int64_t up = s->total * 3 / 10 > 0 ? s->total * 3 / 10 : 1;
+        if (step < up)
+            return s->lr / 25 + (s->lr - s->lr / 25) * (double)step / (double)up;
+        double p = (double)(step - up) / (double)(s->total - up > 0 ? s->total - up : 1);
+        return s->lr / 1e4 + 0.5 * (s->lr - s->lr / 1e4) * (1 + cos(pi * (p > 1 ? 1 : p)));
+    }
+    return s->lr;
+}
+
+/* Fills a batch: images standardized, labels as i64. */
+static void fill_batch(const dataset *ds, const int64_t *idx, int64_t count, double mean, double std, kiln_tensor *x,
+                       kiln_tensor *y) {
+    float *xp = x->data;
+    int64_t *yp = y->data;
+    const uint8_t *img = ds->images->data, *lab = ds->labels->data;
+    int64_t batch = y->dims[0];
+    for (int64_t b = 0; b < batch; b++) {
+        if (b >= count) { /* padding of a last partial evaluation batch */
+            memset(xp + b * ds->pixels, 0, sizeof(float) * (size_t)ds->pixels);
+            yp[b] = 0;
+            continue;
+        }
+        const uint8_t *src = img + idx[b] * ds->pixels;
+        for (int64_t p = 0; p < ds->pixels; p++)
+            xp[b * ds->pixels + p] = (float)((src[p] / 255.0 - mean) / std);
+        yp[b] = lab[idx[b]];
+    }
+}
+
+static int64_t correct_in(const kiln_tensor *logits, const kiln_tensor *labels, int64_t count) {
+    int64_t classes = logits->dims[1], right = 0;
+    const float *l = logits->data;
+    const int64_t *y = labels->data;
+    for (int64_t b = 0; b < count; b++) {
+        int64_t best = 0;
+        for (int64_t c = 1; c < classes; c++)
+            if (l[b * classes + c] > l[b * classes + best])
+                best = c;
+        right += best == y[b];
+    }
+    return right;
+}
+
+/* Accuracy of the current parameters on ds[idx[0..n)]. */
+static int evaluate(kiln_trainer *t, const dataset *ds, const int64_t *idx, int64_t n, double mean, double std,
+                    kiln_tensor *x, kiln_tensor *y, double *accuracy) {
+    int64_t batch = y->dims[0], right = 0;
+    for (int64_t at = 0; at < n; at += batch) {
+        int64_t count = n - at < batch ? n - at : batch;
+        fill_batch(ds, idx + at, count, mean, std, x, y);
+        kiln_tensor *logits = NULL;
+        kiln_diag d = {0};
+        if (kiln_trainer_predict(t, (const kiln_tensor *const *)&x, &logits, &d))
+            return model_error(&d);
+        right += correct_in(logits, y, count);
+        kiln_tensor_free(logits);
+    }
+    *accuracy = n ? (double)right / (double)n : 0;
+    return 0;
+}
+
+static bool parse_num(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    *out = strtod(s, &end);
+    return s[0] && !*end && !errno && isfinite(*out);
+}
+
+int cmd_train(int argc, char **argv) {
+    const char *model = NULL, *data = NULL, *ckpt = NULL, *opt = "adamw";
+    schedule sched = {.kind = "constant", .lr = -1, .gamma = 0.1, .step_epochs = 1};
+    double num;
+    int64_t epochs = 10, val = 0, patience = 0;
+    uint64_t seed = 1;
+    bool resume = false, quiet = false;
+    kiln_train_options o;
+    kiln_train_options_default(&o);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        if (is_help(a)) {
+            fputs(usage_train, stdout);
+            return 0;
+        } else if (!strcmp(a, "--data") && has) {
+            data = argv[++i];
+        } else if (!strcmp(a, "--checkpoint") && has) {
+            ckpt = argv[++i];
+        } else if (!strcmp(a, "--optimizer") && has) {
+            opt = argv[++i];
+        } else if (!strcmp(a, "--schedule") && has) {
+            sched.kind = argv[++i];
+        } else if (!strcmp(a, "--freeze") && has) {
+            o.freeze = argv[++i];
+        } else if (!strcmp(a, "--resume")) {
+            resume = true;
+        } else if (!strcmp(a, "--nesterov")) {
+            o.nesterov = true;
+        } else if (!strcmp(a, "--quiet")) {
+            quiet = true;
+        } else if (a[0] == '-' && a[1] == '-' && has && parse_num(argv[i + 1], &num)) {
+            const char *v = argv[++i];
+            bool whole = num >= 0 && num == floor(num);
+            if (!strcmp(a, "--epochs") && whole && num >= 1) epochs = (int64_t)num;
+            else if (!strcmp(a, "--batch") && whole && num >= 1) o.batch = (int64_t)num;
+            else if (!strcmp(a, "--lr") && num > 0) sched.lr = num;
+            else if (!strcmp(a, "--momentum") && num >= 0 && num < 1) o.momentum = num;
+            else if (!strcmp(a, "--weight-decay") && num >= 0) o.weight_decay = num;
+            else if (!strcmp(a, "--clip-norm") && num > 0) o.clip_norm = num;
+            else if (!strcmp(a, "--warmup") && whole) sched.warmup = (int64_t)num;
+            else if (!strcmp(a, "--step-epochs") && whole && num >= 1) sched.step_epochs = (int64_t)num;
+            else if (!strcmp(a, "--gamma") && num > 0) sched.gamma = num;
+            else if (!strcmp(a, "--seed") && whole) seed = (uint64_t)num;
+            else if (!strcmp(a, "--val") && whole) val = (int64_t)num;
+            else if (!strcmp(a, "--patience") && whole) patience = (int64_t)num;
+            else if (!strcmp(a, "--threads") && whole && num >= 1) o.threads = (int)num;
+            else return (void)v, usage_error(usage_train, "bad value for %s", a);
+        } else if (a[0] == '-') {
+            return usage_error(usage_train, "unknown flag or missing value: %s", a);
+        } else if (!model) {
+            model = a;
+        } else {
+            return usage_error(usage_train, "unexpected argument '%s'", a);
+        }
+    }
+    if (!model || !data)
+        return usage_error(usage_train, "%s", !model ? "no MODEL given" : "--data DIR is required");
+    if (!strcmp(opt, "sgd")) o.optimizer = KILN_SGD;
+    else if (!strcmp(opt, "adam")) o.optimizer = KILN_ADAM;
+    else if (!strcmp(opt, "adamw")) o.optimizer = KILN_ADAMW;
+    else return usage_error(usage_train, "unknown optimizer '%s' (sgd, adam, adamw)", opt);
+    if (strcmp(sched.kind, "constant") && strcmp(sched.kind, "step") && strcmp(sched.kind, "cosine") &&
+        strcmp(sched.kind, "onecycle"))
+        return usage_error(usage_train, "unknown schedule '%s' (constant, step, cosine, onecycle)", sched.kind);
+    if (resume && !ckpt)
+        return usage_error(usage_train, "--resume needs --checkpoint DIR%s", "");
+    if (sched.lr < 0)
+        sched.lr = o.optimizer == KILN_SGD ? 0.05 : 1e-3;
+
+    dataset train = {0}, test = {0};
+    int rc = load_split(data, "train", &train);
+    if (!rc)
+        rc = load_split(data, "t10k", &test);
+    if (rc)
+        return rc;
+    if (val >= train.count)
+        return usage_error(usage_train, "--val must be below the training set's size%s", "");
+    /* the training set's mean and deviation, over every pixel */
+    double sum = 0, sq = 0;
+    int64_t total_px = kiln_tensor_count(train.images);
+    for (int64_t i = 0; i < total_px; i++) {
+        double v = ((const uint8_t *)train.images->data)[i] / 255.0;
+        sum += v, sq += v * v;
+    }
+    double mean = sum / (double)total_px, std = sqrt(sq / (double)total_px - mean * mean);
+
+    double t0 = elapsed_ms(NULL);
+    FILE *csv = NULL, *json = NULL;
+    kiln_trainer *t;
+    kiln_diag d = {0};
+    if (kiln_trainer_create(model, &o, &t, &d))
+        return model_error(&d);
+    if (!quiet)
+        printf("%s: %d parameter tensors, %s, batch %lld, compiled in %.0f ms\n", model,
+               kiln_trainer_param_count(t), opt, (long long)o.batch, elapsed_ms(&t0));
+    /* the held-out split is fixed by the seed; each epoch shuffles the rest */
+    int64_t n_train = train.count - val;
+    int64_t *split = malloc(sizeof(int64_t) * (size_t)train.count), *order = malloc(sizeof(int64_t) * (size_t)n_train);
+    int64_t *test_idx = malloc(sizeof(int64_t) * (size_t)test.count);
+    kiln_tensor *x = NULL, *y = NULL;
+    int64_t xdims[4] = {o.batch, 1, 28, 28}, ydims[1] = {o.batch};
+    if (train.pixels != 784)
+        xdims[1] = train.pixels, xdims[2] = xdims[3] = 1;
+    if (!split || !order || !test_idx || kiln_tensor_create(KILN_F32, 4, xdims, &x, &d) ||
+        kiln_tensor_create(KILN_I64, 1, ydims, &y, &d)) {
+        fprintf(stderr, "kiln: out of memory\n");
+        rc = EXIT_MODEL;
+        goto done;
+    }
+    shuffle(split, train.count, seed, 0xFFFFFFFF);
+    for (int64_t i = 0; i < test.count; i++)
+        test_idx[i] = i;
+    sched.steps_per_epoch = n_train / o.batch;
+    sched.total = sched.steps_per_epoch * epochs;
+    int64_t start_epoch = 0, best_bad[2] = {0, 0}; /* best val accuracy (x 1e6), epochs without gain */
+    char last[4096], csv_path[4096], json_path[4096];
+    if (ckpt) {
+        mkdir(ckpt, 0755);
+        snprintf(last, sizeof last, "%s/last.npz", ckpt);
+        snprintf(csv_path, sizeof csv_path, "%s/metrics.csv", ckpt);
+        snprintf(json_path, sizeof json_path, "%s/metrics.jsonl", ckpt);
+        if (resume && access(last, R_OK) == 0) {
+            int64_t meta[4];
+            int got = 0;
+            if (kiln_trainer_load(t, last, 4, meta, &got, &d)) {
+                rc = model_error(&d);
+                goto done;
+            }
+            if (got < 4 || (uint64_t)meta[1] != seed) {
+                fprintf(stderr, "kiln: %s: written by a run with another seed or version\n", last);
+                rc = EXIT_MODEL;
+                goto done;
+            }
+            start_epoch = meta[0], best_bad[0] = meta[2], best_bad[1] = meta[3];
+            if (!quiet)
+                printf("resumed from %s: %lld epochs done, step %lld\n", last, (long long)start_epoch,
+                       (long long)kiln_trainer_steps(t));
+        }
+        csv = fopen(csv_path, start_epoch ? "a" : "w");
+        json = fopen(json_path, start_epoch ? "a" : "w");
+        if (csv && !start_epoch)
+            fprintf(csv, "epoch,loss,train_accuracy,val_accuracy,lr,samples_per_second\n");
+    }
+    bool tty = isatty(2) && !quiet;
+    for (int64_t epoch = start_epoch; epoch < epochs; epoch++) {
+        for (int64_t i = 0; i < n_train; i++)
+            order[i] = i;
+        shuffle(order, n_train, seed, (uint64_t)epoch);
+        for (int64_t i = 0; i < n_train; i++)
+            order[i] = split[val + order[i]];
+        double e0 = elapsed_ms(NULL), loss_sum = 0, lr = sched.lr;
+        int64_t right = 0, seen = 0;
+        for (int64_t s = 0; s < sched.steps_per_epoch; s++) {
+            fill_batch(&train, order + s * o.batch, o.batch, mean, std, x, y);
+            lr = lr_at(&sched, kiln_trainer_steps(t));
+            double loss;
+            kiln_tensor *logits = NULL;
+            if (kiln_trainer_step(t, (const kiln_tensor *const *)&x, y, lr, &loss, &logits, &d)) {
+                rc = model_error(&d);
+                goto done;
+            }
+            if (!isfinite(loss)) {
+                fprintf(stderr, "kiln: the loss diverged (%g) at step %lld; try a lower --lr\n", loss,
+                        (long long)kiln_trainer_steps(t));
+                kiln_tensor_free(logits);
+                rc = EXIT_MODEL;
+                goto done;
+            }
+            loss_sum += loss;
+            right += correct_in(logits, y, o.batch);
+            seen += o.batch;
+            kiln_tensor_free(logits);
+            if (tty && (s % 20 == 0 || s + 1 == sched.steps_per_epoch)) {
+                int bar = (int)(30 * (s + 1) / sched.steps_per_epoch);
+                fprintf(stderr, "\repoch %lld/%lld [%.*s%*s] loss %.4f acc %.4f %.0f samples/s ", (long long)epoch + 1,
+                        (long long)epochs, bar, "==============================", 30 - bar, "", loss_sum / (double)(s + 1),
+                        (double)right / (double)seen, (double)seen / (elapsed_ms(&e0) / 1000));
+            }
+        }
+        if (tty)
+            fputc('\n', stderr);
+        double secs = elapsed_ms(&e0) / 1000, val_acc = -1;
+        if (val && (rc = evaluate(t, &train, split, val, mean, std, x, y, &val_acc)))
+            goto done;
+        double train_loss = loss_sum / (double)(sched.steps_per_epoch ? sched.steps_per_epoch : 1);
+        double train_acc = seen ? (double)right / (double)seen : 0;
+        if (!quiet) {
+            printf("epoch %lld/%lld  loss %.4f  train_accuracy %.4f", (long long)epoch + 1, (long long)epochs, train_loss,
+                   train_acc);
+            if (val)
+                printf("  val_accuracy %.4f", val_acc);
+            printf("  lr %.3g  %.0f samples/s\n", lr, (double)seen / secs);
+            fflush(stdout);
+        }
+        if (csv)
+            fprintf(csv, "%lld,%.6f,%.6f,%.6f,%.6g,%.1f\n", (long long)epoch + 1, train_loss, train_acc, val_acc, lr,
+                    (double)seen / secs), fflush(csv);
+        if (json)
+            fprintf(json, "{\"epoch\": %lld, \"loss\": %.6f, \"train_accuracy\": %.6f, \"val_accuracy\": %.6f, "
+                          "\"lr\": %.6g, \"samples_per_second\": %.1f}\n",
+                    (long long)epoch + 1, train_loss, train_acc, val_acc, lr, (double)seen / secs), fflush(json);
+        bool stop = false;
+        if (val) {
+            int64_t acc6 = (int64_t)llround(val_acc * 1e6);
+            if (acc6 > best_bad[0])
+                best_bad[0] = acc6, best_bad[1] = 0;
+            else
+                best_bad[1]++;
+            stop = patience && best_bad[1] >= patience;
+        }
+        if (ckpt) {
+            int64_t meta[4] = {epoch + 1, (int64_t)seed, best_bad[0], best_bad[1]};
+            if (kiln_trainer_save(t, last, 4, meta, &d)) {
+                rc = model_error(&d);
+                goto done;
+            }
+        }
+        if (stop) {
+            if (!quiet)
+                printf("early stop: no validation gain in %lld epochs\n", (long long)patience);
+            break;
+        }
+    }
+    double test_acc;
+    if ((rc = evaluate(t, &test, test_idx, test.count, mean, std, x, y, &test_acc)))
+        goto done;
+    printf("test_accuracy=%.4f\n", test_acc);
+done:
+    if (csv)
+        fclose(csv);
+    if (json)
+        fclose(json);
+    free(split), free(order), free(test_idx);
+    kiln_tensor_free(x), kiln_tensor_free(y);
+    kiln_tensor_free(train.images), kiln_tensor_free(train.labels);
+    kiln_tensor_free(test.images), kiln_tensor_free(test.labels);
+    kiln_trainer_destroy(t);
+    return rc;
+}
