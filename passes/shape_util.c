@@ -203,46 +203,54 @@ kiln_status shape_window_geometry(const shape_ctx *c, const kiln_tensor *x, cons
         if (!transposed && (pads[i] < 0 || pads[i + n] < 0))
             return shape_error(c, "attribute 'pads' must be >= 0");
         w->kernel[i] = k;
-        int64_t span = (k - 1) * dl + 1;
-        w->pad_begin[i] = valid ? 0 : pads[i];
-        w->pad_end[i] = valid ? 0 : pads[i + n];
+        /* in 128 bits: every number here may come from the model, up to INT64_MAX; what
+         * does not fit back in 62 bits is refused below */
+        typedef __int128 wide;
+        wide span = (wide)(k - 1) * dl + 1, out, pb = valid ? 0 : pads[i], pe = valid ? 0 : pads[i + n];
         if (in < 0) {
+            w->pad_begin[i] = (int64_t)pb, w->pad_end[i] = (int64_t)pe;
             w->out[i] = IR_DIM_UNKNOWN;
             continue;
         }
         if (transposed) {
-            int64_t target = -1;
+            wide target = -1;
             if (out_shape && out_shape->count)
                 target = out_shape->ints[i];
             else if (same_upper || same_lower)
-                target = in * s;
+                target = (wide)in * s;
             if (target >= 0) {
-                int64_t total = s * (in - 1) + out_pad[i] + span - target;
+                wide total = (wide)s * (in - 1) + out_pad[i] + span - target;
                 /* ONNX: SAME_UPPER puts the smaller half first; halves floor, as Python's
                  * // does, so a negative total (output_shape past the natural size) grows
                  * the end */
-                int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
-                w->pad_begin[i] = same_upper ? half : total - half;
-                w->pad_end[i] = total - w->pad_begin[i];
+                wide half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+                pb = same_upper ? half : total - half;
+                pe = total - pb;
             }
-            w->out[i] = s * (in - 1) + out_pad[i] + span - w->pad_begin[i] - w->pad_end[i];
+            out = (wide)s * (in - 1) + out_pad[i] + span - pb - pe;
         } else if (same_upper || same_lower) {
-            w->out[i] = ceil_div(in, s);
-            int64_t total = (w->out[i] - 1) * s + span - in;
+            out = ceil_div(in, s);
+            wide total = (out - 1) * s + span - in;
             if (total < 0)
                 total = 0;
-            w->pad_begin[i] = same_upper ? total / 2 : total - total / 2;
-            w->pad_end[i] = total - w->pad_begin[i];
+            pb = same_upper ? total / 2 : total - total / 2;
+            pe = total - pb;
         } else {
-            int64_t room = in + w->pad_begin[i] + w->pad_end[i] - span;
-            if (room < 0)
+            wide room = in + pb + pe - span;
+            if (room < 0 && span < ((wide)1 << 62) && in + pb + pe < ((wide)1 << 62))
                 return shape_error(c, "window of %lld does not fit the padded input of %lld (axis %d)",
-                                   (long long)span, (long long)(in + w->pad_begin[i] + w->pad_end[i]), i);
-            w->out[i] = (ceil_mode ? ceil_div(room, s) : room / s) + 1;
+                                   (long long)span, (long long)(in + pb + pe), i);
+            if (room < 0)
+                return shape_error(c, "the window does not fit the padded input (axis %d)", i);
+            out = (ceil_mode ? (room + s - 1) / s : room / s) + 1;
             /* the last window must start inside the input or the left padding */
-            if (ceil_mode && (w->out[i] - 1) * s >= in + w->pad_begin[i])
-                w->out[i]--;
+            if (ceil_mode && (out - 1) * s >= in + pb)
+                out--;
         }
+        const wide limit = (wide)1 << 62;
+        if (span >= limit || out >= limit || pb >= limit || pe >= limit || pb <= -limit || pe <= -limit)
+            return shape_error(c, "kernel, strides, dilations and pads give sizes past 2^62 (axis %d)", i);
+        w->out[i] = (int64_t)out, w->pad_begin[i] = (int64_t)pb, w->pad_end[i] = (int64_t)pe;
         if (w->out[i] < 0)
             return shape_error(c, "output size %lld is negative (axis %d)", (long long)w->out[i], i);
     }
