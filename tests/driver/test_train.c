@@ -1,0 +1,252 @@
+/*
+ * test_train.c — the trainer: optimizer steps against updates computed by hand (in
+ * double, from the same gradients), a loss that falls at every step on a fixed batch, and
+ * checkpoints (saved and restored exactly; a truncated or foreign one refused with the
+ * trainer left as it was).
+ *
+ * The model is y = x @ W + b with MSE against fixed targets, so the gradient is known in
+ * closed form: dY = 2 (y - t) / (N * M), dW = x^T dY, db = sum over rows of dY. Stated
+ * tolerance for f32 against the double computation: 1e-6 + 1e-5 * |value|.
+ */
+#include "../test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+enum { N = 4, K = 3, M = 2 };
+
+static const char *model_text =
+    "graph lin {\n"
+    "  input %x: f32[N, 3]\n"
+    "  param %w: f32[3, 2] = [0.5, -0.25, 0.125, 0.75, -0.5, 0.3]\n"
+    "  param %b: f32[2] = [0.1, -0.2]\n"
+    "  %m = MatMul(%x, %w)\n"
+    "  %y = Add(%m, %b)\n"
+    "  output %y\n"
+    "}\n";
+
+static const float X[N][K] = {{1, 2, -1}, {0.5, -1, 2}, {-1.5, 0.25, 1}, {2, 1, 0.5}};
+static const float T[N][M] = {{1, 0}, {0, 1}, {-1, 0.5}, {0.5, -0.5}};
+
+static char model_path[80];
+
+static int write_model(void **state) {
+    (void)state;
+    snprintf(model_path, sizeof model_path, "/tmp/kiln-train-XXXXXX");
+    int fd = mkstemp(model_path);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    char renamed[96];
+    snprintf(renamed, sizeof renamed, "%s.kiln", model_path);
+    if (rename(model_path, renamed))
+        return -1;
+    snprintf(model_path, sizeof model_path, "%.70s", renamed);
+    FILE *f = fopen(model_path, "w");
+    fputs(model_text, f);
+    fclose(f);
+    return 0;
+}
+
+static int remove_model(void **state) {
+    (void)state;
+    unlink(model_path);
+    return 0;
+}
+
+static kiln_tensor *tensor2(int rows, int cols, const float *v) {
+    int64_t dims[2] = {rows, cols};
+    kiln_tensor *t;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_tensor_create(KILN_F32, 2, dims, &t, &d), KILN_OK);
+    memcpy(t->data, v, sizeof(float) * (size_t)(rows * cols));
+    return t;
+}
+
+/* The MSE gradients of the linear model at (w, b), in double. */
+static void gradients(const double *w, const double *b, double *dw, double *db) {
+    double dy[N][M];
+    for (int n = 0; n < N; n++)
+        for (int m = 0; m < M; m++) {
+            double y = b[m];
+            for (int k = 0; k < K; k++)
+                y += X[n][k] * w[k * M + m];
+            dy[n][m] = 2 * (y - T[n][m]) / (N * M);
+        }
+    for (int k = 0; k < K; k++)
+        for (int m = 0; m < M; m++) {
+            dw[k * M + m] = 0;
+            for (int n = 0; n < N; n++)
+                dw[k * M + m] += X[n][k] * dy[n][m];
+        }
+    for (int m = 0; m < M; m++) {
+        db[m] = 0;
+        for (int n = 0; n < N; n++)
+            db[m] += dy[n][m];
+    }
+}
+
+typedef struct opt_case {
+    const char *name;
+    kiln_optimizer optimizer;
+    double momentum, weight_decay;
+    bool nesterov;
+} opt_case;
+
+/* Three steps of the trainer against three steps by hand. */
+static void check_optimizer(const opt_case *oc) {
+    kiln_train_options o;
+    kiln_train_options_default(&o);
+    o.optimizer = oc->optimizer, o.loss = KILN_LOSS_MSE, o.batch = N, o.momentum = oc->momentum,
+    o.weight_decay = oc->weight_decay, o.nesterov = oc->nesterov, o.threads = 1;
+    kiln_trainer *t;
+    kiln_diag d = {0};
+    if (kiln_trainer_create(model_path, &o, &t, &d)) {
+        print_error("%s\n", d.message);
+        fail();
+    }
+    assert_int_equal(kiln_trainer_param_count(t), 2);
+    kiln_tensor *x = tensor2(N, K, &X[0][0]), *tg = tensor2(N, M, &T[0][0]);
+    double p[K * M + M] = {0.5, -0.25, 0.125, 0.75, -0.5, 0.3, 0.1, -0.2}, s1[K * M + M] = {0}, s2[K * M + M] = {0};
+    const double lr = 0.05, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    for (int step = 1; step <= 3; step++) {
+        double g[K * M + M];
+        gradients(p, p + K * M, g, g + K * M);
+        for (int i = 0; i < K * M + M; i++) {
+            if (oc->optimizer == KILN_SGD) {
+                double gi = g[i] + oc->weight_decay * p[i];
+                s1[i] = oc->momentum * s1[i] + gi;
+                p[i] -= lr * (oc->nesterov ? gi + oc->momentum * s1[i] : oc->momentum ? s1[i] : gi);
+            } else {
+                double gi = oc->optimizer == KILN_ADAM ? g[i] + oc->weight_decay * p[i] : g[i];
+                if (oc->optimizer == KILN_ADAMW)
+                    p[i] *= 1 - lr * oc->weight_decay;
+                s1[i] = b1 * s1[i] + (1 - b1) * gi;
+                s2[i] = b2 * s2[i] + (1 - b2) * gi * gi;
+                double mhat = s1[i] / (1 - pow(b1, step)), vhat = s2[i] / (1 - pow(b2, step));
+                p[i] -= lr * mhat / (sqrt(vhat) + eps);
+            }
+        }
+        assert_int_equal(kiln_trainer_step(t, (const kiln_tensor *const *)&x, tg, lr, NULL, NULL, &d), KILN_OK);
+    }
+    for (int which = 0; which < 2; which++) {
+        const kiln_tensor *got = kiln_trainer_param(t, which);
+        const double *want = which ? p + K * M : p;
+        for (int64_t i = 0; i < kiln_tensor_count(got); i++) {
+            double v = ((const float *)got->data)[i];
+            if (fabs(v - want[i]) > 1e-6 + 1e-5 * fabs(want[i])) {
+                print_error("%s: %s[%lld] after 3 steps: trainer %.9g, by hand %.9g\n", oc->name,
+                            kiln_trainer_param_name(t, which), (long long)i, v, want[i]);
+                fail();
+            }
+        }
+    }
+    kiln_tensor_free(x), kiln_tensor_free(tg);
+    kiln_trainer_destroy(t);
+}
+
+static void test_optimizer_steps(void **state) {
+    (void)state;
+    static const opt_case cases[] = {
+        {"sgd", KILN_SGD, 0, 0, false},
+        {"sgd momentum", KILN_SGD, 0.9, 0, false},
+        {"sgd nesterov + L2", KILN_SGD, 0.9, 0.01, true},
+        {"adam", KILN_ADAM, 0, 0, false},
+        {"adam + L2", KILN_ADAM, 0, 0.05, false},
+        {"adamw", KILN_ADAMW, 0, 0.1, false},
+    };
+    for (int i = 0; i < ARRAY_LEN(cases); i++)
+        check_optimizer(&cases[i]);
+}
+
+/* Cross-entropy on one fixed batch with plain SGD: the loss falls at every step. */
+static void test_loss_decreases(void **state) {
+    (void)state;
+    kiln_train_options o;
+    kiln_train_options_default(&o);
+    o.optimizer = KILN_SGD, o.batch = N, o.threads = 1;
+    kiln_trainer *t;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_trainer_create(model_path, &o, &t, &d), KILN_OK);
+    kiln_tensor *x = tensor2(N, K, &X[0][0]), *labels;
+    int64_t dims[1] = {N};
+    assert_int_equal(kiln_tensor_create(KILN_I64, 1, dims, &labels, &d), KILN_OK);
+    const int64_t classes[N] = {0, 1, 1, 0};
+    memcpy(labels->data, classes, sizeof classes);
+    double prev = INFINITY;
+    for (int step = 0; step < 30; step++) {
+        double loss;
+        kiln_tensor *pred = NULL;
+        assert_int_equal(kiln_trainer_step(t, (const kiln_tensor *const *)&x, labels, 0.1, &loss, &pred, &d), KILN_OK);
+        assert_int_equal(pred->dims[0], N);
+        kiln_tensor_free(pred);
+        if (!(loss < prev)) {
+            print_error("step %d: loss %.9g after %.9g\n", step, loss, prev);
+            fail();
+        }
+        prev = loss;
+    }
+    assert_int_equal(kiln_trainer_steps(t), 30);
+    kiln_tensor_free(x), kiln_tensor_free(labels);
+    kiln_trainer_destroy(t);
+}
+
+/* A checkpoint restores parameters, state and step exactly; a truncated one is refused
+ * with its file named, and the trainer keeps what it had. */
+static void test_checkpoints(void **state) {
+    (void)state;
+    kiln_train_options o;
+    kiln_train_options_default(&o);
+    o.loss = KILN_LOSS_MSE, o.batch = N, o.threads = 1;
+    kiln_trainer *a, *b;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_trainer_create(model_path, &o, &a, &d), KILN_OK);
+    assert_int_equal(kiln_trainer_create(model_path, &o, &b, &d), KILN_OK);
+    kiln_tensor *x = tensor2(N, K, &X[0][0]), *tg = tensor2(N, M, &T[0][0]);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kiln_trainer_step(a, (const kiln_tensor *const *)&x, tg, 0.01, NULL, NULL, &d), KILN_OK);
+    char ck[128], cut[128];
+    snprintf(ck, sizeof ck, "%s.ckpt.npz", model_path);
+    snprintf(cut, sizeof cut, "%s.cut.npz", model_path);
+    const int64_t meta[2] = {7, 42};
+    assert_int_equal(kiln_trainer_save(a, ck, 2, meta, &d), KILN_OK);
+    int64_t got[4];
+    int count = 0;
+    assert_int_equal(kiln_trainer_load(b, ck, 4, got, &count, &d), KILN_OK);
+    assert_int_equal(count, 2);
+    assert_int_equal(got[0], 7), assert_int_equal(got[1], 42);
+    assert_int_equal(kiln_trainer_steps(b), 3);
+    /* the same next step from both: state and step count came back too */
+    assert_int_equal(kiln_trainer_step(a, (const kiln_tensor *const *)&x, tg, 0.01, NULL, NULL, &d), KILN_OK);
+    assert_int_equal(kiln_trainer_step(b, (const kiln_tensor *const *)&x, tg, 0.01, NULL, NULL, &d), KILN_OK);
+    for (int i = 0; i < 2; i++)
+        assert_memory_equal(kiln_trainer_param(a, i)->data, kiln_trainer_param(b, i)->data,
+                            kiln_tensor_bytes(kiln_trainer_param(a, i)));
+    /* truncated: refused, b unchanged */
+    FILE *in = fopen(ck, "rb"), *out = fopen(cut, "wb");
+    char buf[4096];
+    size_t len = fread(buf, 1, sizeof buf, in);
+    fwrite(buf, 1, len / 2, out);
+    fclose(in), fclose(out);
+    float before = ((const float *)kiln_trainer_param(b, 0)->data)[0];
+    d = (kiln_diag){0};
+    assert_int_not_equal(kiln_trainer_load(b, cut, 4, got, &count, &d), KILN_OK);
+    char want[160];
+    snprintf(want, sizeof want, "%s: not a .npz (zip) file", cut);
+    assert_string_equal(d.message, want);
+    assert_true(((const float *)kiln_trainer_param(b, 0)->data)[0] == before);
+    assert_int_equal(kiln_trainer_steps(b), 4);
+    unlink(ck), unlink(cut);
+    kiln_tensor_free(x), kiln_tensor_free(tg);
+    kiln_trainer_destroy(a), kiln_trainer_destroy(b);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_optimizer_steps),
+        cmocka_unit_test(test_loss_decreases),
+        cmocka_unit_test(test_checkpoints),
+    };
+    return cmocka_run_group_tests(tests, write_model, remove_model);
+}
