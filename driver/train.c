@@ -26,6 +26,8 @@ struct kiln_trainer {
     char **names;         /* parameter names (owned: the graphs may be rewritten) */
     kiln_tensor **params; /* current values */
     kiln_tensor **state;  /* param_count * state_per_param */
+    char **buffer_names;
+    kiln_tensor **buffers; /* BatchNormalization running statistics */
     int64_t steps;
     kiln_tensor *scalars[3]; /* lr, step_size, eps */
 };
@@ -44,9 +46,13 @@ void kiln_trainer_destroy(kiln_trainer *t) {
         for (int k = 0; t->state && k < t->tg.state_per_param; k++)
             kiln_tensor_free(t->state[i * t->tg.state_per_param + k]);
     }
+    for (int i = 0; i < t->tg.buffer_count; i++) {
+        kiln_tensor_free(t->buffers ? t->buffers[i] : NULL);
+        free(t->buffer_names ? t->buffer_names[i] : NULL);
+    }
     for (int i = 0; i < 3; i++)
         kiln_tensor_free(t->scalars[i]);
-    free(t->params), free(t->state), free(t->names);
+    free(t->params), free(t->state), free(t->names), free(t->buffers), free(t->buffer_names);
     train_graph_free(&t->tg);
     kiln_model_destroy(t->step);
     kiln_model_destroy(t->eval);
@@ -112,12 +118,20 @@ kiln_status kiln_trainer_create(const char *path, const kiln_train_options *opts
     ir_graph_destroy(g);
     ir_graph_destroy(e);
     train_graph_free(&eval_tg);
-    int n = t->tg.param_count, s = t->tg.state_per_param;
+    int n = t->tg.param_count, s = t->tg.state_per_param, nb = t->tg.buffer_count;
     if (!st) {
         t->params = calloc((size_t)n + 1, sizeof *t->params);
         t->names = calloc((size_t)n + 1, sizeof *t->names);
         t->state = calloc((size_t)(n * s) + 1, sizeof *t->state);
-        if (!t->params || !t->names || !t->state)
+        t->buffers = calloc((size_t)nb + 1, sizeof *t->buffers);
+        t->buffer_names = calloc((size_t)nb + 1, sizeof *t->buffer_names);
+        if (!t->params || !t->names || !t->state || !t->buffers || !t->buffer_names)
+            st = diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    for (int i = 0; !st && i < nb; i++) {
+        t->buffers[i] = t->tg.buffer_initial[i];
+        t->tg.buffer_initial[i] = NULL;
+        if (!(t->buffer_names[i] = strdup(t->tg.buffers[i]->name)))
             st = diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
     for (int i = 0; !st && i < n; i++) {
@@ -145,8 +159,8 @@ int64_t kiln_trainer_steps(const kiln_trainer *t) { return t->steps; }
 
 kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *const *inputs, const kiln_tensor *labels, double lr,
                               double *loss, kiln_tensor **prediction, kiln_diag *d) {
-    int fwd = t->tg.forward_inputs, n = t->tg.param_count, s = t->tg.state_per_param;
-    int in_count = fwd + 4 + n + n * s, out_count = 2 + n + n * s;
+    int fwd = t->tg.forward_inputs, n = t->tg.param_count, s = t->tg.state_per_param, nb = t->tg.buffer_count;
+    int in_count = fwd + 4 + n + nb + n * s, out_count = 2 + n + n * s + nb;
     const kiln_tensor **in = calloc((size_t)in_count, sizeof *in);
     kiln_tensor **out = calloc((size_t)out_count, sizeof *out);
     if (!in || !out) {
@@ -167,6 +181,8 @@ kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *const *inputs,
         in[k++] = t->scalars[i];
     for (int i = 0; i < n; i++)
         in[k++] = t->params[i];
+    for (int i = 0; i < nb; i++)
+        in[k++] = t->buffers[i];
     for (int i = 0; i < n * s; i++)
         in[k++] = t->state[i];
     kiln_status st = kiln_model_run(t->step, in, out, d);
@@ -183,6 +199,10 @@ kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *const *inputs,
             kiln_tensor_free(t->state[i]);
             t->state[i] = out[2 + n + i], out[2 + n + i] = NULL;
         }
+        for (int i = 0; i < nb; i++) {
+            kiln_tensor_free(t->buffers[i]);
+            t->buffers[i] = out[2 + n + n * s + i], out[2 + n + n * s + i] = NULL;
+        }
         t->steps++;
     }
     for (int i = 0; i < out_count; i++)
@@ -193,14 +213,16 @@ kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *const *inputs,
 
 kiln_status kiln_trainer_predict(kiln_trainer *t, const kiln_tensor *const *inputs, kiln_tensor **prediction,
                                  kiln_diag *d) {
-    int fwd = t->tg.forward_inputs, n = t->tg.param_count;
-    const kiln_tensor **in = calloc((size_t)(fwd + n), sizeof *in);
+    int fwd = t->tg.forward_inputs, n = t->tg.param_count, nb = t->tg.buffer_count;
+    const kiln_tensor **in = calloc((size_t)(fwd + n + nb), sizeof *in);
     if (!in)
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     for (int i = 0; i < fwd; i++)
         in[i] = inputs[i];
     for (int i = 0; i < n; i++)
         in[fwd + i] = t->params[i];
+    for (int i = 0; i < nb; i++)
+        in[fwd + n + i] = t->buffers[i];
     kiln_status st = kiln_model_run(t->eval, in, prediction, d);
     free(in);
     return st;
@@ -231,7 +253,7 @@ static kiln_status sync_rename(const char *tmp, const char *path, kiln_diag *d) 
 
 kiln_status kiln_trainer_save(const kiln_trainer *t, const char *path, int meta_count, const int64_t *meta,
                               kiln_diag *d) {
-    int n = t->tg.param_count, s = t->tg.state_per_param, count = n + n * s + 1;
+    int n = t->tg.param_count, s = t->tg.state_per_param, nb = t->tg.buffer_count, count = n + n * s + nb + 1;
     const char **keys = calloc((size_t)count, sizeof *keys);
     const kiln_tensor **arrays = calloc((size_t)count, sizeof *arrays);
     char **owned = calloc((size_t)count, sizeof *owned);
@@ -252,6 +274,8 @@ kiln_status kiln_trainer_save(const kiln_trainer *t, const char *path, int meta_
             keys[at] = owned[at], arrays[at] = t->state[i * s + k];
         }
     }
+    for (int i = 0; !st && i < nb; i++)
+        keys[n + n * s + i] = t->buffer_names[i], arrays[n + n * s + i] = t->buffers[i];
     char tmp[4200];
     if (!st) {
         int64_t *md = m->data;
@@ -292,8 +316,8 @@ static kiln_status load_like(const char *path, const char *key, const kiln_tenso
 
 kiln_status kiln_trainer_load(kiln_trainer *t, const char *path, int meta_cap, int64_t *meta, int *meta_count,
                               kiln_diag *d) {
-    int n = t->tg.param_count, s = t->tg.state_per_param;
-    kiln_tensor **fresh = calloc((size_t)(n + n * s) + 1, sizeof *fresh), *m = NULL;
+    int n = t->tg.param_count, s = t->tg.state_per_param, nb = t->tg.buffer_count;
+    kiln_tensor **fresh = calloc((size_t)(n + n * s + nb) + 1, sizeof *fresh), *m = NULL;
     if (!fresh)
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     /* everything is read and checked before anything is replaced */
@@ -308,7 +332,13 @@ kiln_status kiln_trainer_load(kiln_trainer *t, const char *path, int meta_cap, i
             st = load_like(path, key, t->state[i * s + k], &fresh[n + i * s + k], d);
         }
     }
+    for (int i = 0; !st && i < nb; i++)
+        st = load_like(path, t->buffer_names[i], t->buffers[i], &fresh[n + n * s + i], d);
     if (!st) {
+        for (int i = 0; i < nb; i++) {
+            kiln_tensor_free(t->buffers[i]);
+            t->buffers[i] = fresh[n + n * s + i];
+        }
         for (int i = 0; i < n; i++) {
             kiln_tensor_free(t->params[i]);
             t->params[i] = fresh[i];
@@ -325,7 +355,7 @@ kiln_status kiln_trainer_load(kiln_trainer *t, const char *path, int meta_cap, i
         for (int i = 0; meta && i < have && i < meta_cap; i++)
             meta[i] = md[2 + i];
     } else {
-        for (int i = 0; i < n + n * s; i++)
+        for (int i = 0; i < n + n * s + nb; i++)
             kiln_tensor_free(fresh[i]);
     }
     kiln_tensor_free(m);

@@ -75,6 +75,12 @@ void gb_attr_int(grad_ctx *c, ir_node *n, const char *name, int64_t v) {
         a->i = v;
 }
 
+void gb_attr_string(grad_ctx *c, ir_node *n, const char *name, const char *v) {
+    ir_attr *a = attr(c, n, name, IR_ATTR_STRING);
+    if (a && !(a->s = arena_strdup(c->g->arena, v)))
+        oom(c);
+}
+
 void gb_attr_float(grad_ctx *c, ir_node *n, const char *name, double v) {
     ir_attr *a = attr(c, n, name, IR_ATTR_FLOAT);
     if (a)

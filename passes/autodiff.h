@@ -45,6 +45,7 @@ grad_fn grad_rule(ir_op op);
 ir_node *gb_begin(grad_ctx *c, ir_op op, int count, ir_value *const *inputs);
 void gb_attr_int(grad_ctx *c, ir_node *n, const char *name, int64_t v);
 void gb_attr_float(grad_ctx *c, ir_node *n, const char *name, double v);
+void gb_attr_string(grad_ctx *c, ir_node *n, const char *name, const char *v);
 void gb_attr_ints(grad_ctx *c, ir_node *n, const char *name, int count, const int64_t *v);
 ir_value *gb_done(grad_ctx *c, ir_node *n);
 

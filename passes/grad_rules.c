@@ -279,6 +279,196 @@ static kiln_status grad_softmax_cross_entropy(grad_ctx *c) {
     return c->st;
 }
 
+/* ---- convolution and pooling ------------------------------------------------------------ */
+
+/* An INTS window attribute of n values (pads: 2n), or `fallback` for each if absent. */
+static void window_ints(const ir_node *n, const char *name, int count, int64_t fallback, int64_t *out) {
+    const ir_attr *a = ir_node_attr(n, name);
+    for (int i = 0; i < count; i++)
+        out[i] = a && a->count == count ? a->ints[i] : fallback;
+}
+
+static ir_value *transpose01(grad_ctx *c, ir_value *x) {
+    int64_t perm[KILN_MAX_RANK];
+    for (int i = 0; i < x->type.rank; i++)
+        perm[i] = i;
+    perm[0] = 1, perm[1] = 0;
+    ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &x);
+    gb_attr_ints(c, t, "perm", x->type.rank, perm);
+    return gb_done(c, t);
+}
+
+/* Conv (group 1, explicit pads): with s strides, d dilations, p pads,
+ *   dX = ConvTranspose(dY, W) with the same window, output_padding making it X's size;
+ *   dW = Conv of X^T ([Ci, N, ...]) by dY^T ([Co, N, ...]) with strides d and dilations s
+ *        (the roles swap), cut to the kernel's size and transposed back to [Co, Ci, ...];
+ *   dB = dY summed over all axes but the channels. */
+static kiln_status grad_conv(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *x = &X(0)->type, *w = &X(1)->type, *y = &Y(0)->type;
+    int sp = x->rank - 2;
+    if (ir_attr_int(n, "group") != 1 || strcmp(ir_attr_string(n, "auto_pad"), "NOTSET"))
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Conv is differentiated for group 1 and explicit pads"), c->st;
+    int64_t strides[KILN_MAX_RANK], dil[KILN_MAX_RANK], pads[2 * KILN_MAX_RANK], outpad[KILN_MAX_RANK];
+    window_ints(n, "strides", sp, 1, strides);
+    window_ints(n, "dilations", sp, 1, dil);
+    window_ints(n, "pads", 2 * sp, 0, pads);
+    if (c->need[0]) {
+        for (int i = 0; i < sp; i++) {
+            int64_t natural = strides[i] * (y->dims[i + 2] - 1) + (w->dims[i + 2] - 1) * dil[i] + 1 - pads[i] - pads[i + sp];
+            outpad[i] = x->dims[i + 2] - natural;
+        }
+        ir_node *t = gb_begin(c, IR_OP_CONV_TRANSPOSE, 2, (ir_value *[]){DY, X(1)});
+        gb_attr_ints(c, t, "strides", sp, strides);
+        gb_attr_ints(c, t, "dilations", sp, dil);
+        gb_attr_ints(c, t, "pads", 2 * sp, pads);
+        gb_attr_ints(c, t, "output_padding", sp, outpad);
+        c->dx[0] = gb_done(c, t);
+    }
+    if (c->need[1]) {
+        ir_node *k = gb_begin(c, IR_OP_CONV, 2, (ir_value *[]){transpose01(c, X(0)), transpose01(c, DY)});
+        gb_attr_ints(c, k, "strides", sp, dil);
+        gb_attr_ints(c, k, "dilations", sp, strides);
+        gb_attr_ints(c, k, "pads", 2 * sp, pads);
+        ir_value *r = gb_done(c, k); /* [Ci, Co, K'...], K' >= K */
+        if (r && memcmp(r->type.dims + 2, w->dims + 2, sizeof(int64_t) * (size_t)sp)) {
+            int64_t starts[KILN_MAX_RANK] = {0}, axes[KILN_MAX_RANK];
+            for (int i = 0; i < sp; i++)
+                axes[i] = i + 2;
+            ir_value *in[4] = {r, gb_i64s(c, sp, starts), gb_i64s(c, sp, w->dims + 2), gb_i64s(c, sp, axes)};
+            r = gb_done(c, gb_begin(c, IR_OP_SLICE, 4, in));
+        }
+        c->dx[1] = transpose01(c, r);
+    }
+    if (n->input_count > 2 && c->need[2]) {
+        int64_t axes[KILN_MAX_RANK];
+        int na = 0;
+        for (int i = 0; i < y->rank; i++)
+            if (i != 1)
+                axes[na++] = i;
+        ir_node *r = gb_begin(c, IR_OP_REDUCE_SUM, 1, &DY);
+        gb_attr_ints(c, r, "axes", na, axes);
+        gb_attr_int(c, r, "keepdims", 0);
+        c->dx[2] = gb_done(c, r);
+    }
+    return c->st;
+}
+
+/* MaxPool with windows that tile the input (kernel = strides, no pads, dilation 1, sizes
+ * divisible): each window's gradient goes to its maximum; where several elements tie for
+ * it, they share it equally (a valid subgradient, where PyTorch picks one). */
+static kiln_status grad_max_pool(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *x = &X(0)->type;
+    int sp = x->rank - 2;
+    int64_t k[KILN_MAX_RANK], s[KILN_MAX_RANK], dl[KILN_MAX_RANK], pads[2 * KILN_MAX_RANK];
+    window_ints(n, "kernel_shape", sp, 1, k);
+    window_ints(n, "strides", sp, 1, s);
+    window_ints(n, "dilations", sp, 1, dl);
+    window_ints(n, "pads", 2 * sp, 0, pads);
+    bool tiles = sp >= 1 && 2 + 2 * sp <= KILN_MAX_RANK && !strcmp(ir_attr_string(n, "auto_pad"), "NOTSET");
+    for (int i = 0; i < sp; i++)
+        tiles = tiles && k[i] == s[i] && dl[i] == 1 && !pads[i] && !pads[i + sp] && x->dims[i + 2] % k[i] == 0;
+    if (!tiles || n->output_count > 1)
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "MaxPool is differentiated where its windows tile the input "
+                                                "(kernel = strides, no pads or dilation, no Indices output)"), c->st;
+    /* X as [N, C, H/k, k, W/k, k], Y and dY as [N, C, H/k, 1, W/k, 1] */
+    kiln_tensor split = {.dtype = x->dtype, .rank = 2 + 2 * sp}, pooled = split;
+    for (int i = 0; i < 2; i++)
+        split.dims[i] = pooled.dims[i] = x->dims[i];
+    int64_t window_axes[KILN_MAX_RANK];
+    for (int i = 0; i < sp; i++) {
+        split.dims[2 + 2 * i] = pooled.dims[2 + 2 * i] = x->dims[i + 2] / k[i];
+        split.dims[3 + 2 * i] = k[i], pooled.dims[3 + 2 * i] = 1;
+        window_axes[i] = 3 + 2 * i;
+    }
+    ir_value *xs = gb_reshape(c, X(0), &split), *ys = gb_reshape(c, Y(0), &pooled), *dys = gb_reshape(c, DY, &pooled);
+    ir_value *mask = gb2(c, IR_OP_EQUAL, xs, ys);
+    ir_node *cast = gb_begin(c, IR_OP_CAST, 1, &mask);
+    gb_attr_string(c, cast, "to", kiln_dtype_name(x->dtype));
+    ir_value *ones = gb_done(c, cast);
+    ir_node *cnt = gb_begin(c, IR_OP_REDUCE_SUM, 1, &ones);
+    gb_attr_ints(c, cnt, "axes", sp, window_axes);
+    gb_attr_int(c, cnt, "keepdims", 1);
+    ir_value *share = gb2(c, IR_OP_DIV, dys, gb_done(c, cnt));
+    c->dx[0] = gb_reshape(c, gb3(c, IR_OP_WHERE, mask, share, zero_like_scalar(c, X(0))), x);
+    return c->st;
+}
+
+/* GlobalAveragePool: dY / (spatial size), spread over the spatial axes. */
+static kiln_status grad_global_average_pool(grad_ctx *c) {
+    const kiln_tensor *x = &X(0)->type;
+    int64_t size = 1;
+    for (int i = 2; i < x->rank; i++)
+        size *= x->dims[i];
+    ir_value *d = gb2(c, IR_OP_DIV, DY, gb_scalar(c, DY->type.dtype, (double)size));
+    c->dx[0] = gb2(c, IR_OP_EXPAND, d, gb_i64s(c, x->rank, x->dims));
+    return c->st;
+}
+
+/* BatchNormalization. Training mode (batch statistics; mean and variance over every axis
+ * but the channels, m elements each):
+ *   xhat = (x - mean) / sqrt(var + eps), y = gamma xhat + beta
+ *   dbeta = sum dy, dgamma = sum dy xhat,
+ *   dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat mean(dy xhat))
+ * Inference mode (running statistics, constants here): dx = dy gamma / sqrt(rv + eps),
+ * dgamma = sum dy (x - rm) / sqrt(rv + eps), dbeta = sum dy. */
+static kiln_status grad_batch_norm(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *x = &X(0)->type;
+    kiln_dtype dt = x->dtype;
+    bool training = ir_attr_int(n, "training_mode");
+    int64_t axes[KILN_MAX_RANK];
+    int na = 0;
+    for (int i = 0; i < x->rank; i++)
+        if (i != 1)
+            axes[na++] = i;
+    kiln_tensor chan = {.dtype = dt, .rank = x->rank};
+    for (int i = 0; i < x->rank; i++)
+        chan.dims[i] = i == 1 ? x->dims[1] : 1;
+    ir_value *eps = gb_scalar(c, dt, ir_attr_float(n, "epsilon"));
+    ir_value *mean, *var;
+    if (training) {
+        ir_node *m = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){X(0)});
+        gb_attr_ints(c, m, "axes", na, axes);
+        mean = gb_done(c, m);
+        ir_value *xc0 = gb2(c, IR_OP_SUB, X(0), mean);
+        ir_node *v = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){gb2(c, IR_OP_MUL, xc0, xc0)});
+        gb_attr_ints(c, v, "axes", na, axes);
+        var = gb_done(c, v);
+    } else {
+        mean = gb_reshape(c, X(3), &chan), var = gb_reshape(c, X(4), &chan);
+    }
+    ir_value *inv = gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_ADD, var, eps)));
+    ir_value *xhat = gb2(c, IR_OP_MUL, gb2(c, IR_OP_SUB, X(0), mean), inv);
+    ir_value *gamma = gb_reshape(c, X(1), &chan);
+    if (c->need[2]) {
+        ir_node *r = gb_begin(c, IR_OP_REDUCE_SUM, 1, &DY);
+        gb_attr_ints(c, r, "axes", na, axes);
+        gb_attr_int(c, r, "keepdims", 0);
+        c->dx[2] = gb_done(c, r);
+    }
+    if (c->need[1]) {
+        ir_node *r = gb_begin(c, IR_OP_REDUCE_SUM, 1, (ir_value *[]){gb2(c, IR_OP_MUL, DY, xhat)});
+        gb_attr_ints(c, r, "axes", na, axes);
+        gb_attr_int(c, r, "keepdims", 0);
+        c->dx[1] = gb_done(c, r);
+    }
+    if (c->need[0]) {
+        ir_value *g = gb2(c, IR_OP_MUL, DY, gamma);
+        if (training) {
+            ir_node *m1 = gb_begin(c, IR_OP_REDUCE_MEAN, 1, &g);
+            gb_attr_ints(c, m1, "axes", na, axes);
+            ir_node *m2 = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){gb2(c, IR_OP_MUL, g, xhat)});
+            gb_attr_ints(c, m2, "axes", na, axes);
+            ir_value *mg = gb_done(c, m1), *mgx = gb_done(c, m2);
+            g = gb2(c, IR_OP_SUB, gb2(c, IR_OP_SUB, g, mg), gb2(c, IR_OP_MUL, xhat, mgx));
+        }
+        c->dx[0] = gb2(c, IR_OP_MUL, g, inv);
+    }
+    return c->st;
+}
+
 grad_fn grad_rule(ir_op op) {
     static const grad_fn rules[IR_OP_COUNT] = {
         [IR_OP_ADD] = grad_add, [IR_OP_SUB] = grad_sub, [IR_OP_MUL] = grad_mul, [IR_OP_DIV] = grad_div,
@@ -290,6 +480,8 @@ grad_fn grad_rule(ir_op op) {
         [IR_OP_SQUEEZE] = grad_reshape, [IR_OP_UNSQUEEZE] = grad_reshape, [IR_OP_TRANSPOSE] = grad_transpose,
         [IR_OP_REDUCE_SUM] = grad_reduce, [IR_OP_REDUCE_MEAN] = grad_reduce, [IR_OP_SOFTMAX] = grad_softmax,
         [IR_OP_LOG_SOFTMAX] = grad_log_softmax, [IR_OP_SOFTMAX_CROSS_ENTROPY] = grad_softmax_cross_entropy,
+        [IR_OP_CONV] = grad_conv, [IR_OP_MAX_POOL] = grad_max_pool, [IR_OP_GLOBAL_AVERAGE_POOL] = grad_global_average_pool,
+        [IR_OP_BATCH_NORM] = grad_batch_norm,
     };
     return op >= 0 && op < IR_OP_COUNT ? rules[op] : NULL;
 }

@@ -500,8 +500,9 @@ kiln_status shape_range(shape_ctx *c) {
             return shape_error(c, "delta must be non-zero and the bounds finite");
         double count = ceil((limit - start) / delta);
         if (ir_dtype_is_int(s->dtype)) { /* exact integer arithmetic */
-            int64_t a = ir_tensor_get_int(s, 0), b = ir_tensor_get_int(l, 0), d = ir_tensor_get_int(dl, 0);
-            count = (double)((b - a) / d + ((b - a) % d != 0 && ((b - a) > 0) == (d > 0)));
+            __int128 a = ir_tensor_get_int(s, 0), b = ir_tensor_get_int(l, 0), d = ir_tensor_get_int(dl, 0);
+            __int128 span = b - a; /* in 128 bits: limit - start may not fit in 64 */
+            count = (double)(span / d + (span % d != 0 && (span > 0) == (d > 0)));
         }
         if (count > (double)((int64_t)1 << 40))
             return shape_error(c, "range of %g elements is too large", count);

@@ -19,7 +19,9 @@
 void train_graph_free(train_graph *t) {
     for (int i = 0; t->initial && i < t->param_count; i++)
         kiln_tensor_free(t->initial[i]);
-    free(t->initial), free(t->params);
+    for (int i = 0; t->buffer_initial && i < t->buffer_count; i++)
+        kiln_tensor_free(t->buffer_initial[i]);
+    free(t->initial), free(t->params), free(t->buffer_initial), free(t->buffers);
     *t = (train_graph){0};
 }
 
@@ -34,37 +36,94 @@ static kiln_status new_input(ir_graph *g, const char *name, kiln_dtype dt, int r
     return KILN_OK;
 }
 
+/* A BatchNormalization's running statistics: inputs 3 and 4 when they are initializers. */
+static bool is_buffer(const ir_graph *g, const ir_value *v) {
+    for (int i = 0; i < g->node_count; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->op == IR_OP_BATCH_NORM && n->input_count == 5 && (n->inputs[3] == v || n->inputs[4] == v))
+            return true;
+    }
+    return false;
+}
+
+/* Copies v's data, then makes v a graph input. */
+static kiln_status take_initializer(ir_graph *g, ir_value *v, kiln_tensor **copy, kiln_diag *d) {
+    kiln_status st = kiln_tensor_create(v->init->dtype, v->init->rank, v->init->dims, copy, d);
+    if (st)
+        return st;
+    memcpy((*copy)->data, v->init->data, kiln_tensor_bytes(*copy));
+    return ir_value_make_input(g, v, d);
+}
+
 kiln_status train_graph_params_as_inputs(ir_graph *g, const train_spec *s, train_graph *out, kiln_diag *d) {
     *out = (train_graph){.forward_inputs = g->input_count};
-    int n = 0;
-    for (int i = 0; i < g->init_count; i++) {
-        const ir_value *v = g->inits[i];
-        n += v->kind == IR_VAL_PARAM && ir_dtype_is_float(v->type.dtype) && !(s->freeze && strstr(v->name, s->freeze));
-    }
+    int n = g->init_count;
     out->params = calloc((size_t)n + 1, sizeof *out->params);
     out->initial = calloc((size_t)n + 1, sizeof *out->initial);
-    if (!out->params || !out->initial) {
+    out->buffers = calloc((size_t)n + 1, sizeof *out->buffers);
+    out->buffer_initial = calloc((size_t)n + 1, sizeof *out->buffer_initial);
+    if (!out->params || !out->initial || !out->buffers || !out->buffer_initial) {
         train_graph_free(out);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
-    for (int i = 0; i < g->init_count;) {
-        ir_value *v = g->inits[i];
-        if (v->kind != IR_VAL_PARAM || !ir_dtype_is_float(v->type.dtype) || (s->freeze && strstr(v->name, s->freeze))) {
-            i++;
+    /* two passes so that parameters come before buffers among the inputs */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < g->init_count;) {
+            ir_value *v = g->inits[i];
+            bool buffer = ir_dtype_is_float(v->type.dtype) && is_buffer(g, v);
+            bool param = !buffer && v->kind == IR_VAL_PARAM && ir_dtype_is_float(v->type.dtype) &&
+                         !(s->freeze && strstr(v->name, s->freeze));
+            if (pass == 0 ? !param : !buffer) {
+                i++;
+                continue;
+            }
+            kiln_status st = pass == 0 ? take_initializer(g, v, &out->initial[out->param_count], d)
+                                       : take_initializer(g, v, &out->buffer_initial[out->buffer_count], d);
+            if (st) {
+                train_graph_free(out);
+                return st;
+            }
+            if (pass == 0)
+                out->params[out->param_count++] = v;
+            else
+                out->buffers[out->buffer_count++] = v;
+        }
+    return KILN_OK;
+}
+
+/* Switches each BatchNormalization to training mode with its running statistics as two
+ * more outputs; *stats gets them, two per node (the caller frees it). */
+static kiln_status batch_norms_to_training(ir_graph *g, ir_value ***stats, int *count, kiln_diag *d) {
+    *count = 0;
+    *stats = calloc((size_t)g->node_count * 2 + 1, sizeof **stats);
+    if (!*stats)
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    for (int i = 0; i < g->node_count; i++) {
+        ir_node *n = g->nodes[i];
+        if (n->op != IR_OP_BATCH_NORM)
             continue;
+        if (n->output_count != 1)
+            return diag_error(d, n->loc, KILN_ERR_UNSUPPORTED, "a BatchNormalization already in training mode");
+        ir_value **outs = ARENA_ARRAY(g->arena, ir_value *, 3);
+        ir_attr *mode = (ir_attr *)ir_node_attr(n, "training_mode");
+        if (!mode && !(mode = ir_node_add_attr(g, n, "training_mode", IR_ATTR_INT)))
+            return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+        if (!outs)
+            return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+        mode->i = 1;
+        outs[0] = n->outputs[0];
+        for (int k = 1; k < 3; k++) {
+            char name[256];
+            snprintf(name, sizeof name, "%s.new", n->inputs[k + 2]->name);
+            kiln_status st = ir_graph_new_value(g, ir_graph_fresh_name(g, name), IR_VAL_NODE, n->loc, &outs[k], d);
+            if (st)
+                return st;
+            outs[k]->producer = n, outs[k]->producer_slot = k;
+            outs[k]->type = n->inputs[k + 2]->type;
+            (*stats)[(*count)++] = outs[k];
         }
-        kiln_tensor *t;
-        kiln_status st = kiln_tensor_create(v->init->dtype, v->init->rank, v->init->dims, &t, d);
-        if (!st) {
-            memcpy(t->data, v->init->data, kiln_tensor_bytes(t));
-            out->initial[out->param_count] = t;
-            out->params[out->param_count++] = v;
-            st = ir_value_make_input(g, v, d); /* removes it from inits: i stays */
-        }
-        if (st) {
-            train_graph_free(out);
-            return st;
-        }
+        n->outputs = outs;
+        n->output_count = 3;
     }
     return KILN_OK;
 }
@@ -97,8 +156,18 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
     if (st)
         return st;
     out->forward_inputs = forward_inputs;
-    if (!out->param_count)
+    ir_value **stats = NULL;
+    int stat_count = 0;
+    if ((st = batch_norms_to_training(g, &stats, &stat_count, d))) {
+        free(stats);
+        train_graph_free(out);
+        return st;
+    }
+    if (!out->param_count) {
+        free(stats);
+        train_graph_free(out);
         return diag_error(d, (kiln_loc){.file = g->file}, KILN_ERR_INVALID, "the model has no trainable parameters");
+    }
 
     grad_ctx c = {.g = g, .d = d, .base = "loss"};
     ir_value *loss;
@@ -110,17 +179,11 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
         gb_attr_int(&c, mean, "keepdims", 0);
         loss = gb_done(&c, mean);
     }
-    if (c.st) {
-        train_graph_free(out);
-        return c.st;
-    }
-    ir_value **grads = calloc((size_t)out->param_count, sizeof *grads);
-    if (!grads) {
-        train_graph_free(out);
-        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
-    }
-    if ((st = autodiff(g, loss, out->params, out->param_count, grads, d))) {
-        free(grads);
+    ir_value **grads = c.st ? NULL : calloc((size_t)out->param_count, sizeof *grads);
+    st = c.st ? c.st : !grads ? diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory")
+                              : autodiff(g, loss, out->params, out->param_count, grads, d);
+    if (st) {
+        free(grads), free(stats);
         train_graph_free(out);
         return st;
     }
@@ -196,7 +259,19 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
     for (int i = 0; !st && i < out->param_count; i++)
         for (int k = 0; !st && k < out->state_per_param; k++)
             st = ir_graph_add_output(g, state_out[i * 2 + k], d);
+    for (int b = 0; !st && b < out->buffer_count; b++) {
+        ir_value *next = NULL;
+        for (int k = 0; k < stat_count && !next; k++) {
+            const ir_node *bn = stats[k]->producer;
+            if (bn->inputs[stats[k]->producer_slot + 2] == out->buffers[b])
+                next = stats[k];
+        }
+        st = next ? ir_graph_add_output(g, next, d)
+                  : diag_error(d, out->buffers[b]->loc, KILN_ERR_UNSUPPORTED,
+                               "'%s' is the running statistic of two BatchNormalizations", out->buffers[b]->name);
+    }
     /* lr, step_size and eps are inputs every step, even where an optimizer reads none */
+    free(stats);
     free(grads), free(new_params), free(state_in), free(state_out);
     if (st)
         train_graph_free(out);

@@ -26,3 +26,15 @@ linear("fc1", 784, 256, mlp)
 linear("fc2", 256, 128, mlp)
 linear("fc3", 128, 10, mlp)
 np.savez(os.path.join(out, "fashion_mlp.npz"), **mlp)
+
+cnn = {}
+cnn["conv1.weight"] = uniform((32, 1, 3, 3), 1 * 9)
+cnn["conv2.weight"] = uniform((64, 32, 3, 3), 32 * 9)
+for name, c in (("bn1", 32), ("bn2", 64)):
+    cnn[name + ".weight"] = np.ones(c, np.float32)
+    cnn[name + ".bias"] = np.zeros(c, np.float32)
+    cnn[name + ".running_mean"] = np.zeros(c, np.float32)
+    cnn[name + ".running_var"] = np.ones(c, np.float32)
+linear("fc1", 64 * 7 * 7, 128, cnn)
+linear("fc2", 128, 10, cnn)
+np.savez(os.path.join(out, "fashion_cnn.npz"), **cnn)

@@ -62,6 +62,17 @@ static const grad_case cases[] = {
     {"input %a: f64[3, 5]", "%y = LogSoftmax(%a) {axis = -1}"},
     {"input %a: f64[4, 3]\n  input %l: i64[4]", "%y = SoftmaxCrossEntropyLoss(%a, %l)", false, 3},
     {"input %a: f64[4, 3]\n  input %l: i64[4]", "%y = SoftmaxCrossEntropyLoss(%a, %l) {reduction = \"sum\"}", false, 3},
+    {"input %a: f64[2, 3, 6, 5]\n  input %w: f64[4, 3, 3, 3]\n  input %b: f64[4]",
+     "%y = Conv(%a, %w, %b) {pads = [1, 1, 1, 1]}"},
+    {"input %a: f64[2, 2, 9, 8]\n  input %w: f64[3, 2, 3, 2]",
+     "%y = Conv(%a, %w) {strides = [2, 3], dilations = [2, 1], pads = [0, 1, 2, 0]}"},
+    {"input %a: f64[1, 2, 7]\n  input %w: f64[3, 2, 3]", "%y = Conv(%a, %w) {strides = [2]}"},
+    {"input %a: f64[2, 3, 4, 6]", "%y = MaxPool(%a) {kernel_shape = [2, 2], strides = [2, 2]}"},
+    {"input %a: f64[2, 3, 4, 5]", "%y = GlobalAveragePool(%a)"},
+    {"input %a: f64[3, 2, 4, 3]\n  input %s: f64[2]\n  input %b: f64[2]\n  const %m: f64[2] = [0.1, -0.2]\n"
+     "  const %v: f64[2] = [0.5, 2]", "%y = BatchNormalization(%a, %s, %b, %m, %v) {training_mode = 1}"},
+    {"input %a: f64[3, 2, 4, 3]\n  input %s: f64[2]\n  input %b: f64[2]\n  const %m: f64[2] = [0.1, -0.2]\n"
+     "  const %v: f64[2] = [0.5, 2]", "%y = BatchNormalization(%a, %s, %b, %m, %v) {epsilon = 0.01}"},
     /* a small network: gradients through several rules and a value read twice */
     {"input %x: f64[4, 3]\n  input %w: f64[3, 5]\n  input %b: f64[5]\n  input %l: i64[4]",
      "%m = MatMul(%x, %w)\n  %h = Add(%m, %b)\n  %r = Relu(%h)\n  %t = Tanh(%h)\n  %s = Add(%r, %t)\n"
