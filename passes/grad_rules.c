@@ -299,7 +299,8 @@ static ir_value *transpose01(grad_ctx *c, ir_value *x) {
 }
 
 /* Conv (group 1, explicit pads): with s strides, d dilations, p pads,
- *   dX = ConvTranspose(dY, W) with the same window, output_padding making it X's size;
+ *   dX = ConvTranspose(dY, W) with the same window, output_padding making it X's size
+ *        (with unit strides, the equivalent Conv by the flipped kernel);
  *   dW = Conv of X^T ([Ci, N, ...]) by dY^T ([Co, N, ...]) with strides d and dilations s
  *        (the roles swap), cut to the kernel's size and transposed back to [Co, Ci, ...];
  *   dB = dY summed over all axes but the channels. */
@@ -313,7 +314,27 @@ static kiln_status grad_conv(grad_ctx *c) {
     window_ints(n, "strides", sp, 1, strides);
     window_ints(n, "dilations", sp, 1, dil);
     window_ints(n, "pads", 2 * sp, 0, pads);
-    if (c->need[0]) {
+    bool unit_stride = true, fits = true;
+    int64_t flip_pads[2 * KILN_MAX_RANK];
+    for (int i = 0; i < sp; i++) {
+        unit_stride = unit_stride && strides[i] == 1;
+        flip_pads[i] = (w->dims[i + 2] - 1) * dil[i] - pads[i];
+        flip_pads[i + sp] = (w->dims[i + 2] - 1) * dil[i] - pads[i + sp];
+        fits = fits && flip_pads[i] >= 0 && flip_pads[i + sp] >= 0;
+    }
+    if (c->need[0] && unit_stride && fits) {
+        /* stride 1: dX is a Conv of dY by W with its channels swapped and its window
+         * flipped, so it runs on the Conv kernel (ConvTranspose's scatter is slower) */
+        int64_t starts[KILN_MAX_RANK], ends[KILN_MAX_RANK], axes[KILN_MAX_RANK], steps[KILN_MAX_RANK];
+        for (int i = 0; i < sp; i++)
+            starts[i] = -1, ends[i] = -(w->dims[i + 2] + 1), axes[i] = i + 2, steps[i] = -1;
+        ir_value *in[5] = {X(1), gb_i64s(c, sp, starts), gb_i64s(c, sp, ends), gb_i64s(c, sp, axes), gb_i64s(c, sp, steps)};
+        ir_value *flipped = transpose01(c, gb_done(c, gb_begin(c, IR_OP_SLICE, 5, in)));
+        ir_node *k = gb_begin(c, IR_OP_CONV, 2, (ir_value *[]){DY, flipped});
+        gb_attr_ints(c, k, "dilations", sp, dil);
+        gb_attr_ints(c, k, "pads", 2 * sp, flip_pads);
+        c->dx[0] = gb_done(c, k);
+    } else if (c->need[0]) {
         for (int i = 0; i < sp; i++) {
             int64_t natural = strides[i] * (y->dims[i + 2] - 1) + (w->dims[i + 2] - 1) * dil[i] + 1 - pads[i] - pads[i + sp];
             outpad[i] = x->dims[i + 2] - natural;

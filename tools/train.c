@@ -24,6 +24,7 @@ static const char *const usage_train =
     "                  [--schedule constant|step|cosine|onecycle] [--warmup STEPS]\n"
     "                  [--step-epochs N] [--gamma X] [--seed N] [--val N] [--patience N]\n"
     "                  [--checkpoint DIR [--resume]] [--threads N] [--freeze PATTERN] [--quiet]\n"
+    "                  [--bench STEPS]\n"
     "\n"
     "Trains MODEL (.kiln or .onnx; its first output is the logits, its float params are\n"
     "trained) on the IDX files in DIR (train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
@@ -40,7 +41,9 @@ static const char *const usage_train =
     "                     (to 0, after a linear --warmup of STEPS), onecycle\n"
     "  --val N            hold out N training images (after a seeded shuffle) for validation\n"
     "  --patience N       stop when validation accuracy has not improved for N epochs\n"
-    "  --seed N           data order (and nothing else: initial weights come from the model)\n";
+    "  --seed N           data order (and nothing else: initial weights come from the model)\n"
+    "  --bench STEPS      time STEPS training steps (after 5 warm-up steps) and print the\n"
+    "                     median, p10 and p90 milliseconds per step instead of training\n";
 
 typedef struct dataset {
     kiln_tensor *images; /* u8 [N, ...] */
@@ -177,7 +180,7 @@ int cmd_train(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *ckpt = NULL, *opt = "adamw";
     schedule sched = {.kind = "constant", .lr = -1, .gamma = 0.1, .step_epochs = 1};
     double num;
-    int64_t epochs = 10, val = 0, patience = 0;
+    int64_t epochs = 10, val = 0, patience = 0, bench = 0;
     uint64_t seed = 1;
     bool resume = false, quiet = false;
     kiln_train_options o;
@@ -219,6 +222,7 @@ int cmd_train(int argc, char **argv) {
             else if (!strcmp(a, "--seed") && whole) seed = (uint64_t)num;
             else if (!strcmp(a, "--val") && whole) val = (int64_t)num;
             else if (!strcmp(a, "--patience") && whole) patience = (int64_t)num;
+            else if (!strcmp(a, "--bench") && whole && num >= 1) bench = (int64_t)num;
             else if (!strcmp(a, "--threads") && whole && num >= 1) o.threads = (int)num;
             else return (void)v, usage_error(usage_train, "bad value for %s", a);
         } else if (a[0] == '-') {
@@ -316,6 +320,28 @@ int cmd_train(int argc, char **argv) {
         json = fopen(json_path, start_epoch ? "a" : "w");
         if (csv && !start_epoch)
             fprintf(csv, "epoch,loss,train_accuracy,val_accuracy,lr,samples_per_second\n");
+    }
+    if (bench) { /* time steps on the first batches of the seeded order */
+        double *ms = malloc(sizeof(double) * (size_t)bench);
+        shuffle(order, n_train, seed, 0);
+        for (int64_t s = 0; ms && s < bench + 5; s++) {
+            fill_batch(&train, order + (s % sched.steps_per_epoch) * o.batch, o.batch, mean, std, x, y);
+            double s0 = elapsed_ms(NULL);
+            if (kiln_trainer_step(t, (const kiln_tensor *const *)&x, y, sched.lr, NULL, NULL, &d)) {
+                free(ms);
+                rc = model_error(&d);
+                goto done;
+            }
+            if (s >= 5)
+                ms[s - 5] = elapsed_ms(&s0);
+        }
+        if (ms) {
+            qsort(ms, (size_t)bench, sizeof *ms, compare_double);
+            printf("train_step_ms median=%.3f p10=%.3f p90=%.3f steps=%lld batch=%lld\n", ms[bench / 2],
+                   ms[bench / 10], ms[bench * 9 / 10], (long long)bench, (long long)o.batch);
+        }
+        free(ms);
+        goto done;
     }
     bool tty = isatty(2) && !quiet;
     for (int64_t epoch = start_epoch; epoch < epochs; epoch++) {
