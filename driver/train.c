@@ -9,6 +9,7 @@
  * renamed over the old one, so a crash leaves the previous checkpoint whole.
  */
 #include "driver/model.h"
+#include "frontend/onnx.h"
 #include "passes/pass.h"
 #include "passes/train_graph.h"
 
@@ -30,6 +31,7 @@ struct kiln_trainer {
     kiln_tensor **buffers; /* BatchNormalization running statistics */
     int64_t steps;
     kiln_tensor *scalars[3]; /* lr, step_size, eps */
+    char *model_path;
 };
 
 void kiln_train_options_default(kiln_train_options *o) {
@@ -52,7 +54,7 @@ void kiln_trainer_destroy(kiln_trainer *t) {
     }
     for (int i = 0; i < 3; i++)
         kiln_tensor_free(t->scalars[i]);
-    free(t->params), free(t->state), free(t->names), free(t->buffers), free(t->buffer_names);
+    free(t->params), free(t->state), free(t->names), free(t->buffers), free(t->buffer_names), free(t->model_path);
     train_graph_free(&t->tg);
     kiln_model_destroy(t->step);
     kiln_model_destroy(t->eval);
@@ -144,6 +146,8 @@ kiln_status kiln_trainer_create(const char *path, const kiln_train_options *opts
     }
     for (int i = 0; !st && i < 3; i++)
         st = kiln_tensor_create(KILN_F32, 0, NULL, &t->scalars[i], d);
+    if (!st && !(t->model_path = strdup(path)))
+        st = diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     if (st) {
         kiln_trainer_destroy(t);
         return st;
@@ -360,5 +364,34 @@ kiln_status kiln_trainer_load(kiln_trainer *t, const char *path, int meta_cap, i
     }
     kiln_tensor_free(m);
     free(fresh);
+    return st;
+}
+
+kiln_status kiln_trainer_export_onnx(const kiln_trainer *t, const char *path, kiln_diag *d) {
+    ir_graph *g;
+    kiln_status st = driver_load_graph(t->model_path, &g, d);
+    if (st)
+        return st;
+    /* the model as loaded, its parameters and running statistics replaced by the trained
+     * values; the batch stays symbolic */
+    for (int i = 0; !st && i < g->init_count; i++) {
+        ir_value *v = g->inits[i];
+        const kiln_tensor *now = NULL;
+        for (int k = 0; !now && k < t->tg.param_count; k++)
+            if (!strcmp(t->names[k], v->name))
+                now = t->params[k];
+        for (int k = 0; !now && k < t->tg.buffer_count; k++)
+            if (!strcmp(t->buffer_names[k], v->name))
+                now = t->buffers[k];
+        if (now && kiln_tensor_bytes(now) == kiln_tensor_bytes(v->init))
+            memcpy(v->init->data, now->data, kiln_tensor_bytes(now));
+    }
+    for (int i = 1; i < g->output_count; i++)
+        g->outputs[i]->is_output = false;
+    if (g->output_count > 1)
+        g->output_count = 1;
+    if (!(st = driver_optimize(g, "shape", d)))
+        st = onnx_export_file(g, path, d);
+    ir_graph_destroy(g);
     return st;
 }

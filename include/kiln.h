@@ -192,6 +192,8 @@ int64_t kiln_trainer_steps(const kiln_trainer *t);
  * the caller's), written atomically: a temporary file, fsync, rename. */
 kiln_status kiln_trainer_save(const kiln_trainer *t, const char *path, int meta_count, const int64_t *meta,
                               kiln_diag *diag);
+/* Writes the model with its trained parameters as ONNX (opset 17, the batch symbolic). */
+kiln_status kiln_trainer_export_onnx(const kiln_trainer *t, const char *path, kiln_diag *diag);
 /* Restores a checkpoint; on any error the trainer is left as it was. */
 kiln_status kiln_trainer_load(kiln_trainer *t, const char *path, int meta_cap, int64_t *meta, int *meta_count,
                               kiln_diag *diag);

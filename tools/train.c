@@ -24,7 +24,7 @@ static const char *const usage_train =
     "                  [--schedule constant|step|cosine|onecycle] [--warmup STEPS]\n"
     "                  [--step-epochs N] [--gamma X] [--seed N] [--val N] [--patience N]\n"
     "                  [--checkpoint DIR [--resume]] [--threads N] [--freeze PATTERN] [--quiet]\n"
-    "                  [--bench STEPS]\n"
+    "                  [--bench STEPS] [--export OUT.onnx]\n"
     "\n"
     "Trains MODEL (.kiln or .onnx; its first output is the logits, its float params are\n"
     "trained) on the IDX files in DIR (train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
@@ -42,6 +42,7 @@ static const char *const usage_train =
     "  --val N            hold out N training images (after a seeded shuffle) for validation\n"
     "  --patience N       stop when validation accuracy has not improved for N epochs\n"
     "  --seed N           data order (and nothing else: initial weights come from the model)\n"
+    "  --export OUT.onnx  write the trained model as ONNX (opset 17) at the end\n"
     "  --bench STEPS      time STEPS training steps (after 5 warm-up steps) and print the\n"
     "                     median, p10 and p90 milliseconds per step instead of training\n";
 
@@ -177,7 +178,7 @@ static bool parse_num(const char *s, double *out) {
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *ckpt = NULL, *opt = "adamw";
+    const char *model = NULL, *data = NULL, *ckpt = NULL, *opt = "adamw", *export_path = NULL;
     schedule sched = {.kind = "constant", .lr = -1, .gamma = 0.1, .step_epochs = 1};
     double num;
     int64_t epochs = 10, val = 0, patience = 0, bench = 0;
@@ -193,6 +194,8 @@ int cmd_train(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--data") && has) {
             data = argv[++i];
+        } else if (!strcmp(a, "--export") && has) {
+            export_path = argv[++i];
         } else if (!strcmp(a, "--checkpoint") && has) {
             ckpt = argv[++i];
         } else if (!strcmp(a, "--optimizer") && has) {
@@ -427,6 +430,14 @@ int cmd_train(int argc, char **argv) {
     if ((rc = evaluate(t, &test, test_idx, test.count, mean, std, x, y, &test_acc)))
         goto done;
     printf("test_accuracy=%.4f\n", test_acc);
+    if (export_path) {
+        if (kiln_trainer_export_onnx(t, export_path, &d)) {
+            rc = model_error(&d);
+            goto done;
+        }
+        if (!quiet)
+            printf("wrote %s\n", export_path);
+    }
 done:
     if (csv)
         fclose(csv);

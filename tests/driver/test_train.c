@@ -242,11 +242,43 @@ static void test_checkpoints(void **state) {
     kiln_trainer_destroy(a), kiln_trainer_destroy(b);
 }
 
+/* The trained model exported as ONNX and read back by kiln's importer predicts what the
+ * trainer predicts, to the bit (same graph, same weights, same kernels). */
+static void test_export_onnx(void **state) {
+    (void)state;
+    kiln_train_options o;
+    kiln_train_options_default(&o);
+    o.loss = KILN_LOSS_MSE, o.batch = N, o.threads = 1;
+    kiln_trainer *t;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_trainer_create(model_path, &o, &t, &d), KILN_OK);
+    kiln_tensor *x = tensor2(N, K, &X[0][0]), *tg = tensor2(N, M, &T[0][0]), *want = NULL, *got = NULL;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kiln_trainer_step(t, (const kiln_tensor *const *)&x, tg, 0.05, NULL, NULL, &d), KILN_OK);
+    char onnx[128];
+    snprintf(onnx, sizeof onnx, "%s.onnx", model_path);
+    assert_int_equal(kiln_trainer_export_onnx(t, onnx, &d), KILN_OK);
+    assert_int_equal(kiln_trainer_predict(t, (const kiln_tensor *const *)&x, &want, &d), KILN_OK);
+    kiln_options mo = {.backend = KILN_BACKEND_JIT, .threads = 1, .batch = N};
+    kiln_model *m;
+    if (kiln_model_load(onnx, &mo, &m, &d)) {
+        print_error("%s\n", d.message);
+        fail();
+    }
+    assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)&x, &got, &d), KILN_OK);
+    assert_memory_equal(got->data, want->data, kiln_tensor_bytes(want));
+    unlink(onnx);
+    kiln_model_destroy(m);
+    kiln_tensor_free(x), kiln_tensor_free(tg), kiln_tensor_free(want), kiln_tensor_free(got);
+    kiln_trainer_destroy(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_optimizer_steps),
         cmocka_unit_test(test_loss_decreases),
         cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_export_onnx),
     };
     return cmocka_run_group_tests(tests, write_model, remove_model);
 }
