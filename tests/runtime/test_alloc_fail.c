@@ -183,6 +183,16 @@ static void test_bundled_cnn(void **state) {
     fail_each_allocation("../examples/models/cnn.kiln");
 }
 
+static void test_bundled_fashion_mlp(void **state) {
+    (void)state;
+    fail_each_allocation("../examples/models/fashion_mlp.kiln");
+}
+
+static void test_bundled_fashion_cnn(void **state) {
+    (void)state;
+    fail_each_allocation("../examples/models/fashion_cnn.kiln");
+}
+
 static void test_onnx_model(void **state) {
     (void)state;
     fail_each_allocation("models/torch/cnn_bn_opset13/model.onnx");
@@ -200,6 +210,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bundled_mlp),
         cmocka_unit_test(test_bundled_cnn),
+        cmocka_unit_test(test_bundled_fashion_mlp),
+        cmocka_unit_test(test_bundled_fashion_cnn),
         cmocka_unit_test(test_onnx_model),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
