@@ -298,6 +298,66 @@ static ir_value *transpose01(grad_ctx *c, ir_value *x) {
     return gb_done(c, t);
 }
 
+/* Conv's weight gradient as one matrix product per kernel tap (small kernels): with dY as
+ * A = [Co, N * out] and, for tap t, the input window it saw as B_t = [N * out, Ci],
+ * dW[:, :, t] = A @ B_t. Each product is long (N * out) and wide enough to vectorize (Ci),
+ * where the equivalent Conv has a kernel-sized output to vectorize over. */
+static ir_value *weight_grad_matmul(grad_ctx *c, const int64_t *strides, const int64_t *dil, const int64_t *pads) {
+    const kiln_tensor *x = &X(0)->type, *w = &X(1)->type, *y = &Y(0)->type;
+    int sp = x->rank - 2, rank = x->rank;
+    int64_t outs = 1;
+    for (int i = 0; i < sp; i++)
+        outs *= y->dims[i + 2];
+    ir_value *xp = X(0);
+    bool padded = false;
+    int64_t full_pads[2 * KILN_MAX_RANK] = {0};
+    for (int i = 0; i < sp; i++) {
+        full_pads[i + 2] = pads[i], full_pads[rank + i + 2] = pads[i + sp];
+        padded |= pads[i] || pads[i + sp];
+    }
+    if (padded)
+        xp = gb2(c, IR_OP_PAD, X(0), gb_i64s(c, 2 * rank, full_pads));
+    /* A: dY as [Co, N * out] */
+    kiln_tensor a_type = {.dtype = y->dtype, .rank = 2, .dims = {y->dims[1], y->dims[0] * outs}};
+    ir_value *a = gb_reshape(c, transpose01(c, DY), &a_type);
+    int64_t perm[KILN_MAX_RANK]; /* [N, C, out...] -> [N, out..., C] */
+    perm[0] = 0;
+    for (int i = 0; i < sp; i++)
+        perm[i + 1] = i + 2;
+    perm[rank - 1] = 1;
+    kiln_tensor b_type = {.dtype = x->dtype, .rank = 2, .dims = {x->dims[0] * outs, x->dims[1]}};
+    kiln_tensor tap_type = {.dtype = x->dtype, .rank = 3, .dims = {w->dims[0], w->dims[1], 1}};
+    int64_t taps = 1, tap[KILN_MAX_RANK] = {0};
+    for (int i = 0; i < sp; i++)
+        taps *= w->dims[i + 2];
+    ir_value *parts[16];
+    for (int64_t t = 0; t < taps; t++) {
+        int64_t starts[KILN_MAX_RANK], ends[KILN_MAX_RANK], axes[KILN_MAX_RANK], steps[KILN_MAX_RANK];
+        for (int i = 0; i < sp; i++) {
+            starts[i] = tap[i] * dil[i];
+            ends[i] = starts[i] + (y->dims[i + 2] - 1) * strides[i] + 1;
+            axes[i] = i + 2, steps[i] = strides[i];
+        }
+        ir_value *in[5] = {xp, gb_i64s(c, sp, starts), gb_i64s(c, sp, ends), gb_i64s(c, sp, axes), gb_i64s(c, sp, steps)};
+        ir_node *tr = gb_begin(c, IR_OP_TRANSPOSE, 1, (ir_value *[]){gb_done(c, gb_begin(c, IR_OP_SLICE, 5, in))});
+        gb_attr_ints(c, tr, "perm", rank, perm);
+        ir_value *b = gb_reshape(c, gb_done(c, tr), &b_type);
+        parts[t] = gb_reshape(c, gb2(c, IR_OP_MATMUL, a, b), &tap_type);
+        for (int i = sp - 1; i >= 0; i--) /* the next tap, last axis fastest */
+            if (++tap[i] < w->dims[i + 2])
+                break;
+            else
+                tap[i] = 0;
+    }
+    ir_value *all = parts[0];
+    if (taps > 1) {
+        ir_node *cat = gb_begin(c, IR_OP_CONCAT, (int)taps, parts);
+        gb_attr_int(c, cat, "axis", 2);
+        all = gb_done(c, cat);
+    }
+    return gb_reshape(c, all, w);
+}
+
 /* Conv (group 1, explicit pads): with s strides, d dilations, p pads,
  *   dX = ConvTranspose(dY, W) with the same window, output_padding making it X's size
  *        (with unit strides, the equivalent Conv by the flipped kernel);
@@ -346,7 +406,12 @@ static kiln_status grad_conv(grad_ctx *c) {
         gb_attr_ints(c, t, "output_padding", sp, outpad);
         c->dx[0] = gb_done(c, t);
     }
-    if (c->need[1]) {
+    int64_t taps = 1;
+    for (int i = 0; i < sp; i++)
+        taps *= w->dims[i + 2];
+    if (c->need[1] && taps <= 16)
+        c->dx[1] = weight_grad_matmul(c, strides, dil, pads);
+    else if (c->need[1]) {
         ir_node *k = gb_begin(c, IR_OP_CONV, 2, (ir_value *[]){transpose01(c, X(0)), transpose01(c, DY)});
         gb_attr_ints(c, k, "strides", sp, dil);
         gb_attr_ints(c, k, "dilations", sp, strides);

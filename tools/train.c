@@ -11,6 +11,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,6 +268,11 @@ int cmd_train(int argc, char **argv) {
     }
     double mean = sum / (double)total_px, std = sqrt(sq / (double)total_px - mean * mean);
 
+    /* each step's outputs (new parameters, state, activations) are fresh blocks of the
+     * same sizes as the last step's: keep freed memory for them instead of returning it to
+     * the kernel and faulting it in again (a fifth of a CNN step otherwise) */
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     double t0 = elapsed_ms(NULL);
     FILE *csv = NULL, *json = NULL;
     kiln_trainer *t;
@@ -397,13 +403,6 @@ int cmd_train(int argc, char **argv) {
             printf("  lr %.3g  %.0f samples/s\n", lr, (double)seen / secs);
             fflush(stdout);
         }
-        if (csv)
-            fprintf(csv, "%lld,%.6f,%.6f,%.6f,%.6g,%.1f\n", (long long)epoch + 1, train_loss, train_acc, val_acc, lr,
-                    (double)seen / secs), fflush(csv);
-        if (json)
-            fprintf(json, "{\"epoch\": %lld, \"loss\": %.6f, \"train_accuracy\": %.6f, \"val_accuracy\": %.6f, "
-                          "\"lr\": %.6g, \"samples_per_second\": %.1f}\n",
-                    (long long)epoch + 1, train_loss, train_acc, val_acc, lr, (double)seen / secs), fflush(json);
         bool stop = false;
         if (val) {
             int64_t acc6 = (int64_t)llround(val_acc * 1e6);
@@ -420,6 +419,14 @@ int cmd_train(int argc, char **argv) {
                 goto done;
             }
         }
+        /* after the checkpoint: a metrics line means its epoch is saved */
+        if (csv)
+            fprintf(csv, "%lld,%.6f,%.6f,%.6f,%.6g,%.1f\n", (long long)epoch + 1, train_loss, train_acc, val_acc, lr,
+                    (double)seen / secs), fflush(csv);
+        if (json)
+            fprintf(json, "{\"epoch\": %lld, \"loss\": %.6f, \"train_accuracy\": %.6f, \"val_accuracy\": %.6f, "
+                          "\"lr\": %.6g, \"samples_per_second\": %.1f}\n",
+                    (long long)epoch + 1, train_loss, train_acc, val_acc, lr, (double)seen / secs), fflush(json);
         if (stop) {
             if (!quiet)
                 printf("early stop: no validation gain in %lld epochs\n", (long long)patience);

@@ -69,6 +69,8 @@ static const grad_case cases[] = {
     {"input %a: f64[1, 2, 7]\n  input %w: f64[3, 2, 3]", "%y = Conv(%a, %w) {strides = [2]}"},
     {"input %a: f64[2, 2, 7, 6]\n  input %w: f64[3, 2, 3, 2]",
      "%y = Conv(%a, %w) {dilations = [2, 1], pads = [2, 0, 1, 1]}"},
+    /* 25 taps: the weight gradient as a Conv rather than one MatMul per tap */
+    {"input %a: f64[1, 2, 7, 7]\n  input %w: f64[2, 2, 5, 5]", "%y = Conv(%a, %w) {pads = [1, 2, 2, 1], strides = [2, 1]}"},
     {"input %a: f64[2, 3, 4, 6]", "%y = MaxPool(%a) {kernel_shape = [2, 2], strides = [2, 2]}"},
     {"input %a: f64[2, 3, 4, 5]", "%y = GlobalAveragePool(%a)"},
     {"input %a: f64[3, 2, 4, 3]\n  input %s: f64[2]\n  input %b: f64[2]\n  const %m: f64[2] = [0.1, -0.2]\n"
