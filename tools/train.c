@@ -179,6 +179,11 @@ static bool parse_num(const char *s, double *out) {
 }
 
 int cmd_train(int argc, char **argv) {
+    /* each step's outputs (new parameters, state, activations) are fresh blocks of the
+     * same sizes as the last step's: keep freed memory for them instead of returning it to
+     * the kernel and faulting it in again (a fifth of a CNN step otherwise) */
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     const char *model = NULL, *data = NULL, *ckpt = NULL, *opt = "adamw", *export_path = NULL;
     schedule sched = {.kind = "constant", .lr = -1, .gamma = 0.1, .step_epochs = 1};
     double num;
@@ -268,11 +273,6 @@ int cmd_train(int argc, char **argv) {
     }
     double mean = sum / (double)total_px, std = sqrt(sq / (double)total_px - mean * mean);
 
-    /* each step's outputs (new parameters, state, activations) are fresh blocks of the
-     * same sizes as the last step's: keep freed memory for them instead of returning it to
-     * the kernel and faulting it in again (a fifth of a CNN step otherwise) */
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     double t0 = elapsed_ms(NULL);
     FILE *csv = NULL, *json = NULL;
     kiln_trainer *t;
