@@ -127,6 +127,191 @@ static kiln_status grad_abs(grad_ctx *c) {
     return c->st;
 }
 
+/* ---- more elementwise ------------------------------------------------------------------ */
+
+static ir_value *scalar(grad_ctx *c, double v) { return gb_scalar(c, DY->type.dtype, v); }
+static ir_value *positive(grad_ctx *c, ir_value *x) { return gb2(c, IR_OP_GREATER, x, zero_like_scalar(c, x)); }
+
+/* y = a^b: da = dy b a^(b-1), db = dy y ln a (defined for a > 0) */
+static kiln_status grad_pow(grad_ctx *c) {
+    if (c->need[0])
+        c->dx[0] = gb_unbroadcast(c, gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, DY, X(1)),
+                                          gb2(c, IR_OP_POW, X(0), gb2(c, IR_OP_SUB, X(1), scalar(c, 1)))), &X(0)->type);
+    if (c->need[1])
+        c->dx[1] = gb_unbroadcast(c, gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, DY, Y(0)), gb1(c, IR_OP_LOG, X(0))), &X(1)->type);
+    return c->st;
+}
+
+static kiln_status grad_where(grad_ctx *c) {
+    ir_value *zero = zero_like_scalar(c, Y(0));
+    if (c->need[1])
+        c->dx[1] = gb_unbroadcast(c, gb3(c, IR_OP_WHERE, X(0), DY, zero), &X(1)->type);
+    if (c->need[2])
+        c->dx[2] = gb_unbroadcast(c, gb3(c, IR_OP_WHERE, X(0), zero, DY), &X(2)->type);
+    return c->st;
+}
+
+/* Max/Min: dy goes to the inputs equal to the result, shared where several are */
+static kiln_status grad_max_min(grad_ctx *c) {
+    int n = c->node->input_count;
+    ir_value *hit[IR_VARIADIC], *count = NULL;
+    for (int i = 0; i < n; i++) {
+        ir_node *cast = gb_begin(c, IR_OP_CAST, 1, (ir_value *[]){gb2(c, IR_OP_EQUAL, X(i), Y(0))});
+        gb_attr_string(c, cast, "to", kiln_dtype_name(Y(0)->type.dtype));
+        hit[i] = gb_done(c, cast);
+        count = count ? gb2(c, IR_OP_ADD, count, hit[i]) : hit[i];
+    }
+    ir_value *share = gb2(c, IR_OP_DIV, DY, count);
+    for (int i = 0; i < n; i++)
+        if (c->need[i])
+            c->dx[i] = gb_unbroadcast(c, gb2(c, IR_OP_MUL, share, hit[i]), &X(i)->type);
+    return c->st;
+}
+
+static kiln_status grad_mean(grad_ctx *c) {
+    ir_value *d = gb2(c, IR_OP_DIV, DY, scalar(c, c->node->input_count));
+    for (int i = 0; i < c->node->input_count; i++)
+        if (c->need[i])
+            c->dx[i] = gb_unbroadcast(c, d, &X(i)->type);
+    return c->st;
+}
+
+/* dy where min <= x <= max (the bounds themselves are not differentiated) */
+static kiln_status grad_clip(grad_ctx *c) {
+    ir_value *inside = NULL;
+    if (c->node->input_count > 1 && X(1))
+        inside = gb2(c, IR_OP_GREATER_OR_EQUAL, X(0), X(1));
+    if (c->node->input_count > 2 && X(2)) {
+        ir_value *below = gb2(c, IR_OP_LESS_OR_EQUAL, X(0), X(2));
+        inside = inside ? gb2(c, IR_OP_AND, inside, below) : below;
+    }
+    c->dx[0] = inside ? gb3(c, IR_OP_WHERE, inside, DY, zero_like_scalar(c, Y(0))) : DY;
+    return c->st;
+}
+
+static kiln_status grad_cast(grad_ctx *c) {
+    ir_node *back = gb_begin(c, IR_OP_CAST, 1, &DY);
+    gb_attr_string(c, back, "to", kiln_dtype_name(X(0)->type.dtype));
+    c->dx[0] = gb_done(c, back);
+    return c->st;
+}
+
+/* Elu, Selu, Celu: their slope on each side of 0, written with y */
+static kiln_status grad_elu_like(grad_ctx *c) {
+    const ir_node *n = c->node;
+    double alpha = ir_attr_float(n, "alpha"), gamma = n->op == IR_OP_SELU ? ir_attr_float(n, "gamma") : 1;
+    ir_value *neg_slope; /* d y / d x for x <= 0 */
+    if (n->op == IR_OP_CELU)      /* y = alpha (exp(x / alpha) - 1) */
+        neg_slope = gb2(c, IR_OP_ADD, gb2(c, IR_OP_DIV, Y(0), scalar(c, alpha)), scalar(c, 1));
+    else                          /* y = gamma alpha (exp(x) - 1) */
+        neg_slope = gb2(c, IR_OP_ADD, Y(0), scalar(c, alpha * gamma));
+    ir_value *pos = gamma == 1 ? DY : gb2(c, IR_OP_MUL, DY, scalar(c, gamma));
+    c->dx[0] = gb3(c, IR_OP_WHERE, positive(c, X(0)), pos, gb2(c, IR_OP_MUL, DY, neg_slope));
+    return c->st;
+}
+
+static kiln_status grad_softplus(grad_ctx *c) {
+    c->dx[0] = gb2(c, IR_OP_MUL, DY, gb1(c, IR_OP_SIGMOID, X(0)));
+    return c->st;
+}
+
+/* dy / (1 + |x|)^2 */
+static kiln_status grad_softsign(grad_ctx *c) {
+    ir_value *den = gb2(c, IR_OP_ADD, gb1(c, IR_OP_ABS, X(0)), scalar(c, 1));
+    c->dx[0] = gb2(c, IR_OP_DIV, DY, gb2(c, IR_OP_MUL, den, den));
+    return c->st;
+}
+
+/* dy alpha where 0 < alpha x + beta < 1 */
+static kiln_status grad_hard_sigmoid(grad_ctx *c) {
+    double alpha = ir_attr_float(c->node, "alpha");
+    ir_value *inside = gb2(c, IR_OP_AND, positive(c, Y(0)), gb2(c, IR_OP_LESS, Y(0), scalar(c, 1)));
+    c->dx[0] = gb3(c, IR_OP_WHERE, inside, gb2(c, IR_OP_MUL, DY, scalar(c, alpha)), zero_like_scalar(c, Y(0)));
+    return c->st;
+}
+
+/* dy 2 / sqrt(pi) exp(-x^2) */
+static kiln_status grad_erf(grad_ctx *c) {
+    ir_value *e = gb1(c, IR_OP_EXP, gb1(c, IR_OP_NEG, gb2(c, IR_OP_MUL, X(0), X(0))));
+    c->dx[0] = gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, DY, e), scalar(c, 1.1283791670955126));
+    return c->st;
+}
+
+/* exact Gelu, y = x Phi(x): dy (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
+static kiln_status grad_gelu(grad_ctx *c) {
+    if (strcmp(ir_attr_string(c->node, "approximate"), "none"))
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Gelu's tanh approximation is not differentiated yet"), c->st;
+    ir_value *x = X(0);
+    ir_value *phi_cdf = gb2(c, IR_OP_MUL, scalar(c, 0.5),
+                            gb2(c, IR_OP_ADD, scalar(c, 1), gb1(c, IR_OP_ERF, gb2(c, IR_OP_MUL, x, scalar(c, 0.7071067811865476)))));
+    ir_value *phi = gb2(c, IR_OP_MUL, scalar(c, 0.3989422804014327),
+                        gb1(c, IR_OP_EXP, gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, x, x), scalar(c, -0.5))));
+    c->dx[0] = gb2(c, IR_OP_MUL, DY, gb2(c, IR_OP_ADD, phi_cdf, gb2(c, IR_OP_MUL, x, phi)));
+    return c->st;
+}
+
+/* y = x > 0 ? x : slope x */
+static kiln_status grad_prelu(grad_ctx *c) {
+    ir_value *pos = positive(c, X(0)), *zero = zero_like_scalar(c, Y(0));
+    if (c->need[0])
+        c->dx[0] = gb_unbroadcast(c, gb3(c, IR_OP_WHERE, pos, DY, gb2(c, IR_OP_MUL, DY, X(1))), &X(0)->type);
+    if (c->need[1])
+        c->dx[1] = gb_unbroadcast(c, gb3(c, IR_OP_WHERE, pos, zero, gb2(c, IR_OP_MUL, DY, X(0))), &X(1)->type);
+    return c->st;
+}
+
+/* Dropout outside training mode (ratio 0 or no training_mode) is the identity */
+static kiln_status grad_dropout(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *mode = n->input_count > 2 && X(2) ? X(2)->init : NULL;
+    if (n->input_count > 2 && X(2) && (!mode || ir_tensor_get(mode, 0) != 0))
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Dropout in training mode is not differentiated yet"), c->st;
+    c->dx[0] = DY;
+    return c->st;
+}
+
+static kiln_status grad_expand(grad_ctx *c) {
+    c->dx[0] = gb_unbroadcast(c, DY, &X(0)->type);
+    return c->st;
+}
+
+/* Concat: each input's part of dy, sliced back out along the axis */
+static kiln_status grad_concat(grad_ctx *c) {
+    int rank = Y(0)->type.rank;
+    int64_t axis = ir_attr_int(c->node, "axis"), at = 0;
+    if (axis < 0)
+        axis += rank;
+    for (int i = 0; i < c->node->input_count; i++) {
+        int64_t size = X(i)->type.dims[axis], end = at + size;
+        if (c->need[i]) {
+            ir_value *in[4] = {DY, gb_i64s(c, 1, &at), gb_i64s(c, 1, &end), gb_i64s(c, 1, &axis)};
+            c->dx[i] = gb_done(c, gb_begin(c, IR_OP_SLICE, 4, in));
+        }
+        at = end;
+    }
+    return c->st;
+}
+
+/* Pad (constant mode, constant non-negative pads on every axis): dy's middle */
+static kiln_status grad_pad(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *p = X(1)->init;
+    int rank = X(0)->type.rank;
+    bool ok = p && !(n->input_count > 3 && X(3)) && !strcmp(ir_attr_string(n, "mode"), "constant") &&
+              kiln_tensor_count(p) == 2 * rank;
+    int64_t starts[KILN_MAX_RANK], ends[KILN_MAX_RANK], axes[KILN_MAX_RANK];
+    for (int i = 0; ok && i < rank; i++) {
+        starts[i] = ir_tensor_get_int(p, i), ends[i] = starts[i] + X(0)->type.dims[i], axes[i] = i;
+        ok = starts[i] >= 0 && ir_tensor_get_int(p, rank + i) >= 0;
+    }
+    if (!ok)
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Pad is differentiated in constant mode with constant, "
+                                                "non-negative pads on every axis"), c->st;
+    ir_value *in[4] = {DY, gb_i64s(c, rank, starts), gb_i64s(c, rank, ends), gb_i64s(c, rank, axes)};
+    c->dx[0] = gb_done(c, gb_begin(c, IR_OP_SLICE, 4, in));
+    return c->st;
+}
+
 /* ---- linear algebra -------------------------------------------------------------------- */
 
 /* y = a @ b (rank >= 2; batch dimensions broadcast): da = dy @ b^T, db = a^T @ dy, each
@@ -567,7 +752,13 @@ grad_fn grad_rule(ir_op op) {
         [IR_OP_REDUCE_SUM] = grad_reduce, [IR_OP_REDUCE_MEAN] = grad_reduce, [IR_OP_SOFTMAX] = grad_softmax,
         [IR_OP_LOG_SOFTMAX] = grad_log_softmax, [IR_OP_SOFTMAX_CROSS_ENTROPY] = grad_softmax_cross_entropy,
         [IR_OP_CONV] = grad_conv, [IR_OP_MAX_POOL] = grad_max_pool, [IR_OP_GLOBAL_AVERAGE_POOL] = grad_global_average_pool,
-        [IR_OP_BATCH_NORM] = grad_batch_norm,
+        [IR_OP_BATCH_NORM] = grad_batch_norm, [IR_OP_POW] = grad_pow, [IR_OP_WHERE] = grad_where,
+        [IR_OP_MAX] = grad_max_min, [IR_OP_MIN] = grad_max_min, [IR_OP_MEAN] = grad_mean, [IR_OP_CLIP] = grad_clip,
+        [IR_OP_CAST] = grad_cast, [IR_OP_ELU] = grad_elu_like, [IR_OP_SELU] = grad_elu_like,
+        [IR_OP_CELU] = grad_elu_like, [IR_OP_SOFTPLUS] = grad_softplus, [IR_OP_SOFTSIGN] = grad_softsign,
+        [IR_OP_HARD_SIGMOID] = grad_hard_sigmoid, [IR_OP_ERF] = grad_erf, [IR_OP_GELU] = grad_gelu,
+        [IR_OP_PRELU] = grad_prelu, [IR_OP_DROPOUT] = grad_dropout, [IR_OP_EXPAND] = grad_expand,
+        [IR_OP_CONCAT] = grad_concat, [IR_OP_PAD] = grad_pad,
     };
     return op >= 0 && op < IR_OP_COUNT ? rules[op] : NULL;
 }

@@ -77,6 +77,27 @@ static const grad_case cases[] = {
      "  const %v: f64[2] = [0.5, 2]", "%y = BatchNormalization(%a, %s, %b, %m, %v) {training_mode = 1}"},
     {"input %a: f64[3, 2, 4, 3]\n  input %s: f64[2]\n  input %b: f64[2]\n  const %m: f64[2] = [0.1, -0.2]\n"
      "  const %v: f64[2] = [0.5, 2]", "%y = BatchNormalization(%a, %s, %b, %m, %v) {epsilon = 0.01}"},
+    {"input %a: f64[2, 3]\n  input %b: f64[3]", "%y = Pow(%a, %b)", true},
+    {"input %c: bool[2, 3]\n  input %a: f64[2, 3]\n  input %b: f64[3]", "%y = Where(%c, %a, %b)"},
+    {"input %a: f64[2, 3]\n  input %b: f64[3]\n  input %c: f64[2, 1]", "%y = Max(%a, %b, %c)"},
+    {"input %a: f64[2, 3]\n  input %b: f64[3]", "%y = Min(%a, %b)"},
+    {"input %a: f64[2, 3]\n  input %b: f64[3]", "%y = Mean(%a, %b)"},
+    {"input %a: f64[3, 4]\n  const %lo: f64[] = [-0.5]\n  const %hi: f64[] = [0.6]", "%y = Clip(%a, %lo, %hi)"},
+    /* (a round trip through f32 would quantize the finite difference itself) */
+    {"input %a: f64[3, 4]", "%y = Cast(%a) {to = \"f64\"}"},
+    {"input %a: f64[3, 4]", "%y = Elu(%a) {alpha = 0.7}"},
+    {"input %a: f64[3, 4]", "%y = Selu(%a)"},
+    {"input %a: f64[3, 4]", "%y = Celu(%a) {alpha = 1.5}"},
+    {"input %a: f64[3, 4]", "%y = Softplus(%a)"},
+    {"input %a: f64[3, 4]", "%y = Softsign(%a)"},
+    {"input %a: f64[3, 4]", "%y = HardSigmoid(%a) {alpha = 0.4}"},
+    {"input %a: f64[3, 4]", "%y = Erf(%a)"},
+    {"input %a: f64[3, 4]", "%y = Gelu(%a)"},
+    {"input %a: f64[2, 3, 4]\n  input %s: f64[3, 1]", "%y = PRelu(%a, %s)"},
+    {"input %a: f64[3, 4]", "%y = Dropout(%a)"},
+    {"input %a: f64[3, 1]\n  const %s: i64[3] = [2, 3, 4]", "%y = Expand(%a, %s)"},
+    {"input %a: f64[2, 3]\n  input %b: f64[2, 1]\n  input %c: f64[2, 2]", "%y = Concat(%a, %b, %c) {axis = -1}"},
+    {"input %a: f64[2, 3]\n  const %p: i64[4] = [1, 0, 2, 3]", "%y = Pad(%a, %p)"},
     /* a small network: gradients through several rules and a value read twice */
     {"input %x: f64[4, 3]\n  input %w: f64[3, 5]\n  input %b: f64[5]\n  input %l: i64[4]",
      "%m = MatMul(%x, %w)\n  %h = Add(%m, %b)\n  %r = Relu(%h)\n  %t = Tanh(%h)\n  %s = Add(%r, %t)\n"
@@ -211,14 +232,14 @@ static void test_gradients(void **state) {
 /* An op without a rule is named, with its node. */
 static void test_missing_rule(void **state) {
     (void)state;
-    const char *text = "graph g {\n  input %a: f32[4]\n  %y = Erf(%a)\n  %s = ReduceSum(%y) {keepdims = 0}\n  output %s\n}\n";
+    const char *text = "graph g {\n  input %a: f32[4]\n  %y = Sin(%a)\n  %s = ReduceSum(%y) {keepdims = 0}\n  output %s\n}\n";
     ir_graph *g;
     kiln_diag d = {0};
     assert_int_equal(txt_parse(text, strlen(text), "m.kiln", &g, &d), KILN_OK);
     assert_int_equal(driver_optimize(g, "shape", &d), KILN_OK);
     ir_value *grads[1];
     assert_int_equal(autodiff(g, g->outputs[0], g->inputs, 1, grads, &d), KILN_ERR_UNSUPPORTED);
-    assert_string_equal(d.message, "m.kiln:3:3: node 'y' (Erf): gradient: op Erf has no gradient rule yet");
+    assert_string_equal(d.message, "m.kiln:3:3: node 'y' (Sin): gradient: op Sin has no gradient rule yet");
     ir_graph_destroy(g);
 }
 
