@@ -740,6 +740,190 @@ static kiln_status grad_batch_norm(grad_ctx *c) {
     return c->st;
 }
 
+/* ---- batch 2: more activations, reductions, slicing, normalization ------------------------ */
+
+/* HardSwish y = x min(max(x + 3, 0), 6) / 6: dy (2x + 3) / 6 inside (-3, 3), dy above 3 */
+static kiln_status grad_hard_swish(grad_ctx *c) {
+    ir_value *x = X(0), *zero = zero_like_scalar(c, x);
+    ir_value *mid = gb2(c, IR_OP_MUL, DY, gb2(c, IR_OP_DIV, gb2(c, IR_OP_ADD, gb2(c, IR_OP_MUL, x, scalar(c, 2)), scalar(c, 3)),
+                                             scalar(c, 6)));
+    ir_value *above = gb2(c, IR_OP_GREATER_OR_EQUAL, x, scalar(c, 3)), *below = gb2(c, IR_OP_LESS_OR_EQUAL, x, scalar(c, -3));
+    c->dx[0] = gb3(c, IR_OP_WHERE, above, DY, gb3(c, IR_OP_WHERE, below, zero, mid));
+    return c->st;
+}
+
+/* Silu y = x sigmoid(x): dy s (1 + x (1 - s)) */
+static kiln_status grad_silu(grad_ctx *c) {
+    ir_value *sg = gb1(c, IR_OP_SIGMOID, X(0));
+    ir_value *inner = gb2(c, IR_OP_ADD, scalar(c, 1), gb2(c, IR_OP_MUL, X(0), gb2(c, IR_OP_SUB, scalar(c, 1), sg)));
+    c->dx[0] = gb2(c, IR_OP_MUL, DY, gb2(c, IR_OP_MUL, sg, inner));
+    return c->st;
+}
+
+/* Mish y = x tanh(softplus(x)): dy (t + x sigmoid(x) (1 - t^2)), t = tanh(softplus(x)) */
+static kiln_status grad_mish(grad_ctx *c) {
+    ir_value *t = gb1(c, IR_OP_TANH, gb1(c, IR_OP_SOFTPLUS, X(0)));
+    ir_value *rest = gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, X(0), gb1(c, IR_OP_SIGMOID, X(0))),
+                         gb2(c, IR_OP_SUB, scalar(c, 1), gb2(c, IR_OP_MUL, t, t)));
+    c->dx[0] = gb2(c, IR_OP_MUL, DY, gb2(c, IR_OP_ADD, t, rest));
+    return c->st;
+}
+
+/* dy restored to x's rank with the reduced axes as 1s (then broadcast against x) */
+static ir_value *kept(grad_ctx *c, ir_value *d, bool *known) {
+    const kiln_tensor *x = &X(0)->type;
+    bool mask[KILN_MAX_RANK];
+    if (!(*known = reduced_axes(c->node, x->rank, mask)))
+        return NULL;
+    kiln_tensor k = *x;
+    for (int i = 0; i < x->rank; i++)
+        if (mask[i])
+            k.dims[i] = 1;
+    return gb_reshape(c, d, &k);
+}
+
+/* ReduceSumSquare: 2 x dy; ReduceL2 (y = sqrt(sum x^2)): x dy / y; ReduceMax/Min: dy to the
+ * elements equal to the result, shared among ties */
+static kiln_status grad_reduce_more(grad_ctx *c) {
+    bool known;
+    ir_value *dy = kept(c, DY, &known), *y = known ? kept(c, Y(0), &known) : NULL;
+    if (!known)
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "reduction axes given at run time"), c->st;
+    switch (c->node->op) {
+    case IR_OP_REDUCE_SUM_SQUARE:
+        c->dx[0] = gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, dy, X(0)), scalar(c, 2));
+        break;
+    case IR_OP_REDUCE_L2:
+        c->dx[0] = gb2(c, IR_OP_DIV, gb2(c, IR_OP_MUL, dy, X(0)), y);
+        break;
+    default: {
+        ir_node *cast = gb_begin(c, IR_OP_CAST, 1, (ir_value *[]){gb2(c, IR_OP_EQUAL, X(0), y)});
+        gb_attr_string(c, cast, "to", kiln_dtype_name(X(0)->type.dtype));
+        ir_value *hit = gb_done(c, cast);
+        /* the count of ties: the same reduction's axes, summed */
+        ir_node *cnt = gb_begin(c, IR_OP_REDUCE_SUM, 1, &hit);
+        bool mask[KILN_MAX_RANK];
+        int64_t axes[KILN_MAX_RANK];
+        int na = 0;
+        reduced_axes(c->node, X(0)->type.rank, mask);
+        for (int i = 0; i < X(0)->type.rank; i++)
+            if (mask[i])
+                axes[na++] = i;
+        gb_attr_ints(c, cnt, "axes", na, axes);
+        gb_attr_int(c, cnt, "keepdims", 1);
+        c->dx[0] = gb2(c, IR_OP_MUL, hit, gb2(c, IR_OP_DIV, dy, gb_done(c, cnt)));
+    }
+    }
+    return c->st;
+}
+
+/* GlobalMaxPool: ReduceMax over the spatial axes */
+static kiln_status grad_global_max_pool(grad_ctx *c) {
+    const kiln_tensor *x = &X(0)->type;
+    ir_node *cast = gb_begin(c, IR_OP_CAST, 1, (ir_value *[]){gb2(c, IR_OP_EQUAL, X(0), Y(0))});
+    gb_attr_string(c, cast, "to", kiln_dtype_name(x->dtype));
+    ir_value *hit = gb_done(c, cast);
+    int64_t axes[KILN_MAX_RANK];
+    for (int i = 2; i < x->rank; i++)
+        axes[i - 2] = i;
+    ir_node *cnt = gb_begin(c, IR_OP_REDUCE_SUM, 1, &hit);
+    gb_attr_ints(c, cnt, "axes", x->rank - 2, axes);
+    c->dx[0] = gb2(c, IR_OP_MUL, hit, gb2(c, IR_OP_DIV, DY, gb_done(c, cnt)));
+    return c->st;
+}
+
+/* AveragePool with windows that tile the input: dy / window size, spread over the window */
+static kiln_status grad_average_pool(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *x = &X(0)->type;
+    int sp = x->rank - 2;
+    int64_t k[KILN_MAX_RANK], s[KILN_MAX_RANK], pads[2 * KILN_MAX_RANK], size = 1;
+    window_ints(n, "kernel_shape", sp, 1, k);
+    window_ints(n, "strides", sp, 1, s);
+    window_ints(n, "pads", 2 * sp, 0, pads);
+    bool tiles = 2 + 2 * sp <= KILN_MAX_RANK && !strcmp(ir_attr_string(n, "auto_pad"), "NOTSET");
+    for (int i = 0; i < sp; i++)
+        tiles = tiles && k[i] == s[i] && !pads[i] && !pads[i + sp] && x->dims[i + 2] % k[i] == 0, size *= k[i];
+    if (!tiles)
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "AveragePool is differentiated where its windows tile the input"), c->st;
+    kiln_tensor split = {.dtype = x->dtype, .rank = 2 + 2 * sp}, pooled = split;
+    for (int i = 0; i < 2; i++)
+        split.dims[i] = pooled.dims[i] = x->dims[i];
+    for (int i = 0; i < sp; i++) {
+        split.dims[2 + 2 * i] = pooled.dims[2 + 2 * i] = x->dims[i + 2] / k[i];
+        split.dims[3 + 2 * i] = k[i], pooled.dims[3 + 2 * i] = 1;
+    }
+    ir_value *d = gb2(c, IR_OP_DIV, gb_reshape(c, DY, &pooled), scalar(c, (double)size));
+    c->dx[0] = gb_reshape(c, gb2(c, IR_OP_EXPAND, d, gb_i64s(c, split.rank, split.dims)), x);
+    return c->st;
+}
+
+/* Slice with unit steps and constant bounds: dy padded back to x's shape with zeros */
+static kiln_status grad_slice(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *x = &X(0)->type, *st = X(1)->init, *en = X(2)->init;
+    const kiln_tensor *ax = n->input_count > 3 && X(3) ? X(3)->init : NULL, *sp = n->input_count > 4 && X(4) ? X(4)->init : NULL;
+    bool ok = st && en && (n->input_count <= 3 || !X(3) || ax) && (n->input_count <= 4 || !X(4) || sp);
+    int64_t pads[2 * KILN_MAX_RANK] = {0};
+    for (int64_t i = 0; ok && i < kiln_tensor_count(st); i++) {
+        int64_t axis = ax ? ir_tensor_get_int(ax, i) : i;
+        if (axis < 0)
+            axis += x->rank;
+        int64_t dim = x->dims[axis], b = ir_tensor_get_int(st, i);
+        ok = !sp || ir_tensor_get_int(sp, i) == 1;
+        b = b < 0 ? b + dim : b;
+        b = b < 0 ? 0 : b > dim ? dim : b;
+        pads[axis] = b;
+        pads[x->rank + axis] = dim - b - Y(0)->type.dims[axis];
+    }
+    if (!ok)
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Slice is differentiated with constant bounds and unit steps"), c->st;
+    c->dx[0] = gb2(c, IR_OP_PAD, DY, gb_i64s(c, 2 * x->rank, pads));
+    return c->st;
+}
+
+/* LayerNormalization over the axes from `axis` on, as BatchNormalization's training rule
+ * with those axes (outputs Mean and InvStdDev, if asked for, are not differentiated) */
+static kiln_status grad_layer_norm(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *x = &X(0)->type;
+    if ((n->output_count > 1 && c->dy[1]) || (n->output_count > 2 && c->dy[2]))
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "LayerNormalization's Mean and InvStdDev outputs are not differentiated"), c->st;
+    int64_t axis = ir_attr_int(n, "axis");
+    if (axis < 0)
+        axis += x->rank;
+    int64_t axes[KILN_MAX_RANK], outer[KILN_MAX_RANK];
+    int na = 0, no = 0;
+    for (int i = 0; i < x->rank; i++)
+        if (i >= axis)
+            axes[na++] = i;
+        else
+            outer[no++] = i;
+    ir_node *m = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){X(0)});
+    gb_attr_ints(c, m, "axes", na, axes);
+    ir_value *xc = gb2(c, IR_OP_SUB, X(0), gb_done(c, m));
+    ir_node *v = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){gb2(c, IR_OP_MUL, xc, xc)});
+    gb_attr_ints(c, v, "axes", na, axes);
+    ir_value *inv = gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_ADD, gb_done(c, v),
+                                                                   scalar(c, ir_attr_float(n, "epsilon")))));
+    ir_value *xhat = gb2(c, IR_OP_MUL, xc, inv);
+    if (n->input_count > 2 && X(2) && c->need[2])
+        c->dx[2] = gb_unbroadcast(c, DY, &X(2)->type);
+    if (c->need[1])
+        c->dx[1] = gb_unbroadcast(c, gb2(c, IR_OP_MUL, DY, xhat), &X(1)->type);
+    if (c->need[0]) {
+        ir_value *g = gb2(c, IR_OP_MUL, DY, X(1));
+        ir_node *m1 = gb_begin(c, IR_OP_REDUCE_MEAN, 1, &g);
+        gb_attr_ints(c, m1, "axes", na, axes);
+        ir_node *m2 = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){gb2(c, IR_OP_MUL, g, xhat)});
+        gb_attr_ints(c, m2, "axes", na, axes);
+        ir_value *mg = gb_done(c, m1), *mgx = gb_done(c, m2);
+        c->dx[0] = gb2(c, IR_OP_MUL, gb2(c, IR_OP_SUB, gb2(c, IR_OP_SUB, g, mg), gb2(c, IR_OP_MUL, xhat, mgx)), inv);
+    }
+    (void)outer, (void)no;
+    return c->st;
+}
+
 grad_fn grad_rule(ir_op op) {
     static const grad_fn rules[IR_OP_COUNT] = {
         [IR_OP_ADD] = grad_add, [IR_OP_SUB] = grad_sub, [IR_OP_MUL] = grad_mul, [IR_OP_DIV] = grad_div,
@@ -758,7 +942,11 @@ grad_fn grad_rule(ir_op op) {
         [IR_OP_CELU] = grad_elu_like, [IR_OP_SOFTPLUS] = grad_softplus, [IR_OP_SOFTSIGN] = grad_softsign,
         [IR_OP_HARD_SIGMOID] = grad_hard_sigmoid, [IR_OP_ERF] = grad_erf, [IR_OP_GELU] = grad_gelu,
         [IR_OP_PRELU] = grad_prelu, [IR_OP_DROPOUT] = grad_dropout, [IR_OP_EXPAND] = grad_expand,
-        [IR_OP_CONCAT] = grad_concat, [IR_OP_PAD] = grad_pad,
+        [IR_OP_CONCAT] = grad_concat, [IR_OP_PAD] = grad_pad, [IR_OP_HARD_SWISH] = grad_hard_swish,
+        [IR_OP_SILU] = grad_silu, [IR_OP_MISH] = grad_mish, [IR_OP_REDUCE_SUM_SQUARE] = grad_reduce_more,
+        [IR_OP_REDUCE_L2] = grad_reduce_more, [IR_OP_REDUCE_MAX] = grad_reduce_more, [IR_OP_REDUCE_MIN] = grad_reduce_more,
+        [IR_OP_GLOBAL_MAX_POOL] = grad_global_max_pool, [IR_OP_AVERAGE_POOL] = grad_average_pool,
+        [IR_OP_SLICE] = grad_slice, [IR_OP_LAYER_NORM] = grad_layer_norm,
     };
     return op >= 0 && op < IR_OP_COUNT ? rules[op] : NULL;
 }
