@@ -63,7 +63,10 @@ void kiln_trainer_destroy(kiln_trainer *t) {
 
 static train_spec spec_of(const kiln_train_options *o) {
     return (train_spec){.optimizer = o->optimizer == KILN_SGD ? TRAIN_SGD : o->optimizer == KILN_ADAM ? TRAIN_ADAM : TRAIN_ADAMW,
-                        .loss = o->loss == KILN_LOSS_MSE ? TRAIN_MSE : TRAIN_CROSS_ENTROPY,
+                        .loss = o->loss == KILN_LOSS_MSE ? TRAIN_MSE : o->loss == KILN_LOSS_BCE_LOGITS ? TRAIN_BCE_LOGITS
+                                : o->loss == KILN_LOSS_L1 ? TRAIN_L1 : o->loss == KILN_LOSS_HUBER ? TRAIN_HUBER
+                                : TRAIN_CROSS_ENTROPY,
+                        .label_smoothing = o->label_smoothing, .huber_delta = o->huber_delta,
                         .momentum = o->momentum, .nesterov = o->nesterov, .weight_decay = o->weight_decay,
                         .beta1 = o->beta1, .beta2 = o->beta2, .clip_norm = o->clip_norm, .freeze = o->freeze};
 }

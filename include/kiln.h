@@ -156,7 +156,9 @@ kiln_status kiln_model_run_named(kiln_model *m, int count, const char *const *na
  * output is the prediction (logits for cross-entropy); its float params are trained. */
 typedef struct kiln_trainer kiln_trainer;
 typedef enum kiln_optimizer { KILN_SGD, KILN_ADAM, KILN_ADAMW } kiln_optimizer;
-typedef enum kiln_loss { KILN_LOSS_CROSS_ENTROPY, KILN_LOSS_MSE } kiln_loss;
+/* Cross-entropy takes i64 class labels [batch]; the others targets shaped as the prediction
+ * (BCE: on logits, targets in [0, 1]; Huber: delta 1 unless huber_delta is set). */
+typedef enum kiln_loss { KILN_LOSS_CROSS_ENTROPY, KILN_LOSS_MSE, KILN_LOSS_BCE_LOGITS, KILN_LOSS_L1, KILN_LOSS_HUBER } kiln_loss;
 typedef struct kiln_train_options {
     kiln_optimizer optimizer;
     kiln_loss loss;
@@ -165,6 +167,8 @@ typedef struct kiln_train_options {
     double weight_decay; /* L2 for SGD and Adam, decoupled for AdamW */
     double beta1, beta2, eps; /* Adam/AdamW */
     double clip_norm;    /* > 0: clip the gradients' global L2 norm to this */
+    double label_smoothing; /* cross-entropy */
+    double huber_delta;  /* Huber (0: 1) */
     int64_t batch;       /* the step's batch size (the model's symbolic dimension) */
     int threads;         /* 0: all processors */
     const char *freeze;  /* parameters whose name contains this are not trained */

@@ -128,6 +128,50 @@ static kiln_status batch_norms_to_training(ir_graph *g, ir_value ***stats, int *
     return KILN_OK;
 }
 
+/* The mean of x over every element: a scalar. */
+static ir_value *mean_all(grad_ctx *c, ir_value *x) {
+    ir_node *m = gb_begin(c, IR_OP_REDUCE_MEAN, 1, &x);
+    gb_attr_int(c, m, "keepdims", 0);
+    return gb_done(c, m);
+}
+
+/* The loss in graph ops, so that autodiff differentiates it like the model (PyTorch's
+ * definitions: means over every element; cross-entropy over the batch). */
+static ir_value *build_loss(grad_ctx *c, const train_spec *s, ir_value *pred, ir_value *target) {
+    kiln_dtype dt = pred->type.dtype;
+    if (s->loss == TRAIN_CROSS_ENTROPY && !s->label_smoothing)
+        return gb2(c, IR_OP_SOFTMAX_CROSS_ENTROPY, pred, target);
+    if (s->loss == TRAIN_CROSS_ENTROPY) { /* -mean_n sum_c q_c log softmax(x)_c */
+        int64_t classes = pred->type.dims[1], axis = 1;
+        ir_node *ls = gb_begin(c, IR_OP_LOG_SOFTMAX, 1, &pred);
+        gb_attr_int(c, ls, "axis", 1);
+        ir_value *logp = gb_done(c, ls);
+        double eps = s->label_smoothing, off_on[2] = {eps / (double)classes, 1 - eps + eps / (double)classes};
+        ir_value *q = gb3(c, IR_OP_ONE_HOT, target, gb_i64s(c, 1, &classes), gb_floats(c, dt, 2, off_on));
+        ir_node *sum = gb_begin(c, IR_OP_REDUCE_SUM, 1, (ir_value *[]){gb2(c, IR_OP_MUL, q, logp)});
+        gb_attr_ints(c, sum, "axes", 1, &axis);
+        gb_attr_int(c, sum, "keepdims", 0);
+        return gb1(c, IR_OP_NEG, mean_all(c, gb_done(c, sum)));
+    }
+    ir_value *diff = gb2(c, IR_OP_SUB, pred, target);
+    switch (s->loss) {
+    case TRAIN_MSE: return mean_all(c, gb2(c, IR_OP_MUL, diff, diff));
+    case TRAIN_L1: return mean_all(c, gb1(c, IR_OP_ABS, diff));
+    case TRAIN_HUBER: {
+        double delta = s->huber_delta > 0 ? s->huber_delta : 1;
+        ir_value *a = gb1(c, IR_OP_ABS, diff);
+        ir_value *quad = gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, diff, diff), gb_scalar(c, dt, 0.5));
+        ir_value *lin = gb2(c, IR_OP_MUL, gb2(c, IR_OP_SUB, a, gb_scalar(c, dt, 0.5 * delta)), gb_scalar(c, dt, delta));
+        return mean_all(c, gb3(c, IR_OP_WHERE, gb2(c, IR_OP_LESS, a, gb_scalar(c, dt, delta)), quad, lin));
+    }
+    default: { /* binary cross-entropy on logits, stable: max(x, 0) - x t + log(1 + exp(-|x|)) */
+        ir_value *soft = gb1(c, IR_OP_LOG, gb2(c, IR_OP_ADD, gb_scalar(c, dt, 1),
+                                               gb1(c, IR_OP_EXP, gb1(c, IR_OP_NEG, gb1(c, IR_OP_ABS, pred)))));
+        return mean_all(c, gb2(c, IR_OP_ADD, gb2(c, IR_OP_SUB, gb1(c, IR_OP_RELU, pred), gb2(c, IR_OP_MUL, pred, target)), soft));
+    }
+    }
+}
+
 kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out, kiln_diag *d) {
     if (!g->output_count)
         return diag_error(d, (kiln_loc){.file = g->file}, KILN_ERR_INVALID, "the model has no output to train");
@@ -170,15 +214,7 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
     }
 
     grad_ctx c = {.g = g, .d = d, .base = "loss"};
-    ir_value *loss;
-    if (s->loss == TRAIN_CROSS_ENTROPY) {
-        loss = gb2(&c, IR_OP_SOFTMAX_CROSS_ENTROPY, pred, labels);
-    } else {
-        ir_value *diff = gb2(&c, IR_OP_SUB, pred, labels);
-        ir_node *mean = gb_begin(&c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){gb2(&c, IR_OP_MUL, diff, diff)});
-        gb_attr_int(&c, mean, "keepdims", 0);
-        loss = gb_done(&c, mean);
-    }
+    ir_value *loss = build_loss(&c, s, pred, labels);
     ir_value **grads = c.st ? NULL : calloc((size_t)out->param_count, sizeof *grads);
     st = c.st ? c.st : !grads ? diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory")
                               : autodiff(g, loss, out->params, out->param_count, grads, d);

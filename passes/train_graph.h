@@ -24,7 +24,8 @@
 #include "ir/graph.h"
 
 typedef enum train_optimizer { TRAIN_SGD, TRAIN_ADAM, TRAIN_ADAMW } train_optimizer;
-typedef enum train_loss { TRAIN_CROSS_ENTROPY, TRAIN_MSE } train_loss;
+/* Cross-entropy takes i64 class labels; the others targets of the prediction's type. */
+typedef enum train_loss { TRAIN_CROSS_ENTROPY, TRAIN_MSE, TRAIN_BCE_LOGITS, TRAIN_L1, TRAIN_HUBER } train_loss;
 
 typedef struct train_spec {
     train_optimizer optimizer;
@@ -34,6 +35,8 @@ typedef struct train_spec {
     double weight_decay;  /* SGD and Adam: L2 added to the gradient; AdamW: decoupled */
     double beta1, beta2;  /* Adam/AdamW */
     double clip_norm;     /* > 0: gradients scaled so their global L2 norm is at most this */
+    double label_smoothing; /* cross-entropy: targets (1 - s) one-hot + s / classes */
+    double huber_delta;   /* Huber: quadratic below this, linear above (0: 1) */
     const char *freeze;   /* parameters whose name contains this are not trained (NULL: none) */
 } train_spec;
 

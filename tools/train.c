@@ -26,10 +26,12 @@ static const char *const usage_train =
     "                  [--step-epochs N] [--gamma X] [--seed N] [--val N] [--patience N]\n"
     "                  [--checkpoint DIR [--resume]] [--threads N] [--freeze PATTERN] [--quiet]\n"
     "                  [--bench STEPS] [--export OUT.onnx]\n"
+    "                  [--loss cross_entropy|mse|bce|l1|huber] [--label-smoothing X]\n"
     "\n"
     "Trains MODEL (.kiln or .onnx; its first output is the logits, its float params are\n"
     "trained) on the IDX files in DIR (train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
-    "t10k-*, optionally .gz), with softmax cross-entropy. Images are scaled to [0, 1] and\n"
+    "t10k-*, optionally .gz), by default with softmax cross-entropy (the other losses compare\n"
+    "the prediction with the labels one-hot). Images are scaled to [0, 1] and\n"
     "standardized with the training set's mean and deviation. Prints a line per epoch\n"
     "and test_accuracy=... at the end; with --checkpoint, writes DIR/last.npz after each\n"
     "epoch and DIR/metrics.csv and DIR/metrics.jsonl.\n"
@@ -139,6 +141,21 @@ static void fill_batch(const dataset *ds, const int64_t *idx, int64_t count, dou
     }
 }
 
+/* What the loss compares with: the labels, or (onehot given) the labels one-hot. */
+static const kiln_tensor *targets(const kiln_tensor *labels, kiln_tensor *onehot) {
+    if (!onehot)
+        return labels;
+    int64_t classes = onehot->dims[1];
+    float *o = onehot->data;
+    memset(o, 0, kiln_tensor_bytes(onehot));
+    for (int64_t b = 0; b < labels->dims[0]; b++) {
+        int64_t l = ((const int64_t *)labels->data)[b];
+        if (l >= 0 && l < classes)
+            o[b * classes + l] = 1;
+    }
+    return onehot;
+}
+
 static int64_t correct_in(const kiln_tensor *logits, const kiln_tensor *labels, int64_t count) {
     int64_t classes = logits->dims[1], right = 0;
     const float *l = logits->data;
@@ -208,6 +225,14 @@ int cmd_train(int argc, char **argv) {
             opt = argv[++i];
         } else if (!strcmp(a, "--schedule") && has) {
             sched.kind = argv[++i];
+        } else if (!strcmp(a, "--loss") && has) {
+            const char *l = argv[++i];
+            if (!strcmp(l, "cross_entropy")) o.loss = KILN_LOSS_CROSS_ENTROPY;
+            else if (!strcmp(l, "mse")) o.loss = KILN_LOSS_MSE;
+            else if (!strcmp(l, "bce")) o.loss = KILN_LOSS_BCE_LOGITS;
+            else if (!strcmp(l, "l1")) o.loss = KILN_LOSS_L1;
+            else if (!strcmp(l, "huber")) o.loss = KILN_LOSS_HUBER;
+            else return usage_error(usage_train, "unknown loss '%s' (cross_entropy, mse, bce, l1, huber)", l);
         } else if (!strcmp(a, "--freeze") && has) {
             o.freeze = argv[++i];
         } else if (!strcmp(a, "--resume")) {
@@ -225,6 +250,7 @@ int cmd_train(int argc, char **argv) {
             else if (!strcmp(a, "--momentum") && num >= 0 && num < 1) o.momentum = num;
             else if (!strcmp(a, "--weight-decay") && num >= 0) o.weight_decay = num;
             else if (!strcmp(a, "--clip-norm") && num > 0) o.clip_norm = num;
+            else if (!strcmp(a, "--label-smoothing") && num >= 0 && num < 1) o.label_smoothing = num;
             else if (!strcmp(a, "--warmup") && whole) sched.warmup = (int64_t)num;
             else if (!strcmp(a, "--step-epochs") && whole && num >= 1) sched.step_epochs = (int64_t)num;
             else if (!strcmp(a, "--gamma") && num > 0) sched.gamma = num;
@@ -286,7 +312,7 @@ int cmd_train(int argc, char **argv) {
     int64_t n_train = train.count - val;
     int64_t *split = malloc(sizeof(int64_t) * (size_t)train.count), *order = malloc(sizeof(int64_t) * (size_t)n_train);
     int64_t *test_idx = malloc(sizeof(int64_t) * (size_t)test.count);
-    kiln_tensor *x = NULL, *y = NULL;
+    kiln_tensor *x = NULL, *y = NULL, *onehot = NULL; /* onehot: targets of the losses other than cross-entropy */
     int64_t xdims[4] = {o.batch, 1, 28, 28}, ydims[1] = {o.batch};
     if (train.pixels != 784)
         xdims[1] = train.pixels, xdims[2] = xdims[3] = 1;
@@ -295,6 +321,17 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "kiln: out of memory\n");
         rc = EXIT_MODEL;
         goto done;
+    }
+    if (o.loss != KILN_LOSS_CROSS_ENTROPY) {
+        int64_t classes = 0;
+        for (int64_t i = 0; i < train.count; i++)
+            if (((const uint8_t *)train.labels->data)[i] >= classes)
+                classes = ((const uint8_t *)train.labels->data)[i] + 1;
+        int64_t odims[2] = {o.batch, classes};
+        if (kiln_tensor_create(KILN_F32, 2, odims, &onehot, &d)) {
+            rc = model_error(&d);
+            goto done;
+        }
     }
     shuffle(split, train.count, seed, 0xFFFFFFFF);
     for (int64_t i = 0; i < test.count; i++)
@@ -336,7 +373,7 @@ int cmd_train(int argc, char **argv) {
         for (int64_t s = 0; ms && s < bench + 5; s++) {
             fill_batch(&train, order + (s % sched.steps_per_epoch) * o.batch, o.batch, mean, std, x, y);
             double s0 = elapsed_ms(NULL);
-            if (kiln_trainer_step(t, (const kiln_tensor *const *)&x, y, sched.lr, NULL, NULL, &d)) {
+            if (kiln_trainer_step(t, (const kiln_tensor *const *)&x, targets(y, onehot), sched.lr, NULL, NULL, &d)) {
                 free(ms);
                 rc = model_error(&d);
                 goto done;
@@ -366,7 +403,7 @@ int cmd_train(int argc, char **argv) {
             lr = lr_at(&sched, kiln_trainer_steps(t));
             double loss;
             kiln_tensor *logits = NULL;
-            if (kiln_trainer_step(t, (const kiln_tensor *const *)&x, y, lr, &loss, &logits, &d)) {
+            if (kiln_trainer_step(t, (const kiln_tensor *const *)&x, targets(y, onehot), lr, &loss, &logits, &d)) {
                 rc = model_error(&d);
                 goto done;
             }
@@ -451,7 +488,7 @@ done:
     if (json)
         fclose(json);
     free(split), free(order), free(test_idx);
-    kiln_tensor_free(x), kiln_tensor_free(y);
+    kiln_tensor_free(x), kiln_tensor_free(y), kiln_tensor_free(onehot);
     kiln_tensor_free(train.images), kiln_tensor_free(train.labels);
     kiln_tensor_free(test.images), kiln_tensor_free(test.labels);
     kiln_trainer_destroy(t);

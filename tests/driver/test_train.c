@@ -242,6 +242,65 @@ static void test_checkpoints(void **state) {
     kiln_trainer_destroy(a), kiln_trainer_destroy(b);
 }
 
+/* Each loss's value on the first step against the formula, in double. */
+static void test_losses(void **state) {
+    (void)state;
+    double p[K * M + M] = {0.5, -0.25, 0.125, 0.75, -0.5, 0.3, 0.1, -0.2}, y[N][M];
+    for (int n = 0; n < N; n++)
+        for (int m = 0; m < M; m++) {
+            y[n][m] = p[K * M + m];
+            for (int k = 0; k < K; k++)
+                y[n][m] += X[n][k] * p[k * M + m];
+        }
+    static const int64_t classes[N] = {0, 1, 1, 0};
+    static const struct { kiln_loss loss; double smoothing; const char *name; } cases[] = {
+        {KILN_LOSS_MSE, 0, "mse"}, {KILN_LOSS_L1, 0, "l1"}, {KILN_LOSS_HUBER, 0, "huber"},
+        {KILN_LOSS_BCE_LOGITS, 0, "bce"}, {KILN_LOSS_CROSS_ENTROPY, 0, "cross-entropy"},
+        {KILN_LOSS_CROSS_ENTROPY, 0.2, "cross-entropy, smoothing 0.2"},
+    };
+    for (int i = 0; i < ARRAY_LEN(cases); i++) {
+        double want = 0;
+        for (int n = 0; n < N; n++) {
+            double lse = log(exp(y[n][0]) + exp(y[n][1]));
+            for (int m = 0; m < M; m++) {
+                double d = y[n][m] - T[n][m], a = fabs(d), x = y[n][m], t = T[n][m];
+                switch (cases[i].loss) {
+                case KILN_LOSS_MSE: want += d * d / (N * M); break;
+                case KILN_LOSS_L1: want += a / (N * M); break;
+                case KILN_LOSS_HUBER: want += (a < 1 ? 0.5 * d * d : a - 0.5) / (N * M); break;
+                case KILN_LOSS_BCE_LOGITS: want += (fmax(x, 0) - x * t + log1p(exp(-fabs(x)))) / (N * M); break;
+                default: {
+                    double q = (m == classes[n] ? 1 - cases[i].smoothing : 0) + cases[i].smoothing / M;
+                    want -= q * (x - lse) / N;
+                }
+                }
+            }
+        }
+        kiln_train_options o;
+        kiln_train_options_default(&o);
+        o.loss = cases[i].loss, o.label_smoothing = cases[i].smoothing, o.batch = N, o.threads = 1;
+        kiln_trainer *t;
+        kiln_diag d = {0};
+        assert_int_equal(kiln_trainer_create(model_path, &o, &t, &d), KILN_OK);
+        kiln_tensor *x = tensor2(N, K, &X[0][0]), *target;
+        int64_t dims[1] = {N};
+        if (cases[i].loss == KILN_LOSS_CROSS_ENTROPY) {
+            assert_int_equal(kiln_tensor_create(KILN_I64, 1, dims, &target, &d), KILN_OK);
+            memcpy(target->data, classes, sizeof classes);
+        } else {
+            target = tensor2(N, M, &T[0][0]);
+        }
+        double loss;
+        assert_int_equal(kiln_trainer_step(t, (const kiln_tensor *const *)&x, target, 0.01, &loss, NULL, &d), KILN_OK);
+        if (fabs(loss - want) > 1e-6 + 1e-5 * fabs(want)) {
+            print_error("%s: loss %.9g, by the formula %.9g\n", cases[i].name, loss, want);
+            fail();
+        }
+        kiln_tensor_free(x), kiln_tensor_free(target);
+        kiln_trainer_destroy(t);
+    }
+}
+
 /* The trained model exported as ONNX and read back by kiln's importer predicts what the
  * trainer predicts, to the bit (same graph, same weights, same kernels). */
 static void test_export_onnx(void **state) {
@@ -279,6 +338,7 @@ int main(void) {
         cmocka_unit_test(test_loss_decreases),
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_export_onnx),
+        cmocka_unit_test(test_losses),
     };
     return cmocka_run_group_tests(tests, write_model, remove_model);
 }
