@@ -139,6 +139,14 @@ static ir_value *new_const(grad_ctx *c, kiln_dtype dt, int rank, const int64_t *
     return v;
 }
 
+ir_value *gb_reduce(grad_ctx *c, ir_op op, ir_value *x, int count, const int64_t *axes, bool keepdims) {
+    ir_node *r = gb_begin(c, op, 1, &x);
+    if (count >= 0)
+        gb_attr_ints(c, r, "axes", count, axes);
+    gb_attr_int(c, r, "keepdims", keepdims);
+    return gb_done(c, r);
+}
+
 ir_value *gb_scalar(grad_ctx *c, kiln_dtype dt, double value) {
     ir_value *v = new_const(c, dt, 0, NULL);
     if (v)
@@ -184,14 +192,7 @@ ir_value *gb_unbroadcast(grad_ctx *c, ir_value *dy, const kiln_tensor *to) {
     for (int i = 0; i < from->rank; i++)
         if (i < lead || (to->dims[i - lead] == 1 && from->dims[i] != 1))
             axes[n++] = i;
-    ir_value *sum = dy;
-    if (n) {
-        ir_node *r = gb_begin(c, IR_OP_REDUCE_SUM, 1, &dy);
-        gb_attr_ints(c, r, "axes", n, axes);
-        gb_attr_int(c, r, "keepdims", 1);
-        sum = gb_done(c, r);
-    }
-    return gb_reshape(c, sum, to);
+    return gb_reshape(c, n ? gb_reduce(c, IR_OP_REDUCE_SUM, dy, n, axes, true) : dy, to);
 }
 
 ir_value *gb_swap_last(grad_ctx *c, ir_value *x) {

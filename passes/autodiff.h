@@ -54,6 +54,9 @@ ir_value *gb1(grad_ctx *c, ir_op op, ir_value *a);
 ir_value *gb2(grad_ctx *c, ir_op op, ir_value *a, ir_value *b);
 ir_value *gb3(grad_ctx *c, ir_op op, ir_value *a, ir_value *b, ir_value *x);
 
+/* A reduction (ReduceSum, ReduceMean, ...) of x over `count` axes (count < 0: all of them). */
+ir_value *gb_reduce(grad_ctx *c, ir_op op, ir_value *x, int count, const int64_t *axes, bool keepdims);
+
 /* Constants: a scalar of dtype dt, and a 1-D i64 vector. */
 ir_value *gb_scalar(grad_ctx *c, kiln_dtype dt, double v);
 ir_value *gb_i64s(grad_ctx *c, int count, const int64_t *v);

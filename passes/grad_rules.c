@@ -16,6 +16,13 @@ static ir_value *zero_like_scalar(grad_ctx *c, const ir_value *v) {
     return gb_scalar(c, v->type.dtype, 0.0);
 }
 
+/* 1 where a == b, else 0, in a's dtype: which elements a max or min came from. */
+static ir_value *indicator(grad_ctx *c, ir_value *a, ir_value *b) {
+    ir_node *cast = gb_begin(c, IR_OP_CAST, 1, (ir_value *[]){gb2(c, IR_OP_EQUAL, a, b)});
+    gb_attr_string(c, cast, "to", kiln_dtype_name(a->type.dtype));
+    return gb_done(c, cast);
+}
+
 /* ---- elementwise, with broadcasting -------------------------------------------------- */
 
 static kiln_status grad_add(grad_ctx *c) {
@@ -156,9 +163,7 @@ static kiln_status grad_max_min(grad_ctx *c) {
     int n = c->node->input_count;
     ir_value *hit[IR_VARIADIC], *count = NULL;
     for (int i = 0; i < n; i++) {
-        ir_node *cast = gb_begin(c, IR_OP_CAST, 1, (ir_value *[]){gb2(c, IR_OP_EQUAL, X(i), Y(0))});
-        gb_attr_string(c, cast, "to", kiln_dtype_name(Y(0)->type.dtype));
-        hit[i] = gb_done(c, cast);
+        hit[i] = indicator(c, X(i), Y(0));
         count = count ? gb2(c, IR_OP_ADD, count, hit[i]) : hit[i];
     }
     ir_value *share = gb2(c, IR_OP_DIV, DY, count);
@@ -419,10 +424,7 @@ static kiln_status grad_reduce(grad_ctx *c) {
 }
 
 static ir_value *sum_axis(grad_ctx *c, ir_value *x, int64_t axis) {
-    ir_node *r = gb_begin(c, IR_OP_REDUCE_SUM, 1, &x);
-    gb_attr_ints(c, r, "axes", 1, &axis);
-    gb_attr_int(c, r, "keepdims", 1);
-    return gb_done(c, r);
+    return gb_reduce(c, IR_OP_REDUCE_SUM, x, 1, &axis, true);
 }
 
 /* y = softmax(x): dx = y * (dy - sum(dy * y)) along the axis */
@@ -617,10 +619,7 @@ static kiln_status grad_conv(grad_ctx *c) {
         for (int i = 0; i < y->rank; i++)
             if (i != 1)
                 axes[na++] = i;
-        ir_node *r = gb_begin(c, IR_OP_REDUCE_SUM, 1, &DY);
-        gb_attr_ints(c, r, "axes", na, axes);
-        gb_attr_int(c, r, "keepdims", 0);
-        c->dx[2] = gb_done(c, r);
+        c->dx[2] = gb_reduce(c, IR_OP_REDUCE_SUM, DY, na, axes, false);
     }
     return c->st;
 }
@@ -654,15 +653,9 @@ static kiln_status grad_max_pool(grad_ctx *c) {
         window_axes[i] = 3 + 2 * i;
     }
     ir_value *xs = gb_reshape(c, X(0), &split), *ys = gb_reshape(c, Y(0), &pooled), *dys = gb_reshape(c, DY, &pooled);
-    ir_value *mask = gb2(c, IR_OP_EQUAL, xs, ys);
-    ir_node *cast = gb_begin(c, IR_OP_CAST, 1, &mask);
-    gb_attr_string(c, cast, "to", kiln_dtype_name(x->dtype));
-    ir_value *ones = gb_done(c, cast);
-    ir_node *cnt = gb_begin(c, IR_OP_REDUCE_SUM, 1, &ones);
-    gb_attr_ints(c, cnt, "axes", sp, window_axes);
-    gb_attr_int(c, cnt, "keepdims", 1);
-    ir_value *share = gb2(c, IR_OP_DIV, dys, gb_done(c, cnt));
-    c->dx[0] = gb_reshape(c, gb3(c, IR_OP_WHERE, mask, share, zero_like_scalar(c, X(0))), x);
+    ir_value *hit = indicator(c, xs, ys);
+    ir_value *share = gb2(c, IR_OP_DIV, dys, gb_reduce(c, IR_OP_REDUCE_SUM, hit, sp, window_axes, true));
+    c->dx[0] = gb_reshape(c, gb2(c, IR_OP_MUL, hit, share), x);
     return c->st;
 }
 
@@ -684,58 +677,53 @@ static kiln_status grad_global_average_pool(grad_ctx *c) {
  *   dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat mean(dy xhat))
  * Inference mode (running statistics, constants here): dx = dy gamma / sqrt(rv + eps),
  * dgamma = sum dy (x - rm) / sqrt(rv + eps), dbeta = sum dy. */
+/* Normalization over `axes` from the batch's own statistics: *inv = 1 / sqrt(var + eps)
+ * and *xhat = (x - mean) * inv. */
+static void normalize(grad_ctx *c, ir_value *x, int na, const int64_t *axes, double epsilon, ir_value **xhat,
+                      ir_value **inv) {
+    ir_value *xc = gb2(c, IR_OP_SUB, x, gb_reduce(c, IR_OP_REDUCE_MEAN, x, na, axes, true));
+    ir_value *var = gb_reduce(c, IR_OP_REDUCE_MEAN, gb2(c, IR_OP_MUL, xc, xc), na, axes, true);
+    *inv = gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_ADD, var, gb_scalar(c, x->type.dtype, epsilon))));
+    *xhat = gb2(c, IR_OP_MUL, xc, *inv);
+}
+
+/* The input gradient of a normalization by batch statistics, given g = dy * gamma:
+ * inv * (g - mean(g) - xhat * mean(g * xhat)), the means over the normalized axes. */
+static ir_value *normalized_input_grad(grad_ctx *c, ir_value *g, ir_value *xhat, ir_value *inv, int na,
+                                       const int64_t *axes) {
+    ir_value *mg = gb_reduce(c, IR_OP_REDUCE_MEAN, g, na, axes, true);
+    ir_value *mgx = gb_reduce(c, IR_OP_REDUCE_MEAN, gb2(c, IR_OP_MUL, g, xhat), na, axes, true);
+    return gb2(c, IR_OP_MUL, gb2(c, IR_OP_SUB, gb2(c, IR_OP_SUB, g, mg), gb2(c, IR_OP_MUL, xhat, mgx)), inv);
+}
+
 static kiln_status grad_batch_norm(grad_ctx *c) {
     const ir_node *n = c->node;
     const kiln_tensor *x = &X(0)->type;
-    kiln_dtype dt = x->dtype;
     bool training = ir_attr_int(n, "training_mode");
+    double epsilon = ir_attr_float(n, "epsilon");
     int64_t axes[KILN_MAX_RANK];
     int na = 0;
     for (int i = 0; i < x->rank; i++)
         if (i != 1)
             axes[na++] = i;
-    kiln_tensor chan = {.dtype = dt, .rank = x->rank};
+    kiln_tensor chan = {.dtype = x->dtype, .rank = x->rank};
     for (int i = 0; i < x->rank; i++)
         chan.dims[i] = i == 1 ? x->dims[1] : 1;
-    ir_value *eps = gb_scalar(c, dt, ir_attr_float(n, "epsilon"));
-    ir_value *mean, *var;
+    ir_value *xhat, *inv;
     if (training) {
-        ir_node *m = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){X(0)});
-        gb_attr_ints(c, m, "axes", na, axes);
-        mean = gb_done(c, m);
-        ir_value *xc0 = gb2(c, IR_OP_SUB, X(0), mean);
-        ir_node *v = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){gb2(c, IR_OP_MUL, xc0, xc0)});
-        gb_attr_ints(c, v, "axes", na, axes);
-        var = gb_done(c, v);
+        normalize(c, X(0), na, axes, epsilon, &xhat, &inv);
     } else {
-        mean = gb_reshape(c, X(3), &chan), var = gb_reshape(c, X(4), &chan);
+        ir_value *var = gb_reshape(c, X(4), &chan);
+        inv = gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_ADD, var, gb_scalar(c, x->dtype, epsilon))));
+        xhat = gb2(c, IR_OP_MUL, gb2(c, IR_OP_SUB, X(0), gb_reshape(c, X(3), &chan)), inv);
     }
-    ir_value *inv = gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_ADD, var, eps)));
-    ir_value *xhat = gb2(c, IR_OP_MUL, gb2(c, IR_OP_SUB, X(0), mean), inv);
-    ir_value *gamma = gb_reshape(c, X(1), &chan);
-    if (c->need[2]) {
-        ir_node *r = gb_begin(c, IR_OP_REDUCE_SUM, 1, &DY);
-        gb_attr_ints(c, r, "axes", na, axes);
-        gb_attr_int(c, r, "keepdims", 0);
-        c->dx[2] = gb_done(c, r);
-    }
-    if (c->need[1]) {
-        ir_node *r = gb_begin(c, IR_OP_REDUCE_SUM, 1, (ir_value *[]){gb2(c, IR_OP_MUL, DY, xhat)});
-        gb_attr_ints(c, r, "axes", na, axes);
-        gb_attr_int(c, r, "keepdims", 0);
-        c->dx[1] = gb_done(c, r);
-    }
+    if (c->need[2])
+        c->dx[2] = gb_reduce(c, IR_OP_REDUCE_SUM, DY, na, axes, false);
+    if (c->need[1])
+        c->dx[1] = gb_reduce(c, IR_OP_REDUCE_SUM, gb2(c, IR_OP_MUL, DY, xhat), na, axes, false);
     if (c->need[0]) {
-        ir_value *g = gb2(c, IR_OP_MUL, DY, gamma);
-        if (training) {
-            ir_node *m1 = gb_begin(c, IR_OP_REDUCE_MEAN, 1, &g);
-            gb_attr_ints(c, m1, "axes", na, axes);
-            ir_node *m2 = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){gb2(c, IR_OP_MUL, g, xhat)});
-            gb_attr_ints(c, m2, "axes", na, axes);
-            ir_value *mg = gb_done(c, m1), *mgx = gb_done(c, m2);
-            g = gb2(c, IR_OP_SUB, gb2(c, IR_OP_SUB, g, mg), gb2(c, IR_OP_MUL, xhat, mgx));
-        }
-        c->dx[0] = gb2(c, IR_OP_MUL, g, inv);
+        ir_value *g = gb2(c, IR_OP_MUL, DY, gb_reshape(c, X(1), &chan));
+        c->dx[0] = training ? normalized_input_grad(c, g, xhat, inv, na, axes) : gb2(c, IR_OP_MUL, g, inv);
     }
     return c->st;
 }
@@ -796,12 +784,8 @@ static kiln_status grad_reduce_more(grad_ctx *c) {
     case IR_OP_REDUCE_L2:
         c->dx[0] = gb2(c, IR_OP_DIV, gb2(c, IR_OP_MUL, dy, X(0)), y);
         break;
-    default: {
-        ir_node *cast = gb_begin(c, IR_OP_CAST, 1, (ir_value *[]){gb2(c, IR_OP_EQUAL, X(0), y)});
-        gb_attr_string(c, cast, "to", kiln_dtype_name(X(0)->type.dtype));
-        ir_value *hit = gb_done(c, cast);
-        /* the count of ties: the same reduction's axes, summed */
-        ir_node *cnt = gb_begin(c, IR_OP_REDUCE_SUM, 1, &hit);
+    default: { /* the ties counted over the same axes */
+        ir_value *hit = indicator(c, X(0), y);
         bool mask[KILN_MAX_RANK];
         int64_t axes[KILN_MAX_RANK];
         int na = 0;
@@ -809,9 +793,7 @@ static kiln_status grad_reduce_more(grad_ctx *c) {
         for (int i = 0; i < X(0)->type.rank; i++)
             if (mask[i])
                 axes[na++] = i;
-        gb_attr_ints(c, cnt, "axes", na, axes);
-        gb_attr_int(c, cnt, "keepdims", 1);
-        c->dx[0] = gb2(c, IR_OP_MUL, hit, gb2(c, IR_OP_DIV, dy, gb_done(c, cnt)));
+        c->dx[0] = gb2(c, IR_OP_MUL, hit, gb2(c, IR_OP_DIV, dy, gb_reduce(c, IR_OP_REDUCE_SUM, hit, na, axes, true)));
     }
     }
     return c->st;
@@ -820,15 +802,11 @@ static kiln_status grad_reduce_more(grad_ctx *c) {
 /* GlobalMaxPool: ReduceMax over the spatial axes */
 static kiln_status grad_global_max_pool(grad_ctx *c) {
     const kiln_tensor *x = &X(0)->type;
-    ir_node *cast = gb_begin(c, IR_OP_CAST, 1, (ir_value *[]){gb2(c, IR_OP_EQUAL, X(0), Y(0))});
-    gb_attr_string(c, cast, "to", kiln_dtype_name(x->dtype));
-    ir_value *hit = gb_done(c, cast);
+    ir_value *hit = indicator(c, X(0), Y(0));
     int64_t axes[KILN_MAX_RANK];
     for (int i = 2; i < x->rank; i++)
         axes[i - 2] = i;
-    ir_node *cnt = gb_begin(c, IR_OP_REDUCE_SUM, 1, &hit);
-    gb_attr_ints(c, cnt, "axes", x->rank - 2, axes);
-    c->dx[0] = gb2(c, IR_OP_MUL, hit, gb2(c, IR_OP_DIV, DY, gb_done(c, cnt)));
+    c->dx[0] = gb2(c, IR_OP_MUL, hit, gb2(c, IR_OP_DIV, DY, gb_reduce(c, IR_OP_REDUCE_SUM, hit, x->rank - 2, axes, true)));
     return c->st;
 }
 
@@ -889,38 +867,20 @@ static kiln_status grad_layer_norm(grad_ctx *c) {
     const kiln_tensor *x = &X(0)->type;
     if ((n->output_count > 1 && c->dy[1]) || (n->output_count > 2 && c->dy[2]))
         return gb_fail(c, KILN_ERR_UNSUPPORTED, "LayerNormalization's Mean and InvStdDev outputs are not differentiated"), c->st;
-    int64_t axis = ir_attr_int(n, "axis");
+    int64_t axis = ir_attr_int(n, "axis"), axes[KILN_MAX_RANK];
     if (axis < 0)
         axis += x->rank;
-    int64_t axes[KILN_MAX_RANK], outer[KILN_MAX_RANK];
-    int na = 0, no = 0;
-    for (int i = 0; i < x->rank; i++)
-        if (i >= axis)
-            axes[na++] = i;
-        else
-            outer[no++] = i;
-    ir_node *m = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){X(0)});
-    gb_attr_ints(c, m, "axes", na, axes);
-    ir_value *xc = gb2(c, IR_OP_SUB, X(0), gb_done(c, m));
-    ir_node *v = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){gb2(c, IR_OP_MUL, xc, xc)});
-    gb_attr_ints(c, v, "axes", na, axes);
-    ir_value *inv = gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_ADD, gb_done(c, v),
-                                                                   scalar(c, ir_attr_float(n, "epsilon")))));
-    ir_value *xhat = gb2(c, IR_OP_MUL, xc, inv);
+    int na = 0;
+    for (int i = (int)axis; i < x->rank; i++)
+        axes[na++] = i;
+    ir_value *xhat, *inv;
+    normalize(c, X(0), na, axes, ir_attr_float(n, "epsilon"), &xhat, &inv);
     if (n->input_count > 2 && X(2) && c->need[2])
         c->dx[2] = gb_unbroadcast(c, DY, &X(2)->type);
     if (c->need[1])
         c->dx[1] = gb_unbroadcast(c, gb2(c, IR_OP_MUL, DY, xhat), &X(1)->type);
-    if (c->need[0]) {
-        ir_value *g = gb2(c, IR_OP_MUL, DY, X(1));
-        ir_node *m1 = gb_begin(c, IR_OP_REDUCE_MEAN, 1, &g);
-        gb_attr_ints(c, m1, "axes", na, axes);
-        ir_node *m2 = gb_begin(c, IR_OP_REDUCE_MEAN, 1, (ir_value *[]){gb2(c, IR_OP_MUL, g, xhat)});
-        gb_attr_ints(c, m2, "axes", na, axes);
-        ir_value *mg = gb_done(c, m1), *mgx = gb_done(c, m2);
-        c->dx[0] = gb2(c, IR_OP_MUL, gb2(c, IR_OP_SUB, gb2(c, IR_OP_SUB, g, mg), gb2(c, IR_OP_MUL, xhat, mgx)), inv);
-    }
-    (void)outer, (void)no;
+    if (c->need[0])
+        c->dx[0] = normalized_input_grad(c, gb2(c, IR_OP_MUL, DY, X(1)), xhat, inv, na, axes);
     return c->st;
 }
 

@@ -130,9 +130,7 @@ static kiln_status batch_norms_to_training(ir_graph *g, ir_value ***stats, int *
 
 /* The mean of x over every element: a scalar. */
 static ir_value *mean_all(grad_ctx *c, ir_value *x) {
-    ir_node *m = gb_begin(c, IR_OP_REDUCE_MEAN, 1, &x);
-    gb_attr_int(c, m, "keepdims", 0);
-    return gb_done(c, m);
+    return gb_reduce(c, IR_OP_REDUCE_MEAN, x, -1, NULL, false);
 }
 
 /* The loss in graph ops, so that autodiff differentiates it like the model (PyTorch's
@@ -148,10 +146,7 @@ static ir_value *build_loss(grad_ctx *c, const train_spec *s, ir_value *pred, ir
         ir_value *logp = gb_done(c, ls);
         double eps = s->label_smoothing, off_on[2] = {eps / (double)classes, 1 - eps + eps / (double)classes};
         ir_value *q = gb3(c, IR_OP_ONE_HOT, target, gb_i64s(c, 1, &classes), gb_floats(c, dt, 2, off_on));
-        ir_node *sum = gb_begin(c, IR_OP_REDUCE_SUM, 1, (ir_value *[]){gb2(c, IR_OP_MUL, q, logp)});
-        gb_attr_ints(c, sum, "axes", 1, &axis);
-        gb_attr_int(c, sum, "keepdims", 0);
-        return gb1(c, IR_OP_NEG, mean_all(c, gb_done(c, sum)));
+        return gb1(c, IR_OP_NEG, mean_all(c, gb_reduce(c, IR_OP_REDUCE_SUM, gb2(c, IR_OP_MUL, q, logp), 1, &axis, false)));
     }
     ir_value *diff = gb2(c, IR_OP_SUB, pred, target);
     switch (s->loss) {
@@ -229,9 +224,7 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
     if (s->clip_norm > 0) {
         ir_value *sq = NULL;
         for (int i = 0; i < out->param_count; i++) {
-            ir_node *r = gb_begin(&c, IR_OP_REDUCE_SUM_SQUARE, 1, &grads[i]);
-            gb_attr_int(&c, r, "keepdims", 0);
-            ir_value *part = gb_done(&c, r);
+            ir_value *part = gb_reduce(&c, IR_OP_REDUCE_SUM_SQUARE, grads[i], -1, NULL, false);
             sq = sq ? gb2(&c, IR_OP_ADD, sq, part) : part;
         }
         ir_value *norm = gb2(&c, IR_OP_ADD, gb1(&c, IR_OP_SQRT, sq), gb_scalar(&c, f32, 1e-6));
