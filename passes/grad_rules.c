@@ -884,6 +884,93 @@ static kiln_status grad_layer_norm(grad_ctx *c) {
     return c->st;
 }
 
+/* ---- batch 3: splitting, tiling, gathering ----------------------------------------------- */
+
+/* Zeros of v's type. */
+static ir_value *zeros_like(grad_ctx *c, const ir_value *v) {
+    return gb2(c, IR_OP_EXPAND, zero_like_scalar(c, v), gb_i64s(c, v->type.rank, v->type.dims));
+}
+
+/* Split: the outputs' gradients concatenated back (zeros for an output none flows to) */
+static kiln_status grad_split(grad_ctx *c) {
+    const ir_node *n = c->node;
+    ir_value *parts[IR_VARIADIC];
+    for (int i = 0; i < n->output_count; i++)
+        parts[i] = c->dy[i] ? c->dy[i] : zeros_like(c, Y(i));
+    int64_t axis = ir_attr_int(n, "axis");
+    ir_node *cat = gb_begin(c, IR_OP_CONCAT, n->output_count, parts);
+    gb_attr_int(c, cat, "axis", axis < 0 ? axis + X(0)->type.rank : axis);
+    c->dx[0] = gb_done(c, cat);
+    return c->st;
+}
+
+/* Tile (constant repeats): dy as [r0, d0, r1, d1, ...], summed over the r axes */
+static kiln_status grad_tile(grad_ctx *c) {
+    const kiln_tensor *x = &X(0)->type, *reps = X(1)->init;
+    if (!reps || 2 * x->rank > KILN_MAX_RANK)
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Tile is differentiated for constant repeats up to rank %d",
+                       KILN_MAX_RANK / 2), c->st;
+    kiln_tensor split = {.dtype = x->dtype, .rank = 2 * x->rank};
+    int64_t axes[KILN_MAX_RANK];
+    for (int i = 0; i < x->rank; i++) {
+        split.dims[2 * i] = ir_tensor_get_int(reps, i), split.dims[2 * i + 1] = x->dims[i];
+        axes[i] = 2 * i;
+    }
+    c->dx[0] = gb_reduce(c, IR_OP_REDUCE_SUM, gb_reshape(c, DY, &split), x->rank, axes, false);
+    return c->st;
+}
+
+/* GatherElements: dy added back where each element came from */
+static kiln_status grad_gather_elements(grad_ctx *c) {
+    ir_node *sc = gb_begin(c, IR_OP_SCATTER_ELEMENTS, 3, (ir_value *[]){zeros_like(c, X(0)), X(1), DY});
+    gb_attr_int(c, sc, "axis", ir_attr_int(c->node, "axis"));
+    gb_attr_string(c, sc, "reduction", "add");
+    c->dx[0] = gb_done(c, sc);
+    return c->st;
+}
+
+/* Gather along axis a, y = x[pre, idx, post]: with the gathered axis moved to the front,
+ * dy's index dimensions first, dx is a ScatterND (reduction add) of dy into zeros at
+ * idx, moved back. */
+static kiln_status grad_gather(grad_ctx *c) {
+    const kiln_tensor *x = &X(0)->type, *idx = &X(1)->type, *y = &Y(0)->type;
+    int64_t a = ir_attr_int(c->node, "axis");
+    if (a < 0)
+        a += x->rank;
+    int q = idx->rank, r = x->rank;
+    int64_t to_front[KILN_MAX_RANK], dy_perm[KILN_MAX_RANK], back[KILN_MAX_RANK];
+    /* x's axes with a first: [a, 0..a-1, a+1..r-1] */
+    to_front[0] = a;
+    for (int i = 0, k = 1; i < r; i++)
+        if (i != a)
+            to_front[k++] = i;
+    for (int i = 0; i < r; i++)
+        back[to_front[i]] = i;
+    /* dy's axes [pre (a), idx (q), post] to [idx, pre, post] */
+    int k = 0;
+    for (int i = 0; i < q; i++)
+        dy_perm[k++] = a + i;
+    for (int i = 0; i < a; i++)
+        dy_perm[k++] = i;
+    for (int i = (int)a + q; i < y->rank; i++)
+        dy_perm[k++] = i;
+    ir_node *tx = gb_begin(c, IR_OP_TRANSPOSE, 1, &DY);
+    gb_attr_ints(c, tx, "perm", y->rank, dy_perm);
+    ir_value *dyt = gb_done(c, tx);
+    kiln_tensor front = {.dtype = x->dtype, .rank = r};
+    for (int i = 0; i < r; i++)
+        front.dims[i] = x->dims[to_front[i]];
+    kiln_tensor idx1 = *idx;
+    idx1.rank = q + 1, idx1.dims[q] = 1;
+    ir_value *zeros = gb2(c, IR_OP_EXPAND, zero_like_scalar(c, X(0)), gb_i64s(c, r, front.dims));
+    ir_node *sc = gb_begin(c, IR_OP_SCATTER_ND, 3, (ir_value *[]){zeros, gb_reshape(c, X(1), &idx1), dyt});
+    gb_attr_string(c, sc, "reduction", "add");
+    ir_node *tb = gb_begin(c, IR_OP_TRANSPOSE, 1, (ir_value *[]){gb_done(c, sc)});
+    gb_attr_ints(c, tb, "perm", r, back);
+    c->dx[0] = gb_done(c, tb);
+    return c->st;
+}
+
 grad_fn grad_rule(ir_op op) {
     static const grad_fn rules[IR_OP_COUNT] = {
         [IR_OP_ADD] = grad_add, [IR_OP_SUB] = grad_sub, [IR_OP_MUL] = grad_mul, [IR_OP_DIV] = grad_div,
@@ -906,7 +993,8 @@ grad_fn grad_rule(ir_op op) {
         [IR_OP_SILU] = grad_silu, [IR_OP_MISH] = grad_mish, [IR_OP_REDUCE_SUM_SQUARE] = grad_reduce_more,
         [IR_OP_REDUCE_L2] = grad_reduce_more, [IR_OP_REDUCE_MAX] = grad_reduce_more, [IR_OP_REDUCE_MIN] = grad_reduce_more,
         [IR_OP_GLOBAL_MAX_POOL] = grad_global_max_pool, [IR_OP_AVERAGE_POOL] = grad_average_pool,
-        [IR_OP_SLICE] = grad_slice, [IR_OP_LAYER_NORM] = grad_layer_norm,
+        [IR_OP_SLICE] = grad_slice, [IR_OP_LAYER_NORM] = grad_layer_norm, [IR_OP_SPLIT] = grad_split,
+        [IR_OP_TILE] = grad_tile, [IR_OP_GATHER_ELEMENTS] = grad_gather_elements, [IR_OP_GATHER] = grad_gather,
     };
     return op >= 0 && op < IR_OP_COUNT ? rules[op] : NULL;
 }

@@ -112,6 +112,13 @@ static const grad_case cases[] = {
      "%y = Slice(%a, %s, %e, %x)"},
     {"input %a: f64[2, 3, 4]\n  input %g: f64[4]\n  input %b: f64[4]", "%y = LayerNormalization(%a, %g, %b)"},
     {"input %a: f64[2, 3, 4]\n  input %g: f64[3, 4]", "%y = LayerNormalization(%a, %g) {axis = 1, epsilon = 0.001}"},
+    {"input %a: f64[2, 6]\n  const %s: i64[3] = [1, 3, 2]",
+     "%p, %q, %r = Split(%a, %s) {axis = 1}\n  %t = Mul(%p, %r)\n  %y = Concat(%t, %q) {axis = 1}"},
+    {"input %a: f64[2, 3]\n  const %r: i64[2] = [3, 2]", "%y = Tile(%a, %r)"},
+    {"input %a: f64[3, 4]\n  const %i: i64[2, 4] = [0, 2, 1, 2, 2, 0, 0, 1]", "%y = GatherElements(%a, %i)"},
+    {"input %a: f64[3, 4]\n  const %i: i64[3, 2] = [0, 3, 1, 1, 3, 0]", "%y = GatherElements(%a, %i) {axis = 1}"},
+    {"input %a: f64[5, 3]\n  const %i: i64[2, 2] = [4, 0, 0, 2]", "%y = Gather(%a, %i)"},
+    {"input %a: f64[2, 5, 3]\n  const %i: i64[4] = [1, 4, 1, -1]", "%y = Gather(%a, %i) {axis = 1}"},
     /* a small network: gradients through several rules and a value read twice */
     {"input %x: f64[4, 3]\n  input %w: f64[3, 5]\n  input %b: f64[5]\n  input %l: i64[4]",
      "%m = MatMul(%x, %w)\n  %h = Add(%m, %b)\n  %r = Relu(%h)\n  %t = Tanh(%h)\n  %s = Add(%r, %t)\n"
