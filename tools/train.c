@@ -24,7 +24,8 @@ static const char *const usage_train =
     "                  [--lr X] [--momentum X] [--nesterov] [--weight-decay X] [--clip-norm X]\n"
     "                  [--schedule constant|step|cosine|onecycle] [--warmup STEPS]\n"
     "                  [--step-epochs N] [--gamma X] [--seed N] [--val N] [--patience N]\n"
-    "                  [--checkpoint DIR [--resume]] [--threads N] [--freeze PATTERN] [--quiet]\n"
+    "                  [--checkpoint DIR [--resume] [--checkpoint-every STEPS]] [--threads N]\n"
+    "                  [--freeze PATTERN] [--quiet]\n"
     "                  [--bench STEPS] [--export OUT.onnx]\n"
     "                  [--loss cross_entropy|mse|bce|l1|huber] [--label-smoothing X]\n"
     "\n"
@@ -45,6 +46,8 @@ static const char *const usage_train =
     "  --val N            hold out N training images (after a seeded shuffle) for validation\n"
     "  --patience N       stop when validation accuracy has not improved for N epochs\n"
     "  --seed N           data order (and nothing else: initial weights come from the model)\n"
+    "  --checkpoint-every STEPS  also checkpoint inside an epoch, every STEPS steps (a killed\n"
+    "                     run then resumes from the middle of its epoch)\n"
     "  --export OUT.onnx  write the trained model as ONNX (opset 17) at the end\n"
     "  --bench STEPS      time STEPS training steps (after 5 warm-up steps) and print the\n"
     "                     median, p10 and p90 milliseconds per step instead of training\n";
@@ -204,7 +207,7 @@ int cmd_train(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *ckpt = NULL, *opt = "adamw", *export_path = NULL;
     schedule sched = {.kind = "constant", .lr = -1, .gamma = 0.1, .step_epochs = 1};
     double num;
-    int64_t epochs = 10, val = 0, patience = 0, bench = 0;
+    int64_t epochs = 10, val = 0, patience = 0, bench = 0, every = 0;
     uint64_t seed = 1;
     bool resume = false, quiet = false;
     kiln_train_options o;
@@ -258,6 +261,7 @@ int cmd_train(int argc, char **argv) {
             else if (!strcmp(a, "--val") && whole) val = (int64_t)num;
             else if (!strcmp(a, "--patience") && whole) patience = (int64_t)num;
             else if (!strcmp(a, "--bench") && whole && num >= 1) bench = (int64_t)num;
+            else if (!strcmp(a, "--checkpoint-every") && whole && num >= 1) every = (int64_t)num;
             else if (!strcmp(a, "--threads") && whole && num >= 1) o.threads = (int)num;
             else return (void)v, usage_error(usage_train, "bad value for %s", a);
         } else if (a[0] == '-') {
@@ -339,6 +343,9 @@ int cmd_train(int argc, char **argv) {
     sched.steps_per_epoch = n_train / o.batch;
     sched.total = sched.steps_per_epoch * epochs;
     int64_t start_epoch = 0, best_bad[2] = {0, 0}; /* best val accuracy (x 1e6), epochs without gain */
+    /* inside the epoch a checkpoint was taken in: the next step, and the running figures */
+    int64_t start_step = 0, start_right = 0, start_seen = 0;
+    double start_loss = 0;
     char last[4096], csv_path[4096], json_path[4096];
     if (ckpt) {
         mkdir(ckpt, 0755);
@@ -346,9 +353,9 @@ int cmd_train(int argc, char **argv) {
         snprintf(csv_path, sizeof csv_path, "%s/metrics.csv", ckpt);
         snprintf(json_path, sizeof json_path, "%s/metrics.jsonl", ckpt);
         if (resume && access(last, R_OK) == 0) {
-            int64_t meta[4];
+            int64_t meta[8] = {0};
             int got = 0;
-            if (kiln_trainer_load(t, last, 4, meta, &got, &d)) {
+            if (kiln_trainer_load(t, last, 8, meta, &got, &d)) {
                 rc = model_error(&d);
                 goto done;
             }
@@ -358,9 +365,11 @@ int cmd_train(int argc, char **argv) {
                 goto done;
             }
             start_epoch = meta[0], best_bad[0] = meta[2], best_bad[1] = meta[3];
+            start_step = meta[4], start_right = meta[6], start_seen = meta[7];
+            memcpy(&start_loss, &meta[5], sizeof start_loss); /* the running loss sum, bit for bit */
             if (!quiet)
-                printf("resumed from %s: %lld epochs done, step %lld\n", last, (long long)start_epoch,
-                       (long long)kiln_trainer_steps(t));
+                printf("resumed from %s: %lld epochs and %lld steps done, step %lld\n", last, (long long)start_epoch,
+                       (long long)start_step, (long long)kiln_trainer_steps(t));
         }
         csv = fopen(csv_path, start_epoch ? "a" : "w");
         json = fopen(json_path, start_epoch ? "a" : "w");
@@ -396,9 +405,11 @@ int cmd_train(int argc, char **argv) {
         shuffle(order, n_train, seed, (uint64_t)epoch);
         for (int64_t i = 0; i < n_train; i++)
             order[i] = split[val + order[i]];
-        double e0 = elapsed_ms(NULL), loss_sum = 0, lr = sched.lr;
-        int64_t right = 0, seen = 0;
-        for (int64_t s = 0; s < sched.steps_per_epoch; s++) {
+        bool resumed = epoch == start_epoch;
+        double e0 = elapsed_ms(NULL), loss_sum = resumed ? start_loss : 0, lr = sched.lr;
+        int64_t right = resumed ? start_right : 0, seen = resumed ? start_seen : 0, first = resumed ? start_step : 0;
+        const int64_t seen0 = seen; /* a resumed epoch's rate counts only its own steps */
+        for (int64_t s = first; s < sched.steps_per_epoch; s++) {
             fill_batch(&train, order + s * o.batch, o.batch, mean, std, x, y);
             lr = lr_at(&sched, kiln_trainer_steps(t));
             double loss;
@@ -418,11 +429,19 @@ int cmd_train(int argc, char **argv) {
             right += correct_in(logits, y, o.batch);
             seen += o.batch;
             kiln_tensor_free(logits);
+            if (ckpt && every && (s + 1) % every == 0 && s + 1 < sched.steps_per_epoch) {
+                int64_t meta[8] = {epoch, (int64_t)seed, best_bad[0], best_bad[1], s + 1, 0, right, seen};
+                memcpy(&meta[5], &loss_sum, sizeof loss_sum);
+                if (kiln_trainer_save(t, last, 8, meta, &d)) {
+                    rc = model_error(&d);
+                    goto done;
+                }
+            }
             if (tty && (s % 20 == 0 || s + 1 == sched.steps_per_epoch)) {
                 int bar = (int)(30 * (s + 1) / sched.steps_per_epoch);
                 fprintf(stderr, "\repoch %lld/%lld [%.*s%*s] loss %.4f acc %.4f %.0f samples/s ", (long long)epoch + 1,
                         (long long)epochs, bar, "==============================", 30 - bar, "", loss_sum / (double)(s + 1),
-                        (double)right / (double)seen, (double)seen / (elapsed_ms(&e0) / 1000));
+                        (double)right / (double)seen, (double)(seen - seen0) / (elapsed_ms(&e0) / 1000));
             }
         }
         if (tty)
@@ -437,7 +456,7 @@ int cmd_train(int argc, char **argv) {
                    train_acc);
             if (val)
                 printf("  val_accuracy %.4f", val_acc);
-            printf("  lr %.3g  %.0f samples/s\n", lr, (double)seen / secs);
+            printf("  lr %.3g  %.0f samples/s\n", lr, (double)(seen - seen0) / secs);
             fflush(stdout);
         }
         bool stop = false;
@@ -450,8 +469,8 @@ int cmd_train(int argc, char **argv) {
             stop = patience && best_bad[1] >= patience;
         }
         if (ckpt) {
-            int64_t meta[4] = {epoch + 1, (int64_t)seed, best_bad[0], best_bad[1]};
-            if (kiln_trainer_save(t, last, 4, meta, &d)) {
+            int64_t meta[8] = {epoch + 1, (int64_t)seed, best_bad[0], best_bad[1], 0, 0, 0, 0};
+            if (kiln_trainer_save(t, last, 8, meta, &d)) {
                 rc = model_error(&d);
                 goto done;
             }
@@ -459,11 +478,11 @@ int cmd_train(int argc, char **argv) {
         /* after the checkpoint: a metrics line means its epoch is saved */
         if (csv)
             fprintf(csv, "%lld,%.6f,%.6f,%.6f,%.6g,%.1f\n", (long long)epoch + 1, train_loss, train_acc, val_acc, lr,
-                    (double)seen / secs), fflush(csv);
+                    (double)(seen - seen0) / secs), fflush(csv);
         if (json)
             fprintf(json, "{\"epoch\": %lld, \"loss\": %.6f, \"train_accuracy\": %.6f, \"val_accuracy\": %.6f, "
                           "\"lr\": %.6g, \"samples_per_second\": %.1f}\n",
-                    (long long)epoch + 1, train_loss, train_acc, val_acc, lr, (double)seen / secs), fflush(json);
+                    (long long)epoch + 1, train_loss, train_acc, val_acc, lr, (double)(seen - seen0) / secs), fflush(json);
         if (stop) {
             if (!quiet)
                 printf("early stop: no validation gain in %lld epochs\n", (long long)patience);
