@@ -2,11 +2,12 @@
  * train.c — `kiln train`: trains a model on an IDX dataset (MNIST, Fashion-MNIST) with the
  * whole step compiled as one graph (kiln_trainer), and reports per epoch.
  *
- * Data order is a function of (seed, epoch) only (a counter-based shuffle), and the
- * checkpoint written after each epoch holds the parameters, the optimizer state, the step
- * count and the epoch, so a run killed at any moment and resumed with --resume redoes the
- * interrupted epoch from the same state and ends with the same weights, bit for bit, as a
- * run never interrupted (same seed, same thread count).
+ * Data order is a function of (seed, epoch) only (a counter-based shuffle), and a
+ * checkpoint (after each epoch, and every --checkpoint-every steps) holds the parameters,
+ * the optimizer state, the step count, the epoch, the position in it and the epoch's
+ * running figures, so a run killed at any moment and resumed with --resume goes on from
+ * its last checkpoint and ends with the same weights, bit for bit, as a run never
+ * interrupted (same seed, same thread count).
  */
 #include "cli.h"
 
