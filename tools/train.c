@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 static const char *const usage_train =
-    "usage: kiln train MODEL --data DIR [--epochs N] [--batch N] [--optimizer sgd|adam|adamw]\n"
+    "usage: kiln train MODEL --data DIR|FILE.npz [--epochs N] [--batch N] [--optimizer sgd|adam|adamw]\n"
     "                  [--lr X] [--momentum X] [--nesterov] [--weight-decay X] [--clip-norm X]\n"
     "                  [--schedule constant|step|cosine|onecycle] [--warmup STEPS]\n"
     "                  [--step-epochs N] [--gamma X] [--seed N] [--val N] [--patience N]\n"
@@ -32,7 +32,8 @@ static const char *const usage_train =
     "\n"
     "Trains MODEL (.kiln or .onnx; its first output is the logits, its float params are\n"
     "trained) on the IDX files in DIR (train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
-    "t10k-*, optionally .gz), by default with softmax cross-entropy (the other losses compare\n"
+    "t10k-*, optionally .gz) or on an .npz holding x_train, y_train, x_test, y_test (images\n"
+    "u8, scaled to [0, 1], or f32; labels u8, i32 or i64), by default with softmax cross-entropy (the other losses compare\n"
     "the prediction with the labels one-hot). Images are scaled to [0, 1] and\n"
     "standardized with the training set's mean and deviation. Prints a line per epoch\n"
     "and test_accuracy=... at the end; with --checkpoint, writes DIR/last.npz after each\n"
@@ -54,10 +55,54 @@ static const char *const usage_train =
     "                     median, p10 and p90 milliseconds per step instead of training\n";
 
 typedef struct dataset {
-    kiln_tensor *images; /* u8 [N, ...] */
-    kiln_tensor *labels; /* u8 [N] */
+    kiln_tensor *images; /* u8 (scaled to [0, 1]) or f32 (taken as they are), [N, ...] */
+    kiln_tensor *labels; /* u8, i32 or i64 [N] */
     int64_t count, pixels;
 } dataset;
+
+static double pixel(const kiln_tensor *t, int64_t i) {
+    return t->dtype == KILN_U8 ? ((const uint8_t *)t->data)[i] / 255.0 : ((const float *)t->data)[i];
+}
+
+static int64_t label(const kiln_tensor *t, int64_t i) {
+    switch (t->dtype) {
+    case KILN_U8: return ((const uint8_t *)t->data)[i];
+    case KILN_I32: return ((const int32_t *)t->data)[i];
+    default: return ((const int64_t *)t->data)[i];
+    }
+}
+
+/* The images and labels agree in count and have types kiln train reads. */
+static int check_split(const char *what, dataset *ds) {
+    ds->count = ds->images->rank ? ds->images->dims[0] : 0;
+    ds->pixels = kiln_tensor_count(ds->images) / (ds->count ? ds->count : 1);
+    bool images = ds->images->rank >= 2 && (ds->images->dtype == KILN_U8 || ds->images->dtype == KILN_F32);
+    bool labels = ds->labels->rank == 1 && ds->labels->dims[0] == ds->count &&
+                  (ds->labels->dtype == KILN_U8 || ds->labels->dtype == KILN_I32 || ds->labels->dtype == KILN_I64);
+    if (!images || !labels || !ds->count) {
+        fprintf(stderr, "kiln: %s: expected images (u8 or f32, [N, ...]) and as many labels (u8, i32 or i64, [N]); "
+                        "got %lld images and %lld labels\n", what, (long long)ds->count,
+                (long long)(ds->labels->rank ? ds->labels->dims[0] : 0));
+        return EXIT_MODEL;
+    }
+    return 0;
+}
+
+/* An .npz with x_train, y_train, x_test, y_test (numpy.savez of a Keras-style dataset). */
+static int load_npz(const char *path, dataset *train, dataset *test) {
+    const char *keys[4] = {"x_train", "y_train", "x_test", "y_test"};
+    kiln_tensor **dst[4] = {&train->images, &train->labels, &test->images, &test->labels};
+    for (int k = 0; k < 4; k++) {
+        kiln_diag d = {0};
+        if (kiln_npz_read(path, keys[k], dst[k], &d))
+            return model_error(&d);
+    }
+    char what[4200];
+    snprintf(what, sizeof what, "%s[x_train, y_train]", path);
+    int rc = check_split(what, train);
+    snprintf(what, sizeof what, "%s[x_test, y_test]", path);
+    return rc ? rc : check_split(what, test);
+}
 
 static int load_split(const char *dir, const char *prefix, dataset *ds) {
     const char *kinds[2] = {"images-idx3-ubyte", "labels-idx1-ubyte"};
@@ -71,13 +116,10 @@ static int load_split(const char *dir, const char *prefix, dataset *ds) {
         if (kiln_idx_read(path, dst[k], &d))
             return model_error(&d);
     }
-    ds->count = ds->images->dims[0];
-    ds->pixels = kiln_tensor_count(ds->images) / (ds->count ? ds->count : 1);
-    if (ds->labels->rank != 1 || ds->labels->dims[0] != ds->count || ds->images->dtype != KILN_U8) {
-        fprintf(stderr, "kiln: %s/%s-*: %lld images of u8 and %lld labels expected to match\n", dir, prefix,
-                (long long)ds->count, (long long)ds->labels->dims[0]);
+    char what[4200];
+    snprintf(what, sizeof what, "%s/%s-*", dir, prefix);
+    if (check_split(what, ds))
         return EXIT_MODEL;
-    }
     return 0;
 }
 
@@ -130,7 +172,7 @@ static void fill_batch(const dataset *ds, const int64_t *idx, int64_t count, dou
                        kiln_tensor *y) {
     float *xp = x->data;
     int64_t *yp = y->data;
-    const uint8_t *img = ds->images->data, *lab = ds->labels->data;
+
     int64_t batch = y->dims[0];
     for (int64_t b = 0; b < batch; b++) {
         if (b >= count) { /* padding of a last partial evaluation batch */
@@ -138,10 +180,10 @@ static void fill_batch(const dataset *ds, const int64_t *idx, int64_t count, dou
             yp[b] = 0;
             continue;
         }
-        const uint8_t *src = img + idx[b] * ds->pixels;
+        const int64_t first = idx[b] * ds->pixels;
         for (int64_t p = 0; p < ds->pixels; p++)
-            xp[b * ds->pixels + p] = (float)((src[p] / 255.0 - mean) / std);
-        yp[b] = lab[idx[b]];
+            xp[b * ds->pixels + p] = (float)((pixel(ds->images, first + p) - mean) / std);
+        yp[b] = label(ds->labels, idx[b]);
     }
 }
 
@@ -288,8 +330,9 @@ int cmd_train(int argc, char **argv) {
         sched.lr = o.optimizer == KILN_SGD ? 0.05 : 1e-3;
 
     dataset train = {0}, test = {0};
-    int rc = load_split(data, "train", &train);
-    if (!rc)
+    size_t dlen = strlen(data);
+    int rc = dlen > 4 && !strcmp(data + dlen - 4, ".npz") ? load_npz(data, &train, &test) : load_split(data, "train", &train);
+    if (!rc && !test.images)
         rc = load_split(data, "t10k", &test);
     if (rc)
         return rc;
@@ -299,7 +342,7 @@ int cmd_train(int argc, char **argv) {
     double sum = 0, sq = 0;
     int64_t total_px = kiln_tensor_count(train.images);
     for (int64_t i = 0; i < total_px; i++) {
-        double v = ((const uint8_t *)train.images->data)[i] / 255.0;
+        double v = pixel(train.images, i);
         sum += v, sq += v * v;
     }
     double mean = sum / (double)total_px, std = sqrt(sq / (double)total_px - mean * mean);
@@ -318,10 +361,14 @@ int cmd_train(int argc, char **argv) {
     int64_t *split = malloc(sizeof(int64_t) * (size_t)train.count), *order = malloc(sizeof(int64_t) * (size_t)n_train);
     int64_t *test_idx = malloc(sizeof(int64_t) * (size_t)test.count);
     kiln_tensor *x = NULL, *y = NULL, *onehot = NULL; /* onehot: targets of the losses other than cross-entropy */
-    int64_t xdims[4] = {o.batch, 1, 28, 28}, ydims[1] = {o.batch};
-    if (train.pixels != 784)
-        xdims[1] = train.pixels, xdims[2] = xdims[3] = 1;
-    if (!split || !order || !test_idx || kiln_tensor_create(KILN_F32, 4, xdims, &x, &d) ||
+    /* a batch of samples: [N, H, W] images get a channel axis ([batch, 1, H, W]) */
+    int64_t xdims[KILN_MAX_RANK] = {o.batch}, ydims[1] = {o.batch};
+    int xrank = 1;
+    if (train.images->rank == 3)
+        xdims[xrank++] = 1;
+    for (int i = 1; i < train.images->rank && xrank < KILN_MAX_RANK; i++)
+        xdims[xrank++] = train.images->dims[i];
+    if (!split || !order || !test_idx || kiln_tensor_create(KILN_F32, xrank, xdims, &x, &d) ||
         kiln_tensor_create(KILN_I64, 1, ydims, &y, &d)) {
         fprintf(stderr, "kiln: out of memory\n");
         rc = EXIT_MODEL;
@@ -330,8 +377,8 @@ int cmd_train(int argc, char **argv) {
     if (o.loss != KILN_LOSS_CROSS_ENTROPY) {
         int64_t classes = 0;
         for (int64_t i = 0; i < train.count; i++)
-            if (((const uint8_t *)train.labels->data)[i] >= classes)
-                classes = ((const uint8_t *)train.labels->data)[i] + 1;
+            if (label(train.labels, i) >= classes)
+                classes = label(train.labels, i) + 1;
         int64_t odims[2] = {o.batch, classes};
         if (kiln_tensor_create(KILN_F32, 2, odims, &onehot, &d)) {
             rc = model_error(&d);
