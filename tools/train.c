@@ -334,10 +334,13 @@ int cmd_train(int argc, char **argv) {
     int rc = dlen > 4 && !strcmp(data + dlen - 4, ".npz") ? load_npz(data, &train, &test) : load_split(data, "train", &train);
     if (!rc && !test.images)
         rc = load_split(data, "t10k", &test);
-    if (rc)
+    if (!rc && val >= train.count)
+        rc = usage_error(usage_train, "--val must be below the training set's size%s", "");
+    if (rc) {
+        kiln_tensor_free(train.images), kiln_tensor_free(train.labels);
+        kiln_tensor_free(test.images), kiln_tensor_free(test.labels);
         return rc;
-    if (val >= train.count)
-        return usage_error(usage_train, "--val must be below the training set's size%s", "");
+    }
     /* the training set's mean and deviation, over every pixel */
     double sum = 0, sq = 0;
     int64_t total_px = kiln_tensor_count(train.images);
@@ -349,18 +352,21 @@ int cmd_train(int argc, char **argv) {
 
     double t0 = elapsed_ms(NULL);
     FILE *csv = NULL, *json = NULL;
-    kiln_trainer *t;
+    kiln_trainer *t = NULL;
     kiln_diag d = {0};
-    if (kiln_trainer_create(model, &o, &t, &d))
-        return model_error(&d);
+    int64_t *split = NULL, *order = NULL, *test_idx = NULL;
+    kiln_tensor *x = NULL, *y = NULL, *onehot = NULL; /* onehot: targets of the losses other than cross-entropy */
+    if (kiln_trainer_create(model, &o, &t, &d)) {
+        rc = model_error(&d);
+        goto done;
+    }
     if (!quiet)
         printf("%s: %d parameter tensors, %s, batch %lld, compiled in %.0f ms\n", model,
                kiln_trainer_param_count(t), opt, (long long)o.batch, elapsed_ms(&t0));
     /* the held-out split is fixed by the seed; each epoch shuffles the rest */
     int64_t n_train = train.count - val;
-    int64_t *split = malloc(sizeof(int64_t) * (size_t)train.count), *order = malloc(sizeof(int64_t) * (size_t)n_train);
-    int64_t *test_idx = malloc(sizeof(int64_t) * (size_t)test.count);
-    kiln_tensor *x = NULL, *y = NULL, *onehot = NULL; /* onehot: targets of the losses other than cross-entropy */
+    split = malloc(sizeof(int64_t) * (size_t)train.count), order = malloc(sizeof(int64_t) * (size_t)n_train);
+    test_idx = malloc(sizeof(int64_t) * (size_t)test.count);
     /* a batch of samples: [N, H, W] images get a channel axis ([batch, 1, H, W]) */
     int64_t xdims[KILN_MAX_RANK] = {o.batch}, ydims[1] = {o.batch};
     int xrank = 1;
