@@ -61,16 +61,6 @@ void kiln_trainer_destroy(kiln_trainer *t) {
     free(t);
 }
 
-static train_spec spec_of(const kiln_train_options *o) {
-    return (train_spec){.optimizer = o->optimizer == KILN_SGD ? TRAIN_SGD : o->optimizer == KILN_ADAM ? TRAIN_ADAM : TRAIN_ADAMW,
-                        .loss = o->loss == KILN_LOSS_MSE ? TRAIN_MSE : o->loss == KILN_LOSS_BCE_LOGITS ? TRAIN_BCE_LOGITS
-                                : o->loss == KILN_LOSS_L1 ? TRAIN_L1 : o->loss == KILN_LOSS_HUBER ? TRAIN_HUBER
-                                : TRAIN_CROSS_ENTROPY,
-                        .label_smoothing = o->label_smoothing, .huber_delta = o->huber_delta,
-                        .momentum = o->momentum, .nesterov = o->nesterov, .weight_decay = o->weight_decay,
-                        .beta1 = o->beta1, .beta2 = o->beta2, .clip_norm = o->clip_norm, .freeze = o->freeze};
-}
-
 /* Loads the model, fixes its batch and infers shapes: what both graphs start from. */
 static kiln_status load_shaped(const char *path, int64_t batch, ir_graph **g, kiln_diag *d) {
     kiln_status st = driver_load_graph(path, g, d);
@@ -97,13 +87,12 @@ kiln_status kiln_trainer_create(const char *path, const kiln_train_options *opts
         free(t);
         return diag_error(d, (kiln_loc){.file = path}, KILN_ERR_INVALID, "the batch size must be positive");
     }
-    train_spec spec = spec_of(&t->o);
     kiln_options mo = {.backend = KILN_BACKEND_JIT, .threads = t->o.threads, .no_fuse = t->o.no_fuse};
     ir_graph *g = NULL, *e = NULL;
     train_graph eval_tg = {0};
     kiln_status st = load_shaped(path, t->o.batch, &g, d);
     if (!st)
-        st = train_graph_build(g, &spec, &t->tg, d);
+        st = train_graph_build(g, &t->o, &t->tg, d);
     if (!st) {
         st = driver_model_from_graph(g, &mo, &t->step, d); /* takes g */
         g = NULL;
@@ -112,7 +101,7 @@ kiln_status kiln_trainer_create(const char *path, const kiln_train_options *opts
     if (!st)
         st = load_shaped(path, t->o.batch, &e, d);
     if (!st)
-        st = train_graph_params_as_inputs(e, &spec, &eval_tg, d);
+        st = train_graph_params_as_inputs(e, &t->o, &eval_tg, d);
     if (!st) {
         for (int i = 1; i < e->output_count; i++)
             e->outputs[i]->is_output = false;

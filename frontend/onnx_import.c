@@ -72,11 +72,11 @@ static kiln_status value_type(onnx_importer *im, const Onnx__ValueInfoProto *vi,
             type->dims[i] = IR_DIM_UNKNOWN;
         }
     }
-    int64_t count = 1, bytes;
-    for (int i = 0; i < type->rank; i++)
-        if (type->dims[i] >= 0 && !kiln_mul_ok(count, type->dims[i], &count))
-            return file_error(im, KILN_ERR_INVALID, "value '%s': the shape's element count overflows", vi->name);
-    if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(type->dtype), &bytes) || bytes > kiln_max_memory())
+    int64_t count;
+    kiln_status size = ir_type_size_check(type, &count);
+    if (size == KILN_ERR_INVALID)
+        return file_error(im, KILN_ERR_INVALID, "value '%s': the shape's element count overflows", vi->name);
+    if (size)
         return file_error(im, KILN_ERR_OOM, "value '%s': %lld elements of %s are over the memory cap of %lld bytes",
                           vi->name, (long long)count, kiln_dtype_name(type->dtype), (long long)kiln_max_memory());
     return KILN_OK;

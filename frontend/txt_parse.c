@@ -329,11 +329,11 @@ static kiln_status parse_decl(parser *p) {
     if ((st = parse_type(p, &v->type)))
         return st;
     /* sizes checked where they are written, before anything is allocated by them */
-    int64_t count = 1, bytes;
-    for (int i = 0; i < v->type.rank; i++)
-        if (v->type.dims[i] >= 0 && !kiln_mul_ok(count, v->type.dims[i], &count))
-            return error_at(p, &type_tok, KILN_ERR_INVALID, "value '%s': the element count overflows", name);
-    if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(v->type.dtype), &bytes) || bytes > kiln_max_memory())
+    int64_t count;
+    kiln_status size = ir_type_size_check(&v->type, &count);
+    if (size == KILN_ERR_INVALID)
+        return error_at(p, &type_tok, KILN_ERR_INVALID, "value '%s': the element count overflows", name);
+    if (size)
         return error_at(p, &type_tok, KILN_ERR_OOM, "value '%s': %lld elements of %s are over the memory cap of %lld bytes",
                         name, (long long)count, kiln_dtype_name(v->type.dtype), (long long)kiln_max_memory());
     if (kind == IR_VAL_INPUT)

@@ -331,6 +331,17 @@ const char *ir_attr_string(const ir_node *n, const char *name) {
     return a ? a->s : s->def_s;
 }
 
+kiln_status ir_type_size_check(const kiln_tensor *type, int64_t *count) {
+    int64_t bytes;
+    *count = 1;
+    for (int i = 0; i < type->rank; i++)
+        if (type->dims[i] >= 0 && !kiln_mul_ok(*count, type->dims[i], count))
+            return KILN_ERR_INVALID;
+    /* a count that fits whose bytes do not is simply too large */
+    return !kiln_mul_ok(*count, (int64_t)kiln_dtype_size(type->dtype), &bytes) || bytes > kiln_max_memory() ? KILN_ERR_OOM
+                                                                                                           : KILN_OK;
+}
+
 int64_t ir_type_count(const kiln_tensor *type) {
     if (type->rank < 0)
         return -1;

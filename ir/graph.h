@@ -135,6 +135,10 @@ int64_t ir_attr_int(const ir_node *n, const char *name);
 double ir_attr_float(const ir_node *n, const char *name);
 const char *ir_attr_string(const ir_node *n, const char *name);
 
+/* What a declared or inferred type would cost, over its known dims: *count elements;
+ * KILN_ERR_INVALID if the count overflows, KILN_ERR_OOM if the bytes overflow or pass the
+ * memory cap (kiln_max_memory), else KILN_OK. Callers word the message for their place. */
+kiln_status ir_type_size_check(const kiln_tensor *type, int64_t *count);
 /* Element count of a fully known type; -1 if a dim is symbolic or unknown. */
 int64_t ir_type_count(const kiln_tensor *type);
 bool ir_type_known(const kiln_tensor *type); /* dtype, rank and every dim known */

@@ -38,14 +38,12 @@ kiln_status shape_infer_node(const ir_node *n, const kiln_tensor *const *in, kil
                               out[i].rank, KILN_MAX_RANK);
         /* a shape computed from the model's numbers (Expand, Tile, ConstantOfShape, ...) is
          * checked against the memory cap here, before anything is sized by it */
-        int64_t count = 1, bytes;
-        bool overflow = false;
-        for (int k = 0; k < out[i].rank && !overflow; k++)
-            overflow = out[i].dims[k] >= 0 && !kiln_mul_ok(count, out[i].dims[k], &count);
+        int64_t count;
+        kiln_status size = ir_type_size_check(&out[i], &count);
         const char *name = n->outputs[i] ? n->outputs[i]->name : "?";
-        if (overflow)
+        if (size == KILN_ERR_INVALID)
             return diag_error(d, n->loc, KILN_ERR_SHAPE, "output '%s': the element count overflows", name);
-        if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(out[i].dtype), &bytes) || bytes > kiln_max_memory()) {
+        if (size) {
             char type[128];
             return diag_error(d, n->loc, KILN_ERR_OOM, "output '%s' is %s, over the memory cap of %lld bytes", name,
                               ir_type_text(&out[i], type, sizeof type), (long long)kiln_max_memory());

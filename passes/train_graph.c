@@ -36,14 +36,18 @@ static kiln_status new_input(ir_graph *g, const char *name, kiln_dtype dt, int r
     return KILN_OK;
 }
 
-/* A BatchNormalization's running statistics: inputs 3 and 4 when they are initializers. */
-static bool is_buffer(const ir_graph *g, const ir_value *v) {
-    for (int i = 0; i < g->node_count; i++) {
+/* Marks (by value id) the values BatchNormalizations read as running statistics
+ * (inputs 3 and 4): the buffers, fed and updated but never trained. */
+static bool *mark_buffers(const ir_graph *g) {
+    bool *marked = calloc((size_t)g->value_ids + 1, sizeof *marked);
+    for (int i = 0; marked && i < g->node_count; i++) {
         const ir_node *n = g->nodes[i];
-        if (n->op == IR_OP_BATCH_NORM && n->input_count == 5 && (n->inputs[3] == v || n->inputs[4] == v))
-            return true;
+        if (n->op == IR_OP_BATCH_NORM && n->input_count == 5)
+            for (int k = 3; k < 5; k++)
+                if (n->inputs[k])
+                    marked[n->inputs[k]->id] = true;
     }
-    return false;
+    return marked;
 }
 
 /* Copies v's data, then makes v a graph input. */
@@ -62,7 +66,9 @@ kiln_status train_graph_params_as_inputs(ir_graph *g, const train_spec *s, train
     out->initial = calloc((size_t)n + 1, sizeof *out->initial);
     out->buffers = calloc((size_t)n + 1, sizeof *out->buffers);
     out->buffer_initial = calloc((size_t)n + 1, sizeof *out->buffer_initial);
-    if (!out->params || !out->initial || !out->buffers || !out->buffer_initial) {
+    bool *buffers = mark_buffers(g);
+    if (!out->params || !out->initial || !out->buffers || !out->buffer_initial || !buffers) {
+        free(buffers);
         train_graph_free(out);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
@@ -70,7 +76,7 @@ kiln_status train_graph_params_as_inputs(ir_graph *g, const train_spec *s, train
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < g->init_count;) {
             ir_value *v = g->inits[i];
-            bool buffer = ir_dtype_is_float(v->type.dtype) && is_buffer(g, v);
+            bool buffer = ir_dtype_is_float(v->type.dtype) && buffers[v->id];
             bool param = !buffer && v->kind == IR_VAL_PARAM && ir_dtype_is_float(v->type.dtype) &&
                          !(s->freeze && strstr(v->name, s->freeze));
             if (pass == 0 ? !param : !buffer) {
@@ -80,6 +86,7 @@ kiln_status train_graph_params_as_inputs(ir_graph *g, const train_spec *s, train
             kiln_status st = pass == 0 ? take_initializer(g, v, &out->initial[out->param_count], d)
                                        : take_initializer(g, v, &out->buffer_initial[out->buffer_count], d);
             if (st) {
+                free(buffers);
                 train_graph_free(out);
                 return st;
             }
@@ -88,6 +95,7 @@ kiln_status train_graph_params_as_inputs(ir_graph *g, const train_spec *s, train
             else
                 out->buffers[out->buffer_count++] = v;
         }
+    free(buffers);
     return KILN_OK;
 }
 
@@ -137,9 +145,9 @@ static ir_value *mean_all(grad_ctx *c, ir_value *x) {
  * definitions: means over every element; cross-entropy over the batch). */
 static ir_value *build_loss(grad_ctx *c, const train_spec *s, ir_value *pred, ir_value *target) {
     kiln_dtype dt = pred->type.dtype;
-    if (s->loss == TRAIN_CROSS_ENTROPY && !s->label_smoothing)
+    if (s->loss == KILN_LOSS_CROSS_ENTROPY && !s->label_smoothing)
         return gb2(c, IR_OP_SOFTMAX_CROSS_ENTROPY, pred, target);
-    if (s->loss == TRAIN_CROSS_ENTROPY) { /* -mean_n sum_c q_c log softmax(x)_c */
+    if (s->loss == KILN_LOSS_CROSS_ENTROPY) { /* -mean_n sum_c q_c log softmax(x)_c */
         int64_t classes = pred->type.dims[1], axis = 1;
         ir_node *ls = gb_begin(c, IR_OP_LOG_SOFTMAX, 1, &pred);
         gb_attr_int(c, ls, "axis", 1);
@@ -150,9 +158,9 @@ static ir_value *build_loss(grad_ctx *c, const train_spec *s, ir_value *pred, ir
     }
     ir_value *diff = gb2(c, IR_OP_SUB, pred, target);
     switch (s->loss) {
-    case TRAIN_MSE: return mean_all(c, gb2(c, IR_OP_MUL, diff, diff));
-    case TRAIN_L1: return mean_all(c, gb1(c, IR_OP_ABS, diff));
-    case TRAIN_HUBER: {
+    case KILN_LOSS_MSE: return mean_all(c, gb2(c, IR_OP_MUL, diff, diff));
+    case KILN_LOSS_L1: return mean_all(c, gb1(c, IR_OP_ABS, diff));
+    case KILN_LOSS_HUBER: {
         double delta = s->huber_delta > 0 ? s->huber_delta : 1;
         ir_value *a = gb1(c, IR_OP_ABS, diff);
         ir_value *quad = gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, diff, diff), gb_scalar(c, dt, 0.5));
@@ -174,14 +182,14 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
     if (!ir_dtype_is_float(pred->type.dtype) || !ir_type_known(&pred->type))
         return diag_error(d, pred->loc, KILN_ERR_INVALID, "the prediction '%s' must be a float tensor of known shape",
                           pred->name);
-    if (s->loss == TRAIN_CROSS_ENTROPY && pred->type.rank != 2)
+    if (s->loss == KILN_LOSS_CROSS_ENTROPY && pred->type.rank != 2)
         return diag_error(d, pred->loc, KILN_ERR_INVALID,
                           "cross-entropy needs [batch, classes] logits; '%s' has rank %d", pred->name,
                           pred->type.rank);
     int forward_inputs = g->input_count;
     /* labels and the step's scalars come right after the model's own inputs */
     ir_value *labels, *lr, *step_size, *eps;
-    kiln_status st = s->loss == TRAIN_CROSS_ENTROPY
+    kiln_status st = s->loss == KILN_LOSS_CROSS_ENTROPY
                          ? new_input(g, "labels", KILN_I64, 1, pred->type.dims, &labels, d)
                          : new_input(g, "targets", pred->type.dtype, pred->type.rank, pred->type.dims, &labels, d);
     if (!st)
@@ -232,7 +240,7 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
         for (int i = 0; i < out->param_count; i++)
             grads[i] = gb2(&c, IR_OP_MUL, grads[i], scale);
     }
-    out->state_per_param = s->optimizer != TRAIN_SGD ? 2 : s->momentum != 0 ? 1 : 0;
+    out->state_per_param = s->optimizer != KILN_SGD ? 2 : s->momentum != 0 ? 1 : 0;
     ir_value **new_params = calloc((size_t)out->param_count, sizeof *new_params);
     ir_value **state_in = calloc((size_t)out->param_count * 2 + 1, sizeof *state_in);
     ir_value **state_out = calloc((size_t)out->param_count * 2 + 1, sizeof *state_out);
@@ -250,9 +258,9 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
         snprintf(name, sizeof name, "%s.new", p->name);
         c.base = name;
         ir_value *wd = s->weight_decay ? gb_scalar(&c, f32, s->weight_decay) : NULL;
-        if (wd && s->optimizer != TRAIN_ADAMW)
+        if (wd && s->optimizer != KILN_ADAMW)
             gr = gb2(&c, IR_OP_ADD, gr, gb2(&c, IR_OP_MUL, p, wd));
-        if (s->optimizer == TRAIN_SGD) {
+        if (s->optimizer == KILN_SGD) {
             ir_value *upd = gr;
             if (s->momentum) {
                 ir_value *mu = gb_scalar(&c, f32, s->momentum);
@@ -262,7 +270,7 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
             new_params[i] = gb2(&c, IR_OP_SUB, p, gb2(&c, IR_OP_MUL, upd, lr));
         } else {
             ir_value *base = p;
-            if (wd && s->optimizer == TRAIN_ADAMW)
+            if (wd && s->optimizer == KILN_ADAMW)
                 base = gb2(&c, IR_OP_MUL, p, gb2(&c, IR_OP_SUB, gb_scalar(&c, f32, 1.0), gb2(&c, IR_OP_MUL, lr, wd)));
             ir_value *b1 = gb_scalar(&c, f32, s->beta1), *b2 = gb_scalar(&c, f32, s->beta2);
             ir_value *m = gb2(&c, IR_OP_ADD, gb2(&c, IR_OP_MUL, state_in[i * 2], b1),

@@ -23,22 +23,9 @@
 
 #include "ir/graph.h"
 
-typedef enum train_optimizer { TRAIN_SGD, TRAIN_ADAM, TRAIN_ADAMW } train_optimizer;
-/* Cross-entropy takes i64 class labels; the others targets of the prediction's type. */
-typedef enum train_loss { TRAIN_CROSS_ENTROPY, TRAIN_MSE, TRAIN_BCE_LOGITS, TRAIN_L1, TRAIN_HUBER } train_loss;
-
-typedef struct train_spec {
-    train_optimizer optimizer;
-    train_loss loss;
-    double momentum;      /* SGD */
-    bool nesterov;        /* SGD */
-    double weight_decay;  /* SGD and Adam: L2 added to the gradient; AdamW: decoupled */
-    double beta1, beta2;  /* Adam/AdamW */
-    double clip_norm;     /* > 0: gradients scaled so their global L2 norm is at most this */
-    double label_smoothing; /* cross-entropy: targets (1 - s) one-hot + s / classes */
-    double huber_delta;   /* Huber: quadratic below this, linear above (0: 1) */
-    const char *freeze;   /* parameters whose name contains this are not trained (NULL: none) */
-} train_spec;
+/* The step is built from the caller's kiln_train_options (kiln.h): optimizer, loss,
+ * their hyperparameters, clipping and the frozen-parameter pattern. */
+typedef kiln_train_options train_spec;
 
 typedef struct train_graph {
     int forward_inputs;   /* the model's own inputs, first */

@@ -173,29 +173,9 @@ static void fail_each_allocation(const char *path) {
            "no leak\n", path, total, oom);
 }
 
-static void test_bundled_mlp(void **state) {
-    (void)state;
-    fail_each_allocation("../examples/models/mlp.kiln");
-}
-
-static void test_bundled_cnn(void **state) {
-    (void)state;
-    fail_each_allocation("../examples/models/cnn.kiln");
-}
-
-static void test_bundled_fashion_mlp(void **state) {
-    (void)state;
-    fail_each_allocation("../examples/models/fashion_mlp.kiln");
-}
-
-static void test_bundled_fashion_cnn(void **state) {
-    (void)state;
-    fail_each_allocation("../examples/models/fashion_cnn.kiln");
-}
-
-static void test_onnx_model(void **state) {
-    (void)state;
-    fail_each_allocation("models/torch/cnn_bn_opset13/model.onnx");
+/* One test per model; its path (relative to tests/) is the test's initial state. */
+static void test_model(void **state) {
+    fail_each_allocation(*state);
 }
 
 static int setup(void **state) {
@@ -207,12 +187,11 @@ static int setup(void **state) {
 }
 
 int main(void) {
+#define MODEL(path) {path, test_model, NULL, NULL, (void *)(path)}
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bundled_mlp),
-        cmocka_unit_test(test_bundled_cnn),
-        cmocka_unit_test(test_bundled_fashion_mlp),
-        cmocka_unit_test(test_bundled_fashion_cnn),
-        cmocka_unit_test(test_onnx_model),
+        MODEL("../examples/models/mlp.kiln"),         MODEL("../examples/models/cnn.kiln"),
+        MODEL("../examples/models/fashion_mlp.kiln"), MODEL("../examples/models/fashion_cnn.kiln"),
+        MODEL("models/torch/cnn_bn_opset13/model.onnx"),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
