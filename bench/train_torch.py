@@ -19,7 +19,8 @@ if model == "mlp":
 else:
     net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+                        nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.25),
+                        nn.Linear(128, 10))
 net.train()
 opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.0)
 loss_fn = nn.CrossEntropyLoss()

@@ -3,7 +3,7 @@
  * as one graph (passes/train_graph.c), its evaluation graph compiled beside it, and the
  * parameters and optimizer state the runtime keeps between steps.
  *
- * A step feeds [inputs, labels, lr, step_size, eps, parameters, state] and takes back
+ * A step feeds [inputs, labels, lr, step_size, eps, seed, parameters, buffers, state] and takes back
  * [loss, prediction, new parameters, new state]; the new tensors replace the old ones
  * (no copy). Checkpoints are .npz archives written to a temporary file, synced and
  * renamed over the old one, so a crash leaves the previous checkpoint whole.
@@ -12,6 +12,7 @@
 #include "frontend/onnx.h"
 #include "passes/pass.h"
 #include "passes/train_graph.h"
+#include "runtime/rng.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -30,7 +31,7 @@ struct kiln_trainer {
     char **buffer_names;
     kiln_tensor **buffers; /* BatchNormalization running statistics */
     int64_t steps;
-    kiln_tensor *scalars[3]; /* lr, step_size, eps */
+    kiln_tensor *scalars[4]; /* lr, step_size, eps (f32), seed (i64) */
     char *model_path;
 };
 
@@ -52,7 +53,7 @@ void kiln_trainer_destroy(kiln_trainer *t) {
         kiln_tensor_free(t->buffers ? t->buffers[i] : NULL);
         free(t->buffer_names ? t->buffer_names[i] : NULL);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         kiln_tensor_free(t->scalars[i]);
     free(t->params), free(t->state), free(t->names), free(t->buffers), free(t->buffer_names), free(t->model_path);
     train_graph_free(&t->tg);
@@ -136,8 +137,8 @@ kiln_status kiln_trainer_create(const char *path, const kiln_train_options *opts
         for (int k = 0; !st && k < s; k++) /* zeros, as PyTorch starts them */
             st = kiln_tensor_create(t->params[i]->dtype, t->params[i]->rank, t->params[i]->dims, &t->state[i * s + k], d);
     }
-    for (int i = 0; !st && i < 3; i++)
-        st = kiln_tensor_create(KILN_F32, 0, NULL, &t->scalars[i], d);
+    for (int i = 0; !st && i < 4; i++)
+        st = kiln_tensor_create(i < 3 ? KILN_F32 : KILN_I64, 0, NULL, &t->scalars[i], d);
     if (!st && !(t->model_path = strdup(path)))
         st = diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     if (st) {
@@ -156,7 +157,7 @@ int64_t kiln_trainer_steps(const kiln_trainer *t) { return t->steps; }
 kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *const *inputs, const kiln_tensor *labels, double lr,
                               double *loss, kiln_tensor **prediction, kiln_diag *d) {
     int fwd = t->tg.forward_inputs, n = t->tg.param_count, s = t->tg.state_per_param, nb = t->tg.buffer_count;
-    int in_count = fwd + 4 + n + nb + n * s, out_count = 2 + n + n * s + nb;
+    int in_count = fwd + 5 + n + nb + n * s, out_count = 2 + n + n * s + nb;
     const kiln_tensor **in = calloc((size_t)in_count, sizeof *in);
     kiln_tensor **out = calloc((size_t)out_count, sizeof *out);
     if (!in || !out) {
@@ -169,11 +170,13 @@ kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *const *inputs,
     ((float *)t->scalars[0]->data)[0] = (float)lr;
     ((float *)t->scalars[1]->data)[0] = (float)(adam ? lr * sqrt(bc2) / bc1 : lr);
     ((float *)t->scalars[2]->data)[0] = (float)(adam ? t->o.eps * sqrt(bc2) : t->o.eps);
+    /* the step's key: checkpoints keep the step count, so a resumed run draws the same masks */
+    ((int64_t *)t->scalars[3]->data)[0] = (int64_t)kiln_rng_bits(t->o.seed, (uint64_t)t->steps);
     int k = 0;
     for (int i = 0; i < fwd; i++)
         in[k++] = inputs[i];
     in[k++] = labels;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         in[k++] = t->scalars[i];
     for (int i = 0; i < n; i++)
         in[k++] = t->params[i];

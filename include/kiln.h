@@ -172,6 +172,7 @@ typedef struct kiln_train_options {
     int64_t batch;       /* the step's batch size (the model's symbolic dimension) */
     int threads;         /* 0: all processors */
     const char *freeze;  /* parameters whose name contains this are not trained */
+    uint64_t seed;       /* dropout's masks: a function of this, the step count and the element */
     bool no_fuse;
 } kiln_train_options;
 

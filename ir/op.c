@@ -81,6 +81,7 @@ ATTRS(gelu, A_STRING("approximate", "none"))
 /* `to` names a kiln dtype ("f32", "i64", ...); the ONNX importer translates codes */
 ATTRS(cast, A_REQUIRED("to", IR_ATTR_STRING), A_INT("saturate", 1))
 ATTRS(dropout, A_INT("seed", 0))
+ATTRS(dropout_mask, A_REQUIRED("ratio", IR_ATTR_FLOAT), A_INT("salt", 0))
 ATTRS(gemm, A_FLOAT("alpha", 1.0), A_FLOAT("beta", 1.0), A_INT("transA", 0), A_INT("transB", 0))
 ATTRS(conv, A_STRING("auto_pad", "NOTSET"), A_INTS("dilations"), A_INT("group", 1),
       A_INTS("kernel_shape"), A_INTS("pads"), A_INTS("strides"))

@@ -172,6 +172,13 @@ ir_value *gb_floats(grad_ctx *c, kiln_dtype dt, int count, const double *values)
     return v;
 }
 
+ir_value *gb_tensor(grad_ctx *c, kiln_dtype dt, int rank, const int64_t *dims, const double *values) {
+    ir_value *v = new_const(c, dt, rank, dims);
+    for (int64_t i = 0; v && i < ir_type_count(&v->type); i++)
+        ir_tensor_set(v->init, i, values[i]);
+    return v;
+}
+
 ir_value *gb_reshape(grad_ctx *c, ir_value *x, const kiln_tensor *to) {
     if (c->st || !x)
         return NULL;

@@ -4,20 +4,21 @@
  * (c->dy; NULL where none flows back) and sets c->dx[i] for each input i with c->need[i].
  * Broadcasting inputs get their gradient summed back to their own shape (gb_unbroadcast).
  */
-#include "passes/autodiff.h"
+#include "passes/grad_rules.h"
 
 #include <string.h>
 
-#define X(i) (c->node->inputs[i])
-#define Y(i) (c->node->outputs[i])
-#define DY (c->dy[0])
-
-static ir_value *zero_like_scalar(grad_ctx *c, const ir_value *v) {
+ir_value *grad_zero_scalar(grad_ctx *c, const ir_value *v) {
     return gb_scalar(c, v->type.dtype, 0.0);
 }
 
+/* Zeros of v's type. */
+ir_value *grad_zeros_like(grad_ctx *c, const ir_value *v) {
+    return gb2(c, IR_OP_EXPAND, grad_zero_scalar(c, v), gb_i64s(c, v->type.rank, v->type.dims));
+}
+
 /* 1 where a == b, else 0, in a's dtype: which elements a max or min came from. */
-static ir_value *indicator(grad_ctx *c, ir_value *a, ir_value *b) {
+ir_value *grad_indicator(grad_ctx *c, ir_value *a, ir_value *b) {
     ir_node *cast = gb_begin(c, IR_OP_CAST, 1, (ir_value *[]){gb2(c, IR_OP_EQUAL, a, b)});
     gb_attr_string(c, cast, "to", kiln_dtype_name(a->type.dtype));
     return gb_done(c, cast);
@@ -80,13 +81,13 @@ static kiln_status grad_neg(grad_ctx *c) {
 
 /* dy where x > 0, else 0 (at 0 the subgradient 0, as PyTorch takes it) */
 static kiln_status grad_relu(grad_ctx *c) {
-    ir_value *zero = zero_like_scalar(c, X(0));
+    ir_value *zero = grad_zero_scalar(c, X(0));
     c->dx[0] = gb3(c, IR_OP_WHERE, gb2(c, IR_OP_GREATER, X(0), zero), DY, zero);
     return c->st;
 }
 
 static kiln_status grad_leaky_relu(grad_ctx *c) {
-    ir_value *zero = zero_like_scalar(c, X(0));
+    ir_value *zero = grad_zero_scalar(c, X(0));
     ir_value *alpha = gb_scalar(c, X(0)->type.dtype, ir_attr_float(c->node, "alpha"));
     c->dx[0] = gb3(c, IR_OP_WHERE, gb2(c, IR_OP_GREATER, X(0), zero), DY, gb2(c, IR_OP_MUL, DY, alpha));
     return c->st;
@@ -134,10 +135,45 @@ static kiln_status grad_abs(grad_ctx *c) {
     return c->st;
 }
 
+/* The trigonometric and hyperbolic functions and their inverses: dy times the derivative */
+static kiln_status grad_trig(grad_ctx *c) {
+    ir_value *x = X(0), *one = gb_scalar(c, x->type.dtype, 1), *x2 = gb2(c, IR_OP_MUL, x, x), *d;
+    switch (c->node->op) {
+    case IR_OP_SIN: d = gb1(c, IR_OP_COS, x); break;
+    case IR_OP_COS: d = gb1(c, IR_OP_NEG, gb1(c, IR_OP_SIN, x)); break;
+    case IR_OP_TAN: d = gb2(c, IR_OP_ADD, one, gb2(c, IR_OP_MUL, Y(0), Y(0))); break;
+    case IR_OP_ASIN: d = gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_SUB, one, x2))); break;
+    case IR_OP_ACOS: d = gb1(c, IR_OP_NEG, gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_SUB, one, x2)))); break;
+    case IR_OP_ATAN: d = gb1(c, IR_OP_RECIPROCAL, gb2(c, IR_OP_ADD, one, x2)); break;
+    case IR_OP_SINH: d = gb1(c, IR_OP_COSH, x); break;
+    case IR_OP_COSH: d = gb1(c, IR_OP_SINH, x); break;
+    case IR_OP_ASINH: d = gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_ADD, x2, one))); break;
+    case IR_OP_ACOSH: d = gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_SUB, x2, one))); break;
+    default: d = gb1(c, IR_OP_RECIPROCAL, gb2(c, IR_OP_SUB, one, x2)); break; /* Atanh */
+    }
+    c->dx[0] = gb2(c, IR_OP_MUL, DY, d);
+    return c->st;
+}
+
+/* ThresholdedRelu (y = x above alpha) and Shrink (y = x -+ bias outside [-lambd, lambd]):
+ * dy where y follows x, else 0 */
+static kiln_status grad_thresholds(grad_ctx *c) {
+    ir_value *x = X(0), *pass;
+    kiln_dtype dt = x->type.dtype;
+    if (c->node->op == IR_OP_THRESHOLDED_RELU) {
+        pass = gb2(c, IR_OP_GREATER, x, gb_scalar(c, dt, ir_attr_float(c->node, "alpha")));
+    } else {
+        double l = ir_attr_float(c->node, "lambd");
+        pass = gb2(c, IR_OP_OR, gb2(c, IR_OP_LESS, x, gb_scalar(c, dt, -l)), gb2(c, IR_OP_GREATER, x, gb_scalar(c, dt, l)));
+    }
+    c->dx[0] = gb3(c, IR_OP_WHERE, pass, DY, grad_zero_scalar(c, x));
+    return c->st;
+}
+
 /* ---- more elementwise ------------------------------------------------------------------ */
 
 static ir_value *scalar(grad_ctx *c, double v) { return gb_scalar(c, DY->type.dtype, v); }
-static ir_value *positive(grad_ctx *c, ir_value *x) { return gb2(c, IR_OP_GREATER, x, zero_like_scalar(c, x)); }
+static ir_value *positive(grad_ctx *c, ir_value *x) { return gb2(c, IR_OP_GREATER, x, grad_zero_scalar(c, x)); }
 
 /* y = a^b: da = dy b a^(b-1), db = dy y ln a (defined for a > 0) */
 static kiln_status grad_pow(grad_ctx *c) {
@@ -150,7 +186,7 @@ static kiln_status grad_pow(grad_ctx *c) {
 }
 
 static kiln_status grad_where(grad_ctx *c) {
-    ir_value *zero = zero_like_scalar(c, Y(0));
+    ir_value *zero = grad_zero_scalar(c, Y(0));
     if (c->need[1])
         c->dx[1] = gb_unbroadcast(c, gb3(c, IR_OP_WHERE, X(0), DY, zero), &X(1)->type);
     if (c->need[2])
@@ -163,7 +199,7 @@ static kiln_status grad_max_min(grad_ctx *c) {
     int n = c->node->input_count;
     ir_value *hit[IR_VARIADIC], *count = NULL;
     for (int i = 0; i < n; i++) {
-        hit[i] = indicator(c, X(i), Y(0));
+        hit[i] = grad_indicator(c, X(i), Y(0));
         count = count ? gb2(c, IR_OP_ADD, count, hit[i]) : hit[i];
     }
     ir_value *share = gb2(c, IR_OP_DIV, DY, count);
@@ -190,7 +226,7 @@ static kiln_status grad_clip(grad_ctx *c) {
         ir_value *below = gb2(c, IR_OP_LESS_OR_EQUAL, X(0), X(2));
         inside = inside ? gb2(c, IR_OP_AND, inside, below) : below;
     }
-    c->dx[0] = inside ? gb3(c, IR_OP_WHERE, inside, DY, zero_like_scalar(c, Y(0))) : DY;
+    c->dx[0] = inside ? gb3(c, IR_OP_WHERE, inside, DY, grad_zero_scalar(c, Y(0))) : DY;
     return c->st;
 }
 
@@ -198,6 +234,13 @@ static kiln_status grad_cast(grad_ctx *c) {
     ir_node *back = gb_begin(c, IR_OP_CAST, 1, &DY);
     gb_attr_string(c, back, "to", kiln_dtype_name(X(0)->type.dtype));
     c->dx[0] = gb_done(c, back);
+    return c->st;
+}
+
+/* CastLike: back to the input's dtype; the dtype donor gets nothing */
+static kiln_status grad_cast_like(grad_ctx *c) {
+    if (c->need[0])
+        return grad_cast(c);
     return c->st;
 }
 
@@ -231,7 +274,7 @@ static kiln_status grad_softsign(grad_ctx *c) {
 static kiln_status grad_hard_sigmoid(grad_ctx *c) {
     double alpha = ir_attr_float(c->node, "alpha");
     ir_value *inside = gb2(c, IR_OP_AND, positive(c, Y(0)), gb2(c, IR_OP_LESS, Y(0), scalar(c, 1)));
-    c->dx[0] = gb3(c, IR_OP_WHERE, inside, gb2(c, IR_OP_MUL, DY, scalar(c, alpha)), zero_like_scalar(c, Y(0)));
+    c->dx[0] = gb3(c, IR_OP_WHERE, inside, gb2(c, IR_OP_MUL, DY, scalar(c, alpha)), grad_zero_scalar(c, Y(0)));
     return c->st;
 }
 
@@ -257,7 +300,7 @@ static kiln_status grad_gelu(grad_ctx *c) {
 
 /* y = x > 0 ? x : slope x */
 static kiln_status grad_prelu(grad_ctx *c) {
-    ir_value *pos = positive(c, X(0)), *zero = zero_like_scalar(c, Y(0));
+    ir_value *pos = positive(c, X(0)), *zero = grad_zero_scalar(c, Y(0));
     if (c->need[0])
         c->dx[0] = gb_unbroadcast(c, gb3(c, IR_OP_WHERE, pos, DY, gb2(c, IR_OP_MUL, DY, X(1))), &X(0)->type);
     if (c->need[1])
@@ -384,7 +427,7 @@ static kiln_status grad_transpose(grad_ctx *c) {
 
 /* The axes a reduction node reduces, as a mask over its input's rank; false if they are
  * not known (a run-time axes input). */
-static bool reduced_axes(const ir_node *n, int rank, bool *mask) {
+bool grad_reduced_axes(const ir_node *n, int rank, bool *mask) {
     memset(mask, 0, sizeof(bool) * (size_t)rank);
     const ir_attr *a = ir_node_attr(n, "axes");
     const kiln_tensor *t = n->input_count > 1 && n->inputs[1] ? n->inputs[1]->init : NULL;
@@ -409,7 +452,7 @@ static bool reduced_axes(const ir_node *n, int rank, bool *mask) {
 static kiln_status grad_reduce(grad_ctx *c) {
     const kiln_tensor *x = &X(0)->type;
     bool mask[KILN_MAX_RANK];
-    if (!reduced_axes(c->node, x->rank, mask))
+    if (!grad_reduced_axes(c->node, x->rank, mask))
         return gb_fail(c, KILN_ERR_UNSUPPORTED, "reduction axes given at run time"), c->st;
     kiln_tensor kept = *x;
     int64_t n = 1;
@@ -442,223 +485,6 @@ static kiln_status grad_log_softmax(grad_ctx *c) {
     return c->st;
 }
 
-/* SoftmaxCrossEntropyLoss(scores [N, C], labels [N]) with mean or sum reduction:
- * d scores = (softmax(scores) - onehot(labels)) * dloss (/ N for the mean). Labels equal
- * to ignore_index, class weights and scores of rank > 2 are not differentiated yet. */
-static kiln_status grad_softmax_cross_entropy(grad_ctx *c) {
-    const kiln_tensor *s = &X(0)->type;
-    const char *reduction = ir_attr_string(c->node, "reduction");
-    if (s->rank != 2 || c->node->input_count > 2 || ir_node_attr(c->node, "ignore_index") ||
-        !strcmp(reduction, "none"))
-        return gb_fail(c, KILN_ERR_UNSUPPORTED,
-                       "SoftmaxCrossEntropyLoss is differentiated for [N, C] scores, no weights, no "
-                       "ignore_index, mean or sum reduction"), c->st;
-    ir_node *sm = gb_begin(c, IR_OP_SOFTMAX, 1, (ir_value *[]){X(0)});
-    gb_attr_int(c, sm, "axis", 1);
-    ir_value *p = gb_done(c, sm);
-    int64_t depth = s->dims[1];
-    const double off_on[2] = {0, 1};
-    ir_value *onehot = gb3(c, IR_OP_ONE_HOT, X(1), gb_i64s(c, 1, &depth), gb_floats(c, s->dtype, 2, off_on));
-    ir_value *scale = DY;
-    if (!strcmp(reduction, "mean"))
-        scale = gb2(c, IR_OP_DIV, DY, gb_scalar(c, DY->type.dtype, (double)s->dims[0]));
-    c->dx[0] = gb2(c, IR_OP_MUL, gb2(c, IR_OP_SUB, p, onehot), scale);
-    return c->st;
-}
-
-/* ---- convolution and pooling ------------------------------------------------------------ */
-
-/* An INTS window attribute of n values (pads: 2n), or `fallback` for each if absent. */
-static void window_ints(const ir_node *n, const char *name, int count, int64_t fallback, int64_t *out) {
-    const ir_attr *a = ir_node_attr(n, name);
-    for (int i = 0; i < count; i++)
-        out[i] = a && a->count == count ? a->ints[i] : fallback;
-}
-
-static ir_value *transpose01(grad_ctx *c, ir_value *x) {
-    int64_t perm[KILN_MAX_RANK];
-    for (int i = 0; i < x->type.rank; i++)
-        perm[i] = i;
-    perm[0] = 1, perm[1] = 0;
-    ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &x);
-    gb_attr_ints(c, t, "perm", x->type.rank, perm);
-    return gb_done(c, t);
-}
-
-/* Conv's weight gradient as one matrix product per kernel tap (small kernels): with dY as
- * A = [Co, N * out] and, for tap t, the input window it saw as B_t = [N * out, Ci],
- * dW[:, :, t] = A @ B_t. Each product is long (N * out) and wide enough to vectorize (Ci),
- * where the equivalent Conv has a kernel-sized output to vectorize over. */
-static ir_value *weight_grad_matmul(grad_ctx *c, const int64_t *strides, const int64_t *dil, const int64_t *pads) {
-    const kiln_tensor *x = &X(0)->type, *w = &X(1)->type, *y = &Y(0)->type;
-    int sp = x->rank - 2, rank = x->rank;
-    int64_t outs = 1;
-    for (int i = 0; i < sp; i++)
-        outs *= y->dims[i + 2];
-    ir_value *xp = X(0);
-    bool padded = false;
-    int64_t full_pads[2 * KILN_MAX_RANK] = {0};
-    for (int i = 0; i < sp; i++) {
-        full_pads[i + 2] = pads[i], full_pads[rank + i + 2] = pads[i + sp];
-        padded |= pads[i] || pads[i + sp];
-    }
-    if (padded)
-        xp = gb2(c, IR_OP_PAD, X(0), gb_i64s(c, 2 * rank, full_pads));
-    /* A: dY as [Co, N * out] */
-    kiln_tensor a_type = {.dtype = y->dtype, .rank = 2, .dims = {y->dims[1], y->dims[0] * outs}};
-    ir_value *a = gb_reshape(c, transpose01(c, DY), &a_type);
-    int64_t perm[KILN_MAX_RANK]; /* [N, C, out...] -> [N, out..., C] */
-    perm[0] = 0;
-    for (int i = 0; i < sp; i++)
-        perm[i + 1] = i + 2;
-    perm[rank - 1] = 1;
-    kiln_tensor b_type = {.dtype = x->dtype, .rank = 2, .dims = {x->dims[0] * outs, x->dims[1]}};
-    kiln_tensor tap_type = {.dtype = x->dtype, .rank = 3, .dims = {w->dims[0], w->dims[1], 1}};
-    int64_t taps = 1, tap[KILN_MAX_RANK] = {0};
-    for (int i = 0; i < sp; i++)
-        taps *= w->dims[i + 2];
-    ir_value *parts[16];
-    for (int64_t t = 0; t < taps; t++) {
-        int64_t starts[KILN_MAX_RANK], ends[KILN_MAX_RANK], axes[KILN_MAX_RANK], steps[KILN_MAX_RANK];
-        for (int i = 0; i < sp; i++) {
-            starts[i] = tap[i] * dil[i];
-            ends[i] = starts[i] + (y->dims[i + 2] - 1) * strides[i] + 1;
-            axes[i] = i + 2, steps[i] = strides[i];
-        }
-        ir_value *in[5] = {xp, gb_i64s(c, sp, starts), gb_i64s(c, sp, ends), gb_i64s(c, sp, axes), gb_i64s(c, sp, steps)};
-        ir_node *tr = gb_begin(c, IR_OP_TRANSPOSE, 1, (ir_value *[]){gb_done(c, gb_begin(c, IR_OP_SLICE, 5, in))});
-        gb_attr_ints(c, tr, "perm", rank, perm);
-        ir_value *b = gb_reshape(c, gb_done(c, tr), &b_type);
-        parts[t] = gb_reshape(c, gb2(c, IR_OP_MATMUL, a, b), &tap_type);
-        for (int i = sp - 1; i >= 0; i--) /* the next tap, last axis fastest */
-            if (++tap[i] < w->dims[i + 2])
-                break;
-            else
-                tap[i] = 0;
-    }
-    ir_value *all = parts[0];
-    if (taps > 1) {
-        ir_node *cat = gb_begin(c, IR_OP_CONCAT, (int)taps, parts);
-        gb_attr_int(c, cat, "axis", 2);
-        all = gb_done(c, cat);
-    }
-    return gb_reshape(c, all, w);
-}
-
-/* Conv (group 1, explicit pads): with s strides, d dilations, p pads,
- *   dX = ConvTranspose(dY, W) with the same window, output_padding making it X's size
- *        (with unit strides, the equivalent Conv by the flipped kernel);
- *   dW = Conv of X^T ([Ci, N, ...]) by dY^T ([Co, N, ...]) with strides d and dilations s
- *        (the roles swap), cut to the kernel's size and transposed back to [Co, Ci, ...];
- *   dB = dY summed over all axes but the channels. */
-static kiln_status grad_conv(grad_ctx *c) {
-    const ir_node *n = c->node;
-    const kiln_tensor *x = &X(0)->type, *w = &X(1)->type, *y = &Y(0)->type;
-    int sp = x->rank - 2;
-    if (ir_attr_int(n, "group") != 1 || strcmp(ir_attr_string(n, "auto_pad"), "NOTSET"))
-        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Conv is differentiated for group 1 and explicit pads"), c->st;
-    int64_t strides[KILN_MAX_RANK], dil[KILN_MAX_RANK], pads[2 * KILN_MAX_RANK], outpad[KILN_MAX_RANK];
-    window_ints(n, "strides", sp, 1, strides);
-    window_ints(n, "dilations", sp, 1, dil);
-    window_ints(n, "pads", 2 * sp, 0, pads);
-    bool unit_stride = true, fits = true;
-    int64_t flip_pads[2 * KILN_MAX_RANK];
-    for (int i = 0; i < sp; i++) {
-        unit_stride = unit_stride && strides[i] == 1;
-        flip_pads[i] = (w->dims[i + 2] - 1) * dil[i] - pads[i];
-        flip_pads[i + sp] = (w->dims[i + 2] - 1) * dil[i] - pads[i + sp];
-        fits = fits && flip_pads[i] >= 0 && flip_pads[i + sp] >= 0;
-    }
-    if (c->need[0] && unit_stride && fits) {
-        /* stride 1: dX is a Conv of dY by W with its channels swapped and its window
-         * flipped, so it runs on the Conv kernel (ConvTranspose's scatter is slower) */
-        int64_t starts[KILN_MAX_RANK], ends[KILN_MAX_RANK], axes[KILN_MAX_RANK], steps[KILN_MAX_RANK];
-        for (int i = 0; i < sp; i++)
-            starts[i] = -1, ends[i] = -(w->dims[i + 2] + 1), axes[i] = i + 2, steps[i] = -1;
-        ir_value *in[5] = {X(1), gb_i64s(c, sp, starts), gb_i64s(c, sp, ends), gb_i64s(c, sp, axes), gb_i64s(c, sp, steps)};
-        ir_value *flipped = transpose01(c, gb_done(c, gb_begin(c, IR_OP_SLICE, 5, in)));
-        ir_node *k = gb_begin(c, IR_OP_CONV, 2, (ir_value *[]){DY, flipped});
-        gb_attr_ints(c, k, "dilations", sp, dil);
-        gb_attr_ints(c, k, "pads", 2 * sp, flip_pads);
-        c->dx[0] = gb_done(c, k);
-    } else if (c->need[0]) {
-        for (int i = 0; i < sp; i++) {
-            int64_t natural = strides[i] * (y->dims[i + 2] - 1) + (w->dims[i + 2] - 1) * dil[i] + 1 - pads[i] - pads[i + sp];
-            outpad[i] = x->dims[i + 2] - natural;
-        }
-        ir_node *t = gb_begin(c, IR_OP_CONV_TRANSPOSE, 2, (ir_value *[]){DY, X(1)});
-        gb_attr_ints(c, t, "strides", sp, strides);
-        gb_attr_ints(c, t, "dilations", sp, dil);
-        gb_attr_ints(c, t, "pads", 2 * sp, pads);
-        gb_attr_ints(c, t, "output_padding", sp, outpad);
-        c->dx[0] = gb_done(c, t);
-    }
-    int64_t taps = 1;
-    for (int i = 0; i < sp; i++)
-        taps *= w->dims[i + 2];
-    if (c->need[1] && taps <= 16)
-        c->dx[1] = weight_grad_matmul(c, strides, dil, pads);
-    else if (c->need[1]) {
-        ir_node *k = gb_begin(c, IR_OP_CONV, 2, (ir_value *[]){transpose01(c, X(0)), transpose01(c, DY)});
-        gb_attr_ints(c, k, "strides", sp, dil);
-        gb_attr_ints(c, k, "dilations", sp, strides);
-        gb_attr_ints(c, k, "pads", 2 * sp, pads);
-        ir_value *r = gb_done(c, k); /* [Ci, Co, K'...], K' >= K */
-        if (r && memcmp(r->type.dims + 2, w->dims + 2, sizeof(int64_t) * (size_t)sp)) {
-            int64_t starts[KILN_MAX_RANK] = {0}, axes[KILN_MAX_RANK];
-            for (int i = 0; i < sp; i++)
-                axes[i] = i + 2;
-            ir_value *in[4] = {r, gb_i64s(c, sp, starts), gb_i64s(c, sp, w->dims + 2), gb_i64s(c, sp, axes)};
-            r = gb_done(c, gb_begin(c, IR_OP_SLICE, 4, in));
-        }
-        c->dx[1] = transpose01(c, r);
-    }
-    if (n->input_count > 2 && c->need[2]) {
-        int64_t axes[KILN_MAX_RANK];
-        int na = 0;
-        for (int i = 0; i < y->rank; i++)
-            if (i != 1)
-                axes[na++] = i;
-        c->dx[2] = gb_reduce(c, IR_OP_REDUCE_SUM, DY, na, axes, false);
-    }
-    return c->st;
-}
-
-/* MaxPool with windows that tile the input (kernel = strides, no pads, dilation 1, sizes
- * divisible): each window's gradient goes to its maximum; where several elements tie for
- * it, they share it equally (a valid subgradient, where PyTorch picks one). */
-static kiln_status grad_max_pool(grad_ctx *c) {
-    const ir_node *n = c->node;
-    const kiln_tensor *x = &X(0)->type;
-    int sp = x->rank - 2;
-    int64_t k[KILN_MAX_RANK], s[KILN_MAX_RANK], dl[KILN_MAX_RANK], pads[2 * KILN_MAX_RANK];
-    window_ints(n, "kernel_shape", sp, 1, k);
-    window_ints(n, "strides", sp, 1, s);
-    window_ints(n, "dilations", sp, 1, dl);
-    window_ints(n, "pads", 2 * sp, 0, pads);
-    bool tiles = sp >= 1 && 2 + 2 * sp <= KILN_MAX_RANK && !strcmp(ir_attr_string(n, "auto_pad"), "NOTSET");
-    for (int i = 0; i < sp; i++)
-        tiles = tiles && k[i] == s[i] && dl[i] == 1 && !pads[i] && !pads[i + sp] && x->dims[i + 2] % k[i] == 0;
-    if (!tiles || n->output_count > 1)
-        return gb_fail(c, KILN_ERR_UNSUPPORTED, "MaxPool is differentiated where its windows tile the input "
-                                                "(kernel = strides, no pads or dilation, no Indices output)"), c->st;
-    /* X as [N, C, H/k, k, W/k, k], Y and dY as [N, C, H/k, 1, W/k, 1] */
-    kiln_tensor split = {.dtype = x->dtype, .rank = 2 + 2 * sp}, pooled = split;
-    for (int i = 0; i < 2; i++)
-        split.dims[i] = pooled.dims[i] = x->dims[i];
-    int64_t window_axes[KILN_MAX_RANK];
-    for (int i = 0; i < sp; i++) {
-        split.dims[2 + 2 * i] = pooled.dims[2 + 2 * i] = x->dims[i + 2] / k[i];
-        split.dims[3 + 2 * i] = k[i], pooled.dims[3 + 2 * i] = 1;
-        window_axes[i] = 3 + 2 * i;
-    }
-    ir_value *xs = gb_reshape(c, X(0), &split), *ys = gb_reshape(c, Y(0), &pooled), *dys = gb_reshape(c, DY, &pooled);
-    ir_value *hit = indicator(c, xs, ys);
-    ir_value *share = gb2(c, IR_OP_DIV, dys, gb_reduce(c, IR_OP_REDUCE_SUM, hit, sp, window_axes, true));
-    c->dx[0] = gb_reshape(c, gb2(c, IR_OP_MUL, hit, share), x);
-    return c->st;
-}
-
 /* GlobalAveragePool: dY / (spatial size), spread over the spatial axes. */
 static kiln_status grad_global_average_pool(grad_ctx *c) {
     const kiln_tensor *x = &X(0)->type;
@@ -679,7 +505,7 @@ static kiln_status grad_global_average_pool(grad_ctx *c) {
  * dgamma = sum dy (x - rm) / sqrt(rv + eps), dbeta = sum dy. */
 /* Normalization over `axes` from the batch's own statistics: *inv = 1 / sqrt(var + eps)
  * and *xhat = (x - mean) * inv. */
-static void normalize(grad_ctx *c, ir_value *x, int na, const int64_t *axes, double epsilon, ir_value **xhat,
+void grad_normalize(grad_ctx *c, ir_value *x, int na, const int64_t *axes, double epsilon, ir_value **xhat,
                       ir_value **inv) {
     ir_value *xc = gb2(c, IR_OP_SUB, x, gb_reduce(c, IR_OP_REDUCE_MEAN, x, na, axes, true));
     ir_value *var = gb_reduce(c, IR_OP_REDUCE_MEAN, gb2(c, IR_OP_MUL, xc, xc), na, axes, true);
@@ -689,7 +515,7 @@ static void normalize(grad_ctx *c, ir_value *x, int na, const int64_t *axes, dou
 
 /* The input gradient of a normalization by batch statistics, given g = dy * gamma:
  * inv * (g - mean(g) - xhat * mean(g * xhat)), the means over the normalized axes. */
-static ir_value *normalized_input_grad(grad_ctx *c, ir_value *g, ir_value *xhat, ir_value *inv, int na,
+ir_value *grad_normalized_input(grad_ctx *c, ir_value *g, ir_value *xhat, ir_value *inv, int na,
                                        const int64_t *axes) {
     ir_value *mg = gb_reduce(c, IR_OP_REDUCE_MEAN, g, na, axes, true);
     ir_value *mgx = gb_reduce(c, IR_OP_REDUCE_MEAN, gb2(c, IR_OP_MUL, g, xhat), na, axes, true);
@@ -711,7 +537,7 @@ static kiln_status grad_batch_norm(grad_ctx *c) {
         chan.dims[i] = i == 1 ? x->dims[1] : 1;
     ir_value *xhat, *inv;
     if (training) {
-        normalize(c, X(0), na, axes, epsilon, &xhat, &inv);
+        grad_normalize(c, X(0), na, axes, epsilon, &xhat, &inv);
     } else {
         ir_value *var = gb_reshape(c, X(4), &chan);
         inv = gb1(c, IR_OP_RECIPROCAL, gb1(c, IR_OP_SQRT, gb2(c, IR_OP_ADD, var, gb_scalar(c, x->dtype, epsilon))));
@@ -723,7 +549,7 @@ static kiln_status grad_batch_norm(grad_ctx *c) {
         c->dx[1] = gb_reduce(c, IR_OP_REDUCE_SUM, gb2(c, IR_OP_MUL, DY, xhat), na, axes, false);
     if (c->need[0]) {
         ir_value *g = gb2(c, IR_OP_MUL, DY, gb_reshape(c, X(1), &chan));
-        c->dx[0] = training ? normalized_input_grad(c, g, xhat, inv, na, axes) : gb2(c, IR_OP_MUL, g, inv);
+        c->dx[0] = training ? grad_normalized_input(c, g, xhat, inv, na, axes) : gb2(c, IR_OP_MUL, g, inv);
     }
     return c->st;
 }
@@ -732,7 +558,7 @@ static kiln_status grad_batch_norm(grad_ctx *c) {
 
 /* HardSwish y = x min(max(x + 3, 0), 6) / 6: dy (2x + 3) / 6 inside (-3, 3), dy above 3 */
 static kiln_status grad_hard_swish(grad_ctx *c) {
-    ir_value *x = X(0), *zero = zero_like_scalar(c, x);
+    ir_value *x = X(0), *zero = grad_zero_scalar(c, x);
     ir_value *mid = gb2(c, IR_OP_MUL, DY, gb2(c, IR_OP_DIV, gb2(c, IR_OP_ADD, gb2(c, IR_OP_MUL, x, scalar(c, 2)), scalar(c, 3)),
                                              scalar(c, 6)));
     ir_value *above = gb2(c, IR_OP_GREATER_OR_EQUAL, x, scalar(c, 3)), *below = gb2(c, IR_OP_LESS_OR_EQUAL, x, scalar(c, -3));
@@ -761,7 +587,7 @@ static kiln_status grad_mish(grad_ctx *c) {
 static ir_value *kept(grad_ctx *c, ir_value *d, bool *known) {
     const kiln_tensor *x = &X(0)->type;
     bool mask[KILN_MAX_RANK];
-    if (!(*known = reduced_axes(c->node, x->rank, mask)))
+    if (!(*known = grad_reduced_axes(c->node, x->rank, mask)))
         return NULL;
     kiln_tensor k = *x;
     for (int i = 0; i < x->rank; i++)
@@ -770,29 +596,53 @@ static ir_value *kept(grad_ctx *c, ir_value *d, bool *known) {
     return gb_reshape(c, d, &k);
 }
 
-/* ReduceSumSquare: 2 x dy; ReduceL2 (y = sqrt(sum x^2)): x dy / y; ReduceMax/Min: dy to the
- * elements equal to the result, shared among ties */
+/* ReduceSumSquare: 2 x dy; ReduceL2 (y = sqrt(sum x^2)): x dy / y; ReduceL1: sign(x) dy;
+ * ReduceLogSum (y = log sum x): dy / exp(y); ReduceLogSumExp: dy exp(x - y); ReduceProd:
+ * dy times the product of the other elements (below); ReduceMax/Min: dy to the elements
+ * equal to the result, shared among ties */
 static kiln_status grad_reduce_more(grad_ctx *c) {
-    bool known;
-    ir_value *dy = kept(c, DY, &known), *y = known ? kept(c, Y(0), &known) : NULL;
+    bool known, mask[KILN_MAX_RANK];
+    ir_value *dy = kept(c, DY, &known), *y = known ? kept(c, Y(0), &known) : NULL, *x = X(0);
     if (!known)
         return gb_fail(c, KILN_ERR_UNSUPPORTED, "reduction axes given at run time"), c->st;
+    int64_t axes[KILN_MAX_RANK];
+    int na = 0;
+    grad_reduced_axes(c->node, x->type.rank, mask);
+    for (int i = 0; i < x->type.rank; i++)
+        if (mask[i])
+            axes[na++] = i;
     switch (c->node->op) {
     case IR_OP_REDUCE_SUM_SQUARE:
-        c->dx[0] = gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, dy, X(0)), scalar(c, 2));
+        c->dx[0] = gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, dy, x), scalar(c, 2));
         break;
     case IR_OP_REDUCE_L2:
-        c->dx[0] = gb2(c, IR_OP_DIV, gb2(c, IR_OP_MUL, dy, X(0)), y);
+        c->dx[0] = gb2(c, IR_OP_DIV, gb2(c, IR_OP_MUL, dy, x), y);
         break;
+    case IR_OP_REDUCE_L1:
+        c->dx[0] = gb2(c, IR_OP_MUL, dy, gb1(c, IR_OP_SIGN, x));
+        break;
+    case IR_OP_REDUCE_LOG_SUM:
+        c->dx[0] = gb2(c, IR_OP_EXPAND, gb2(c, IR_OP_DIV, dy, gb1(c, IR_OP_EXP, y)),
+                       gb_i64s(c, x->type.rank, x->type.dims));
+        break;
+    case IR_OP_REDUCE_LOG_SUM_EXP:
+        c->dx[0] = gb2(c, IR_OP_MUL, dy, gb1(c, IR_OP_EXP, gb2(c, IR_OP_SUB, x, y)));
+        break;
+    case IR_OP_REDUCE_PROD: {
+        /* The product of the others, exact with zeros: with p the product of the nonzero
+         * elements and z the count of zeros, it is p / x where z = 0, p at the zero where
+         * z = 1, and 0 everywhere else. */
+        ir_value *zero = grad_zero_scalar(c, x), *one = scalar(c, 1);
+        ir_value *is_zero = gb2(c, IR_OP_EQUAL, x, zero);
+        ir_value *z = gb_reduce(c, IR_OP_REDUCE_SUM, grad_indicator(c, x, gb2(c, IR_OP_MUL, x, zero)), na, axes, true);
+        ir_value *p = gb_reduce(c, IR_OP_REDUCE_PROD, gb3(c, IR_OP_WHERE, is_zero, one, x), na, axes, true);
+        ir_value *at_zero = gb3(c, IR_OP_WHERE, gb2(c, IR_OP_EQUAL, z, one), p, zero);
+        ir_value *elsewhere = gb3(c, IR_OP_WHERE, gb2(c, IR_OP_EQUAL, z, zero), gb2(c, IR_OP_DIV, p, gb3(c, IR_OP_WHERE, is_zero, one, x)), zero);
+        c->dx[0] = gb2(c, IR_OP_MUL, dy, gb3(c, IR_OP_WHERE, is_zero, at_zero, elsewhere));
+        break;
+    }
     default: { /* the ties counted over the same axes */
-        ir_value *hit = indicator(c, X(0), y);
-        bool mask[KILN_MAX_RANK];
-        int64_t axes[KILN_MAX_RANK];
-        int na = 0;
-        reduced_axes(c->node, X(0)->type.rank, mask);
-        for (int i = 0; i < X(0)->type.rank; i++)
-            if (mask[i])
-                axes[na++] = i;
+        ir_value *hit = grad_indicator(c, x, y);
         c->dx[0] = gb2(c, IR_OP_MUL, hit, gb2(c, IR_OP_DIV, dy, gb_reduce(c, IR_OP_REDUCE_SUM, hit, na, axes, true)));
     }
     }
@@ -802,37 +652,11 @@ static kiln_status grad_reduce_more(grad_ctx *c) {
 /* GlobalMaxPool: ReduceMax over the spatial axes */
 static kiln_status grad_global_max_pool(grad_ctx *c) {
     const kiln_tensor *x = &X(0)->type;
-    ir_value *hit = indicator(c, X(0), Y(0));
+    ir_value *hit = grad_indicator(c, X(0), Y(0));
     int64_t axes[KILN_MAX_RANK];
     for (int i = 2; i < x->rank; i++)
         axes[i - 2] = i;
     c->dx[0] = gb2(c, IR_OP_MUL, hit, gb2(c, IR_OP_DIV, DY, gb_reduce(c, IR_OP_REDUCE_SUM, hit, x->rank - 2, axes, true)));
-    return c->st;
-}
-
-/* AveragePool with windows that tile the input: dy / window size, spread over the window */
-static kiln_status grad_average_pool(grad_ctx *c) {
-    const ir_node *n = c->node;
-    const kiln_tensor *x = &X(0)->type;
-    int sp = x->rank - 2;
-    int64_t k[KILN_MAX_RANK], s[KILN_MAX_RANK], pads[2 * KILN_MAX_RANK], size = 1;
-    window_ints(n, "kernel_shape", sp, 1, k);
-    window_ints(n, "strides", sp, 1, s);
-    window_ints(n, "pads", 2 * sp, 0, pads);
-    bool tiles = 2 + 2 * sp <= KILN_MAX_RANK && !strcmp(ir_attr_string(n, "auto_pad"), "NOTSET");
-    for (int i = 0; i < sp; i++)
-        tiles = tiles && k[i] == s[i] && !pads[i] && !pads[i + sp] && x->dims[i + 2] % k[i] == 0, size *= k[i];
-    if (!tiles)
-        return gb_fail(c, KILN_ERR_UNSUPPORTED, "AveragePool is differentiated where its windows tile the input"), c->st;
-    kiln_tensor split = {.dtype = x->dtype, .rank = 2 + 2 * sp}, pooled = split;
-    for (int i = 0; i < 2; i++)
-        split.dims[i] = pooled.dims[i] = x->dims[i];
-    for (int i = 0; i < sp; i++) {
-        split.dims[2 + 2 * i] = pooled.dims[2 + 2 * i] = x->dims[i + 2] / k[i];
-        split.dims[3 + 2 * i] = k[i], pooled.dims[3 + 2 * i] = 1;
-    }
-    ir_value *d = gb2(c, IR_OP_DIV, gb_reshape(c, DY, &pooled), scalar(c, (double)size));
-    c->dx[0] = gb_reshape(c, gb2(c, IR_OP_EXPAND, d, gb_i64s(c, split.rank, split.dims)), x);
     return c->st;
 }
 
@@ -874,100 +698,19 @@ static kiln_status grad_layer_norm(grad_ctx *c) {
     for (int i = (int)axis; i < x->rank; i++)
         axes[na++] = i;
     ir_value *xhat, *inv;
-    normalize(c, X(0), na, axes, ir_attr_float(n, "epsilon"), &xhat, &inv);
+    grad_normalize(c, X(0), na, axes, ir_attr_float(n, "epsilon"), &xhat, &inv);
     if (n->input_count > 2 && X(2) && c->need[2])
         c->dx[2] = gb_unbroadcast(c, DY, &X(2)->type);
     if (c->need[1])
         c->dx[1] = gb_unbroadcast(c, gb2(c, IR_OP_MUL, DY, xhat), &X(1)->type);
     if (c->need[0])
-        c->dx[0] = normalized_input_grad(c, gb2(c, IR_OP_MUL, DY, X(1)), xhat, inv, na, axes);
+        c->dx[0] = grad_normalized_input(c, gb2(c, IR_OP_MUL, DY, X(1)), xhat, inv, na, axes);
     return c->st;
 }
 
-/* ---- batch 3: splitting, tiling, gathering ----------------------------------------------- */
-
-/* Zeros of v's type. */
-static ir_value *zeros_like(grad_ctx *c, const ir_value *v) {
-    return gb2(c, IR_OP_EXPAND, zero_like_scalar(c, v), gb_i64s(c, v->type.rank, v->type.dims));
-}
-
-/* Split: the outputs' gradients concatenated back (zeros for an output none flows to) */
-static kiln_status grad_split(grad_ctx *c) {
-    const ir_node *n = c->node;
-    ir_value *parts[IR_VARIADIC];
-    for (int i = 0; i < n->output_count; i++)
-        parts[i] = c->dy[i] ? c->dy[i] : zeros_like(c, Y(i));
-    int64_t axis = ir_attr_int(n, "axis");
-    ir_node *cat = gb_begin(c, IR_OP_CONCAT, n->output_count, parts);
-    gb_attr_int(c, cat, "axis", axis < 0 ? axis + X(0)->type.rank : axis);
-    c->dx[0] = gb_done(c, cat);
-    return c->st;
-}
-
-/* Tile (constant repeats): dy as [r0, d0, r1, d1, ...], summed over the r axes */
-static kiln_status grad_tile(grad_ctx *c) {
-    const kiln_tensor *x = &X(0)->type, *reps = X(1)->init;
-    if (!reps || 2 * x->rank > KILN_MAX_RANK)
-        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Tile is differentiated for constant repeats up to rank %d",
-                       KILN_MAX_RANK / 2), c->st;
-    kiln_tensor split = {.dtype = x->dtype, .rank = 2 * x->rank};
-    int64_t axes[KILN_MAX_RANK];
-    for (int i = 0; i < x->rank; i++) {
-        split.dims[2 * i] = ir_tensor_get_int(reps, i), split.dims[2 * i + 1] = x->dims[i];
-        axes[i] = 2 * i;
-    }
-    c->dx[0] = gb_reduce(c, IR_OP_REDUCE_SUM, gb_reshape(c, DY, &split), x->rank, axes, false);
-    return c->st;
-}
-
-/* GatherElements: dy added back where each element came from */
-static kiln_status grad_gather_elements(grad_ctx *c) {
-    ir_node *sc = gb_begin(c, IR_OP_SCATTER_ELEMENTS, 3, (ir_value *[]){zeros_like(c, X(0)), X(1), DY});
-    gb_attr_int(c, sc, "axis", ir_attr_int(c->node, "axis"));
-    gb_attr_string(c, sc, "reduction", "add");
-    c->dx[0] = gb_done(c, sc);
-    return c->st;
-}
-
-/* Gather along axis a, y = x[pre, idx, post]: with the gathered axis moved to the front,
- * dy's index dimensions first, dx is a ScatterND (reduction add) of dy into zeros at
- * idx, moved back. */
-static kiln_status grad_gather(grad_ctx *c) {
-    const kiln_tensor *x = &X(0)->type, *idx = &X(1)->type, *y = &Y(0)->type;
-    int64_t a = ir_attr_int(c->node, "axis");
-    if (a < 0)
-        a += x->rank;
-    int q = idx->rank, r = x->rank;
-    int64_t to_front[KILN_MAX_RANK], dy_perm[KILN_MAX_RANK], back[KILN_MAX_RANK];
-    /* x's axes with a first: [a, 0..a-1, a+1..r-1] */
-    to_front[0] = a;
-    for (int i = 0, k = 1; i < r; i++)
-        if (i != a)
-            to_front[k++] = i;
-    for (int i = 0; i < r; i++)
-        back[to_front[i]] = i;
-    /* dy's axes [pre (a), idx (q), post] to [idx, pre, post] */
-    int k = 0;
-    for (int i = 0; i < q; i++)
-        dy_perm[k++] = a + i;
-    for (int i = 0; i < a; i++)
-        dy_perm[k++] = i;
-    for (int i = (int)a + q; i < y->rank; i++)
-        dy_perm[k++] = i;
-    ir_node *tx = gb_begin(c, IR_OP_TRANSPOSE, 1, &DY);
-    gb_attr_ints(c, tx, "perm", y->rank, dy_perm);
-    ir_value *dyt = gb_done(c, tx);
-    kiln_tensor front = {.dtype = x->dtype, .rank = r};
-    for (int i = 0; i < r; i++)
-        front.dims[i] = x->dims[to_front[i]];
-    kiln_tensor idx1 = *idx;
-    idx1.rank = q + 1, idx1.dims[q] = 1;
-    ir_value *zeros = gb2(c, IR_OP_EXPAND, zero_like_scalar(c, X(0)), gb_i64s(c, r, front.dims));
-    ir_node *sc = gb_begin(c, IR_OP_SCATTER_ND, 3, (ir_value *[]){zeros, gb_reshape(c, X(1), &idx1), dyt});
-    gb_attr_string(c, sc, "reduction", "add");
-    ir_node *tb = gb_begin(c, IR_OP_TRANSPOSE, 1, (ir_value *[]){gb_done(c, sc)});
-    gb_attr_ints(c, tb, "perm", r, back);
-    c->dx[0] = gb_done(c, tb);
+/* Piecewise-constant outputs (Floor, Ceil, Round, Sign) and DropoutMask, which reads only
+ * its input's shape: no gradient flows back (zero almost everywhere, as in PyTorch). */
+static kiln_status grad_none(grad_ctx *c) {
     return c->st;
 }
 
@@ -995,6 +738,21 @@ grad_fn grad_rule(ir_op op) {
         [IR_OP_GLOBAL_MAX_POOL] = grad_global_max_pool, [IR_OP_AVERAGE_POOL] = grad_average_pool,
         [IR_OP_SLICE] = grad_slice, [IR_OP_LAYER_NORM] = grad_layer_norm, [IR_OP_SPLIT] = grad_split,
         [IR_OP_TILE] = grad_tile, [IR_OP_GATHER_ELEMENTS] = grad_gather_elements, [IR_OP_GATHER] = grad_gather,
+        [IR_OP_FLOOR] = grad_none, [IR_OP_CEIL] = grad_none, [IR_OP_ROUND] = grad_none, [IR_OP_SIGN] = grad_none,
+        [IR_OP_DROPOUT_MASK] = grad_none,
+        [IR_OP_SIN] = grad_trig, [IR_OP_COS] = grad_trig, [IR_OP_TAN] = grad_trig, [IR_OP_ASIN] = grad_trig,
+        [IR_OP_ACOS] = grad_trig, [IR_OP_ATAN] = grad_trig, [IR_OP_SINH] = grad_trig, [IR_OP_COSH] = grad_trig,
+        [IR_OP_ASINH] = grad_trig, [IR_OP_ACOSH] = grad_trig, [IR_OP_ATANH] = grad_trig,
+        [IR_OP_THRESHOLDED_RELU] = grad_thresholds, [IR_OP_SHRINK] = grad_thresholds, [IR_OP_CAST_LIKE] = grad_cast_like,
+        [IR_OP_REDUCE_PROD] = grad_reduce_more, [IR_OP_REDUCE_L1] = grad_reduce_more,
+        [IR_OP_REDUCE_LOG_SUM] = grad_reduce_more, [IR_OP_REDUCE_LOG_SUM_EXP] = grad_reduce_more,
+        [IR_OP_CONV_TRANSPOSE] = grad_conv_transpose, [IR_OP_INSTANCE_NORM] = grad_instance_norm,
+        [IR_OP_LRN] = grad_lrn, [IR_OP_LP_NORM] = grad_lp_norm, [IR_OP_MVN] = grad_mvn,
+        [IR_OP_MAX_UNPOOL] = grad_max_unpool, [IR_OP_DEPTH_TO_SPACE] = grad_depth_space,
+        [IR_OP_SPACE_TO_DEPTH] = grad_depth_space, [IR_OP_GATHER_ND] = grad_gather_nd,
+        [IR_OP_REVERSE_SEQUENCE] = grad_reverse_sequence, [IR_OP_TRILU] = grad_trilu, [IR_OP_CUMSUM] = grad_cumsum,
+        [IR_OP_TOPK] = grad_topk, [IR_OP_SCATTER_ND] = grad_scatter_nd, [IR_OP_SCATTER_ELEMENTS] = grad_scatter_elements,
+        [IR_OP_COMPRESS] = grad_compress, [IR_OP_EINSUM] = grad_einsum, [IR_OP_NLL_LOSS] = grad_nll_loss,
     };
     return op >= 0 && op < IR_OP_COUNT ? rules[op] : NULL;
 }

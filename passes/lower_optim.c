@@ -6,6 +6,7 @@
  * corrections (powers of beta and alpha in Adam) lose nothing to f32.
  */
 #include "passes/lower.h"
+#include "runtime/rng.h"
 
 #include <string.h>
 
@@ -81,3 +82,38 @@ static kiln_status optimizer(lower_ctx *c, int groups) {
 kiln_status lower_adagrad(lower_ctx *c) { return optimizer(c, 3); }
 kiln_status lower_momentum(lower_ctx *c) { return optimizer(c, 3); }
 kiln_status lower_adam(lower_ctx *c) { return optimizer(c, 4); }
+
+/* ---- DropoutMask ------------------------------------------------------------------------ */
+
+static lir_expr *u64c(lower_ctx *c, uint64_t v) { return lir_int_const(M, KILN_U64, (int64_t)v); }
+static lir_expr *shr(lower_ctx *c, lir_expr *a, int bits) { return dvd(c, a, u64c(c, UINT64_C(1) << bits)); }
+/* kiln_rng_mix in loop IR: shifts are divisions by powers of two of unsigned values */
+static lir_expr *mix(lower_ctx *c, lir_expr *z) {
+    z = mul(c, lir_binary(M, LIR_XOR, z, shr(c, z, 30)), u64c(c, KILN_RNG_MUL1));
+    z = mul(c, lir_binary(M, LIR_XOR, z, shr(c, z, 27)), u64c(c, KILN_RNG_MUL2));
+    return lir_binary(M, LIR_XOR, z, shr(c, z, 31));
+}
+static lir_expr *rng_bits(lower_ctx *c, lir_expr *key, lir_expr *i) {
+    return mix(c, add(c, key, mul(c, add(c, i, u64c(c, 1)), u64c(c, KILN_RNG_GOLDEN))));
+}
+
+/* The interpreter's formula (interp_dropout_mask), element by element over the output's
+ * flat index, so the mask does not depend on how the nest is split among threads. */
+kiln_status lower_dropout_mask(lower_ctx *c) {
+    const kiln_tensor *shape = c->out_type[0];
+    double ratio = ir_attr_float(c->node, "ratio");
+    lir_expr *coords[KILN_MAX_RANK];
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, shape, coords, &inner, &outer);
+    if (st)
+        return st;
+    lir_expr *seed = lir_cast(M, KILN_U64, lir_load(M, c->in[1], lir_int(M, 0)));
+    lir_expr *key = rng_bits(c, seed, u64c(c, (uint64_t)ir_attr_int(c->node, "salt")));
+    lir_expr *flat = lower_index(c, shape, coords, shape->rank);
+    lir_expr *top = shr(c, rng_bits(c, key, lir_cast(M, KILN_U64, flat)), 64 - KILN_RNG_KEEP_BITS);
+    lir_expr *keep = lir_binary(M, LIR_GE, top, u64c(c, kiln_rng_keep_from(ratio)));
+    lir_expr *value = lir_select(M, keep, d(c, 1 / (1 - ratio)), d(c, 0));
+    if (!lir_seq_push(M, inner, lir_store(M, c->out[0], flat, lir_cast(M, shape->dtype, value))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}

@@ -471,3 +471,16 @@ kiln_status shape_momentum(shape_ctx *c) {
     return optimizer(c, 3);
 }
 kiln_status shape_adam(shape_ctx *c) { return optimizer(c, 4); }
+
+/* DropoutMask(X, Seed): X's type; the ratio a probability below 1. */
+kiln_status shape_dropout_mask(shape_ctx *c) {
+    double ratio = ir_attr_float(c->node, "ratio");
+    if (!shape_is_float(c->in[0]->dtype))
+        return shape_error(c, "input 0 must be a float tensor");
+    if (c->in[1]->rank != 0 || c->in[1]->dtype != KILN_I64)
+        return shape_error(c, "input 1 (seed) must be an i64 scalar");
+    if (!(ratio >= 0 && ratio < 1))
+        return shape_error(c, "attribute 'ratio' must be in [0, 1), got %g", ratio);
+    shape_set(c, 0, c->in[0]->dtype, c->in[0]->rank, c->in[0]->dims);
+    return KILN_OK;
+}

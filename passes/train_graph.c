@@ -136,6 +136,45 @@ static kiln_status batch_norms_to_training(ir_graph *g, ir_value ***stats, int *
     return KILN_OK;
 }
 
+/* Turns each Dropout with a nonzero ratio (a constant; 0.5 when absent, as in ONNX) into
+ * X * DropoutMask(X, seed): the mask node goes right before it, with the node's ordinal
+ * as its salt so two dropouts draw different masks from the step's seed. */
+static kiln_status dropouts_to_training(grad_ctx *c, ir_value *seed) {
+    ir_graph *g = c->g;
+    int salt = 0;
+    for (int i = 0; i < g->node_count && !c->st; i++) {
+        ir_node *n = g->nodes[i];
+        if (n->op != IR_OP_DROPOUT)
+            continue;
+        const ir_value *r = n->input_count > 1 ? n->inputs[1] : NULL;
+        if (r && !r->init)
+            return diag_error(c->d, n->loc, KILN_ERR_UNSUPPORTED, "the ratio of a Dropout must be a constant to train");
+        double ratio = r ? ir_tensor_get(r->init, 0) : 0.5;
+        if (ratio == 0)
+            continue;
+        bool mask_read = n->output_count > 1 && n->outputs[1]->is_output;
+        for (int k = 0; k < g->node_count && n->output_count > 1; k++)
+            for (int j = 0; j < g->nodes[k]->input_count; j++)
+                mask_read |= g->nodes[k]->inputs[j] == n->outputs[1];
+        if (mask_read)
+            return diag_error(c->d, n->loc, KILN_ERR_UNSUPPORTED, "a Dropout's mask output cannot be read in training");
+        ir_value *x = n->inputs[0], **in = ARENA_ARRAY(g->arena, ir_value *, 2);
+        if (!in)
+            return diag_error(c->d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+        ir_node *m = gb_begin(c, IR_OP_DROPOUT_MASK, 2, (ir_value *[]){x, seed});
+        gb_attr_float(c, m, "ratio", ratio);
+        gb_attr_int(c, m, "salt", salt++);
+        in[0] = x, in[1] = gb_done(c, m);
+        if (c->st)
+            return c->st;
+        /* the mask node was appended; it belongs right before its reader */
+        memmove(&g->nodes[i + 1], &g->nodes[i], sizeof *g->nodes * (size_t)(g->node_count - 1 - i));
+        g->nodes[i++] = m;
+        n->op = IR_OP_MUL, n->inputs = in, n->input_count = 2, n->attr_count = 0, n->output_count = 1;
+    }
+    return c->st;
+}
+
 /* The mean of x over every element: a scalar. */
 static ir_value *mean_all(grad_ctx *c, ir_value *x) {
     return gb_reduce(c, IR_OP_REDUCE_MEAN, x, -1, NULL, false);
@@ -188,7 +227,7 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
                           pred->type.rank);
     int forward_inputs = g->input_count;
     /* labels and the step's scalars come right after the model's own inputs */
-    ir_value *labels, *lr, *step_size, *eps;
+    ir_value *labels, *lr, *step_size, *eps, *seed;
     kiln_status st = s->loss == KILN_LOSS_CROSS_ENTROPY
                          ? new_input(g, "labels", KILN_I64, 1, pred->type.dims, &labels, d)
                          : new_input(g, "targets", pred->type.dtype, pred->type.rank, pred->type.dims, &labels, d);
@@ -198,6 +237,8 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
         st = new_input(g, "kiln.step_size", KILN_F32, 0, NULL, &step_size, d);
     if (!st)
         st = new_input(g, "kiln.eps", KILN_F32, 0, NULL, &eps, d);
+    if (!st)
+        st = new_input(g, "kiln.seed", KILN_I64, 0, NULL, &seed, d);
     if (!st)
         st = train_graph_params_as_inputs(g, s, out, d);
     if (st)
@@ -216,7 +257,13 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
         return diag_error(d, (kiln_loc){.file = g->file}, KILN_ERR_INVALID, "the model has no trainable parameters");
     }
 
-    grad_ctx c = {.g = g, .d = d, .base = "loss"};
+    grad_ctx c = {.g = g, .d = d, .base = "dropout"};
+    if ((st = dropouts_to_training(&c, seed))) {
+        free(stats);
+        train_graph_free(out);
+        return st;
+    }
+    c.base = "loss";
     ir_value *loss = build_loss(&c, s, pred, labels);
     ir_value **grads = c.st ? NULL : calloc((size_t)out->param_count, sizeof *grads);
     st = c.st ? c.st : !grads ? diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory")
@@ -307,7 +354,7 @@ kiln_status train_graph_build(ir_graph *g, const train_spec *s, train_graph *out
                   : diag_error(d, out->buffers[b]->loc, KILN_ERR_UNSUPPORTED,
                                "'%s' is the running statistic of two BatchNormalizations", out->buffers[b]->name);
     }
-    /* lr, step_size and eps are inputs every step, even where an optimizer reads none */
+    /* lr, step_size, eps and seed are inputs every step, even where nothing reads them */
     free(stats);
     free(grads), free(new_params), free(state_in), free(state_out);
     if (st)

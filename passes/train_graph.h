@@ -8,11 +8,14 @@
  * the runtime owns them between steps; the learning rate and the step's bias-correction
  * terms are scalar inputs too (a schedule changes numbers, never the compiled code).
  *
+ * Dropout nodes with a nonzero ratio train as X * DropoutMask(X, seed): a counter-based
+ * mask (runtime/rng.h), computed once per step and read by the backward Mul as well.
  * BatchNormalization nodes train in training mode (batch statistics); their running mean
  * and variance are buffers: fed like parameters, updated by the step, never trained.
  *
  * Inputs, in order: the forward inputs, labels (i64 [N] for cross-entropy; the
- * prediction's type for MSE), lr, step_size, eps (f32 scalars), the parameters, the
+ * prediction's type for MSE), lr, step_size, eps (f32 scalars), seed (an i64 scalar: the
+ * step's key for dropout's random stream), the parameters, the
  * buffers, then the optimizer state (per parameter: none for plain SGD, one velocity for
  * momentum, two moments for Adam/AdamW).
  * Outputs, in order: loss (f32 scalar), the prediction, the new parameters, the new

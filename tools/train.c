@@ -10,6 +10,7 @@
  * interrupted (same seed, same thread count).
  */
 #include "cli.h"
+#include "runtime/rng.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -47,7 +48,7 @@ static const char *const usage_train =
     "                     (to 0, after a linear --warmup of STEPS), onecycle\n"
     "  --val N            hold out N training images (after a seeded shuffle) for validation\n"
     "  --patience N       stop when validation accuracy has not improved for N epochs\n"
-    "  --seed N           data order (and nothing else: initial weights come from the model)\n"
+    "  --seed N           data order and dropout masks (initial weights come from the model)\n"
     "  --checkpoint-every STEPS  also checkpoint inside an epoch, every STEPS steps (a killed\n"
     "                     run then resumes from the middle of its epoch)\n"
     "  --export OUT.onnx  write the trained model as ONNX (opset 17) at the end\n"
@@ -123,13 +124,8 @@ static int load_split(const char *dir, const char *prefix, dataset *ds) {
     return 0;
 }
 
-/* splitmix64: a counter-based generator, so an epoch's order depends on (seed, epoch) only */
-static uint64_t mix(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
+/* counter-based (runtime/rng.h), so an epoch's order depends on (seed, epoch) only */
+static uint64_t mix(uint64_t x) { return kiln_rng_bits(x, 0); }
 
 static void shuffle(int64_t *order, int64_t n, uint64_t seed, uint64_t stream) {
     for (int64_t i = 0; i < n; i++)
@@ -356,6 +352,7 @@ int cmd_train(int argc, char **argv) {
     kiln_diag d = {0};
     int64_t *split = NULL, *order = NULL, *test_idx = NULL;
     kiln_tensor *x = NULL, *y = NULL, *onehot = NULL; /* onehot: targets of the losses other than cross-entropy */
+    o.seed = seed;
     if (kiln_trainer_create(model, &o, &t, &d)) {
         rc = model_error(&d);
         goto done;

@@ -5,6 +5,7 @@
  * shape_window_geometry, so a shape and its values can never disagree.
  */
 #include "backend/interp/interp.h"
+#include "runtime/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -592,3 +593,16 @@ static kiln_status optimizer(interp_ctx *c, int groups) {
 kiln_status interp_adagrad(interp_ctx *c) { return optimizer(c, 3); }
 kiln_status interp_momentum(interp_ctx *c) { return optimizer(c, 3); }
 kiln_status interp_adam(interp_ctx *c) { return optimizer(c, 4); }
+
+/* Element i keeps 1 / (1 - ratio) where the top bits of its draw clear the ratio, else 0;
+ * the key is the step's seed mixed with the node's salt (runtime/rng.h). */
+kiln_status interp_dropout_mask(interp_ctx *c) {
+    double ratio = ir_attr_float(c->s.node, "ratio");
+    uint64_t key = kiln_rng_bits((uint64_t)ir_tensor_get_int(c->s.in[1], 0), (uint64_t)ir_attr_int(c->s.node, "salt"));
+    uint64_t keep_from = kiln_rng_keep_from(ratio);
+    for (int64_t i = 0; i < kiln_tensor_count(c->out[0]); i++) {
+        bool keep = kiln_rng_bits(key, (uint64_t)i) >> (64 - KILN_RNG_KEEP_BITS) >= keep_from;
+        ir_tensor_set(c->out[0], i, keep ? 1 / (1 - ratio) : 0);
+    }
+    return KILN_OK;
+}

@@ -332,6 +332,87 @@ static void test_export_onnx(void **state) {
     kiln_trainer_destroy(t);
 }
 
+/* Dropout in training: y = Dropout(x, 0.3) * w on x = 1, so the step's prediction is the
+ * mask itself. About 30% of the elements drop (16384 of them: 4 standard deviations is
+ * 0.015), the rest scale by 1 / 0.7; the weight gradient uses the same mask as the
+ * forward pass (checked against the update by hand); masks depend on the seed and the
+ * step, and not on the thread count. */
+static kiln_trainer *dropout_trainer(const char *path, uint64_t seed, int threads) {
+    kiln_train_options o;
+    kiln_train_options_default(&o);
+    o.optimizer = KILN_SGD, o.loss = KILN_LOSS_MSE, o.batch = 64, o.threads = threads, o.seed = seed;
+    kiln_trainer *t;
+    kiln_diag d = {0};
+    if (kiln_trainer_create(path, &o, &t, &d)) {
+        print_error("%s\n", d.message);
+        fail();
+    }
+    return t;
+}
+
+static kiln_tensor *dropout_step(kiln_trainer *t, const kiln_tensor *x, const kiln_tensor *target) {
+    kiln_tensor *pred = NULL;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_trainer_step(t, (const kiln_tensor *const *)&x, target, 0.5, NULL, &pred, &d), KILN_OK);
+    return pred;
+}
+
+static void test_dropout(void **state) {
+    (void)state;
+    char path[96];
+    snprintf(path, sizeof path, "%s.dropout.kiln", model_path);
+    FILE *f = fopen(path, "w");
+    fputs("graph drop {\n  input %x: f32[N, 256]\n  const %r: f32[] = [0.3]\n"
+          "  param %w: f32[256] = [", f);
+    for (int i = 0; i < 256; i++)
+        fputs(i ? ", 1" : "1", f);
+    fputs("]\n  %d = Dropout(%x, %r)\n  %y = Mul(%d, %w)\n  output %y\n}\n", f);
+    fclose(f);
+    int64_t dims[2] = {64, 256};
+    kiln_tensor *x, *target;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_tensor_create(KILN_F32, 2, dims, &x, &d), KILN_OK);
+    assert_int_equal(kiln_tensor_create(KILN_F32, 2, dims, &target, &d), KILN_OK);
+    for (int64_t i = 0; i < 64 * 256; i++)
+        ((float *)x->data)[i] = 1, ((float *)target->data)[i] = 0;
+    kiln_trainer *a = dropout_trainer(path, 42, 1), *b = dropout_trainer(path, 42, 2), *c = dropout_trainer(path, 43, 1);
+    kiln_tensor *pa = dropout_step(a, x, target), *pb = dropout_step(b, x, target), *pc = dropout_step(c, x, target);
+    int64_t dropped = 0;
+    const float *m = pa->data;
+    for (int64_t i = 0; i < 64 * 256; i++) {
+        dropped += m[i] == 0;
+        assert_true(m[i] == 0 || m[i] == (float)(1 / 0.7));
+    }
+    double frac = (double)dropped / (64 * 256);
+    if (fabs(frac - 0.3) > 0.015) {
+        print_error("dropped %.4f of the elements at ratio 0.3\n", frac);
+        fail();
+    }
+    assert_memory_equal(pa->data, pb->data, kiln_tensor_bytes(pa)); /* threads change nothing */
+    assert_true(memcmp(pa->data, pc->data, kiln_tensor_bytes(pa)) != 0); /* the seed does */
+    /* MSE against 0: dL/dw_j = sum_n 2 y_nj m_nj / (64 * 256), y = m (w = 1) */
+    const float *w = kiln_trainer_param(a, 0)->data;
+    for (int j = 0; j < 256; j++) {
+        double g = 0;
+        for (int n = 0; n < 64; n++)
+            g += 2.0 * m[n * 256 + j] * m[n * 256 + j] / (64 * 256);
+        double want = 1 - 0.5 * g;
+        if (fabs(w[j] - want) > 1e-6 + 1e-5 * fabs(want)) {
+            print_error("w[%d] after one step: %.9g, by hand from the forward mask %.9g\n", j, w[j], want);
+            fail();
+        }
+    }
+    kiln_tensor *pa2 = dropout_step(a, x, target); /* the next step draws another mask */
+    int64_t same = 0;
+    for (int64_t i = 0; i < 64 * 256; i++)
+        same += (((const float *)pa2->data)[i] == 0) == (m[i] == 0);
+    assert_true(same < 64 * 256 * 3 / 4);
+    kiln_tensor_free(pa), kiln_tensor_free(pb), kiln_tensor_free(pc), kiln_tensor_free(pa2);
+    kiln_tensor_free(x), kiln_tensor_free(target);
+    kiln_trainer_destroy(a), kiln_trainer_destroy(b), kiln_trainer_destroy(c);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_optimizer_steps),
@@ -339,6 +420,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_export_onnx),
         cmocka_unit_test(test_losses),
+        cmocka_unit_test(test_dropout),
     };
     return cmocka_run_group_tests(tests, write_model, remove_model);
 }

@@ -292,6 +292,12 @@ static const op_case cases[] = {
     {"momentum", "%x2, %v2 = Momentum(%r, %t, %x, %g, %v) {alpha = 0.9, beta = 1.0, mode = \"standard\", norm_coefficient = 0.0}", {"r: f32[] [0.1]", "t: i64[] [1]", "x: f32[1] [1]", "g: f32[1] [2]", "v: f32[1] [1]"}, {"x2: f32[1] [0.71]", "v2: f32[1] [2.9]"}},
     {"momentum_nesterov", "%x2, %v2 = Momentum(%r, %t, %x, %g, %v) {alpha = 0.9, beta = 1.0, mode = \"nesterov\", norm_coefficient = 0.0}", {"r: f32[] [0.1]", "t: i64[] [1]", "x: f32[1] [1]", "g: f32[1] [2]", "v: f32[1] [1]"}, {"x2: f32[1] [0.539]", "v2: f32[1] [2.9]"}},
     {"adam", "%x2, %v2, %h2 = Adam(%r, %t, %x, %g, %v, %h)", {"r: f32[] [0.1]", "t: i64[] [0]", "x: f32[1] [1]", "g: f32[1] [2]", "v: f32[1] [0]", "h: f32[1] [0]"}, {"x2: f32[1] [0.68377723]", "v2: f32[1] [0.2]", "h2: f32[1] [0.004]"}},
+    /* the counter-based stream's first values, pinned (computed independently in Python
+     * from runtime/rng.h's formula): a change to the stream shows here */
+    {"dropout_mask", "%y = DropoutMask(%a, %s) {ratio = 0.5, salt = 3}", {"a: f32[8] [1, 2, 3, 4, 5, 6, 7, 8]", "s: i64[] [7]"}, {"y: f32[8] [2, 0, 0, 2, 0, 2, 0, 0]"}},
+    {"dropout_mask_2d", "%y = DropoutMask(%a, %s) {ratio = 0.25}", {"a: f64[2, 3] [0, 0, 0, 0, 0, 0]", "s: i64[] [-5]"}, {"y: f64[2, 3] [1.3333333333333333, 1.3333333333333333, 0, 1.3333333333333333, 1.3333333333333333, 1.3333333333333333]"}},
+    {"dropout_mask_ratio_one", "%y = DropoutMask(%a, %s) {ratio = 1.0}", {"a: f32[2] [1, 2]", "s: i64[] [7]"}, {0}, "attribute 'ratio' must be in [0, 1), got 1"},
+    {"dropout_mask_seed_vector", "%y = DropoutMask(%a, %s) {ratio = 0.5}", {"a: f32[2] [1, 2]", "s: i64[1] [7]"}, {0}, "input 1 (seed) must be an i64 scalar"},
     {"constant", "%y = Constant() {value = f32[2, 2] [1, 2, 3, 4]}\n%z = Add(%y, %a)", {"a: f32[] [1]"}, {"z: f32[2, 2] [2, 3, 4, 5]"}},
     {"constant_value_ints", "%y = Constant() {value_ints = [3, 4]}\n%z = Mul(%y, %a)", {"a: i64[] [2]"}, {"z: i64[2] [6, 8]"}},
     {"constant_value_float", "%y = Constant() {value_float = 2.5}\n%z = Mul(%y, %a)", {"a: f32[] [2]"}, {"z: f32[] [5]"}},

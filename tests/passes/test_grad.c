@@ -5,7 +5,8 @@
  * random r (so every element of y matters, each with its own weight), appends the
  * backward pass with autodiff, runs it on the reference interpreter, and compares each
  * float input's gradient with the central difference (loss(x + h) - loss(x - h)) / 2h,
- * h = 1e-6, element by element. Stated tolerance: |analytic - numeric| <= 1e-7 + 1e-5 *
+ * h = 1e-6, element by element; and the backward graph compiled by the JIT against the
+ * interpreter (check_jit). Stated tolerance: |analytic - numeric| <= 1e-7 + 1e-5 *
  * |numeric| (the difference's own error is about h^2 |f'''| + 1e-16 / h, near 1e-10 here).
  * Inputs are random in [-1, 1] (kept away from 0 where a rule has a kink), or in
  * [0.5, 2] for the cases marked positive; integer inputs (labels) are j % classes.
@@ -16,6 +17,7 @@
 #include "driver/model.h"
 #include "passes/autodiff.h"
 #include "passes/pass.h"
+#include "ir/print.h"
 #include "ir/verify.h"
 
 #include <math.h>
@@ -119,6 +121,92 @@ static const grad_case cases[] = {
     {"input %a: f64[3, 4]\n  const %i: i64[3, 2] = [0, 3, 1, 1, 3, 0]", "%y = GatherElements(%a, %i) {axis = 1}"},
     {"input %a: f64[5, 3]\n  const %i: i64[2, 2] = [4, 0, 0, 2]", "%y = Gather(%a, %i)"},
     {"input %a: f64[2, 5, 3]\n  const %i: i64[4] = [1, 4, 1, -1]", "%y = Gather(%a, %i) {axis = 1}"},
+    {"input %a: f64[3, 4]", "%y = Sin(%a)"},
+    {"input %a: f64[3, 4]", "%y = Cos(%a)"},
+    {"input %a: f64[3, 4]", "%y = Tan(%a)"},
+    {"input %a: f64[3, 4]", "%s = Mul(%a, %a)\n  %t = Sqrt(%s)\n  %h = Mul(%a, %t)\n  %y = Asin(%h)"},
+    {"input %a: f64[3, 4]", "%h = Tanh(%a)\n  %y = Acos(%h)"},
+    {"input %a: f64[3, 4]", "%y = Atan(%a)"},
+    {"input %a: f64[3, 4]", "%y = Sinh(%a)"},
+    {"input %a: f64[3, 4]", "%y = Cosh(%a)"},
+    {"input %a: f64[3, 4]", "%y = Asinh(%a)"},
+    {"input %a: f64[3, 4]\n  const %two: f64[] = [2]", "%b = Add(%a, %two)\n  %y = Acosh(%b)"},
+    {"input %a: f64[3, 4]", "%h = Tanh(%a)\n  %y = Atanh(%h)"},
+    {"input %a: f64[3, 4]", "%y = ThresholdedRelu(%a) {alpha = 0.3}"},
+    {"input %a: f64[3, 4]", "%y = Shrink(%a) {lambd = 0.4, bias = 0.1}"},
+    {"input %a: f64[3, 4]\n  const %b: f64[1] = [0]", "%y = CastLike(%a, %b)"},
+    /* piecewise constant: zero gradient (inputs stay away from the steps) */
+    {"input %a: f64[3, 4]", "%f = Floor(%a)\n  %c = Ceil(%a)\n  %r = Round(%a)\n  %s = Sign(%a)\n"
+     "  %t = Sum(%f, %c, %r, %s)\n  %y = Mul(%t, %a)"},
+    {"input %a: f64[4, 5]\n  const %s: i64[] = [11]", "%m = DropoutMask(%a, %s) {ratio = 0.5}\n  %y = Mul(%a, %m)"},
+    {"input %a: f64[2, 3, 4]", "%y = ReduceProd(%a) {axes = [1], keepdims = 0}", true},
+    /* zeros in the product: one in some rows, two in another */
+    {"input %a: f64[3, 4]\n  const %k: f64[3, 4] = [1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 1, 1]",
+     "%z = Mul(%a, %k)\n  %y = ReduceProd(%z) {axes = [1], keepdims = 1}"},
+    {"input %a: f64[2, 3, 4]", "%y = ReduceL1(%a) {axes = [0, 2], keepdims = 0}"},
+    {"input %a: f64[2, 3, 4]", "%y = ReduceLogSum(%a) {axes = [2], keepdims = 1}", true},
+    {"input %a: f64[2, 3, 4]", "%y = ReduceLogSumExp(%a) {axes = [1], keepdims = 0}"},
+    /* groups, strides, auto_pad */
+    {"input %a: f64[2, 4, 5, 5]\n  input %w: f64[6, 2, 3, 3]\n  input %b: f64[6]",
+     "%y = Conv(%a, %w, %b) {group = 2, pads = [1, 1, 1, 1]}"},
+    {"input %a: f64[1, 3, 7, 6]\n  input %w: f64[3, 1, 3, 3]", "%y = Conv(%a, %w) {group = 3, strides = [2, 2], pads = [1, 0, 1, 1]}"},
+    {"input %a: f64[1, 4, 6, 6]\n  input %w: f64[4, 2, 2, 3]", "%y = Conv(%a, %w) {group = 2, auto_pad = \"SAME_UPPER\", strides = [2, 1]}"},
+    {"input %a: f64[1, 2, 5]\n  input %w: f64[4, 1, 5]", "%y = Conv(%a, %w) {group = 2, auto_pad = \"SAME_LOWER\", dilations = [2]}"},
+    {"input %a: f64[1, 2, 3, 3]\n  input %w: f64[2, 3, 3, 3]\n  input %b: f64[3]",
+     "%y = ConvTranspose(%a, %w, %b) {strides = [2, 2], pads = [1, 1, 1, 1], output_padding = [1, 1]}"},
+    {"input %a: f64[2, 4, 3, 2]\n  input %w: f64[4, 1, 2, 2]", "%y = ConvTranspose(%a, %w) {group = 2, strides = [2, 1], dilations = [1, 2]}"},
+    {"input %a: f64[1, 2, 4]\n  input %w: f64[2, 2, 5]", "%y = ConvTranspose(%a, %w) {pads = [2, 1]}"},
+    {"input %a: f64[2, 2, 5, 5]", "%y = MaxPool(%a) {kernel_shape = [3, 3], strides = [2, 2], pads = [1, 1, 1, 1]}"},
+    {"input %a: f64[1, 2, 6, 5]", "%y = MaxPool(%a) {kernel_shape = [2, 2], strides = [2, 2], ceil_mode = 1}"},
+    {"input %a: f64[1, 2, 7]", "%y = MaxPool(%a) {kernel_shape = [2], dilations = [2], auto_pad = \"SAME_UPPER\"}"},
+    {"input %a: f64[2, 2, 5, 5]", "%y = AveragePool(%a) {kernel_shape = [3, 3], strides = [2, 2], pads = [1, 1, 1, 1]}"},
+    {"input %a: f64[1, 2, 5, 6]",
+     "%y = AveragePool(%a) {kernel_shape = [3, 2], strides = [2, 2], pads = [1, 0, 0, 1], count_include_pad = 1}"},
+    {"input %a: f64[1, 2, 6, 5]", "%y = AveragePool(%a) {kernel_shape = [2, 2], strides = [2, 2], ceil_mode = 1}"},
+    {"input %a: f64[1, 1, 7]", "%y = AveragePool(%a) {kernel_shape = [2], strides = [3]}"},
+    {"input %a: f64[2, 3, 4, 5]\n  input %s: f64[3]\n  input %b: f64[3]", "%y = InstanceNormalization(%a, %s, %b)"},
+    {"input %a: f64[3, 5]", "%y = LpNormalization(%a) {axis = 1, p = 2}"},
+    {"input %a: f64[3, 5]", "%y = LpNormalization(%a) {axis = 0, p = 1}"},
+    {"input %a: f64[2, 3, 2, 4]", "%y = MeanVarianceNormalization(%a)"},
+    {"input %a: f64[2, 3, 4]", "%y = MeanVarianceNormalization(%a) {axes = [2]}"},
+    {"input %a: f64[2, 5, 3]", "%y = LRN(%a) {size = 3, alpha = 0.5, beta = 0.75, bias = 1.5}"},
+    {"input %a: f64[1, 6, 2, 2]", "%y = LRN(%a) {size = 4, alpha = 0.3, beta = 0.6}"},
+    {"input %a: f64[1, 2, 2, 2]\n  const %i: i64[1, 2, 2, 2] = [1, 6, 8, 15, 17, 22, 25, 31]",
+     "%y = MaxUnpool(%a, %i) {kernel_shape = [2, 2], strides = [2, 2]}"},
+    {"input %a: f64[1, 8, 2, 3]", "%y = DepthToSpace(%a) {blocksize = 2}"},
+    {"input %a: f64[1, 8, 2, 3]", "%y = DepthToSpace(%a) {blocksize = 2, mode = \"CRD\"}"},
+    {"input %a: f64[2, 2, 4, 6]", "%y = SpaceToDepth(%a) {blocksize = 2}"},
+    {"input %a: f64[3, 4, 2]\n  const %i: i64[2, 2] = [0, 1, 2, 3]", "%y = GatherND(%a, %i)"},
+    {"input %a: f64[3, 4, 2]\n  const %i: i64[2, 1] = [1, 1]", "%y = GatherND(%a, %i)"},
+    {"input %a: f64[2, 3, 4]\n  const %i: i64[2, 2, 1] = [0, 2, 1, 1]", "%y = GatherND(%a, %i) {batch_dims = 1}"},
+    {"input %a: f64[4, 3]\n  const %i: i64[2, 1] = [1, 3]\n  input %u: f64[2, 3]", "%y = ScatterND(%a, %i, %u)"},
+    {"input %a: f64[4, 3]\n  const %i: i64[3, 1] = [1, 3, 1]\n  input %u: f64[3, 3]",
+     "%y = ScatterND(%a, %i, %u) {reduction = \"add\"}"},
+    {"input %a: f64[3, 4]\n  const %i: i64[2, 2] = [1, 3, 0, 2]\n  input %u: f64[2, 2]",
+     "%y = ScatterElements(%a, %i, %u) {axis = 1}"},
+    {"input %a: f64[3, 4]\n  const %i: i64[2, 4] = [1, 0, 2, 1, 1, 2, 2, 0]\n  input %u: f64[2, 4]",
+     "%y = ScatterElements(%a, %i, %u) {reduction = \"add\"}"},
+    {"input %a: f64[3, 5]\n  const %k: i64[1] = [2]", "%v, %i = TopK(%a, %k) {axis = 1}\n  %y = Identity(%v)"},
+    {"input %a: f64[3, 5]\n  const %k: i64[1] = [2]", "%v, %i = TopK(%a, %k) {axis = 0, largest = 0}\n  %y = Identity(%v)"},
+    {"input %a: f64[3, 4]\n  const %c: bool[4] = [1, 0, 1, 1]", "%y = Compress(%a, %c) {axis = 1}"},
+    {"input %a: f64[2, 3]\n  const %c: bool[5] = [0, 1, 1, 0, 1]", "%y = Compress(%a, %c)"},
+    {"input %a: f64[4, 4]\n  const %k: i64[] = [1]", "%y = Trilu(%a, %k) {upper = 0}"},
+    {"input %a: f64[3, 4]", "%y = Trilu(%a)"},
+    {"input %a: f64[4, 2, 3]\n  const %l: i64[2] = [3, 1]", "%y = ReverseSequence(%a, %l)"},
+    {"input %a: f64[3, 4]\n  const %x: i64[] = [1]", "%y = CumSum(%a, %x)"},
+    {"input %a: f64[3, 4]\n  const %x: i64[] = [0]", "%y = CumSum(%a, %x) {exclusive = 1, reverse = 1}"},
+    {"input %a: f64[3, 4]\n  input %b: f64[4, 5]", "%y = Einsum(%a, %b) {equation = \"ij,jk->ik\"}"},
+    {"input %a: f64[2, 3, 4]\n  input %b: f64[2, 4, 2]", "%y = Einsum(%a, %b) {equation = \"bij,bjk->bki\"}"},
+    {"input %a: f64[3, 4]", "%y = Einsum(%a) {equation = \"ij->i\"}"},
+    {"input %a: f64[5]\n  input %b: f64[5]\n  input %c: f64[2, 3]", "%y = Einsum(%a, %b, %c) {equation = \"i,i,jk->kj\"}"},
+    {"input %a: f64[2, 3, 4]\n  input %b: f64[4]", "%y = Einsum(%a, %b) {equation = \"...j,j->...\"}"},
+    {"input %a: f64[4, 3]\n  input %l: i64[4]\n  input %w: f64[3]", "%y = NegativeLogLikelihoodLoss(%a, %l, %w)", false, 3},
+    {"input %a: f64[4, 3]\n  input %l: i64[4]", "%y = NegativeLogLikelihoodLoss(%a, %l) {ignore_index = 1, reduction = \"sum\"}", false, 3},
+    {"input %a: f64[2, 3, 2]\n  input %l: i64[2, 2]", "%y = NegativeLogLikelihoodLoss(%a, %l) {reduction = \"none\"}", false, 3},
+    {"input %a: f64[4, 3]\n  input %l: i64[4]\n  input %w: f64[3]",
+     "%y = SoftmaxCrossEntropyLoss(%a, %l, %w) {ignore_index = 2}", false, 3},
+    {"input %a: f64[2, 3, 2]\n  input %l: i64[2, 2]", "%y = SoftmaxCrossEntropyLoss(%a, %l) {reduction = \"none\"}", false, 3},
+    {"input %a: f64[4, 3]\n  input %l: i64[4]", "%z, %p = SoftmaxCrossEntropyLoss(%a, %l)\n  %e = Exp(%p)\n  %y = Mul(%e, %z)", false, 3},
     /* a small network: gradients through several rules and a value read twice */
     {"input %x: f64[4, 3]\n  input %w: f64[3, 5]\n  input %b: f64[5]\n  input %l: i64[4]",
      "%m = MatMul(%x, %w)\n  %h = Add(%m, %b)\n  %r = Relu(%h)\n  %t = Tanh(%h)\n  %s = Add(%r, %t)\n"
@@ -157,6 +245,34 @@ static double run_loss(const ir_graph *g, kiln_tensor **in, int n_out, kiln_tens
     double loss = ir_tensor_get(out[0], 0);
     (void)n_out;
     return loss;
+}
+
+/* The backward graph compiled by the JIT gives what the interpreter gave: its printed form
+ * parsed again and compiled, since a training step runs there. Stated tolerance (f64, the
+ * JIT may contract products into fused multiply-adds): 1e-10 + 1e-8 * |interpreter|. */
+static void check_jit(const grad_case *k, const ir_graph *g, kiln_tensor **in, kiln_tensor **want) {
+    char *text = ir_print_string(g, NULL);
+    kiln_options opts = {.backend = KILN_BACKEND_JIT, .threads = 1};
+    kiln_model *m;
+    kiln_diag d = {0};
+    kiln_tensor *got[16] = {0};
+    if (kiln_model_parse(text, strlen(text), "grad.kiln", &opts, &m, &d) ||
+        kiln_model_run(m, (const kiln_tensor *const *)in, got, &d)) {
+        print_error("%s: the backward graph on the JIT: %s\n", k->body, d.message);
+        fail();
+    }
+    for (int i = 0; i < g->output_count; i++) {
+        for (int64_t j = 0; j < kiln_tensor_count(want[i]); j++) {
+            double a = ir_tensor_get(got[i], j), b = ir_tensor_get(want[i], j);
+            if (!(fabs(a - b) <= 1e-10 + 1e-8 * fabs(b))) {
+                print_error("%s: output %d [%lld]: JIT %.17g, interpreter %.17g\n", k->body, i, (long long)j, a, b);
+                fail();
+            }
+        }
+        kiln_tensor_free(got[i]);
+    }
+    kiln_model_destroy(m);
+    free(text);
 }
 
 static void check_case(const grad_case *k) {
@@ -204,6 +320,7 @@ static void check_case(const grad_case *k) {
     for (int i = 0; i < g->input_count; i++)
         in[i] = input_for(&g->inputs[i]->type, k);
     run_loss(g, in, g->output_count, out);
+    check_jit(k, g, in, out);
     int worst_slot = -1;
     double worst = 0;
     for (int w = 0; w < n; w++) {
@@ -253,14 +370,15 @@ static void test_gradients(void **state) {
 /* An op without a rule is named, with its node. */
 static void test_missing_rule(void **state) {
     (void)state;
-    const char *text = "graph g {\n  input %a: f32[4]\n  %y = Sin(%a)\n  %s = ReduceSum(%y) {keepdims = 0}\n  output %s\n}\n";
+    const char *text = "graph g {\n  input %a: f32[2, 1, 3]\n  input %w: f32[1, 4, 3]\n  input %r: f32[1, 4, 4]\n"
+                       "  %y = RNN(%a, %w, %r) {hidden_size = 4}\n  %s = ReduceSum(%y) {keepdims = 0}\n  output %s\n}\n";
     ir_graph *g;
     kiln_diag d = {0};
     assert_int_equal(txt_parse(text, strlen(text), "m.kiln", &g, &d), KILN_OK);
     assert_int_equal(driver_optimize(g, "shape", &d), KILN_OK);
     ir_value *grads[1];
     assert_int_equal(autodiff(g, g->outputs[0], g->inputs, 1, grads, &d), KILN_ERR_UNSUPPORTED);
-    assert_string_equal(d.message, "m.kiln:3:3: node 'y' (Sin): gradient: op Sin has no gradient rule yet");
+    assert_string_equal(d.message, "m.kiln:5:3: node 'y' (RNN): gradient: op RNN has no gradient rule yet");
     ir_graph_destroy(g);
 }
 
