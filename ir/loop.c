@@ -458,3 +458,12 @@ void lir_print(const lir_module *m, FILE *f) {
         print_stmt(m, k, k->body, 0, f);
     }
 }
+
+bool lir_expr_same(const lir_expr *a, const lir_expr *b) {
+    if (a == b)
+        return true;
+    if (!a || !b || a->kind != b->kind || a->type != b->type || a->lanes != b->lanes || a->op != b->op ||
+        a->i != b->i || a->var != b->var || a->buf != b->buf || (a->f != b->f && !(a->f != a->f && b->f != b->f)))
+        return false;
+    return lir_expr_same(a->a, b->a) && lir_expr_same(a->b, b->b) && lir_expr_same(a->c, b->c);
+}

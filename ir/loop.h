@@ -190,6 +190,9 @@ lir_stmt *lir_fail(lir_module *m, const char *message);
 #define LIR_STRIDE_VARYING INT64_MIN
 int64_t lir_stride(const lir_expr *e, int var, const bool *varying);
 
+/* Whether a and b are the same expression, node for node. */
+bool lir_expr_same(const lir_expr *a, const lir_expr *b);
+
 const char *lir_op_name(lir_op op);
 const char *lir_intrinsic_name(lir_intrinsic fn);
 void lir_print(const lir_module *m, FILE *f);

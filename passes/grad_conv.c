@@ -89,8 +89,12 @@ static ir_value *conv(grad_ctx *c, ir_op op, ir_value *x, ir_value *w, int64_t g
  * in[n, ci, o s + t d - p], for W of type w ([Co, Ci/g, k...]).
  * Up to 16 taps (any number with groups), one matrix product per tap: gout as
  * [g, Co/g, N * out] times the window that tap saw as [g, N * out, Ci/g], each long and
- * wide enough to vectorize. Larger kernels without groups: one Conv of in^T by gout^T with
- * strides and dilations swapped, cut to the kernel. */
+ * wide enough to vectorize; with few input channels (Ci < 16, no groups), a product per
+ * tap would be a matrix-vector product re-reading dY, so the windows go side by side
+ * instead ([N * out, taps * Ci], im2col) for one product. (One im2col product for many
+ * channels measured slower than a product per tap: its K is N * out long.) Larger
+ * kernels without groups: one Conv of in^T by gout^T with strides and dilations swapped,
+ * cut to the kernel. */
 static ir_value *weight_grad(grad_ctx *c, ir_value *in, ir_value *gout, const kiln_tensor *w, int64_t g,
                              const shape_window *win) {
     if (c->st)
@@ -143,6 +147,8 @@ static ir_value *weight_grad(grad_ctx *c, ir_value *in, ir_value *gout, const ki
     kiln_tensor b_type = {.dtype = x->dtype, .rank = 3, .dims = {x->dims[0] * outs, g, ci / g}};
     kiln_tensor tap_type = {.dtype = x->dtype, .rank = 3, .dims = {w->dims[0], w->dims[1], 1}};
     int64_t tap[KILN_MAX_RANK] = {0};
+    kiln_tensor a2 = {.dtype = y->dtype, .rank = 2, .dims = {co, a_type.dims[2]}};
+    bool im2col = g == 1 && ci < 16;
     ir_value **parts = calloc((size_t)taps, sizeof *parts);
     if (!parts)
         return gb_fail(c, KILN_ERR_OOM, "out of memory");
@@ -156,14 +162,13 @@ static ir_value *weight_grad(grad_ctx *c, ir_value *in, ir_value *gout, const ki
         ir_value *args[5] = {xp, gb_i64s(c, sp, starts), gb_i64s(c, sp, ends), gb_i64s(c, sp, axes),
                              gb_i64s(c, sp, steps)};
         ir_value *b = gb_reshape(c, transpose(c, gb_done(c, gb_begin(c, IR_OP_SLICE, 5, args)), perm), &b_type);
-        if (g > 1) /* [N * out, g, Ci/g] -> [g, N * out, Ci/g] */
-            b = transpose(c, b, (int64_t[]){1, 0, 2});
+        if (im2col)
+            parts[t] = gb_reshape(c, b, &(kiln_tensor){.dtype = x->dtype, .rank = 2, .dims = {x->dims[0] * outs, ci}});
+        else if (g > 1) /* [N * out, g, Ci/g] -> [g, N * out, Ci/g] */
+            parts[t] = gb_reshape(c, gb2(c, IR_OP_MATMUL, a, transpose(c, b, (int64_t[]){1, 0, 2})), &tap_type);
         else
-            b = gb_reshape(c, b, &(kiln_tensor){.dtype = x->dtype, .rank = 2, .dims = {x->dims[0] * outs, ci}});
-        ir_value *prod = g > 1 ? gb2(c, IR_OP_MATMUL, a, b)
-                               : gb2(c, IR_OP_MATMUL, gb_reshape(c, a, &(kiln_tensor){.dtype = y->dtype, .rank = 2,
-                                                                                 .dims = {co, a_type.dims[2]}}), b);
-        parts[t] = gb_reshape(c, prod, &tap_type);
+            parts[t] = gb_reshape(c, gb2(c, IR_OP_MATMUL, gb_reshape(c, a, &a2), gb_reshape(c, b, &(kiln_tensor){
+                                          .dtype = x->dtype, .rank = 2, .dims = {x->dims[0] * outs, ci}})), &tap_type);
         for (int i = sp - 1; i >= 0; i--) /* the next tap, last axis fastest */
             if (++tap[i] < w->dims[i + 2])
                 break;
@@ -171,7 +176,15 @@ static ir_value *weight_grad(grad_ctx *c, ir_value *in, ir_value *gout, const ki
                 tap[i] = 0;
     }
     ir_value *all = parts[0];
-    if (taps > 1) {
+    if (im2col) {
+        if (taps > 1) {
+            ir_node *cat = gb_begin(c, IR_OP_CONCAT, (int)taps, parts);
+            gb_attr_int(c, cat, "axis", 1);
+            all = gb_done(c, cat);
+        }
+        kiln_tensor by_tap = {.dtype = x->dtype, .rank = 3, .dims = {co, taps, ci}};
+        all = transpose(c, gb_reshape(c, gb2(c, IR_OP_MATMUL, gb_reshape(c, a, &a2), all), &by_tap), (int64_t[]){0, 2, 1});
+    } else if (taps > 1) {
         ir_node *cat = gb_begin(c, IR_OP_CONCAT, (int)taps, parts);
         gb_attr_int(c, cat, "axis", 2);
         all = gb_done(c, cat);

@@ -399,6 +399,61 @@ static lir_expr *int_limit(lower_ctx *c, kiln_dtype t, bool largest) {
  * finish maps the accumulator (and the element count) to the result. */
 typedef lir_expr *(*finish_fn)(lower_ctx *c, lir_expr *acc, int64_t count, lir_expr *shift);
 
+/* A float sum, max or min over axes that include the last, contiguous one: W partial
+ * results per output (one per vector lane), each lane folding every W-th element of the
+ * rows, then the W partials folded in order. The lane loop is a vector loop (its partials
+ * load and store at one index per lane), where a single accumulator would serialize on
+ * its own additions. A sum's order changes (it is usually more accurate so). Merging the
+ * trailing reduced axes into one row was tried and is slower: coordinates recovered by
+ * division make the loads gathers. */
+static kiln_status reduce_lanes(lower_ctx *c, const bool *mask, lir_op op, lir_expr *start, bool square,
+                                bool absolute, finish_fn finish, int64_t count, const kiln_tensor *kept, int64_t w) {
+    const kiln_tensor *x = c->in_type[0], *out = c->out_type[0];
+    kiln_dtype t = lower_compute_type(x->dtype);
+    kiln_tensor rows = {.dtype = x->dtype}; /* the reduced axes but the last */
+    for (int d = 0; d < x->rank - 1; d++)
+        if (mask[d])
+            rows.dims[rows.rank++] = x->dims[d];
+    int64_t len = x->dims[x->rank - 1], blocks = (len + w - 1) / w;
+    lir_expr *oc[KILN_MAX_RANK], *rc[KILN_MAX_RANK], *xc[KILN_MAX_RANK], *lane, *blk, *lane2, *lane3;
+    lir_stmt *inner, *outer, *r_inner, *r_outer;
+    kiln_status st;
+    if ((st = lower_nest(c, kept, oc, &inner, &outer)) || (st = lower_nest(c, &rows, rc, &r_inner, &r_outer)))
+        return st;
+    lir_buffer *part = lir_local(M, c->k, "partial", t, ir_type_count(kept) * w);
+    lir_expr *base = part ? lir_binary(M, LIR_MUL, lower_index(c, kept, oc, kept->rank), lir_int(M, w)) : NULL;
+    lir_stmt *init_body = lir_seq(M), *blk_body = lir_seq(M), *lane_body = lir_seq(M), *fold_body = lir_seq(M);
+    if (!base || !init_body || !blk_body || !lane_body || !fold_body)
+        return lower_oom(c);
+    lir_stmt *init_loop = loop(c, "lane", w, init_body, &lane), *blk_loop = loop(c, "block", blocks, blk_body, &blk);
+    lir_stmt *lane_loop = loop(c, "lane", w, lane_body, &lane2), *fold_loop = loop(c, "lane", w, fold_body, &lane3);
+    lir_expr *j = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, blk, lir_int(M, w)), lane2);
+    for (int d = 0, r = 0; d < x->rank - 1; d++)
+        xc[d] = mask[d] ? rc[r++] : oc[d];
+    xc[x->rank - 1] = j;
+    lir_expr *v = read(c, 0, xc);
+    if (square)
+        v = lir_binary(M, LIR_MUL, v, v);
+    if (absolute)
+        v = lir_unary(M, LIR_ABS, v);
+    lir_expr *at = lir_binary(M, LIR_ADD, base, lane2);
+    lir_stmt *update = lir_store(M, part, at, lir_binary(M, op, lir_load(M, part, at), v));
+    if (len % w) /* the last block's lanes past the row do nothing (masked off) */
+        update = lir_if(M, lir_binary(M, LIR_LT, j, lir_int(M, len)), lower_seq1(c, update), NULL);
+    int acc = lower_var(c, "acc", t);
+    lir_expr *result = finish(c, lir_var_ref(M, c->k, acc), count, NULL);
+    if (!lir_seq_push(M, init_body, lir_store(M, part, lir_binary(M, LIR_ADD, base, lane), start)) ||
+        !lir_seq_push(M, lane_body, update) || !lir_seq_push(M, blk_body, lane_loop) ||
+        !lir_seq_push(M, r_inner, blk_loop) || !lir_seq_push(M, inner, init_loop) ||
+        !lir_seq_push(M, inner, r_outer) || !lir_seq_push(M, inner, lir_let(M, acc, start)) ||
+        !lir_seq_push(M, fold_body, lir_assign(M, acc, lir_binary(M, op, lir_var_ref(M, c->k, acc),
+                                                                  lir_load(M, part, lir_binary(M, LIR_ADD, base, lane3))))) ||
+        !lir_seq_push(M, inner, fold_loop) ||
+        !lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, kept, oc, kept->rank), lir_cast(M, out->dtype, result))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
 static kiln_status reduce(lower_ctx *c, const bool *mask, lir_op op, double init, bool square, bool absolute,
                           bool shifted, finish_fn finish) {
     const kiln_tensor *x = c->in_type[0], *out = c->out_type[0];
@@ -412,6 +467,10 @@ static kiln_status reduce(lower_ctx *c, const bool *mask, lir_op op, double init
             count *= x->dims[d];
         }
     }
+    int64_t lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t)), len = x->rank ? x->dims[x->rank - 1] : 0;
+    if (!shifted && ir_dtype_is_float(t) && (op == LIR_ADD || op == LIR_MAX || op == LIR_MIN) && lanes >= 4 &&
+        x->rank && mask[x->rank - 1] && len >= lanes / 2 && ir_type_count(&kept) * lanes <= (1 << 20))
+        return reduce_lanes(c, mask, op, num(c, t, init), square, absolute, finish, count, &kept, lanes);
     lir_expr *oc[KILN_MAX_RANK], *rc[KILN_MAX_RANK], *xc[KILN_MAX_RANK];
     lir_stmt *inner, *outer, *r_inner, *r_outer, *s_inner = NULL, *s_outer = NULL;
     kiln_status st;

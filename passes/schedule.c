@@ -109,7 +109,9 @@ static void serialize(lir_stmt *s) {
  * variable steps (stride 1: a vector store, masked in the tail), nested loops have bounds
  * that are the same for every lane, assignments touch only scalars the body itself
  * declares (no reductions across lanes), no buffer is both read and written (no
- * dependence between iterations through memory), nothing can stop the kernel, and
+ * dependence between iterations through memory) unless every access to it is at one and
+ * the same index (each lane then reads what it alone writes: lane-partial reductions, see
+ * lower_nn.c), nothing can stop the kernel, and
  * integer division has a nonzero constant divisor (masked-off lanes must not trap).
  * Conditions become lane masks; loads become vector loads, broadcasts or gathers
  * (backend/llvm/cg_vector.c). The innermost qualifying loop of each nest is taken. */
@@ -117,19 +119,26 @@ typedef struct vec_check {
     int var;
     bool *varying; /* scalars declared in the body: a value per lane */
     const lir_buffer **stored, **loaded;
+    const lir_expr **stored_at, **loaded_at; /* each buffer's first index, and whether */
+    bool *stored_one, *loaded_one;            /* every access to it used that index */
     int nstored, nloaded, cap;
     int max_size; /* the widest element stored */
     bool ok;
 } vec_check;
 
-static void note_buffer(const lir_buffer **list, int *n, int cap, const lir_buffer *b, bool *ok) {
+static void note_buffer(const lir_buffer **list, const lir_expr **at, bool *one, int *n, int cap, const lir_buffer *b,
+                        const lir_expr *index, bool *ok) {
     for (int i = 0; i < *n; i++)
-        if (list[i] == b)
+        if (list[i] == b) {
+            one[i] = one[i] && lir_expr_same(at[i], index);
             return;
-    if (*n == cap)
+        }
+    if (*n == cap) {
         *ok = false;
-    else
+    } else {
+        at[*n] = index, one[*n] = true;
         list[(*n)++] = b;
+    }
 }
 
 static void check_expr(const lir_expr *e, vec_check *v) {
@@ -139,7 +148,7 @@ static void check_expr(const lir_expr *e, vec_check *v) {
         !(e->b->kind == LIR_CONST && e->b->i != 0))
         v->ok = false;
     if (e->kind == LIR_LOAD)
-        note_buffer(v->loaded, &v->nloaded, v->cap, e->buf, &v->ok);
+        note_buffer(v->loaded, v->loaded_at, v->loaded_one, &v->nloaded, v->cap, e->buf, e->a, &v->ok);
     check_expr(e->a, v), check_expr(e->b, v), check_expr(e->c, v);
 }
 
@@ -154,7 +163,7 @@ static void check_stmt(const lir_stmt *s, vec_check *v) {
     case LIR_STORE:
         if (lir_stride(s->index, v->var, v->varying) != 1)
             v->ok = false;
-        note_buffer(v->stored, &v->nstored, v->cap, s->buf, &v->ok);
+        note_buffer(v->stored, v->stored_at, v->stored_one, &v->nstored, v->cap, s->buf, s->index, &v->ok);
         if ((int)kiln_dtype_size(s->buf->dtype) > v->max_size)
             v->max_size = (int)kiln_dtype_size(s->buf->dtype);
         check_expr(s->index, v), check_expr(s->value, v);
@@ -211,14 +220,18 @@ static bool vectorize(lir_stmt *s, const lir_kernel *k, int bits) {
         return false;
     enum { MAX_BUFFERS = 64 };
     const lir_buffer *stored[MAX_BUFFERS], *loaded[MAX_BUFFERS];
-    vec_check v = {.var = s->var, .stored = stored, .loaded = loaded, .cap = MAX_BUFFERS, .ok = true};
+    const lir_expr *stored_at[MAX_BUFFERS], *loaded_at[MAX_BUFFERS];
+    bool stored_one[MAX_BUFFERS], loaded_one[MAX_BUFFERS];
+    vec_check v = {.var = s->var, .stored = stored, .loaded = loaded, .stored_at = stored_at, .loaded_at = loaded_at,
+                   .stored_one = stored_one, .loaded_one = loaded_one, .cap = MAX_BUFFERS, .ok = true};
     if (!(v.varying = calloc((size_t)k->var_count + 1, sizeof *v.varying)))
         return false;
     check_stmt(s->body, &v);
     free(v.varying);
     for (int i = 0; v.ok && i < v.nstored; i++)
         for (int j = 0; j < v.nloaded; j++)
-            if (stored[i] == loaded[j])
+            if (stored[i] == loaded[j] &&
+                !(stored_one[i] && loaded_one[j] && lir_expr_same(stored_at[i], loaded_at[j])))
                 v.ok = false;
     if (!v.ok || !v.nstored)
         return false;

@@ -12,6 +12,7 @@
 #include "driver/model.h"
 #include "ir/print.h"
 #include "passes/lower.h"
+#include "passes/train_graph.h"
 #include "backend/llvm/llvm_backend.h"
 #include "ir/verify.h"
 #include "frontend/onnx.h"
@@ -61,11 +62,14 @@ static const char *const usage_run =
     "  -h, --help          show this help\n";
 
 static const char *const usage_dump =
-    "usage: kiln dump MODEL [--after PASS] [--elide N] [--loops | --llvm | --fusion [--dot FILE]]\n"
+    "usage: kiln dump MODEL [--train] [--after PASS] [--elide N] [--loops | --llvm | --fusion [--dot FILE]]\n"
     "                 [--no-fuse] [--batch N]\n"
     "\n"
     "Prints MODEL (.kiln or .onnx) in the .kiln text format.\n"
     "\n"
+    "  --train        the training step kiln train compiles instead of the model: forward,\n"
+    "                 loss, backward and update (AdamW, cross-entropy) in one graph, at\n"
+    "                 --batch; its inputs are those of the C API's step (`kiln bench` times it)\n"
     "  --after PASS   run the pass pipeline up to PASS first: shape, fold, layout, dce, or all\n"
     "  --elide N      print inline data longer than N elements as <N values> (the output\n"
     "                 then does not parse back)\n"
@@ -265,7 +269,7 @@ done:
 
 static int cmd_dump(int argc, char **argv) {
     const char *model_path = NULL, *after = NULL, *dot = NULL;
-    bool loops = false, llvm = false, fusion = false, no_fuse = false;
+    bool loops = false, llvm = false, fusion = false, no_fuse = false, train = false;
     int64_t batch = 1;
     ir_print_opts opts = {0};
     for (int i = 0; i < argc; i++) {
@@ -278,6 +282,8 @@ static int cmd_dump(int argc, char **argv) {
             after = argv[++i];
             if (strcmp(after, "all") && !pass_lookup(after))
                 return usage_error(usage_dump, "unknown pass '%s' (shape, fold, layout, dce, all)", after);
+        } else if (!strcmp(argv[i], "--train")) {
+            train = true;
         } else if (!strcmp(argv[i], "--loops")) {
             loops = true;
         } else if (!strcmp(argv[i], "--llvm")) {
@@ -314,8 +320,22 @@ static int cmd_dump(int argc, char **argv) {
     ir_graph *g;
     if (driver_load_graph(model_path, &g, &d))
         return model_error(&d);
-    if (loops && g->batch_name)
+    if ((loops || train) && g->batch_name)
         ir_graph_set_batch(g, batch);
+    if (train) {
+        kiln_train_options to;
+        kiln_train_options_default(&to);
+        to.batch = batch;
+        train_graph tg = {0};
+        kiln_status st = driver_optimize(g, "shape", &d);
+        if (!st)
+            st = train_graph_build(g, &to, &tg, &d);
+        train_graph_free(&tg);
+        if (st) {
+            ir_graph_destroy(g);
+            return model_error(&d);
+        }
+    }
     if ((after || loops) && driver_optimize(g, after && strcmp(after, "all") ? after : NULL, &d)) {
         ir_graph_destroy(g);
         return model_error(&d);

@@ -146,6 +146,8 @@ static const grad_case cases[] = {
     {"input %a: f64[2, 3, 4]", "%y = ReduceL1(%a) {axes = [0, 2], keepdims = 0}"},
     {"input %a: f64[2, 3, 4]", "%y = ReduceLogSum(%a) {axes = [2], keepdims = 1}", true},
     {"input %a: f64[2, 3, 4]", "%y = ReduceLogSumExp(%a) {axes = [1], keepdims = 0}"},
+    /* 16 input channels: the weight gradient as one product per tap (fewer: one im2col product) */
+    {"input %a: f64[2, 16, 4, 3]\n  input %w: f64[3, 16, 2, 2]", "%y = Conv(%a, %w) {pads = [1, 0, 0, 1]}"},
     /* groups, strides, auto_pad */
     {"input %a: f64[2, 4, 5, 5]\n  input %w: f64[6, 2, 3, 3]\n  input %b: f64[6]",
      "%y = Conv(%a, %w, %b) {group = 2, pads = [1, 1, 1, 1]}"},
