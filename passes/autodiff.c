@@ -229,45 +229,13 @@ static void accumulate(grad_ctx *c, ir_value **grad_of, const ir_value *v, ir_va
     grad_of[v->id] = grad_of[v->id] ? gb2(c, IR_OP_ADD, grad_of[v->id], g) : g;
 }
 
-kiln_status autodiff(ir_graph *g, ir_value *loss, ir_value *const *wrt, int wrt_count, ir_value **grads,
-                     kiln_diag *d) {
-    grad_ctx c = {.g = g, .d = d};
-    if (!ir_dtype_is_float(loss->type.dtype) || ir_type_count(&loss->type) != 1)
-        return diag_error(d, loss->loc, KILN_ERR_INVALID, "the loss '%s' must be a single float value", loss->name);
-    int values = g->value_ids, nodes = g->node_count;
-    /* from[v]: v depends on a wanted value; to[v]: the loss depends on v */
-    bool *from = calloc((size_t)values + 1, 1), *to = calloc((size_t)values + 1, 1);
-    ir_value **grad_of = calloc((size_t)values + 1, sizeof *grad_of);
-    ir_node **forward = malloc(sizeof *forward * ((size_t)nodes + 1));
-    if (!from || !to || !grad_of || !forward) {
-        free(from), free(to), free(grad_of), free(forward);
-        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
-    }
-    memcpy(forward, g->nodes, sizeof *forward * (size_t)nodes); /* the rules append nodes */
-    for (int i = 0; i < wrt_count; i++)
-        from[wrt[i]->id] = true;
-    for (int i = 0; i < nodes; i++) {
-        bool any = false;
-        for (int k = 0; k < forward[i]->input_count; k++)
-            any |= forward[i]->inputs[k] && from[forward[i]->inputs[k]->id];
-        for (int k = 0; any && k < forward[i]->output_count; k++)
-            from[forward[i]->outputs[k]->id] = true;
-    }
-    to[loss->id] = true;
-    for (int i = nodes - 1; i >= 0; i--) {
-        bool any = false;
-        for (int k = 0; k < forward[i]->output_count; k++)
-            any |= to[forward[i]->outputs[k]->id];
-        for (int k = 0; any && k < forward[i]->input_count; k++)
-            if (forward[i]->inputs[k])
-                to[forward[i]->inputs[k]->id] = true;
-    }
-    {
-        /* the seed: d loss / d loss = 1, in the loss's type */
-        ir_value *one = gb_scalar(&c, loss->type.dtype, 1.0);
-        grad_of[loss->id] = loss->type.rank ? gb_reshape(&c, one, &loss->type) : one;
-    }
-    for (int i = nodes - 1; i >= 0 && !c.st; i--) {
+/* The reverse walk over `forward` (count nodes, in topological order): grad_of holds the
+ * seeds on entry, indexed by value id; from[v]: v depends on a wanted value; to[v]: a
+ * seeded value depends on v. Each node with a gradient flowing out and an input that needs
+ * one runs its rule; input gradients accumulate into grad_of. */
+static void walk(grad_ctx *c, ir_node *const *forward, int count, ir_value **grad_of, const bool *from,
+                 const bool *to) {
+    for (int i = count - 1; i >= 0 && !c->st; i--) {
         ir_node *n = forward[i];
         ir_value *dy[16] = {0}, *dx[IR_VARIADIC] = {0};
         bool need[IR_VARIADIC] = {0}, any_dy = false, any_need = false;
@@ -280,19 +248,101 @@ kiln_status autodiff(ir_graph *g, ir_value *loss, ir_value *const *wrt, int wrt_
         if (!any_dy || !any_need)
             continue;
         grad_fn rule = grad_rule(n->op);
-        c.node = n, c.dy = dy, c.dx = dx, c.need = need;
+        c->node = n, c->dy = dy, c->dx = dx, c->need = need;
         if (!rule) {
-            gb_fail(&c, KILN_ERR_UNSUPPORTED, "op %s has no gradient rule yet", ir_op_table[n->op].name);
+            gb_fail(c, KILN_ERR_UNSUPPORTED, "op %s has no gradient rule yet", ir_op_table[n->op].name);
             break;
         }
-        kiln_status st = rule(&c);
-        if (st && !c.st)
-            c.st = st;
-        for (int k = 0; k < n->input_count && !c.st; k++)
+        kiln_status st = rule(c);
+        if (st && !c->st)
+            c->st = st;
+        for (int k = 0; k < n->input_count && !c->st; k++)
             if (need[k] && dx[k])
-                accumulate(&c, grad_of, n->inputs[k], dx[k]);
+                accumulate(c, grad_of, n->inputs[k], dx[k]);
     }
-    c.node = NULL;
+    c->node = NULL;
+}
+
+/* from[v] for every value depending on a value marked in it, to[v] for every value a value
+ * marked in it depends on, through the nodes given. */
+static void reach(ir_node *const *nodes, int count, bool *from, bool *to) {
+    for (int i = 0; i < count; i++) {
+        bool any = false;
+        for (int k = 0; k < nodes[i]->input_count; k++)
+            any |= nodes[i]->inputs[k] && from[nodes[i]->inputs[k]->id];
+        for (int k = 0; any && k < nodes[i]->output_count; k++)
+            from[nodes[i]->outputs[k]->id] = true;
+    }
+    for (int i = count - 1; i >= 0; i--) {
+        bool any = false;
+        for (int k = 0; k < nodes[i]->output_count; k++)
+            any |= to[nodes[i]->outputs[k]->id];
+        for (int k = 0; any && k < nodes[i]->input_count; k++)
+            if (nodes[i]->inputs[k])
+                to[nodes[i]->inputs[k]->id] = true;
+    }
+}
+
+kiln_status gb_vjp(grad_ctx *c, int first, int seed_count, ir_value *const *values, ir_value *const *seeds,
+                   int wrt_count, ir_value *const *wrt, ir_value **grads) {
+    if (c->st)
+        return c->st;
+    ir_graph *g = c->g;
+    int count = g->node_count - first, ids = g->value_ids;
+    bool *from = calloc((size_t)ids + 1, 1), *to = calloc((size_t)ids + 1, 1);
+    ir_value **grad_of = calloc((size_t)ids + 1, sizeof *grad_of);
+    ir_node **nodes = malloc(sizeof *nodes * ((size_t)count + 1));
+    if (!from || !to || !grad_of || !nodes) {
+        free(from), free(to), free(grad_of), free(nodes);
+        gb_fail(c, KILN_ERR_OOM, "out of memory");
+        return c->st;
+    }
+    memcpy(nodes, g->nodes + first, sizeof *nodes * (size_t)count); /* the rules append nodes */
+    for (int i = 0; i < wrt_count; i++)
+        if (wrt[i])
+            from[wrt[i]->id] = true;
+    for (int i = 0; i < seed_count; i++)
+        if (values[i] && seeds[i]) {
+            to[values[i]->id] = true;
+            grad_of[values[i]->id] = seeds[i];
+        }
+    reach(nodes, count, from, to);
+    grad_ctx sub = {.g = g, .d = c->d, .base = c->node ? NULL : c->base};
+    const ir_node *outer = c->node;
+    sub.node = outer; /* names the new nodes after the node being differentiated */
+    walk(&sub, nodes, count, grad_of, from, to);
+    for (int i = 0; i < wrt_count; i++)
+        grads[i] = wrt[i] && !sub.st ? grad_of[wrt[i]->id] : NULL;
+    free(from), free(to), free(grad_of), free(nodes);
+    if (sub.st)
+        c->st = sub.st;
+    return c->st;
+}
+
+kiln_status autodiff(ir_graph *g, ir_value *loss, ir_value *const *wrt, int wrt_count, ir_value **grads,
+                     kiln_diag *d) {
+    grad_ctx c = {.g = g, .d = d};
+    if (!ir_dtype_is_float(loss->type.dtype) || ir_type_count(&loss->type) != 1)
+        return diag_error(d, loss->loc, KILN_ERR_INVALID, "the loss '%s' must be a single float value", loss->name);
+    int values = g->value_ids, nodes = g->node_count;
+    bool *from = calloc((size_t)values + 1, 1), *to = calloc((size_t)values + 1, 1);
+    ir_value **grad_of = calloc((size_t)values + 1, sizeof *grad_of);
+    ir_node **forward = malloc(sizeof *forward * ((size_t)nodes + 1));
+    if (!from || !to || !grad_of || !forward) {
+        free(from), free(to), free(grad_of), free(forward);
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    memcpy(forward, g->nodes, sizeof *forward * (size_t)nodes); /* the rules append nodes */
+    for (int i = 0; i < wrt_count; i++)
+        from[wrt[i]->id] = true;
+    to[loss->id] = true;
+    reach(forward, nodes, from, to);
+    {
+        /* the seed: d loss / d loss = 1, in the loss's type */
+        ir_value *one = gb_scalar(&c, loss->type.dtype, 1.0);
+        grad_of[loss->id] = loss->type.rank ? gb_reshape(&c, one, &loss->type) : one;
+    }
+    walk(&c, forward, nodes, grad_of, from, to);
     for (int i = 0; i < wrt_count && !c.st; i++) {
         grads[i] = grad_of[wrt[i]->id];
         if (!grads[i]) { /* the loss does not depend on it */

@@ -71,6 +71,12 @@ ir_value *gb_unbroadcast(grad_ctx *c, ir_value *dy, const kiln_tensor *to);
 ir_value *gb_reshape(grad_ctx *c, ir_value *x, const kiln_tensor *to);
 /* x with its last two axes swapped. */
 ir_value *gb_swap_last(grad_ctx *c, ir_value *x);
+/* The vector-Jacobian product of a subgraph a rule built: the nodes from index `first` of
+ * the graph to its end (a composite op written out in simpler ones), seeded with
+ * gradient seeds[i] on values[i] (NULL seeds: none). grads[i] gets the gradient of each
+ * wrt[i] through those nodes only, everything else held constant (NULL if none flows). */
+kiln_status gb_vjp(grad_ctx *c, int first, int seed_count, ir_value *const *values, ir_value *const *seeds,
+                   int wrt_count, ir_value *const *wrt, ir_value **grads);
 /* Records an error at the forward node (unless one is recorded); returns NULL. */
 ir_value *gb_fail(grad_ctx *c, kiln_status st, const char *fmt, ...) KILN_PRINTF(3, 4);
 

@@ -1,11 +1,13 @@
 /*
  * grad_index.c — gradient rules of data movement and indexing (see grad_rules.h): what
  * a gather reads, its gradient scatters back (and the reverse); masks and permutations
- * apply to dy again or undo themselves; Einsum's gradient is another Einsum; the
- * likelihood losses' gradients are one-hots weighted per sample.
+ * apply to dy again or undo themselves; Einsum's gradient is another Einsum; Resize's
+ * applies its per-axis weights transposed; the likelihood losses' gradients are one-hots
+ * weighted per sample.
  */
 #include "passes/einsum.h"
 #include "passes/grad_rules.h"
+#include "passes/shape.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -429,5 +431,72 @@ kiln_status grad_softmax_cross_entropy(grad_ctx *c) {
     }
     if (c->need[0])
         c->dx[0] = dx;
+    return c->st;
+}
+
+/* ---- Resize ---------------------------------------------------------------------------------- */
+
+/* Resize is linear in X and separable: each output is a sum over neighbours of products of
+ * per-axis coefficients (shape_resize_sample, the interpreter's weights), or
+ * extrapolation_value outside tf_crop_and_resize's box. dX is dY with each axis's weight
+ * matrix M_d [out_d, in_d] applied transposed, axis by axis (a MatMul with that axis
+ * moved last); axes where M_d is the identity are skipped, and an outside coordinate's row
+ * of M_d is zero (its outputs are constants). */
+kiln_status grad_resize(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *x = &X(0)->type;
+    const kiln_tensor *types[4] = {0};
+    for (int i = 0; i < n->input_count && i < 4; i++)
+        types[i] = X(i) ? (X(i)->init ? X(i)->init : &X(i)->type) : NULL;
+    const kiln_tensor *roi = types[1] && ir_type_count(types[1]) ? X(1)->init : NULL;
+    shape_ctx sc = {.node = n, .in = types, .in_count = n->input_count, .d = c->d};
+    double scales[KILN_MAX_RANK];
+    int64_t dims[KILN_MAX_RANK];
+    bool known = false;
+    if ((types[1] && ir_type_count(types[1]) && !roi) || shape_resize_geometry(&sc, scales, dims, &known) || !known)
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Resize is differentiated with constant roi, scales and sizes"), c->st;
+    int r = x->rank;
+    ir_value *g = DY;
+    for (int d = 0; d < r && !c->st; d++) {
+        int64_t in = x->dims[d], out = dims[d];
+        double *m = calloc((size_t)(in * out) + 1, sizeof *m);
+        if (!m)
+            return gb_fail(c, KILN_ERR_OOM, "out of memory"), c->st;
+        bool identity = in == out;
+        for (int64_t o = 0; o < out; o++) {
+            shape_resize_axis ax;
+            if (shape_resize_sample(n, o, in, scales[d], roi ? ir_tensor_get(roi, d) : 0, roi ? ir_tensor_get(roi, d + r) : 1, &ax))
+                for (int j = 0; j < ax.n; j++)
+                    m[o * in + ax.index[j]] += ax.coeff[j];
+            for (int64_t k = 0; identity && k < in; k++)
+                identity = m[o * in + k] == (o == k);
+        }
+        if (identity) {
+            free(m);
+            continue;
+        }
+        int64_t perm[KILN_MAX_RANK], back[KILN_MAX_RANK];
+        for (int i = 0, k = 0; i < r; i++)
+            if (i != d)
+                perm[k++] = i;
+        perm[r - 1] = d;
+        for (int i = 0; i < r; i++)
+            back[perm[i]] = i;
+        ir_value *moved = g;
+        if (d != r - 1) {
+            ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &g);
+            gb_attr_ints(c, t, "perm", r, perm);
+            moved = gb_done(c, t);
+        }
+        ir_value *prod = gb2(c, IR_OP_MATMUL, moved, gb_tensor(c, x->dtype, 2, (int64_t[]){out, in}, m));
+        free(m);
+        if (d != r - 1) {
+            ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &prod);
+            gb_attr_ints(c, t, "perm", r, back);
+            prod = gb_done(c, t);
+        }
+        g = prod;
+    }
+    c->dx[0] = g;
     return c->st;
 }

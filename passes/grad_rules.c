@@ -753,6 +753,7 @@ grad_fn grad_rule(ir_op op) {
         [IR_OP_REVERSE_SEQUENCE] = grad_reverse_sequence, [IR_OP_TRILU] = grad_trilu, [IR_OP_CUMSUM] = grad_cumsum,
         [IR_OP_TOPK] = grad_topk, [IR_OP_SCATTER_ND] = grad_scatter_nd, [IR_OP_SCATTER_ELEMENTS] = grad_scatter_elements,
         [IR_OP_COMPRESS] = grad_compress, [IR_OP_EINSUM] = grad_einsum, [IR_OP_NLL_LOSS] = grad_nll_loss,
+        [IR_OP_RESIZE] = grad_resize, [IR_OP_RNN] = grad_recurrent, [IR_OP_GRU] = grad_recurrent, [IR_OP_LSTM] = grad_recurrent,
     };
     return op >= 0 && op < IR_OP_COUNT ? rules[op] : NULL;
 }

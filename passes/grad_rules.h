@@ -6,8 +6,9 @@
  *                 normalization, global pooling
  *   grad_conv.c   convolution, transposed convolution and pooling
  *   grad_index.c  data movement and indexing: split, tile, gathers and scatters, top-k,
- *                 cumulative sums, Einsum, the likelihood losses
+ *                 cumulative sums, Einsum, Resize, the likelihood losses
  *   grad_norm.c   instance, Lp, mean-variance and local response normalization
+ *   grad_rnn.c    RNN, GRU and LSTM, through their recurrence written out step by step
  */
 #ifndef KILN_PASSES_GRAD_RULES_H
 #define KILN_PASSES_GRAD_RULES_H
@@ -51,6 +52,7 @@ kiln_status grad_reverse_sequence(grad_ctx *c);
 kiln_status grad_cumsum(grad_ctx *c);
 kiln_status grad_depth_space(grad_ctx *c);
 kiln_status grad_einsum(grad_ctx *c);
+kiln_status grad_resize(grad_ctx *c);
 kiln_status grad_nll_loss(grad_ctx *c);
 kiln_status grad_softmax_cross_entropy(grad_ctx *c);
 
@@ -59,6 +61,9 @@ kiln_status grad_conv(grad_ctx *c);
 kiln_status grad_conv_transpose(grad_ctx *c);
 kiln_status grad_max_pool(grad_ctx *c);
 kiln_status grad_average_pool(grad_ctx *c);
+
+/* grad_rnn.c */
+kiln_status grad_recurrent(grad_ctx *c);
 
 /* grad_norm.c */
 kiln_status grad_instance_norm(grad_ctx *c);

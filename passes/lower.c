@@ -58,7 +58,8 @@ lir_stmt *lower_store_out(lower_ctx *c, lir_expr **coords, lir_expr *value) {
         int slot = 0;
         while (n->inputs[slot] != prev)
             slot++;
-        v = node_value(c, n, coords, slot, lir_cast(c->m, lower_compute_type(out->dtype), v));
+        /* the value flowing in has the previous node's dtype (a comparison's is bool) */
+        v = node_value(c, n, coords, slot, lir_cast(c->m, lower_compute_type(prev->type.dtype), v));
         prev = n->outputs[0];
         if (v)
             v = lir_cast(c->m, prev->type.dtype, v);

@@ -89,6 +89,17 @@ kiln_status shape_max_unpool_default(const shape_ctx *c, int64_t *dims);
 /* Resize: per axis, the scale factor (output / input, or as given) and the output size.
  * Inputs: X, roi, scales, sizes (exactly one of scales and sizes). */
 kiln_status shape_resize_geometry(const shape_ctx *c, double *scales, int64_t *dims, bool *known);
+/* Resize's 1-D sampling weights, as ONNX's reference computes them: the source coordinate
+ * of output index x along one axis (input size in), its n neighbours and their
+ * coefficients. False if the coordinate falls outside the input for tf_crop_and_resize
+ * (the output is then extrapolation_value). The interpreter and Resize's gradient use it. */
+typedef struct shape_resize_axis {
+    int64_t index[4];
+    double coeff[4];
+    int n;
+} shape_resize_axis;
+bool shape_resize_sample(const ir_node *node, int64_t x, int64_t in, double scale, double roi_start, double roi_end,
+                         shape_resize_axis *ax);
 
 /* The dimensions of RNN, GRU and LSTM (see passes/shape_rnn.c). */
 typedef struct shape_rnn_spec {

@@ -255,72 +255,6 @@ kiln_status interp_einsum(interp_ctx *c) {
     return KILN_OK;
 }
 
-/* Resize's 1-D sampling weights, as ONNX's reference computes them (onnx/backend/test/
- * case/node/resize.py): the source coordinate of output index x along one axis, its n
- * neighbours, and their coefficients. Returns false if the coordinate falls outside the
- * input for tf_crop_and_resize (the output is then extrapolation_value). */
-typedef struct resize_axis {
-    int64_t index[4];
-    double coeff[4];
-    int n;
-} resize_axis;
-
-static bool resize_sample(const ir_node *node, int64_t x, int64_t in, double scale, double roi_start,
-                          double roi_end, resize_axis *ax) {
-    const char *ct = ir_attr_string(node, "coordinate_transformation_mode");
-    const char *mode = ir_attr_string(node, "mode");
-    double out = scale * (double)in, xo;
-    if (!strcmp(ct, "align_corners"))
-        xo = out == 1 ? 0 : (double)x * (double)(in - 1) / (out - 1);
-    else if (!strcmp(ct, "asymmetric"))
-        xo = (double)x / scale;
-    else if (!strcmp(ct, "tf_crop_and_resize")) {
-        xo = out > 1 ? roi_start * (double)(in - 1) + (double)x * (roi_end - roi_start) * (double)(in - 1) / (out - 1)
-                     : 0.5 * (roi_start + roi_end) * (double)(in - 1);
-        if (xo < 0 || xo > (double)(in - 1))
-            return false;
-    } else if (!strcmp(ct, "pytorch_half_pixel"))
-        xo = out == 1 ? -0.5 : ((double)x + 0.5) / scale - 0.5;
-    else if (!strcmp(ct, "tf_half_pixel_for_nn"))
-        xo = ((double)x + 0.5) / scale;
-    else /* half_pixel */
-        xo = ((double)x + 0.5) / scale - 0.5;
-    double fl = floor(xo);
-    bool whole = xo == fl;
-    double r = whole ? 1 : xo - fl; /* in (0, 1]: the pixel left of xo is preferred */
-    if (!strcmp(mode, "cubic")) {
-        double a = ir_attr_float(node, "cubic_coeff_a"), s = 1 - r;
-        ax->n = 4;
-        ax->coeff[0] = ((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a;
-        ax->coeff[1] = ((a + 2) * r - (a + 3)) * r * r + 1;
-        ax->coeff[2] = ((a + 2) * s - (a + 3)) * s * s + 1;
-        ax->coeff[3] = ((a * (s + 1) - 5 * a) * (s + 1) + 8 * a) * (s + 1) - 4 * a;
-    } else {
-        ax->n = 2;
-        if (!strcmp(mode, "linear")) {
-            ax->coeff[0] = 1 - r, ax->coeff[1] = r;
-        } else {
-            const char *nm = ir_attr_string(node, "nearest_mode");
-            bool right = whole || (!strcmp(nm, "round_prefer_ceil") ? r >= 0.5 : !strcmp(nm, "floor") ? false
-                                   : !strcmp(nm, "ceil") ? true : r > 0.5);
-            ax->coeff[0] = !right, ax->coeff[1] = right;
-        }
-    }
-    /* the n nearest input indices, in order; an integral xo sits at slot n/2 */
-    int64_t base = whole ? (int64_t)xo - ax->n / 2 : (int64_t)fl - (ax->n / 2 - 1);
-    double kept = 0;
-    for (int j = 0; j < ax->n; j++) {
-        int64_t i = base + j;
-        if (ir_attr_int(node, "exclude_outside") && (i < 0 || i >= in))
-            ax->coeff[j] = 0;
-        kept += ax->coeff[j];
-        ax->index[j] = i < 0 ? 0 : i >= in ? in - 1 : i; /* edge padding */
-    }
-    if (ir_attr_int(node, "exclude_outside") && kept != 0)
-        for (int j = 0; j < ax->n; j++)
-            ax->coeff[j] /= kept;
-    return true;
-}
 
 kiln_status interp_resize(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0];
@@ -336,12 +270,12 @@ kiln_status interp_resize(interp_ctx *c) {
     if (roi && kiln_tensor_count(roi) != 2 * rank)
         return interp_error(c, KILN_ERR_SHAPE, "roi must hold %d values", 2 * rank);
     double extrapolation = ir_attr_float(c->s.node, "extrapolation_value");
-    resize_axis axes[KILN_MAX_RANK];
+    shape_resize_axis axes[KILN_MAX_RANK];
     for (int64_t i = 0; i < kiln_tensor_count(out); i++) {
         interp_unravel(i, out, coord);
         bool inside = true;
         for (int d = 0; d < rank && inside; d++)
-            inside = resize_sample(c->s.node, coord[d], x->dims[d], scales[d],
+            inside = shape_resize_sample(c->s.node, coord[d], x->dims[d], scales[d],
                                    roi ? ir_tensor_get(roi, d) : 0, roi ? ir_tensor_get(roi, d + rank) : 1, &axes[d]);
         if (!inside) {
             ir_tensor_set(out, i, extrapolation);

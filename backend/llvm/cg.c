@@ -7,6 +7,8 @@
  */
 #include "backend/llvm/cg_internal.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 
 static bool is_unsigned(kiln_dtype t) {
@@ -400,8 +402,11 @@ kiln_status cg_module(cg_ctx *g, const lir_module *m, kiln_diag *d) {
         st = kernel(g, m->kernels[i], d);
     LLVMDisposeBuilder(g->b);
     char *msg = NULL;
-    if (!st && LLVMVerifyModule(g->mod, LLVMReturnStatusAction, &msg))
+    if (!st && LLVMVerifyModule(g->mod, LLVMReturnStatusAction, &msg)) {
+        if (getenv("KILN_DEBUG_IR")) /* a code generator bug: the module, to find the kernel */
+            LLVMDumpModule(g->mod);
         st = diag_error(d, LOC_NONE, KILN_ERR_INTERNAL, "generated LLVM IR is invalid: %.400s", msg ? msg : "");
+    }
     LLVMDisposeMessage(msg);
     return st;
 }

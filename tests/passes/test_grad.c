@@ -121,6 +121,8 @@ static const grad_case cases[] = {
     {"input %a: f64[3, 4]\n  const %i: i64[3, 2] = [0, 3, 1, 1, 3, 0]", "%y = GatherElements(%a, %i) {axis = 1}"},
     {"input %a: f64[5, 3]\n  const %i: i64[2, 2] = [4, 0, 0, 2]", "%y = Gather(%a, %i)"},
     {"input %a: f64[2, 5, 3]\n  const %i: i64[4] = [1, 4, 1, -1]", "%y = Gather(%a, %i) {axis = 1}"},
+    {"input %a: f64[2, 1, 3]\n  const %x: i64[1] = [1]\n  const %z: i64[2] = [0, 3]",
+     "%s = Squeeze(%a, %x)\n  %y = Unsqueeze(%s, %z)"},
     {"input %a: f64[3, 4]", "%y = Sin(%a)"},
     {"input %a: f64[3, 4]", "%y = Cos(%a)"},
     {"input %a: f64[3, 4]", "%y = Tan(%a)"},
@@ -209,6 +211,28 @@ static const grad_case cases[] = {
      "%y = SoftmaxCrossEntropyLoss(%a, %l, %w) {ignore_index = 2}", false, 3},
     {"input %a: f64[2, 3, 2]\n  input %l: i64[2, 2]", "%y = SoftmaxCrossEntropyLoss(%a, %l) {reduction = \"none\"}", false, 3},
     {"input %a: f64[4, 3]\n  input %l: i64[4]", "%z, %p = SoftmaxCrossEntropyLoss(%a, %l)\n  %e = Exp(%p)\n  %y = Mul(%e, %z)", false, 3},
+    {"input %a: f64[1, 2, 3, 4]\n  const %s: f32[4] = [1, 1, 2, 1.5]", "%y = Resize(%a, _, %s) {mode = \"linear\"}"},
+    {"input %a: f64[1, 1, 5, 6]\n  const %s: f32[4] = [1, 1, 0.6, 0.5]", "%y = Resize(%a, _, %s)"},
+    {"input %a: f64[2, 4, 4]\n  const %s: f32[3] = [1, 1.5, 2]",
+     "%y = Resize(%a, _, %s) {mode = \"cubic\", coordinate_transformation_mode = \"align_corners\"}"},
+    {"input %a: f64[1, 4, 5]\n  const %s: f32[3] = [1, 1.25, 1.5]",
+     "%y = Resize(%a, _, %s) {mode = \"cubic\", exclude_outside = 1, cubic_coeff_a = -0.5}"},
+    {"input %a: f64[1, 1, 4, 4]\n  const %r: f32[8] = [0, 0, 0.2, 0.3, 1, 1, 1.3, 0.9]\n  const %z: i64[4] = [1, 1, 3, 3]",
+     "%y = Resize(%a, %r, _, %z) {mode = \"linear\", coordinate_transformation_mode = \"tf_crop_and_resize\", extrapolation_value = 2.0}"},
+    /* recurrent ops: every input, every output used */
+    {"input %x: f64[3, 2, 3]\n  input %w: f64[1, 4, 3]\n  input %r: f64[1, 4, 4]\n  input %b: f64[1, 8]\n  input %h: f64[1, 2, 4]",
+     "%s, %t = RNN(%x, %w, %r, %b, _, %h) {hidden_size = 4}\n  %u = ReduceSum(%t) {keepdims = 0}\n  %y = Mul(%s, %u)"},
+    {"input %x: f64[4, 2, 3]\n  input %w: f64[2, 3, 3]\n  input %r: f64[2, 3, 3]\n  const %l: i32[2] = [4, 2]",
+     "%y, %t = RNN(%x, %w, %r, _, %l) {hidden_size = 3, direction = \"bidirectional\", activations = [\"Relu\", \"Softsign\"]}"},
+    {"input %x: f64[3, 2, 2]\n  input %w: f64[1, 9, 2]\n  input %r: f64[1, 9, 3]\n  input %b: f64[1, 18]",
+     "%y, %t = GRU(%x, %w, %r, %b) {hidden_size = 3}"},
+    {"input %x: f64[2, 3, 2]\n  input %w: f64[2, 9, 2]\n  input %r: f64[2, 9, 3]\n  input %b: f64[2, 18]\n  const %l: i32[2] = [3, 1]",
+     "%s, %y = GRU(%x, %w, %r, %b, %l) {hidden_size = 3, direction = \"bidirectional\", linear_before_reset = 1, layout = 1}"},
+    {"input %x: f64[3, 2, 2]\n  input %w: f64[1, 12, 2]\n  input %r: f64[1, 12, 3]\n  input %b: f64[1, 24]\n"
+     "  input %h: f64[1, 2, 3]\n  input %c: f64[1, 2, 3]\n  input %p: f64[1, 9]",
+     "%s, %t, %u = LSTM(%x, %w, %r, %b, _, %h, %c, %p) {hidden_size = 3}\n  %v = Add(%t, %u)\n  %y = Mul(%s, %v)"},
+    {"input %x: f64[3, 2, 2]\n  input %w: f64[1, 12, 2]\n  input %r: f64[1, 12, 3]\n  const %l: i32[2] = [2, 3]",
+     "%y, %t, %u = LSTM(%x, %w, %r, _, %l) {hidden_size = 3, direction = \"reverse\", clip = 0.8, input_forget = 1}"},
     /* a small network: gradients through several rules and a value read twice */
     {"input %x: f64[4, 3]\n  input %w: f64[3, 5]\n  input %b: f64[5]\n  input %l: i64[4]",
      "%m = MatMul(%x, %w)\n  %h = Add(%m, %b)\n  %r = Relu(%h)\n  %t = Tanh(%h)\n  %s = Add(%r, %t)\n"
@@ -369,18 +393,45 @@ static void test_gradients(void **state) {
         check_case(&cases[i]);
 }
 
+/* The table's OPF_DIFF flag and the rules agree, and every op with a rule has a case above. */
+static void test_rule_coverage(void **state) {
+    (void)state;
+    bool used[IR_OP_COUNT] = {0};
+    for (int i = 0; i < ARRAY_LEN(cases); i++) {
+        char text[2048];
+        snprintf(text, sizeof text, "graph g {\n  %s\n  %s\n  output %%y\n}\n", cases[i].decls, cases[i].body);
+        ir_graph *g;
+        kiln_diag d = {0};
+        assert_int_equal(txt_parse(text, strlen(text), "grad.kiln", &g, &d), KILN_OK);
+        for (int k = 0; k < g->node_count; k++)
+            used[g->nodes[k]->op] = true;
+        ir_graph_destroy(g);
+    }
+    int bad = 0;
+    for (int op = 0; op < IR_OP_COUNT; op++) {
+        bool flagged = ir_op_table[op].flags & OPF_DIFF, rule = grad_rule((ir_op)op) != NULL;
+        if (flagged != rule || (rule && !used[op])) {
+            print_error("%s: %s\n", ir_op_table[op].name, flagged != rule ? (rule ? "has a gradient rule but no OPF_DIFF"
+                                                                                   : "is OPF_DIFF without a gradient rule")
+                                                                       : "has a gradient rule and no case");
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
 /* An op without a rule is named, with its node. */
 static void test_missing_rule(void **state) {
     (void)state;
-    const char *text = "graph g {\n  input %a: f32[2, 1, 3]\n  input %w: f32[1, 4, 3]\n  input %r: f32[1, 4, 4]\n"
-                       "  %y = RNN(%a, %w, %r) {hidden_size = 4}\n  %s = ReduceSum(%y) {keepdims = 0}\n  output %s\n}\n";
+    const char *text = "graph g {\n  input %a: f32[4]\n  const %b: f32[] = [1.5]\n  %y = Mod(%a, %b) {fmod = 1}\n"
+                       "  %s = ReduceSum(%y) {keepdims = 0}\n  output %s\n}\n";
     ir_graph *g;
     kiln_diag d = {0};
     assert_int_equal(txt_parse(text, strlen(text), "m.kiln", &g, &d), KILN_OK);
     assert_int_equal(driver_optimize(g, "shape", &d), KILN_OK);
     ir_value *grads[1];
     assert_int_equal(autodiff(g, g->outputs[0], g->inputs, 1, grads, &d), KILN_ERR_UNSUPPORTED);
-    assert_string_equal(d.message, "m.kiln:5:3: node 'y' (RNN): gradient: op RNN has no gradient rule yet");
+    assert_string_equal(d.message, "m.kiln:4:3: node 'y' (Mod): gradient: op Mod has no gradient rule yet");
     ir_graph_destroy(g);
 }
 
@@ -388,6 +439,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_missing_rule),
+        cmocka_unit_test(test_rule_coverage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
