@@ -500,3 +500,107 @@ kiln_status grad_resize(grad_ctx *c) {
     c->dx[0] = g;
     return c->st;
 }
+
+/* ---- Pad and Slice: per-axis gathers ---------------------------------------------------------- */
+
+/* The adjoint of a gather separable by axis: along each axis d, output coordinate o read
+ * input coordinate map[d][o]; dy scattered back axis by axis (gather_adjoint), axes whose
+ * map is the identity skipped. maps[d] NULL: the identity. */
+static ir_value *axis_maps_adjoint(grad_ctx *c, ir_value *dy, const kiln_tensor *x, int64_t *const *maps) {
+    ir_value *g = dy;
+    for (int d = 0; d < x->rank && g && !c->st; d++) {
+        int64_t out = g->type.dims[d];
+        bool identity = out == x->dims[d];
+        for (int64_t o = 0; identity && maps[d] && o < out; o++)
+            identity = maps[d][o] == o;
+        if (identity || !maps[d])
+            continue;
+        kiln_tensor to = g->type;
+        to.dims[d] = x->dims[d];
+        g = gather_adjoint(c, g, gb_i64s(c, (int)out, maps[d]), d, &to);
+    }
+    return g;
+}
+
+/* Pad. Constant mode: dy cropped to the outputs that read the input, zero-padded where
+ * negative pads cropped the input. Reflect, edge and wrap: each output reads one input
+ * coordinate per axis (shape_pad_source, the interpreter's), scattered back. */
+kiln_status grad_pad(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *x = &X(0)->type, *types[4] = {0};
+    for (int i = 0; i < n->input_count && i < 4; i++)
+        types[i] = X(i) ? (X(i)->init ? X(i)->init : &X(i)->type) : NULL;
+    shape_ctx sc = {.node = n, .in = types, .in_count = n->input_count, .d = c->d};
+    int64_t begin[KILN_MAX_RANK], end[KILN_MAX_RANK];
+    bool known = false;
+    if (shape_pad_amounts(&sc, begin, end, &known) || !known)
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Pad is differentiated with constant pads and axes"), c->st;
+    int r = x->rank;
+    const char *mode = ir_attr_string(n, "mode");
+    if (!strcmp(mode, "constant")) {
+        int64_t starts[KILN_MAX_RANK], ends[KILN_MAX_RANK], axes[KILN_MAX_RANK], refill[2 * KILN_MAX_RANK];
+        bool refilled = false;
+        for (int d = 0; d < r; d++) {
+            int64_t lo = begin[d] > 0 ? begin[d] : 0, hi = begin[d] + x->dims[d] - (end[d] < 0 ? -end[d] : 0);
+            starts[d] = lo, ends[d] = hi > lo ? hi : lo, axes[d] = d;
+            refill[d] = begin[d] < 0 ? -begin[d] : 0, refill[r + d] = end[d] < 0 ? -end[d] : 0;
+            refilled |= refill[d] || refill[r + d];
+        }
+        ir_value *in[4] = {DY, gb_i64s(c, r, starts), gb_i64s(c, r, ends), gb_i64s(c, r, axes)};
+        ir_value *g = gb_done(c, gb_begin(c, IR_OP_SLICE, 4, in));
+        c->dx[0] = refilled ? gb2(c, IR_OP_PAD, g, gb_i64s(c, 2 * r, refill)) : g;
+        return c->st;
+    }
+    int64_t *maps[KILN_MAX_RANK] = {0};
+    for (int d = 0; d < r && !c->st; d++) {
+        int64_t out = Y(0)->type.dims[d];
+        if (!(maps[d] = malloc(sizeof(int64_t) * (size_t)(out + 1))))
+            gb_fail(c, KILN_ERR_OOM, "out of memory");
+        for (int64_t o = 0; maps[d] && o < out; o++) {
+            int64_t p = o - begin[d];
+            maps[d][o] = p >= 0 && p < x->dims[d] ? p : shape_pad_source(p, x->dims[d], mode);
+        }
+    }
+    if (!c->st)
+        c->dx[0] = axis_maps_adjoint(c, DY, x, maps);
+    for (int d = 0; d < r; d++)
+        free(maps[d]);
+    return c->st;
+}
+
+/* Slice with constant bounds: unit steps are a crop, whose adjoint pads dy with zeros;
+ * other steps (negative too) read input start + o * step along each axis, scattered back. */
+kiln_status grad_slice(grad_ctx *c) {
+    const ir_node *n = c->node;
+    const kiln_tensor *x = &X(0)->type, *types[5] = {0};
+    for (int i = 0; i < n->input_count && i < 5; i++)
+        types[i] = X(i) ? (X(i)->init ? X(i)->init : &X(i)->type) : NULL;
+    shape_ctx sc = {.node = n, .in = types, .in_count = n->input_count, .d = c->d};
+    shape_slice_spec sp;
+    bool known = false;
+    if (shape_slice_params(&sc, &sp, &known) || !known)
+        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Slice is differentiated with constant starts, ends, axes and steps"), c->st;
+    int r = x->rank;
+    bool unit = true;
+    int64_t pads[2 * KILN_MAX_RANK];
+    for (int d = 0; d < r; d++) {
+        unit = unit && (sp.step[d] == 1 || sp.count[d] <= 1);
+        pads[d] = sp.count[d] ? sp.start[d] : 0, pads[r + d] = x->dims[d] - pads[d] - sp.count[d];
+    }
+    if (unit) {
+        c->dx[0] = gb2(c, IR_OP_PAD, DY, gb_i64s(c, 2 * r, pads));
+        return c->st;
+    }
+    int64_t *maps[KILN_MAX_RANK] = {0};
+    for (int d = 0; d < r && !c->st; d++) {
+        if (!(maps[d] = malloc(sizeof(int64_t) * (size_t)(sp.count[d] + 1))))
+            gb_fail(c, KILN_ERR_OOM, "out of memory");
+        for (int64_t o = 0; maps[d] && o < sp.count[d]; o++)
+            maps[d][o] = sp.start[d] + o * sp.step[d];
+    }
+    if (!c->st)
+        c->dx[0] = axis_maps_adjoint(c, DY, x, maps);
+    for (int d = 0; d < r; d++)
+        free(maps[d]);
+    return c->st;
+}

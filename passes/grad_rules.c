@@ -217,16 +217,22 @@ static kiln_status grad_mean(grad_ctx *c) {
     return c->st;
 }
 
-/* dy where min <= x <= max (the bounds themselves are not differentiated) */
+/* y = min(max(x, lo), hi): with m = max(x, lo), dy goes to hi where m > hi, else to x
+ * where x >= lo and to lo where x < lo (each bound's share summed back to its shape) */
 static kiln_status grad_clip(grad_ctx *c) {
-    ir_value *inside = NULL;
-    if (c->node->input_count > 1 && X(1))
-        inside = gb2(c, IR_OP_GREATER_OR_EQUAL, X(0), X(1));
-    if (c->node->input_count > 2 && X(2)) {
-        ir_value *below = gb2(c, IR_OP_LESS_OR_EQUAL, X(0), X(2));
-        inside = inside ? gb2(c, IR_OP_AND, inside, below) : below;
+    ir_value *zero = grad_zero_scalar(c, Y(0)), *lo = c->node->input_count > 1 ? X(1) : NULL;
+    ir_value *hi = c->node->input_count > 2 ? X(2) : NULL, *dm = DY;
+    if (hi) {
+        ir_value *m = lo ? gb2(c, IR_OP_MAX, X(0), lo) : X(0), *under = gb2(c, IR_OP_LESS_OR_EQUAL, m, hi);
+        if (c->need[2])
+            c->dx[2] = gb_unbroadcast(c, gb3(c, IR_OP_WHERE, under, zero, DY), &hi->type);
+        dm = gb3(c, IR_OP_WHERE, under, DY, zero);
     }
-    c->dx[0] = inside ? gb3(c, IR_OP_WHERE, inside, DY, grad_zero_scalar(c, Y(0))) : DY;
+    ir_value *above = lo ? gb2(c, IR_OP_GREATER_OR_EQUAL, X(0), lo) : NULL;
+    if (lo && c->need[1])
+        c->dx[1] = gb_unbroadcast(c, gb3(c, IR_OP_WHERE, above, zero, dm), &lo->type);
+    if (c->need[0])
+        c->dx[0] = above ? gb3(c, IR_OP_WHERE, above, dm, zero) : dm;
     return c->st;
 }
 
@@ -285,15 +291,25 @@ static kiln_status grad_erf(grad_ctx *c) {
     return c->st;
 }
 
-/* exact Gelu, y = x Phi(x): dy (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
+/* Gelu. Exact, y = x Phi(x): dy (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+ * Tanh approximation, y = x (1 + t) / 2, t = tanh(k (x + 0.044715 x^3)), k = sqrt(2 / pi):
+ * dy ((1 + t) / 2 + x (1 - t^2) k (1 + 3 * 0.044715 x^2) / 2). */
 static kiln_status grad_gelu(grad_ctx *c) {
-    if (strcmp(ir_attr_string(c->node, "approximate"), "none"))
-        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Gelu's tanh approximation is not differentiated yet"), c->st;
-    ir_value *x = X(0);
+    ir_value *x = X(0), *x2 = gb2(c, IR_OP_MUL, x, x);
+    if (strcmp(ir_attr_string(c->node, "approximate"), "none")) {
+        const double k = 0.7978845608028654, a = 0.044715;
+        ir_value *u = gb2(c, IR_OP_MUL, scalar(c, k), gb2(c, IR_OP_ADD, x, gb2(c, IR_OP_MUL, scalar(c, a), gb2(c, IR_OP_MUL, x2, x))));
+        ir_value *t = gb1(c, IR_OP_TANH, u);
+        ir_value *half = gb2(c, IR_OP_MUL, scalar(c, 0.5), gb2(c, IR_OP_ADD, scalar(c, 1), t));
+        ir_value *du = gb2(c, IR_OP_MUL, scalar(c, k), gb2(c, IR_OP_ADD, scalar(c, 1), gb2(c, IR_OP_MUL, scalar(c, 3 * a), x2)));
+        ir_value *rest = gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, scalar(c, 0.5), x),
+                                                 gb2(c, IR_OP_SUB, scalar(c, 1), gb2(c, IR_OP_MUL, t, t))), du);
+        c->dx[0] = gb2(c, IR_OP_MUL, DY, gb2(c, IR_OP_ADD, half, rest));
+        return c->st;
+    }
     ir_value *phi_cdf = gb2(c, IR_OP_MUL, scalar(c, 0.5),
                             gb2(c, IR_OP_ADD, scalar(c, 1), gb1(c, IR_OP_ERF, gb2(c, IR_OP_MUL, x, scalar(c, 0.7071067811865476)))));
-    ir_value *phi = gb2(c, IR_OP_MUL, scalar(c, 0.3989422804014327),
-                        gb1(c, IR_OP_EXP, gb2(c, IR_OP_MUL, gb2(c, IR_OP_MUL, x, x), scalar(c, -0.5))));
+    ir_value *phi = gb2(c, IR_OP_MUL, scalar(c, 0.3989422804014327), gb1(c, IR_OP_EXP, gb2(c, IR_OP_MUL, x2, scalar(c, -0.5))));
     c->dx[0] = gb2(c, IR_OP_MUL, DY, gb2(c, IR_OP_ADD, phi_cdf, gb2(c, IR_OP_MUL, x, phi)));
     return c->st;
 }
@@ -340,37 +356,28 @@ static kiln_status grad_concat(grad_ctx *c) {
     return c->st;
 }
 
-/* Pad (constant mode, constant non-negative pads on every axis): dy's middle */
-static kiln_status grad_pad(grad_ctx *c) {
-    const ir_node *n = c->node;
-    const kiln_tensor *p = X(1)->init;
-    int rank = X(0)->type.rank;
-    bool ok = p && !(n->input_count > 3 && X(3)) && !strcmp(ir_attr_string(n, "mode"), "constant") &&
-              kiln_tensor_count(p) == 2 * rank;
-    int64_t starts[KILN_MAX_RANK], ends[KILN_MAX_RANK], axes[KILN_MAX_RANK];
-    for (int i = 0; ok && i < rank; i++) {
-        starts[i] = ir_tensor_get_int(p, i), ends[i] = starts[i] + X(0)->type.dims[i], axes[i] = i;
-        ok = starts[i] >= 0 && ir_tensor_get_int(p, rank + i) >= 0;
-    }
-    if (!ok)
-        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Pad is differentiated in constant mode with constant, "
-                                                "non-negative pads on every axis"), c->st;
-    ir_value *in[4] = {DY, gb_i64s(c, rank, starts), gb_i64s(c, rank, ends), gb_i64s(c, rank, axes)};
-    c->dx[0] = gb_done(c, gb_begin(c, IR_OP_SLICE, 4, in));
-    return c->st;
-}
-
 /* ---- linear algebra -------------------------------------------------------------------- */
 
-/* y = a @ b (rank >= 2; batch dimensions broadcast): da = dy @ b^T, db = a^T @ dy, each
- * summed over the batch dimensions its input was broadcast along. */
+/* y = a @ b (batch dimensions broadcast): da = dy @ b^T, db = a^T @ dy, each summed over
+ * the batch dimensions its input was broadcast along. A 1-D a is a row [1, K] and a 1-D b
+ * a column [K, 1], as numpy treats them; dy gains the dimension they dropped. */
 static kiln_status grad_matmul(grad_ctx *c) {
-    if (X(0)->type.rank < 2 || X(1)->type.rank < 2)
-        return gb_fail(c, KILN_ERR_UNSUPPORTED, "MatMul with a 1-D input is not differentiated yet"), c->st;
+    kiln_tensor a = X(0)->type, b = X(1)->type, y = DY->type;
+    if (a.rank == 1) {
+        a.rank = 2, a.dims[1] = a.dims[0], a.dims[0] = 1;
+        y.dims[y.rank] = y.rank ? y.dims[y.rank - 1] : 1;
+        y.dims[y.rank ? y.rank - 1 : 0] = 1;
+        y.rank++;
+    }
+    if (b.rank == 1) {
+        b.rank = 2, b.dims[1] = 1;
+        y.dims[y.rank++] = 1;
+    }
+    ir_value *a2 = gb_reshape(c, X(0), &a), *b2 = gb_reshape(c, X(1), &b), *dy = gb_reshape(c, DY, &y);
     if (c->need[0])
-        c->dx[0] = gb_unbroadcast(c, gb2(c, IR_OP_MATMUL, DY, gb_swap_last(c, X(1))), &X(0)->type);
+        c->dx[0] = gb_reshape(c, gb_unbroadcast(c, gb2(c, IR_OP_MATMUL, dy, gb_swap_last(c, b2)), &a), &X(0)->type);
     if (c->need[1])
-        c->dx[1] = gb_unbroadcast(c, gb2(c, IR_OP_MATMUL, gb_swap_last(c, X(0)), DY), &X(1)->type);
+        c->dx[1] = gb_reshape(c, gb_unbroadcast(c, gb2(c, IR_OP_MATMUL, gb_swap_last(c, a2), dy), &b), &X(1)->type);
     return c->st;
 }
 
@@ -657,30 +664,6 @@ static kiln_status grad_global_max_pool(grad_ctx *c) {
     for (int i = 2; i < x->rank; i++)
         axes[i - 2] = i;
     c->dx[0] = gb2(c, IR_OP_MUL, hit, gb2(c, IR_OP_DIV, DY, gb_reduce(c, IR_OP_REDUCE_SUM, hit, x->rank - 2, axes, true)));
-    return c->st;
-}
-
-/* Slice with unit steps and constant bounds: dy padded back to x's shape with zeros */
-static kiln_status grad_slice(grad_ctx *c) {
-    const ir_node *n = c->node;
-    const kiln_tensor *x = &X(0)->type, *st = X(1)->init, *en = X(2)->init;
-    const kiln_tensor *ax = n->input_count > 3 && X(3) ? X(3)->init : NULL, *sp = n->input_count > 4 && X(4) ? X(4)->init : NULL;
-    bool ok = st && en && (n->input_count <= 3 || !X(3) || ax) && (n->input_count <= 4 || !X(4) || sp);
-    int64_t pads[2 * KILN_MAX_RANK] = {0};
-    for (int64_t i = 0; ok && i < kiln_tensor_count(st); i++) {
-        int64_t axis = ax ? ir_tensor_get_int(ax, i) : i;
-        if (axis < 0)
-            axis += x->rank;
-        int64_t dim = x->dims[axis], b = ir_tensor_get_int(st, i);
-        ok = !sp || ir_tensor_get_int(sp, i) == 1;
-        b = b < 0 ? b + dim : b;
-        b = b < 0 ? 0 : b > dim ? dim : b;
-        pads[axis] = b;
-        pads[x->rank + axis] = dim - b - Y(0)->type.dims[axis];
-    }
-    if (!ok)
-        return gb_fail(c, KILN_ERR_UNSUPPORTED, "Slice is differentiated with constant bounds and unit steps"), c->st;
-    c->dx[0] = gb2(c, IR_OP_PAD, DY, gb_i64s(c, 2 * x->rank, pads));
     return c->st;
 }
 

@@ -53,6 +53,8 @@ kiln_status grad_cumsum(grad_ctx *c);
 kiln_status grad_depth_space(grad_ctx *c);
 kiln_status grad_einsum(grad_ctx *c);
 kiln_status grad_resize(grad_ctx *c);
+kiln_status grad_pad(grad_ctx *c);
+kiln_status grad_slice(grad_ctx *c);
 kiln_status grad_nll_loss(grad_ctx *c);
 kiln_status grad_softmax_cross_entropy(grad_ctx *c);
 

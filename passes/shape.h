@@ -82,6 +82,9 @@ kiln_status shape_slice_params(const shape_ctx *c, shape_slice_spec *s, bool *kn
 
 /* Pad amounts per axis: begin[d], end[d] (negative crops). */
 kiln_status shape_pad_amounts(const shape_ctx *c, int64_t *begin, int64_t *end, bool *known);
+/* Pad's source coordinate in [0, dim) of padded coordinate p (outside [0, dim)) in the
+ * reflect, edge or wrap mode. */
+int64_t shape_pad_source(int64_t p, int64_t dim, const char *mode);
 
 /* MaxUnpool's output dims without output_shape; its indices address this shape. */
 kiln_status shape_max_unpool_default(const shape_ctx *c, int64_t *dims);

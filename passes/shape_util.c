@@ -395,3 +395,16 @@ kiln_status shape_split_sizes(const shape_ctx *c, int axis, int64_t *sizes, bool
     }
     return KILN_OK;
 }
+
+/* Maps a padded coordinate back into [0, dim) for the non-constant modes. */
+int64_t shape_pad_source(int64_t p, int64_t dim, const char *mode) {
+    if (!strcmp(mode, "edge"))
+        return p < 0 ? 0 : p >= dim ? dim - 1 : p;
+    if (!strcmp(mode, "wrap"))
+        return ((p % dim) + dim) % dim;
+    if (dim == 1) /* reflect */
+        return 0;
+    int64_t period = 2 * (dim - 1);
+    p = ((p % period) + period) % period;
+    return p < dim ? p : period - p;
+}

@@ -168,19 +168,6 @@ kiln_status interp_tile(interp_ctx *c) {
     return KILN_OK;
 }
 
-/* Maps a padded coordinate back into [0, dim) for the non-constant modes. */
-static int64_t pad_source(int64_t p, int64_t dim, const char *mode) {
-    if (!strcmp(mode, "edge"))
-        return p < 0 ? 0 : p >= dim ? dim - 1 : p;
-    if (!strcmp(mode, "wrap"))
-        return ((p % dim) + dim) % dim;
-    if (dim == 1) /* reflect */
-        return 0;
-    int64_t period = 2 * (dim - 1);
-    p = ((p % period) + period) % period;
-    return p < dim ? p : period - p;
-}
-
 kiln_status interp_pad(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0];
     kiln_tensor *out = c->out[0];
@@ -202,7 +189,7 @@ kiln_status interp_pad(interp_ctx *c) {
                 if (constant)
                     inside = false;
                 else
-                    p = pad_source(p, x->dims[d], mode);
+                    p = shape_pad_source(p, x->dims[d], mode);
             }
             coord[d] = p;
         }
