@@ -36,18 +36,47 @@ static kiln_status new_input(ir_graph *g, const char *name, kiln_dtype dt, int r
     return KILN_OK;
 }
 
-/* Marks (by value id) the values BatchNormalizations read as running statistics
- * (inputs 3 and 4): the buffers, fed and updated but never trained. */
-static bool *mark_buffers(const ir_graph *g) {
-    bool *marked = calloc((size_t)g->value_ids + 1, sizeof *marked);
-    for (int i = 0; marked && i < g->node_count; i++) {
-        const ir_node *n = g->nodes[i];
-        if (n->op == IR_OP_BATCH_NORM && n->input_count == 5)
-            for (int k = 3; k < 5; k++)
-                if (n->inputs[k])
-                    marked[n->inputs[k]->id] = true;
+/* Input slots that hold a setting rather than a weight: Dropout's ratio and mode, Clip's
+ * bounds, Pad's value, Resize's roi and scales, Pow's exponent. An ONNX file makes every
+ * constant an initializer; one read only in such slots stays a constant when training. */
+static bool setting_slot(const ir_node *n, int k) {
+    switch (n->op) {
+    case IR_OP_DROPOUT: case IR_OP_CLIP: case IR_OP_RESIZE: return k >= 1;
+    case IR_OP_PAD: return k == 2;
+    case IR_OP_POW: return k == 1;
+    default: return false;
     }
-    return marked;
+}
+
+/* Classifies the initializers by value id: 1 for the values BatchNormalizations read as
+ * running statistics (inputs 3 and 4), the buffers, fed and updated but never trained;
+ * 2 for those read only as settings (setting_slot), never trained either. */
+static char *classify(const ir_graph *g) {
+    char *kind = calloc((size_t)g->value_ids + 1, 1);
+    bool *other = calloc((size_t)g->value_ids + 1, sizeof *other);
+    for (int i = 0; kind && other && i < g->node_count; i++) {
+        const ir_node *n = g->nodes[i];
+        for (int k = 0; k < n->input_count; k++) {
+            const ir_value *v = n->inputs[k];
+            if (!v)
+                continue;
+            if (n->op == IR_OP_BATCH_NORM && n->input_count == 5 && k >= 3)
+                kind[v->id] = 1;
+            else if (setting_slot(n, k) && !other[v->id] && kind[v->id] != 1)
+                kind[v->id] = 2;
+            else if (!setting_slot(n, k)) {
+                other[v->id] = true;
+                if (kind[v->id] == 2)
+                    kind[v->id] = 0;
+            }
+        }
+    }
+    if (!other) {
+        free(kind);
+        return NULL;
+    }
+    free(other);
+    return kind;
 }
 
 /* Copies v's data, then makes v a graph input. */
@@ -66,9 +95,9 @@ kiln_status train_graph_params_as_inputs(ir_graph *g, const train_spec *s, train
     out->initial = calloc((size_t)n + 1, sizeof *out->initial);
     out->buffers = calloc((size_t)n + 1, sizeof *out->buffers);
     out->buffer_initial = calloc((size_t)n + 1, sizeof *out->buffer_initial);
-    bool *buffers = mark_buffers(g);
-    if (!out->params || !out->initial || !out->buffers || !out->buffer_initial || !buffers) {
-        free(buffers);
+    char *kind = classify(g);
+    if (!out->params || !out->initial || !out->buffers || !out->buffer_initial || !kind) {
+        free(kind);
         train_graph_free(out);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
@@ -76,8 +105,8 @@ kiln_status train_graph_params_as_inputs(ir_graph *g, const train_spec *s, train
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < g->init_count;) {
             ir_value *v = g->inits[i];
-            bool buffer = ir_dtype_is_float(v->type.dtype) && buffers[v->id];
-            bool param = !buffer && v->kind == IR_VAL_PARAM && ir_dtype_is_float(v->type.dtype) &&
+            bool buffer = ir_dtype_is_float(v->type.dtype) && kind[v->id] == 1;
+            bool param = !kind[v->id] && v->kind == IR_VAL_PARAM && ir_dtype_is_float(v->type.dtype) &&
                          !(s->freeze && strstr(v->name, s->freeze));
             if (pass == 0 ? !param : !buffer) {
                 i++;
@@ -86,7 +115,7 @@ kiln_status train_graph_params_as_inputs(ir_graph *g, const train_spec *s, train
             kiln_status st = pass == 0 ? take_initializer(g, v, &out->initial[out->param_count], d)
                                        : take_initializer(g, v, &out->buffer_initial[out->buffer_count], d);
             if (st) {
-                free(buffers);
+                free(kind);
                 train_graph_free(out);
                 return st;
             }
@@ -95,7 +124,7 @@ kiln_status train_graph_params_as_inputs(ir_graph *g, const train_spec *s, train
             else
                 out->buffers[out->buffer_count++] = v;
         }
-    free(buffers);
+    free(kind);
     return KILN_OK;
 }
 

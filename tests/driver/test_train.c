@@ -333,7 +333,7 @@ static void test_export_onnx(void **state) {
 }
 
 /* Dropout in training: y = Dropout(x, 0.3) * w on x = 1, so the step's prediction is the
- * mask itself. About 30% of the elements drop (16384 of them: 4 standard deviations is
+ * mask itself (the ratio, a param, is a setting and is not trained). About 30% of the elements drop (16384 of them: 4 standard deviations is
  * 0.015), the rest scale by 1 / 0.7; the weight gradient uses the same mask as the
  * forward pass (checked against the update by hand); masks depend on the seed and the
  * step, and not on the thread count. */
@@ -362,7 +362,8 @@ static void test_dropout(void **state) {
     char path[96];
     snprintf(path, sizeof path, "%s.dropout.kiln", model_path);
     FILE *f = fopen(path, "w");
-    fputs("graph drop {\n  input %x: f32[N, 256]\n  const %r: f32[] = [0.3]\n"
+    /* the ratio a param, as an ONNX initializer would be: read only as a setting, not trained */
+    fputs("graph drop {\n  input %x: f32[N, 256]\n  param %r: f32[] = [0.3]\n"
           "  param %w: f32[256] = [", f);
     for (int i = 0; i < 256; i++)
         fputs(i ? ", 1" : "1", f);
@@ -376,6 +377,8 @@ static void test_dropout(void **state) {
     for (int64_t i = 0; i < 64 * 256; i++)
         ((float *)x->data)[i] = 1, ((float *)target->data)[i] = 0;
     kiln_trainer *a = dropout_trainer(path, 42, 1), *b = dropout_trainer(path, 42, 2), *c = dropout_trainer(path, 43, 1);
+    assert_int_equal(kiln_trainer_param_count(a), 1);
+    assert_string_equal(kiln_trainer_param_name(a, 0), "w");
     kiln_tensor *pa = dropout_step(a, x, target), *pb = dropout_step(b, x, target), *pc = dropout_step(c, x, target);
     int64_t dropped = 0;
     const float *m = pa->data;
