@@ -14,7 +14,11 @@
  *   the chain goes on while each value has one reader of that shape. The fused kernel
  *   runs where the chain's last node was, when every other input of the chain is ready.
  * - A value that is a graph output, or has several readers, is materialized once (the
- *   cost rule that keeps recomputation bounded).
+ *   cost rule that keeps recomputation bounded). One elementwise reader that reads it in
+ *   several slots (x * x) counts as one: the value is inlined into each slot, and the code
+ *   generator's common-subexpression elimination computes it once; at most
+ *   FUSE_MAX_COPIES copies of a node per kernel expression, so x = x * x repeated cannot
+ *   grow an expression exponentially.
  * - A chain of inlined nodes is at most FUSE_MAX_INLINE deep: every inlined node is one
  *   more level of the reader's expression tree, which the code generators walk
  *   recursively, so a model of a million chained Neg nodes must not become one expression
@@ -70,7 +74,7 @@ static bool same_shape(const kiln_tensor *a, const kiln_tensor *b) {
 
 static bool anchor(ir_op op) { return op == IR_OP_CONV || op == IR_OP_MATMUL || op == IR_OP_GEMM; }
 
-enum { FUSE_MAX_INLINE = 32 };
+enum { FUSE_MAX_INLINE = 32, FUSE_MAX_COPIES = 4 };
 
 void fuse_plan_free(fusion_plan *p) {
     if (p->chain)
@@ -83,6 +87,7 @@ void fuse_plan_free(fusion_plan *p) {
 typedef struct use {
     const ir_node *reader; /* the one reader, if count == 1 */
     int slot, count;
+    int slots; /* how many of that reader's inputs it is (x * x: 2) */
 } use;
 
 kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag *d) {
@@ -102,8 +107,10 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
     for (int i = 0; i < g->node_count; i++)
         for (int j = 0; j < g->nodes[i]->input_count; j++) {
             const ir_value *v = g->nodes[i]->inputs[j];
-            if (v)
-                uses[v->id] = (use){g->nodes[i], j, uses[v->id].count + 1};
+            if (v && uses[v->id].count && uses[v->id].reader == g->nodes[i])
+                uses[v->id].slots++; /* the same reader again: still one reader */
+            else if (v)
+                uses[v->id] = (use){g->nodes[i], j, uses[v->id].count + 1, 1};
         }
     for (int i = 0; i < g->output_count; i++)
         uses[g->outputs[i]->id].count += 2; /* stored for the caller, whatever reads it */
@@ -121,7 +128,7 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
         const ir_value *cur = a->outputs[0];
         const ir_node *chain[64];
         int n = 0;
-        while (n < (int)ARRAY_LEN(chain) && uses[cur->id].count == 1) {
+        while (n < (int)ARRAY_LEN(chain) && uses[cur->id].count == 1 && uses[cur->id].slots == 1) {
             const ir_node *r = uses[cur->id].reader;
             if (!lower_scalar_rule(r) || r->output_count != 1 || !same_shape(&r->outputs[0]->type, &a->outputs[0]->type) ||
                 p->role[r->id] != FUSE_OWN)
@@ -131,7 +138,8 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
         }
         if (!n) {
             const ir_node *r = uses[cur->id].reader;
-            p->why[a->id] = uses[cur->id].count != 1 ? "no epilogue: its output is read more than once or is a graph output"
+            p->why[a->id] = uses[cur->id].count != 1 || uses[cur->id].slots != 1
+                                ? "no epilogue: its output is read more than once or is a graph output"
                             : !lower_scalar_rule(r) ? "no epilogue: its reader is not elementwise"
                                                     : "no epilogue: its reader's output has another shape";
             continue;
@@ -150,8 +158,9 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
      * node inlined into an inlined reader knows how often that reader is computed) */
     bool *repeated = calloc((size_t)n_ids + 1, sizeof *repeated); /* inlined, computed several times per element */
     int *depth = calloc((size_t)n_ids + 1, sizeof *depth); /* inlined: how deep in its kernel's expression */
-    if (!repeated || !depth) {
-        free(uses), free(repeated), free(depth);
+    int *copies = calloc((size_t)n_ids + 1, sizeof *copies); /* inlined: copies of it in its kernel's expression */
+    if (!repeated || !depth || !copies) {
+        free(uses), free(repeated), free(depth), free(copies);
         fuse_plan_free(p);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
@@ -177,11 +186,13 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
             p->why[n->id] = "its reader reads each element many times: recomputing it would cost more than storing it";
         else if (depth[u->reader->id] >= FUSE_MAX_INLINE)
             p->why[n->id] = "the chain inlined into its reader is as deep as allowed: stored";
+        else if (u->slots > 1 && (!lower_scalar_rule(u->reader) || (copies[u->reader->id] ? copies[u->reader->id] : 1) * u->slots > FUSE_MAX_COPIES))
+            p->why[n->id] = "its reader reads it in several places, and more copies of it would grow the kernel: stored";
         else
             p->role[n->id] = FUSE_INLINE, repeated[n->id] = many || repeated[u->reader->id],
-            depth[n->id] = depth[u->reader->id] + 1;
+            depth[n->id] = depth[u->reader->id] + 1, copies[n->id] = (copies[u->reader->id] ? copies[u->reader->id] : 1) * u->slots;
     }
-    free(uses), free(repeated), free(depth);
+    free(uses), free(repeated), free(depth), free(copies);
     return KILN_OK;
 }
 
@@ -189,7 +200,10 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
 static void print_inlined(const fusion_plan *p, const ir_node *n, FILE *f) {
     for (int j = 0; j < n->input_count; j++) {
         const ir_value *v = n->inputs[j];
-        if (!v || !v->producer || p->role[v->producer->id] != FUSE_INLINE)
+        bool again = false; /* x * x: listed once */
+        for (int k = 0; k < j && !again; k++)
+            again = n->inputs[k] == v;
+        if (!v || again || !v->producer || p->role[v->producer->id] != FUSE_INLINE)
             continue;
         print_inlined(p, v->producer, f);
         fprintf(f, "    inlined   %s '%s'\n", ir_op_table[v->producer->op].name, v->producer->name);

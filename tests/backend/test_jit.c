@@ -591,8 +591,9 @@ static void test_vector_equals_scalar(void **state) {
  * round through their output dtype as a store and a load would, so fused and unfused
  * builds agree to the bit, and the fused one has fewer kernels. The graphs cover inlining
  * into maps, convolutions, pools and reductions, epilogue chains (bias, BatchNorm,
- * activation, a residual input computed after the anchor), several readers, broadcast
- * expensive producers (left alone), and f16 values between fused nodes. */
+ * activation, a residual input computed after the anchor), several readers, one reader
+ * reading a value twice (x * x: inlined in both places), broadcast expensive producers
+ * (left alone), and f16 values between fused nodes. */
 static void test_fused_equals_unfused(void **state) {
     (void)state;
     static const struct { const char *body; int64_t a[4], b[4]; int ra, rb; } graphs[] = {
@@ -605,6 +606,7 @@ static void test_fused_equals_unfused(void **state) {
         {"%h = Cast(%a) {to = \"f16\"}\n  %q = Mul(%h, %h)\n  %f = Cast(%q) {to = \"f32\"}\n  %r = Relu(%f)\n"
          "  %y = AveragePool(%r) {kernel_shape = [2]}", {2, 5, 13}, {1}, 3, 1},
         {"%x = Abs(%a)\n  %p = Add(%x, %x)\n  %y = Mul(%p, %x)", {4, 19}, {1}, 2, 1},
+        {"%t = Tanh(%a)\n  %q = Mul(%t, %t)\n  %y = Add(%q, %a)", {3, 40}, {1}, 2, 1},
     };
     for (int i = 0; i < ARRAY_LEN(graphs); i++) {
         char ta[128], tb[128], src[2048];
@@ -661,6 +663,33 @@ static void test_fusion_depth_limit(void **state) {
     assert_memory_equal(out->data, in->data, kiln_tensor_bytes(in));
     kiln_tensor_free(in), kiln_tensor_free(out);
     kiln_model_destroy(m);
+}
+
+/* A value read twice by one node is inlined into both reads, but at most 4 copies of a
+ * node go into one expression (FUSE_MAX_COPIES): 12 chained squarings x = x * x are 4
+ * kernels (each inlines the two squarings before it, 2 and 4 copies), not one expression
+ * of 4096 leaves; the result matches the unfused build. */
+static void test_fusion_copies_limit(void **state) {
+    (void)state;
+    enum { N = 12 };
+    static char src[N * 48 + 256];
+    int at = snprintf(src, sizeof src, "graph sq {\n  input %%x0: f32[29]\n");
+    for (int i = 0; i < N; i++)
+        at += snprintf(src + at, sizeof src - (size_t)at, "  %%x%d = Mul(%%x%d, %%x%d)\n", i + 1, i, i);
+    snprintf(src + at, sizeof src - (size_t)at, "  output %%x%d\n}\n", N);
+    const int64_t dims[] = {29};
+    kiln_tensor *in = random_tensor(1, dims), *out[2] = {0};
+    for (int u = 0; u < 2; u++) {
+        kiln_options opts = {.backend = KILN_BACKEND_JIT, .no_fuse = u == 1};
+        kiln_model *m;
+        kiln_diag d = {0};
+        assert_int_equal(kiln_model_parse(src, strlen(src), "sq.kiln", &opts, &m, &d), KILN_OK);
+        assert_int_equal(m->lowered->kernel_count, u ? N : 4);
+        assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)&in, &out[u], &d), KILN_OK);
+        kiln_model_destroy(m);
+    }
+    assert_memory_equal(out[0]->data, out[1]->data, kiln_tensor_bytes(in));
+    kiln_tensor_free(in), kiln_tensor_free(out[0]), kiln_tensor_free(out[1]);
 }
 
 /* The JIT's own f32 exp and tanh (backend/llvm/cg_math.c) against exp and tanh in double,
@@ -819,6 +848,7 @@ int main(void) {
         cmocka_unit_test(test_vector_equals_scalar),
         cmocka_unit_test(test_fused_equals_unfused),
         cmocka_unit_test(test_fusion_depth_limit),
+        cmocka_unit_test(test_fusion_copies_limit),
         cmocka_unit_test(test_math_accuracy),
         cmocka_unit_test(test_random_resize),
         cmocka_unit_test(test_random_select_train),
