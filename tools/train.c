@@ -33,8 +33,9 @@ static const char *const usage_train =
     "\n"
     "Trains MODEL (.kiln or .onnx; its first output is the logits, its float params are\n"
     "trained) on the IDX files in DIR (train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
-    "t10k-*, optionally .gz) or on an .npz holding x_train, y_train, x_test, y_test\n"
-    "(images u8, scaled to [0, 1], or f32; labels u8, i32 or i64). Images are\n"
+    "t10k-*, optionally .gz), on an .npz holding x_train, y_train, x_test, y_test, or on\n"
+    "a DIR of x_train.npy, y_train.npy, x_test.npy, y_test.npy (images u8, scaled to\n"
+    "[0, 1], or f32; labels u8, i32 or i64). Images are\n"
     "standardized with the training set's mean and deviation. The whole step (forward,\n"
     "loss, backward, update) is one compiled graph; Dropout is active and\n"
     "BatchNormalization uses batch statistics while training. Prints a line per epoch\n"
@@ -96,13 +97,16 @@ static int check_split(const char *what, dataset *ds) {
     return 0;
 }
 
-/* An .npz with x_train, y_train, x_test, y_test (numpy.savez of a Keras-style dataset). */
-static int load_npz(const char *path, dataset *train, dataset *test) {
+/* An .npz with x_train, y_train, x_test, y_test (numpy.savez of a Keras-style dataset),
+ * or a folder with x_train.npy, y_train.npy, x_test.npy, y_test.npy (npy_dir). */
+static int load_arrays(const char *path, bool npy_dir, dataset *train, dataset *test) {
     const char *keys[4] = {"x_train", "y_train", "x_test", "y_test"};
     kiln_tensor **dst[4] = {&train->images, &train->labels, &test->images, &test->labels};
     for (int k = 0; k < 4; k++) {
         kiln_diag d = {0};
-        if (kiln_npz_read(path, keys[k], dst[k], &d))
+        char file[4200];
+        snprintf(file, sizeof file, "%s/%s.npy", path, keys[k]);
+        if (npy_dir ? kiln_npy_read(file, dst[k], &d) : kiln_npz_read(path, keys[k], dst[k], &d))
             return model_error(&d);
     }
     char what[4200];
@@ -334,7 +338,10 @@ int cmd_train(int argc, char **argv) {
 
     dataset train = {0}, test = {0};
     size_t dlen = strlen(data);
-    int rc = dlen > 4 && !strcmp(data + dlen - 4, ".npz") ? load_npz(data, &train, &test) : load_split(data, "train", &train);
+    char npy_probe[4200];
+    snprintf(npy_probe, sizeof npy_probe, "%s/x_train.npy", data);
+    bool npz = dlen > 4 && !strcmp(data + dlen - 4, ".npz"), npy_dir = !npz && access(npy_probe, R_OK) == 0;
+    int rc = npz || npy_dir ? load_arrays(data, npy_dir, &train, &test) : load_split(data, "train", &train);
     if (!rc && !test.images)
         rc = load_split(data, "t10k", &test);
     if (!rc && val >= train.count)
