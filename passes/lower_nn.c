@@ -199,9 +199,11 @@ static lir_stmt *window_loops(lower_ctx *c, const shape_window *w, lir_expr **oc
  * groups, output channels go in blocks of CONV_CHANNELS with an accumulator each, so each
  * input element loaded serves the whole block (the output's last spatial loop is the one
  * vectorized); a partial last block reads the last channel's weights and stores nothing.
- * With padding, the input is first copied into kernel scratch with its zeros around it,
- * so the inner loops read without bounds checks (a padded position adds 0 * w where the
- * interpreter skips it: the same sum, unless w is infinite or NaN, which then gives NaN).
+ * With padding (or a stride along the last axis), the input is first copied into kernel
+ * scratch with its zeros around it (split by phase: see pad_input), so the inner loops
+ * read without bounds checks and, strided or not, with vector loads (a padded position
+ * adds 0 * w where the interpreter skips it: the same sum, unless w is infinite or NaN,
+ * which then gives NaN).
  * Each sum runs in the interpreter's order. */
 /* 16 accumulators (16 zmm registers of 32) hide the FMA latency that 8 left exposed:
  * ResNet-18 at 1 thread 69.3 -> 63.9 ms, the bundled CNN 2.14 -> 1.97 ms; 24 spills
@@ -209,22 +211,34 @@ static lir_stmt *window_loops(lower_ctx *c, const shape_window *w, lir_expr **oc
  * LSTM models. */
 enum { CONV_CHANNELS = 16 };
 
-/* The padded copy of input 0 (zeros outside), [N, C, H + pads, ...], into *xp. */
-static kiln_status pad_input(lower_ctx *c, const shape_window *w, lir_buffer **xp, kiln_tensor *shape) {
+/* The padded copy of input 0 (zeros outside), [N, C, H + pads, ...], into *xp. With a
+ * stride s > 1 along the last axis, that axis is stored split by phase, [..., s, W'/s]
+ * (padded column w at [w % s, w / s]), so that the conv's loads, at columns o * s + tap,
+ * move by one element as o does (vector loads, where a strided read would gather). */
+static kiln_status pad_input(lower_ctx *c, const shape_window *w, int64_t split, lir_buffer **xp, kiln_tensor *shape) {
     const kiln_tensor *x = c->in_type[0];
+    int last = x->rank - 1;
     *shape = *x;
     for (int d = 0; d < w->spatial; d++)
         shape->dims[d + 2] = x->dims[d + 2] + w->pad_begin[d] + w->pad_end[d];
+    if (split > 1) {
+        shape->rank = x->rank + 1;
+        shape->dims[last + 1] = (shape->dims[last] + split - 1) / split;
+        shape->dims[last] = split;
+    }
     if (!(*xp = lir_local(M, c->k, "x_padded", x->dtype, kiln_tensor_count(shape))))
         return lower_oom(c);
-    lir_expr *pc[KILN_MAX_RANK], *xc[KILN_MAX_RANK], *inside = NULL;
+    lir_expr *pc[KILN_MAX_RANK + 1], *xc[KILN_MAX_RANK], *inside = NULL;
     lir_stmt *inner, *outer;
     kiln_status st = lower_nest(c, shape, pc, &inner, &outer);
     if (st)
         return st;
     xc[0] = pc[0], xc[1] = pc[1];
     for (int d = 0; d < w->spatial; d++) {
-        xc[d + 2] = lir_binary(M, LIR_SUB, pc[d + 2], lir_int(M, w->pad_begin[d]));
+        lir_expr *padded = pc[d + 2];
+        if (split > 1 && d + 2 == last) /* column = q * s + phase */
+            padded = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, pc[last + 1], lir_int(M, split)), pc[last]);
+        xc[d + 2] = lir_binary(M, LIR_SUB, padded, lir_int(M, w->pad_begin[d]));
         lir_expr *ok = lir_binary(M, LIR_AND, lir_binary(M, LIR_GE, xc[d + 2], lir_int(M, 0)),
                                   lir_binary(M, LIR_LT, xc[d + 2], lir_int(M, x->dims[d + 2])));
         inside = inside ? lir_binary(M, LIR_AND, inside, ok) : ok;
@@ -258,9 +272,11 @@ kiln_status lower_conv(lower_ctx *c) {
     bool pads = false;
     for (int d = 0; d < w.spatial; d++)
         pads |= w.pad_begin[d] > 0 || w.pad_end[d] > 0;
+    int last = x->rank - 1;
+    int64_t split = w.stride[w.spatial - 1];
     lir_buffer *xp = NULL;
     kiln_tensor xp_shape;
-    if (pads && (st = pad_input(c, &w, &xp, &xp_shape)))
+    if ((pads || split > 1) && (st = pad_input(c, &w, split, &xp, &xp_shape)))
         return st;
     lir_expr *first = lir_binary(M, LIR_MUL, oc[1], lir_int(M, block));
     lir_stmt *body = lir_seq(M), *take = lir_seq(M);
@@ -274,7 +290,14 @@ kiln_status lower_conv(lower_ctx *c) {
     ic[1] = block > 1 ? ci : lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_DIV, first, lir_int(M, cout_g)),
                                                                 lir_int(M, cin_g)), ci);
     int xv = lower_var(c, "x", t), acc[CONV_CHANNELS];
-    lir_expr *xval = xp ? lir_cast(M, t, lir_load(M, xp, lower_index(c, &xp_shape, ic, xp_shape.rank))) : read(c, 0, ic);
+    lir_expr *xic[KILN_MAX_RANK + 1];
+    memcpy(xic, ic, sizeof(lir_expr *) * (size_t)x->rank);
+    if (split > 1) { /* padded column o * s + tap: phase tap % s, position o + tap / s */
+        lir_expr *tap = lir_binary(M, LIR_MUL, kc[w.spatial - 1], lir_int(M, w.dilation[w.spatial - 1]));
+        xic[last] = lir_binary(M, LIR_REM, tap, lir_int(M, split));
+        xic[last + 1] = lir_binary(M, LIR_ADD, oc[last], lir_binary(M, LIR_DIV, tap, lir_int(M, split)));
+    }
+    lir_expr *xval = xp ? lir_cast(M, t, lir_load(M, xp, lower_index(c, &xp_shape, xic, xp_shape.rank))) : read(c, 0, ic);
     if (!take || !lir_seq_push(M, take, lir_let(M, xv, xval)))
         return lower_oom(c);
     for (int r = 0; r < block; r++) {

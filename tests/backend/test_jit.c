@@ -325,11 +325,16 @@ static void test_random_conv_pool(void **state) {
     (void)state;
     for (int trial = 0; trial < 12; trial++) {
         int64_t c = 1 + uniform(4), h = 5 + uniform(8), w = 5 + uniform(8), k = 1 + uniform(3);
-        int64_t x[4] = {1 + uniform(2), c, h, w}, wt[4] = {1 + uniform(5), c, k, k};
+        /* up to 37 output channels: full blocks of 16 and a partial one; strides up to 3
+         * (the last axis's stride splits the padded copy by phase) */
+        int64_t x[4] = {1 + uniform(2), c, h, w}, wt[4] = {1 + uniform(trial % 3 ? 5 : 37), c, k, k};
         char body[200];
         snprintf(body, sizeof body, "%%y = Conv(%%a, %%b) {pads = [%d, %d, %d, %d], strides = [%d, %d], dilations = [%d, %d]}",
-                 uniform(2), uniform(2), uniform(2), uniform(2), 1 + uniform(2), 1 + uniform(2), 1 + uniform(2), 1 + uniform(2));
+                 uniform(2), uniform(2), uniform(2), uniform(2), 1 + uniform(3), 1 + uniform(3), 1 + uniform(2), 1 + uniform(2));
         differential(body, 4, x, 4, wt);
+        int64_t x1[3] = {x[0], c, 7 + uniform(20)}, w1[3] = {wt[0], c, k};
+        snprintf(body, sizeof body, "%%y = Conv(%%a, %%b) {strides = [%d], pads = [%d, %d]}", 1 + uniform(3), uniform(2), uniform(2));
+        differential(body, 3, x1, 3, w1);
         snprintf(body, sizeof body, "%%y = %s(%%a) {kernel_shape = [%lld, %lld], pads = [1, 0, 1, 0], strides = [2, 1]}",
                  trial % 2 ? "MaxPool" : "AveragePool", (long long)k + 1, (long long)k + 1);
         differential(body, 4, x, 0, NULL);
