@@ -253,6 +253,91 @@ static kiln_status pad_input(lower_ctx *c, const shape_window *w, int64_t split,
     return lower_emit(c, outer);
 }
 
+/* Small images: a vector over one output row wastes lanes (7 of 16 at 7x7). With unit
+ * strides, output position (oh, ow) reads padded input (oh + kh d, ow + kw d), whose flat
+ * index in the padded copy is p + kh d W' + kw d for p = oh W' + ow, W' the padded width:
+ * so the sums run over p in [0, (H - 1) W' + W) as one vector loop (the columns past W in
+ * each row are computed and dropped), into scratch, and a second nest copies the valid
+ * columns to the output through the epilogue. Used where it fills more lanes. */
+static bool flat_conv_pays(const shape_window *w, const kiln_tensor *out, int lanes) {
+    if (w->spatial != 2 || w->stride[0] != 1 || w->stride[1] != 1 || lanes < 4)
+        return false;
+    int64_t h = out->dims[2], wd = out->dims[3], wp = wd + (w->kernel[1] - 1) * w->dilation[1];
+    int64_t flat = (h - 1) * wp + wd;
+    double rows = (double)(h * wd) / (double)(h * lanes * ((wd + lanes - 1) / lanes));
+    double flat_fill = (double)(h * wd) / (double)(lanes * ((flat + lanes - 1) / lanes));
+    return flat_fill > rows * 1.15;
+}
+
+static kiln_status conv_flat(lower_ctx *c, const shape_window *w, int block) {
+    const kiln_tensor *x = c->in_type[0], *out = c->out_type[0];
+    kiln_dtype t = lower_compute_type(out->dtype);
+    int64_t channels = out->dims[1], cin = x->dims[1], h = out->dims[2], wd = out->dims[3];
+    lir_buffer *xp;
+    kiln_tensor xs;
+    kiln_status st = pad_input(c, w, 1, &xp, &xs);
+    if (st)
+        return st;
+    int64_t hp = xs.dims[2], wp = xs.dims[3], flat = (h - 1) * wp + wd;
+    lir_buffer *sums = lir_local(M, c->k, "sums", t, out->dims[0] * channels * flat);
+    kiln_tensor blocks = {.dtype = out->dtype, .rank = 2, .dims = {out->dims[0], (channels + block - 1) / block}};
+    lir_expr *oc[2], *pv, *ci, *kh, *kw;
+    lir_stmt *inner, *outer;
+    if (!sums || (st = lower_nest(c, &blocks, oc, &inner, &outer)))
+        return sums ? st : lower_oom(c);
+    lir_stmt *p_body = lir_seq(M), *take = lir_seq(M);
+    lir_stmt *p_loop = loop(c, "p", flat, p_body, &pv);
+    lir_stmt *kw_loop = loop(c, "kw", w->kernel[1], take, &kw);
+    lir_stmt *kh_loop = loop(c, "kh", w->kernel[0], seq1(c, kw_loop), &kh);
+    lir_stmt *ci_loop = loop(c, "ci", cin, seq1(c, kh_loop), &ci);
+    lir_expr *first = lir_binary(M, LIR_MUL, oc[1], lir_int(M, block));
+    /* x_padded[n, ci, p + kh d0 W' + kw d1] */
+    lir_expr *plane = lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[0], lir_int(M, cin)), ci),
+                                 lir_int(M, hp * wp));
+    lir_expr *at = lir_binary(M, LIR_ADD, lir_binary(M, LIR_ADD, plane, pv),
+                              lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, kh, lir_int(M, w->dilation[0] * wp)),
+                                         lir_binary(M, LIR_MUL, kw, lir_int(M, w->dilation[1]))));
+    int xv = lower_var(c, "x", t), acc[CONV_CHANNELS];
+    if (!p_body || !take || !lir_seq_push(M, take, lir_let(M, xv, lir_cast(M, t, lir_load(M, xp, at)))))
+        return lower_oom(c);
+    for (int r = 0; r < block; r++) {
+        lir_expr *co = lir_binary(M, LIR_MIN, lir_binary(M, LIR_ADD, first, lir_int(M, r)), lir_int(M, channels - 1));
+        lir_expr *wc[4] = {co, ci, kh, kw}, *init = num(c, t, 0);
+        acc[r] = lower_var(c, "acc", t);
+        if (c->node->input_count > 2 && c->in[2])
+            init = read(c, 2, (lir_expr *[]){co});
+        lir_expr *sum = lir_fma(M, lir_var_ref(M, c->k, xv), read(c, 1, wc), lir_var_ref(M, c->k, acc[r]));
+        if (!lir_seq_push(M, p_body, lir_let(M, acc[r], init)) || !lir_seq_push(M, take, lir_assign(M, acc[r], sum)))
+            return lower_oom(c);
+    }
+    if (!lir_seq_push(M, p_body, ci_loop))
+        return lower_oom(c);
+    for (int r = 0; r < block; r++) { /* sums[n, co, p] */
+        lir_expr *ch = lir_binary(M, LIR_ADD, first, lir_int(M, r));
+        lir_expr *where = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[0],
+                                                                                                     lir_int(M, channels)), ch),
+                                                                   lir_int(M, flat)), pv);
+        lir_stmt *store = lir_store(M, sums, where, lir_var_ref(M, c->k, acc[r]));
+        if (store && channels % block)
+            store = lir_if(M, lir_binary(M, LIR_LT, ch, lir_int(M, channels)), seq1(c, store), NULL);
+        if (!lir_seq_push(M, p_body, store))
+            return lower_oom(c);
+    }
+    if (!lir_seq_push(M, inner, p_loop) || (st = lower_emit(c, outer)))
+        return st ? st : lower_oom(c);
+    /* the valid columns, through the epilogue */
+    lir_expr *yc[KILN_MAX_RANK];
+    if ((st = lower_nest(c, out, yc, &inner, &outer)))
+        return st;
+    lir_expr *src = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, yc[0],
+                                                                                                lir_int(M, channels)), yc[1]),
+                                                              lir_int(M, flat)),
+                               lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, yc[2], lir_int(M, wp)), yc[3]));
+    if (!lir_seq_push(M, inner, lower_store_out(c, yc, lir_load(M, sums, src))))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
 kiln_status lower_conv(lower_ctx *c) {
     const kiln_tensor *x = c->in_type[0], *wt = c->in_type[1], *out = c->out_type[0];
     kiln_dtype t = lower_compute_type(out->dtype);
@@ -263,6 +348,8 @@ kiln_status lower_conv(lower_ctx *c) {
     int64_t group = ir_attr_int(c->node, "group"), cin_g = x->dims[1] / group, cout_g = wt->dims[0] / group;
     int64_t channels = out->dims[1];
     int block = group != 1 || channels < 2 ? 1 : channels < CONV_CHANNELS ? (int)channels : CONV_CHANNELS;
+    if (group == 1 && c->m->vector_bits && flat_conv_pays(&w, out, c->m->vector_bits / (8 * (int)kiln_dtype_size(t))))
+        return conv_flat(c, &w, block);
     kiln_tensor blocks = *out;
     blocks.dims[1] = (channels + block - 1) / block;
     lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *ci, *co[CONV_CHANNELS];
