@@ -2,7 +2,8 @@
 # Kill-and-resume: `kiln train` killed (SIGKILL) in the middle of an epoch, twice, then
 # resumed from its checkpoint (taken every 150 steps and after each epoch), ends with the
 # same weights, bit for bit, and the same test accuracy as the same run never interrupted
-# (same seed, one thread).
+# (same seed, one thread). The model is the bundled MLP with a Dropout added, so the
+# dropout masks (drawn from the seed and the step count) must come back too.
 #   tests/cli/train_resume.sh KILN_BINARY [DATA_DIR]
 set -euo pipefail
 kiln=$(realpath "$1")
@@ -14,7 +15,12 @@ fi
 cd "$(dirname "$0")/../.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-args=(examples/models/fashion_mlp.kiln --data "$data" --epochs 5 --threads 1 --seed 7 --optimizer sgd
+mkdir "$tmp/model"
+cp examples/models/fashion_mlp.npz "$tmp/model/"
+sed -e 's|^  %fc3.mm = MatMul(%h2, %fc3.weight)|  const %drop.ratio: f32[] = [0.2]\n  %h2d = Dropout(%h2, %drop.ratio)\n  %fc3.mm = MatMul(%h2d, %fc3.weight)|' \
+    examples/models/fashion_mlp.kiln >"$tmp/model/mlp_dropout.kiln"
+grep -q Dropout "$tmp/model/mlp_dropout.kiln" || { echo "FAIL: no Dropout in the test model"; exit 1; }
+args=("$tmp/model/mlp_dropout.kiln" --data "$data" --epochs 5 --threads 1 --seed 7 --optimizer sgd
       --momentum 0.9 --schedule cosine --warmup 200 --val 5000 --checkpoint-every 150 --quiet)
 "$kiln" train "${args[@]}" --checkpoint "$tmp/whole" >"$tmp/whole.out"
 # Starts a run in the background and kills it (SIGKILL) as soon as `$2` holds: whatever
