@@ -202,6 +202,14 @@ ir_value *gb_unbroadcast(grad_ctx *c, ir_value *dy, const kiln_tensor *to) {
     return gb_reshape(c, n ? gb_reduce(c, IR_OP_REDUCE_SUM, dy, n, axes, true) : dy, to);
 }
 
+ir_value *gb_transpose(grad_ctx *c, ir_value *x, const int64_t *perm) {
+    if (c->st || !x)
+        return NULL;
+    ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &x);
+    gb_attr_ints(c, t, "perm", x->type.rank, perm);
+    return gb_done(c, t);
+}
+
 ir_value *gb_swap_last(grad_ctx *c, ir_value *x) {
     if (c->st || !x)
         return NULL;
@@ -210,9 +218,7 @@ ir_value *gb_swap_last(grad_ctx *c, ir_value *x) {
     for (int i = 0; i < rank; i++)
         perm[i] = i;
     perm[rank - 1] = rank - 2, perm[rank - 2] = rank - 1;
-    ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &x);
-    gb_attr_ints(c, t, "perm", rank, perm);
-    return gb_done(c, t);
+    return gb_transpose(c, x, perm);
 }
 
 /* ---- the pass -------------------------------------------------------------------------- */

@@ -69,6 +69,8 @@ ir_value *gb_tensor(grad_ctx *c, kiln_dtype dt, int rank, const int64_t *dims, c
 ir_value *gb_unbroadcast(grad_ctx *c, ir_value *dy, const kiln_tensor *to);
 /* x reshaped to the dims of `to` (same element count). */
 ir_value *gb_reshape(grad_ctx *c, ir_value *x, const kiln_tensor *to);
+/* x transposed by perm (x's rank entries). */
+ir_value *gb_transpose(grad_ctx *c, ir_value *x, const int64_t *perm);
 /* x with its last two axes swapped. */
 ir_value *gb_swap_last(grad_ctx *c, ir_value *x);
 /* The vector-Jacobian product of a subgraph a rule built: the nodes from index `first` of

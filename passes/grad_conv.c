@@ -25,8 +25,8 @@ static bool window_of(grad_ctx *c, bool transposed, shape_window *w) {
     const ir_attr *ks = ir_node_attr(n, "kernel_shape");
     for (int i = 0; i < x->rank - 2; i++)
         kernel[i] = n->op == IR_OP_CONV || n->op == IR_OP_CONV_TRANSPOSE ? X(1)->type.dims[i + 2] : ks->ints[i];
-    const kiln_tensor *in[1] = {x};
-    shape_ctx sc = {.node = n, .in = in, .in_count = 1, .d = c->d};
+    const kiln_tensor *types[IR_VARIADIC];
+    shape_ctx sc = grad_shape_ctx(c, types);
     bool ceil = n->op == IR_OP_MAX_POOL || n->op == IR_OP_AVERAGE_POOL ? ir_attr_int(n, "ceil_mode") : false;
     if (shape_window_geometry(&sc, x, kernel, transposed, ceil, w)) {
         gb_fail(c, KILN_ERR_INTERNAL, "the window no longer checks");
@@ -40,12 +40,6 @@ static void pads_of(const shape_window *w, int64_t *pads) {
         pads[i] = w->pad_begin[i], pads[i + w->spatial] = w->pad_end[i];
 }
 
-static ir_value *transpose(grad_ctx *c, ir_value *x, const int64_t *perm) {
-    ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &x);
-    gb_attr_ints(c, t, "perm", x ? x->type.rank : 0, perm);
-    return gb_done(c, t);
-}
-
 /* [A, B, rest...] -> [B, A, rest...] within each of g groups of the first axis:
  * W [Co, Ci/g, k...] becomes [Ci, Co/g, k...] (for g = 1, a swap of the first two axes) */
 static ir_value *swap_io(grad_ctx *c, ir_value *x, int64_t g) {
@@ -57,7 +51,7 @@ static ir_value *swap_io(grad_ctx *c, ir_value *x, int64_t g) {
         for (int i = 0; i < t->rank; i++)
             perm[i] = i;
         perm[0] = 1, perm[1] = 0;
-        return transpose(c, x, perm);
+        return gb_transpose(c, x, perm);
     }
     kiln_tensor grouped = {.dtype = t->dtype, .rank = t->rank + 1}, back = *t;
     grouped.dims[0] = g, grouped.dims[1] = t->dims[0] / g, grouped.dims[2] = t->dims[1];
@@ -66,7 +60,7 @@ static ir_value *swap_io(grad_ctx *c, ir_value *x, int64_t g) {
     for (int i = 3; i < grouped.rank; i++)
         perm[i] = i;
     back.dims[0] = t->dims[1] * g, back.dims[1] = t->dims[0] / g;
-    return gb_reshape(c, transpose(c, gb_reshape(c, x, &grouped), perm), &back);
+    return gb_reshape(c, gb_transpose(c, gb_reshape(c, x, &grouped), perm), &back);
 }
 
 static ir_value *conv(grad_ctx *c, ir_op op, ir_value *x, ir_value *w, int64_t group, const int64_t *strides,
@@ -110,7 +104,7 @@ static ir_value *weight_grad(grad_ctx *c, ir_value *in, ir_value *gout, const ki
         for (int i = 0; i < rank; i++)
             perm[i] = i;
         perm[0] = 1, perm[1] = 0;
-        ir_value *r = conv(c, IR_OP_CONV, transpose(c, in, perm), transpose(c, gout, perm), 1, win->dilation,
+        ir_value *r = conv(c, IR_OP_CONV, gb_transpose(c, in, perm), gb_transpose(c, gout, perm), 1, win->dilation,
                            win->stride, pads, NULL); /* [Ci, Co, K'...], K' >= K */
         if (r && memcmp(r->type.dims + 2, w->dims + 2, sizeof(int64_t) * (size_t)sp)) {
             int64_t starts[KILN_MAX_RANK] = {0}, axes[KILN_MAX_RANK];
@@ -119,7 +113,7 @@ static ir_value *weight_grad(grad_ctx *c, ir_value *in, ir_value *gout, const ki
             ir_value *args[4] = {r, gb_i64s(c, sp, starts), gb_i64s(c, sp, w->dims + 2), gb_i64s(c, sp, axes)};
             r = gb_done(c, gb_begin(c, IR_OP_SLICE, 4, args));
         }
-        return transpose(c, r, perm);
+        return gb_transpose(c, r, perm);
     }
     if (taps > 64)
         return gb_fail(c, KILN_ERR_UNSUPPORTED, "a grouped window op with more than 64 kernel taps is not differentiated");
@@ -139,7 +133,7 @@ static ir_value *weight_grad(grad_ctx *c, ir_value *in, ir_value *gout, const ki
         perm[i] = i;
     perm[0] = 1, perm[1] = 0;
     kiln_tensor a_type = {.dtype = y->dtype, .rank = 3, .dims = {g, co / g, y->dims[0] * outs}};
-    ir_value *a = gb_reshape(c, transpose(c, gout, perm), &a_type); /* [g, Co/g, N * out] */
+    ir_value *a = gb_reshape(c, gb_transpose(c, gout, perm), &a_type); /* [g, Co/g, N * out] */
     perm[0] = 0; /* [N, C, out...] -> [N, out..., C] */
     for (int i = 0; i < sp; i++)
         perm[i + 1] = i + 2;
@@ -161,11 +155,11 @@ static ir_value *weight_grad(grad_ctx *c, ir_value *in, ir_value *gout, const ki
         }
         ir_value *args[5] = {xp, gb_i64s(c, sp, starts), gb_i64s(c, sp, ends), gb_i64s(c, sp, axes),
                              gb_i64s(c, sp, steps)};
-        ir_value *b = gb_reshape(c, transpose(c, gb_done(c, gb_begin(c, IR_OP_SLICE, 5, args)), perm), &b_type);
+        ir_value *b = gb_reshape(c, gb_transpose(c, gb_done(c, gb_begin(c, IR_OP_SLICE, 5, args)), perm), &b_type);
         if (im2col)
             parts[t] = gb_reshape(c, b, &(kiln_tensor){.dtype = x->dtype, .rank = 2, .dims = {x->dims[0] * outs, ci}});
         else if (g > 1) /* [N * out, g, Ci/g] -> [g, N * out, Ci/g] */
-            parts[t] = gb_reshape(c, gb2(c, IR_OP_MATMUL, a, transpose(c, b, (int64_t[]){1, 0, 2})), &tap_type);
+            parts[t] = gb_reshape(c, gb2(c, IR_OP_MATMUL, a, gb_transpose(c, b, (int64_t[]){1, 0, 2})), &tap_type);
         else
             parts[t] = gb_reshape(c, gb2(c, IR_OP_MATMUL, gb_reshape(c, a, &a2), gb_reshape(c, b, &(kiln_tensor){
                                           .dtype = x->dtype, .rank = 2, .dims = {x->dims[0] * outs, ci}})), &tap_type);
@@ -183,7 +177,7 @@ static ir_value *weight_grad(grad_ctx *c, ir_value *in, ir_value *gout, const ki
             all = gb_done(c, cat);
         }
         kiln_tensor by_tap = {.dtype = x->dtype, .rank = 3, .dims = {co, taps, ci}};
-        all = transpose(c, gb_reshape(c, gb2(c, IR_OP_MATMUL, gb_reshape(c, a, &a2), all), &by_tap), (int64_t[]){0, 2, 1});
+        all = gb_transpose(c, gb_reshape(c, gb2(c, IR_OP_MATMUL, gb_reshape(c, a, &a2), all), &by_tap), (int64_t[]){0, 2, 1});
     } else if (taps > 1) {
         ir_node *cat = gb_begin(c, IR_OP_CONCAT, (int)taps, parts);
         gb_attr_int(c, cat, "axis", 2);

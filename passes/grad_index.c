@@ -76,9 +76,7 @@ static ir_value *gather_adjoint(grad_ctx *c, ir_value *dy, ir_value *idx, int64_
         dy_perm[k++] = i;
     for (int i = (int)a + q; i < y->rank; i++)
         dy_perm[k++] = i;
-    ir_node *tx = gb_begin(c, IR_OP_TRANSPOSE, 1, &dy);
-    gb_attr_ints(c, tx, "perm", y->rank, dy_perm);
-    ir_value *dyt = gb_done(c, tx);
+    ir_value *dyt = gb_transpose(c, dy, dy_perm);
     kiln_tensor front = {.dtype = x->dtype, .rank = r};
     for (int i = 0; i < r; i++)
         front.dims[i] = x->dims[to_front[i]];
@@ -87,9 +85,7 @@ static ir_value *gather_adjoint(grad_ctx *c, ir_value *dy, ir_value *idx, int64_
     ir_value *zeros = gb2(c, IR_OP_EXPAND, gb_scalar(c, x->dtype, 0), gb_i64s(c, r, front.dims));
     ir_node *sc = gb_begin(c, IR_OP_SCATTER_ND, 3, (ir_value *[]){zeros, gb_reshape(c, idx, &idx1), dyt});
     gb_attr_string(c, sc, "reduction", "add");
-    ir_node *tb = gb_begin(c, IR_OP_TRANSPOSE, 1, (ir_value *[]){gb_done(c, sc)});
-    gb_attr_ints(c, tb, "perm", r, back);
-    return gb_done(c, tb);
+    return gb_transpose(c, gb_done(c, sc), back);
 }
 
 /* Gather along axis a, y = x[pre, idx, post] */
@@ -257,9 +253,7 @@ kiln_status grad_depth_space(grad_ctx *c) {
     int64_t inverse[6];
     for (int i = 0; i < 6; i++)
         moved.dims[i] = view.dims[perm[i]], inverse[perm[i]] = i;
-    ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, (ir_value *[]){gb_reshape(c, DY, &moved)});
-    gb_attr_ints(c, t, "perm", 6, inverse);
-    c->dx[0] = gb_reshape(c, gb_done(c, t), x);
+    c->dx[0] = gb_reshape(c, gb_transpose(c, gb_reshape(c, DY, &moved), inverse), x);
     return c->st;
 }
 
@@ -272,11 +266,8 @@ kiln_status grad_depth_space(grad_ctx *c) {
 kiln_status grad_einsum(grad_ctx *c) {
     const ir_node *n = c->node;
     einsum_spec s;
-    kiln_tensor in_types[EINSUM_OPERANDS];
-    const kiln_tensor *in[EINSUM_OPERANDS];
-    for (int i = 0; i < n->input_count && i < EINSUM_OPERANDS; i++)
-        in_types[i] = X(i)->type, in[i] = &in_types[i];
-    shape_ctx sc = {.node = n, .in = in, .in_count = n->input_count, .d = c->d};
+    const kiln_tensor *in[IR_VARIADIC];
+    shape_ctx sc = grad_shape_ctx(c, in);
     if (n->input_count >= EINSUM_OPERANDS || einsum_parse(&sc, &s))
         return gb_fail(c, KILN_ERR_INTERNAL, "the equation no longer parses"), c->st;
     /* each label used (letters and the ellipsis's axes) gets a letter of its own */
@@ -444,16 +435,13 @@ kiln_status grad_softmax_cross_entropy(grad_ctx *c) {
  * of M_d is zero (its outputs are constants). */
 kiln_status grad_resize(grad_ctx *c) {
     const ir_node *n = c->node;
-    const kiln_tensor *x = &X(0)->type;
-    const kiln_tensor *types[4] = {0};
-    for (int i = 0; i < n->input_count && i < 4; i++)
-        types[i] = X(i) ? (X(i)->init ? X(i)->init : &X(i)->type) : NULL;
-    const kiln_tensor *roi = types[1] && ir_type_count(types[1]) ? X(1)->init : NULL;
-    shape_ctx sc = {.node = n, .in = types, .in_count = n->input_count, .d = c->d};
+    const kiln_tensor *x = &X(0)->type, *types[IR_VARIADIC];
+    shape_ctx sc = grad_shape_ctx(c, types);
+    const kiln_tensor *roi = n->input_count > 1 && types[1] && ir_type_count(types[1]) ? X(1)->init : NULL;
     double scales[KILN_MAX_RANK];
     int64_t dims[KILN_MAX_RANK];
     bool known = false;
-    if ((types[1] && ir_type_count(types[1]) && !roi) || shape_resize_geometry(&sc, scales, dims, &known) || !known)
+    if ((n->input_count > 1 && types[1] && ir_type_count(types[1]) && !roi) || shape_resize_geometry(&sc, scales, dims, &known) || !known)
         return gb_fail(c, KILN_ERR_UNSUPPORTED, "Resize is differentiated with constant roi, scales and sizes"), c->st;
     int r = x->rank;
     ir_value *g = DY;
@@ -482,20 +470,10 @@ kiln_status grad_resize(grad_ctx *c) {
         perm[r - 1] = d;
         for (int i = 0; i < r; i++)
             back[perm[i]] = i;
-        ir_value *moved = g;
-        if (d != r - 1) {
-            ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &g);
-            gb_attr_ints(c, t, "perm", r, perm);
-            moved = gb_done(c, t);
-        }
+        ir_value *moved = d != r - 1 ? gb_transpose(c, g, perm) : g;
         ir_value *prod = gb2(c, IR_OP_MATMUL, moved, gb_tensor(c, x->dtype, 2, (int64_t[]){out, in}, m));
         free(m);
-        if (d != r - 1) {
-            ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &prod);
-            gb_attr_ints(c, t, "perm", r, back);
-            prod = gb_done(c, t);
-        }
-        g = prod;
+        g = d != r - 1 ? gb_transpose(c, prod, back) : prod;
     }
     c->dx[0] = g;
     return c->st;
@@ -527,10 +505,8 @@ static ir_value *axis_maps_adjoint(grad_ctx *c, ir_value *dy, const kiln_tensor 
  * coordinate per axis (shape_pad_source, the interpreter's), scattered back. */
 kiln_status grad_pad(grad_ctx *c) {
     const ir_node *n = c->node;
-    const kiln_tensor *x = &X(0)->type, *types[4] = {0};
-    for (int i = 0; i < n->input_count && i < 4; i++)
-        types[i] = X(i) ? (X(i)->init ? X(i)->init : &X(i)->type) : NULL;
-    shape_ctx sc = {.node = n, .in = types, .in_count = n->input_count, .d = c->d};
+    const kiln_tensor *x = &X(0)->type, *types[IR_VARIADIC];
+    shape_ctx sc = grad_shape_ctx(c, types);
     int64_t begin[KILN_MAX_RANK], end[KILN_MAX_RANK];
     bool known = false;
     if (shape_pad_amounts(&sc, begin, end, &known) || !known)
@@ -571,11 +547,8 @@ kiln_status grad_pad(grad_ctx *c) {
 /* Slice with constant bounds: unit steps are a crop, whose adjoint pads dy with zeros;
  * other steps (negative too) read input start + o * step along each axis, scattered back. */
 kiln_status grad_slice(grad_ctx *c) {
-    const ir_node *n = c->node;
-    const kiln_tensor *x = &X(0)->type, *types[5] = {0};
-    for (int i = 0; i < n->input_count && i < 5; i++)
-        types[i] = X(i) ? (X(i)->init ? X(i)->init : &X(i)->type) : NULL;
-    shape_ctx sc = {.node = n, .in = types, .in_count = n->input_count, .d = c->d};
+    const kiln_tensor *x = &X(0)->type, *types[IR_VARIADIC];
+    shape_ctx sc = grad_shape_ctx(c, types);
     shape_slice_spec sp;
     bool known = false;
     if (shape_slice_params(&sc, &sp, &known) || !known)

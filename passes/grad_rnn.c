@@ -40,12 +40,6 @@ static ir_value *cut(unroll *u, ir_value *v, int64_t axis, int64_t start, int64_
     return gb_done(u->c, gb_begin(u->c, IR_OP_SLICE, 4, in));
 }
 
-static ir_value *transpose(unroll *u, ir_value *v, int rank, const int64_t *perm) {
-    ir_node *t = gb_begin(u->c, IR_OP_TRANSPOSE, 1, &v);
-    gb_attr_ints(u->c, t, "perm", rank, perm);
-    return gb_done(u->c, t);
-}
-
 static ir_value *unsqueeze(unroll *u, ir_value *v, int64_t axis) {
     return gb_done(u->c, gb_begin(u->c, IR_OP_UNSQUEEZE, 2, (ir_value *[]){v, gb_i64s(u->c, 1, &axis)}));
 }
@@ -95,10 +89,8 @@ static ir_value *initial(unroll *u, ir_value *v, int d, int64_t layout) {
 kiln_status grad_recurrent(grad_ctx *c) {
     const ir_node *n = c->node;
     int gates = n->op == IR_OP_RNN ? 1 : n->op == IR_OP_GRU ? 3 : 4, per_direction = gates == 1 ? 1 : gates == 3 ? 2 : 3;
-    const kiln_tensor *types[8] = {0};
-    for (int i = 0; i < n->input_count && i < 8; i++)
-        types[i] = X(i) ? &X(i)->type : NULL;
-    shape_ctx sc = {.node = n, .in = types, .in_count = n->input_count, .d = c->d};
+    const kiln_tensor *types[IR_VARIADIC];
+    shape_ctx sc = grad_shape_ctx(c, types);
     shape_rnn_spec r;
     shape_activation funcs[SHAPE_RNN_MAX_ACTIVATIONS];
     if (shape_rnn_dims(&sc, gates, &r) || shape_rnn_activations(&sc, per_direction, r.directions, funcs))
@@ -116,7 +108,7 @@ kiln_status grad_recurrent(grad_ctx *c) {
 
     ir_value *x = X(0); /* [S, B, I] */
     if (r.layout)
-        x = transpose(&u, x, 3, (int64_t[]){1, 0, 2});
+        x = gb_transpose(c, x, (int64_t[]){1, 0, 2});
     ir_value *y_dir[2] = {0}, *h_dir[2] = {0}, *c_dir[2] = {0};
     ir_value **steps = calloc((size_t)S + 1, sizeof *steps);
     if (!steps)
@@ -129,7 +121,7 @@ kiln_status grad_recurrent(grad_ctx *c) {
         ir_value *bd = bias ? shaped(&u, cut(&u, bias, 0, d, d + 1), 1, (int64_t[]){2 * rows}) : NULL;
         ir_value *wb = bd ? cut(&u, bd, 0, 0, rows) : NULL, *rb = bd ? cut(&u, bd, 0, rows, 2 * rows) : NULL;
         /* the input's share of every gate at every step: one product */
-        ir_value *xw = gb2(c, IR_OP_MATMUL, x, transpose(&u, w, 2, (int64_t[]){1, 0}));
+        ir_value *xw = gb2(c, IR_OP_MATMUL, x, gb_transpose(c, w, (int64_t[]){1, 0}));
         if (wb)
             xw = add(&u, xw, wb);
         if (reverse && lens) { /* each sequence reversed within its length, run forward */
@@ -142,7 +134,7 @@ kiln_status grad_recurrent(grad_ctx *c) {
         ir_value *rw_zr = gates == 3 && !before_reset ? cut(&u, rw, 0, 0, 2 * H) : rw;
         ir_value *rw_h = gates == 3 && !before_reset ? cut(&u, rw, 0, 2 * H, 3 * H) : NULL;
         ir_value *rb_zr = rb && rw_h ? cut(&u, rb, 0, 0, 2 * H) : rb, *rb_h = rb && rw_h ? cut(&u, rb, 0, 2 * H, 3 * H) : NULL;
-        ir_value *rt = transpose(&u, rw_zr, 2, (int64_t[]){1, 0}), *rt_h = rw_h ? transpose(&u, rw_h, 2, (int64_t[]){1, 0}) : NULL;
+        ir_value *rt = gb_transpose(c, rw_zr, (int64_t[]){1, 0}), *rt_h = rw_h ? gb_transpose(c, rw_h, (int64_t[]){1, 0}) : NULL;
         ir_value *pd = peep ? shaped(&u, cut(&u, peep, 0, d, d + 1), 1, (int64_t[]){3 * H}) : NULL;
         ir_value *h = initial(&u, h0, d, r.layout), *cell = gates == 4 ? initial(&u, c0, d, r.layout) : NULL;
         for (int64_t s = 0; s < S && !c->st; s++) {
@@ -215,9 +207,9 @@ kiln_status grad_recurrent(grad_ctx *c) {
     ir_value *y = concat(&u, (int)D, y_dir, 1), *yh = concat(&u, (int)D, h_dir, 0);
     ir_value *yc = gates == 4 ? concat(&u, (int)D, c_dir, 0) : NULL;
     if (r.layout) { /* Y [B, S, D, H]; Y_h and Y_c [B, D, H] */
-        y = transpose(&u, y, 4, (int64_t[]){2, 0, 1, 3});
-        yh = transpose(&u, yh, 3, (int64_t[]){1, 0, 2});
-        yc = yc ? transpose(&u, yc, 3, (int64_t[]){1, 0, 2}) : NULL;
+        y = gb_transpose(c, y, (int64_t[]){2, 0, 1, 3});
+        yh = gb_transpose(c, yh, (int64_t[]){1, 0, 2});
+        yc = yc ? gb_transpose(c, yc, (int64_t[]){1, 0, 2}) : NULL;
     }
     ir_value *values[3] = {y, yh, yc}, *seeds[3] = {0}, *wrt[8] = {0}, *grads[8] = {0};
     for (int k = 0; k < n->output_count && k < 3; k++)

@@ -17,6 +17,13 @@ ir_value *grad_zeros_like(grad_ctx *c, const ir_value *v) {
     return gb2(c, IR_OP_EXPAND, grad_zero_scalar(c, v), gb_i64s(c, v->type.rank, v->type.dims));
 }
 
+shape_ctx grad_shape_ctx(grad_ctx *c, const kiln_tensor **types) {
+    const ir_node *n = c->node;
+    for (int i = 0; i < n->input_count; i++)
+        types[i] = X(i) ? (X(i)->init ? X(i)->init : &X(i)->type) : NULL;
+    return (shape_ctx){.node = n, .in = types, .in_count = n->input_count, .d = c->d};
+}
+
 /* 1 where a == b, else 0, in a's dtype: which elements a max or min came from. */
 ir_value *grad_indicator(grad_ctx *c, ir_value *a, ir_value *b) {
     ir_node *cast = gb_begin(c, IR_OP_CAST, 1, (ir_value *[]){gb2(c, IR_OP_EQUAL, a, b)});
@@ -424,9 +431,7 @@ static kiln_status grad_transpose(grad_ctx *c) {
         int64_t to = p && p->count == rank ? p->ints[i] : rank - 1 - i; /* default: reversed */
         inverse[to] = i;
     }
-    ir_node *t = gb_begin(c, IR_OP_TRANSPOSE, 1, &DY);
-    gb_attr_ints(c, t, "perm", rank, inverse);
-    c->dx[0] = gb_done(c, t);
+    c->dx[0] = gb_transpose(c, DY, inverse);
     return c->st;
 }
 

@@ -14,6 +14,7 @@
 #define KILN_PASSES_GRAD_RULES_H
 
 #include "passes/autodiff.h"
+#include "passes/shape.h"
 
 #define X(i) (c->node->inputs[i])
 #define Y(i) (c->node->outputs[i])
@@ -35,6 +36,11 @@ void grad_normalize(grad_ctx *c, ir_value *x, int na, const int64_t *axes, doubl
  * inv * (g - mean(g) - xhat * mean(g * xhat)), the means over the normalized axes. */
 ir_value *grad_normalized_input(grad_ctx *c, ir_value *g, ir_value *xhat, ir_value *inv, int na,
                                 const int64_t *axes);
+
+/* The forward node as shape inference sees it, for the geometry helpers of passes/shape.h
+ * (windows, slices, pads, Resize, recurrences): types[i] gets input i's constant value
+ * where it has one, else its type (types holds the node's input_count entries). */
+shape_ctx grad_shape_ctx(grad_ctx *c, const kiln_tensor **types);
 
 /* grad_index.c */
 kiln_status grad_split(grad_ctx *c);
