@@ -33,47 +33,99 @@ typedef struct gemm_lowering {
     lir_expr *(*finish)(lower_ctx *c, lir_expr **oc, lir_expr *acc);
 } gemm_lowering;
 
+/* B's columns in tiles whose K x tile slice fits in L2 (256 KiB of it), visited outermost,
+ * so that every block of rows reuses the tile from cache instead of streaming all of B
+ * (1 MiB for a 256 x 1024 weight) once per block of GEMM_ROWS rows. n when B fits already
+ * or no multiple of 16 divides n. */
+static int64_t column_tile(int64_t k, int64_t n, int64_t esize) {
+    const int64_t budget = 256 << 10;
+    if (k * n * esize <= budget)
+        return n;
+    int64_t most = budget / (k * esize);
+    for (int64_t tile = most - most % 16; tile >= 16; tile -= 16)
+        if (n % tile == 0)
+            return tile;
+    return n;
+}
+
 static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
     const kiln_tensor *out = c->out_type[0];
     kiln_dtype t = lower_compute_type(out->dtype);
     int64_t rows = out->dims[g->row_dim];
     int block = rows < GEMM_ROWS ? (int)(rows > 0 ? rows : 1) : GEMM_ROWS;
-    kiln_tensor blocks = *out;
-    blocks.dims[g->row_dim] = (rows + block - 1) / block;
-    lir_expr *oc[KILN_MAX_RANK], *rc[GEMM_ROWS][KILN_MAX_RANK], *p;
+    int last = out->rank - 1;
+    int64_t n = out->dims[last], lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
+    int64_t tile = g->row_dim == last ? n : column_tile(g->depth, n, (int64_t)kiln_dtype_size(t));
+    /* two vectors of columns per lane loop: each A element loaded serves 2 x block
+     * accumulators, each B vector `block` of them (16 independent sums to hide the FMA
+     * latency, 10 loads per 16 FMAs where one vector took 9 per 8) */
+    int halves = g->row_dim != last && lanes >= 8 && tile % (2 * lanes) == 0 && block == GEMM_ROWS ? 2 : 1;
+    /* the nest: [N / tile if tiled, the output's dims but the last (rows in blocks),
+     * then tile / (2 lanes) pairs and the lanes, or the tile's columns] */
+    kiln_tensor nest = {.dtype = out->dtype};
+    bool tiled = tile < n;
+    if (tiled)
+        nest.dims[nest.rank++] = n / tile;
+    for (int d = 0; d < last; d++)
+        nest.dims[nest.rank++] = d == g->row_dim ? (rows + block - 1) / block : out->dims[d];
+    if (halves == 2)
+        nest.dims[nest.rank++] = tile / (2 * lanes), nest.dims[nest.rank++] = lanes;
+    else
+        nest.dims[nest.rank++] = tile;
+    if (nest.rank > KILN_MAX_RANK) { /* no room for the extra loops: one plain nest */
+        tiled = false, halves = 1, tile = n, nest = *out;
+        nest.dims[g->row_dim] = (rows + block - 1) / block;
+    }
+    lir_expr *nc[KILN_MAX_RANK], *oc[2][KILN_MAX_RANK], *rc[GEMM_ROWS][KILN_MAX_RANK], *p;
     lir_stmt *inner, *outer;
-    kiln_status st = lower_nest(c, &blocks, oc, &inner, &outer);
+    kiln_status st = lower_nest(c, &nest, nc, &inner, &outer);
     if (st)
         return st;
-    lir_expr *first = lir_binary(M, LIR_MUL, oc[g->row_dim], lir_int(M, block));
+    int at = tiled ? 1 : 0;
+    lir_expr *base = tiled ? lir_binary(M, LIR_MUL, nc[0], lir_int(M, tile)) : lir_int(M, 0);
+    for (int h = 0; h < halves; h++) { /* the output coordinates of each half's lane */
+        memcpy(oc[h], nc + at, sizeof(lir_expr *) * (size_t)last);
+        lir_expr *col = halves == 2 ? lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, nc[at + last], lir_int(M, 2 * lanes)),
+                                                 lir_binary(M, LIR_ADD, lir_int(M, h * lanes), nc[at + last + 1]))
+                                    : nc[at + last];
+        oc[h][last] = lir_binary(M, LIR_ADD, base, col);
+    }
+    lir_expr *first = lir_binary(M, LIR_MUL, oc[0][g->row_dim], lir_int(M, block));
     lir_stmt *body = lir_seq(M), *k_loop = loop(c, "p", g->depth, body, &p);
-    int acc[GEMM_ROWS], bv = lower_var(c, "b", t);
-    for (int r = 0; r < block; r++) { /* row r of the block, clamped to the last row for loads */
-        memcpy(rc[r], oc, sizeof(lir_expr *) * (size_t)out->rank);
-        rc[r][g->row_dim] = lir_binary(M, LIR_MIN, lir_binary(M, LIR_ADD, first, lir_int(M, r)), lir_int(M, rows - 1));
-        acc[r] = lower_var(c, "acc", t);
-        if (!lir_seq_push(M, inner, lir_let(M, acc[r], num(c, t, 0))))
+    int acc[2][GEMM_ROWS], bv[2];
+    for (int h = 0; h < halves; h++) {
+        bv[h] = lower_var(c, "b", t);
+        for (int r = 0; r < block; r++) { /* row r of the block, clamped to the last row for loads */
+            memcpy(rc[r], oc[h], sizeof(lir_expr *) * (size_t)out->rank);
+            rc[r][g->row_dim] = lir_binary(M, LIR_MIN, lir_binary(M, LIR_ADD, first, lir_int(M, r)), lir_int(M, rows - 1));
+            acc[h][r] = lower_var(c, "acc", t);
+            if (!lir_seq_push(M, inner, lir_let(M, acc[h][r], num(c, t, 0))))
+                return lower_oom(c);
+        }
+        if (!lir_seq_push(M, body, lir_let(M, bv[h], g->b_at(c, rc[0], p))))
             return lower_oom(c);
     }
-    if (!lir_seq_push(M, body, lir_let(M, bv, g->b_at(c, rc[0], p))))
-        return lower_oom(c);
     for (int r = 0; r < block; r++) {
-        lir_expr *sum = lir_fma(M, g->a_at(c, rc[r], p), lir_var_ref(M, c->k, bv), lir_var_ref(M, c->k, acc[r]));
-        if (!lir_seq_push(M, body, lir_assign(M, acc[r], sum)))
-            return lower_oom(c);
+        lir_expr *a = g->a_at(c, rc[r], p); /* the same for both halves: the row's element */
+        for (int h = 0; h < halves; h++) {
+            lir_expr *sum = lir_fma(M, a, lir_var_ref(M, c->k, bv[h]), lir_var_ref(M, c->k, acc[h][r]));
+            if (!lir_seq_push(M, body, lir_assign(M, acc[h][r], sum)))
+                return lower_oom(c);
+        }
     }
     if (!lir_seq_push(M, inner, k_loop))
         return lower_oom(c);
-    for (int r = 0; r < block; r++) {
-        lir_expr *row = lir_binary(M, LIR_ADD, first, lir_int(M, r)), *at[KILN_MAX_RANK];
-        memcpy(at, oc, sizeof(lir_expr *) * (size_t)out->rank);
-        at[g->row_dim] = row;
-        lir_stmt *store = lower_store_out(c, at, g->finish(c, at, lir_var_ref(M, c->k, acc[r])));
-        if (store && rows % block) /* a partial last block */
-            store = lir_if(M, lir_binary(M, LIR_LT, row, lir_int(M, rows)), store, NULL);
-        if (!lir_seq_push(M, inner, store))
-            return lower_oom(c);
-    }
+    for (int h = 0; h < halves; h++)
+        for (int r = 0; r < block; r++) {
+            lir_expr *row = lir_binary(M, LIR_ADD, first, lir_int(M, r)), *where[KILN_MAX_RANK];
+            memcpy(where, oc[h], sizeof(lir_expr *) * (size_t)out->rank);
+            where[g->row_dim] = row;
+            lir_stmt *store = lower_store_out(c, where, g->finish(c, where, lir_var_ref(M, c->k, acc[h][r])));
+            if (store && rows % block) /* a partial last block */
+                store = lir_if(M, lir_binary(M, LIR_LT, row, lir_int(M, rows)), store, NULL);
+            if (!lir_seq_push(M, inner, store))
+                return lower_oom(c);
+        }
     return lower_emit(c, outer);
 }
 
