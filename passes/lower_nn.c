@@ -267,7 +267,8 @@ enum { CONV_CHANNELS = 16 };
  * stride s > 1 along the last axis, that axis is stored split by phase, [..., s, W'/s]
  * (padded column w at [w % s, w / s]), so that the conv's loads, at columns o * s + tap,
  * move by one element as o does (vector loads, where a strided read would gather). */
-static kiln_status pad_input(lower_ctx *c, const shape_window *w, int64_t split, lir_buffer **xp, kiln_tensor *shape) {
+static kiln_status pad_input(lower_ctx *c, const shape_window *w, int64_t split, int64_t slack, lir_buffer **xp,
+                             kiln_tensor *shape) {
     const kiln_tensor *x = c->in_type[0];
     int last = x->rank - 1;
     *shape = *x;
@@ -278,7 +279,7 @@ static kiln_status pad_input(lower_ctx *c, const shape_window *w, int64_t split,
         shape->dims[last + 1] = (shape->dims[last] + split - 1) / split;
         shape->dims[last] = split;
     }
-    if (!(*xp = lir_local(M, c->k, "x_padded", x->dtype, kiln_tensor_count(shape))))
+    if (!(*xp = lir_local(M, c->k, "x_padded", x->dtype, kiln_tensor_count(shape) + slack)))
         return lower_oom(c);
     lir_expr *pc[KILN_MAX_RANK + 1], *xc[KILN_MAX_RANK], *inside = NULL;
     lir_stmt *inner, *outer;
@@ -327,7 +328,7 @@ static kiln_status conv_flat(lower_ctx *c, const shape_window *w, int block) {
     int64_t channels = out->dims[1], cin = x->dims[1], h = out->dims[2], wd = out->dims[3];
     lir_buffer *xp;
     kiln_tensor xs;
-    kiln_status st = pad_input(c, w, 1, &xp, &xs);
+    kiln_status st = pad_input(c, w, 1, 0, &xp, &xs);
     if (st)
         return st;
     int64_t hp = xs.dims[2], wp = xs.dims[3], flat = (h - 1) * wp + wd;
@@ -398,76 +399,108 @@ kiln_status lower_conv(lower_ctx *c) {
     if (st)
         return st;
     int64_t group = ir_attr_int(c->node, "group"), cin_g = x->dims[1] / group, cout_g = wt->dims[0] / group;
-    int64_t channels = out->dims[1];
+    int64_t channels = out->dims[1], lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
     int block = group != 1 || channels < 2 ? 1 : channels < CONV_CHANNELS ? (int)channels : CONV_CHANNELS;
-    if (group == 1 && c->m->vector_bits && flat_conv_pays(&w, out, c->m->vector_bits / (8 * (int)kiln_dtype_size(t))))
+    if (group == 1 && c->m->vector_bits && flat_conv_pays(&w, out, (int)lanes))
         return conv_flat(c, &w, block);
+    int last = x->rank - 1;
+    int64_t ow_count = out->dims[last];
+    /* wide rows: two vectors of output columns per lane loop and half the channels, so
+     * each weight loaded serves two columns (as in the GEMM); the padded copy gets slack
+     * past its end for the columns of the last pair that lie past the row */
+    int halves = group == 1 && lanes >= 8 && channels >= CONV_CHANNELS / 2 && ow_count >= 3 * lanes / 2 &&
+                 out->rank < KILN_MAX_RANK ? 2 : 1;
+    if (halves == 2)
+        block = CONV_CHANNELS / 2;
     kiln_tensor blocks = *out;
     blocks.dims[1] = (channels + block - 1) / block;
-    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *ci, *co[CONV_CHANNELS];
+    if (halves == 2) { /* [..., pairs, lanes] for the last axis */
+        blocks.rank = out->rank + 1;
+        blocks.dims[last] = (ow_count + 2 * lanes - 1) / (2 * lanes);
+        blocks.dims[last + 1] = lanes;
+    }
+    lir_expr *nc[KILN_MAX_RANK], *oc[2][KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *ci;
     lir_stmt *inner, *outer;
-    if ((st = lower_nest(c, &blocks, oc, &inner, &outer)))
+    if ((st = lower_nest(c, &blocks, nc, &inner, &outer)))
         return st;
+    for (int h = 0; h < halves; h++) {
+        memcpy(oc[h], nc, sizeof(lir_expr *) * (size_t)out->rank);
+        if (halves == 2)
+            oc[h][last] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, nc[last], lir_int(M, 2 * lanes)),
+                                     lir_binary(M, LIR_ADD, lir_int(M, h * lanes), nc[last + 1]));
+    }
     bool pads = false;
     for (int d = 0; d < w.spatial; d++)
         pads |= w.pad_begin[d] > 0 || w.pad_end[d] > 0;
-    int last = x->rank - 1;
     int64_t split = w.stride[w.spatial - 1];
     lir_buffer *xp = NULL;
     kiln_tensor xp_shape;
-    if ((pads || split > 1) && (st = pad_input(c, &w, split, &xp, &xp_shape)))
+    if ((pads || split > 1 || halves == 2) &&
+        (st = pad_input(c, &w, split, halves == 2 ? 2 * lanes * w.stride[w.spatial - 1] : 0, &xp, &xp_shape)))
         return st;
-    lir_expr *first = lir_binary(M, LIR_MUL, oc[1], lir_int(M, block));
+    lir_expr *first = lir_binary(M, LIR_MUL, oc[0][1], lir_int(M, block));
     lir_stmt *body = lir_seq(M), *take = lir_seq(M);
-    lir_stmt *kernel_loops = window_loops(c, &w, oc, ic, kc, NULL, body); /* no bounds checks: see above */
+    lir_stmt *kernel_loops = window_loops(c, &w, oc[0], ic, kc, NULL, body); /* no bounds checks: see above */
     lir_stmt *ci_loop = loop(c, "ci", cin_g, seq1(c, kernel_loops), &ci);
     if (xp) /* positions in the padded copy: every one inside it */
         for (int d = 0; d < w.spatial; d++)
             ic[d + 2] = lir_binary(M, LIR_ADD, ic[d + 2], lir_int(M, w.pad_begin[d]));
     /* x[n, g * cin_g + ci, pos...] * w[m, ci, k...] with g = m / cout_g (one group: g = 0) */
-    ic[0] = oc[0];
+    ic[0] = oc[0][0];
     ic[1] = block > 1 ? ci : lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_DIV, first, lir_int(M, cout_g)),
                                                                 lir_int(M, cin_g)), ci);
-    int xv = lower_var(c, "x", t), acc[CONV_CHANNELS];
-    lir_expr *xic[KILN_MAX_RANK + 1];
-    memcpy(xic, ic, sizeof(lir_expr *) * (size_t)x->rank);
-    if (split > 1) { /* padded column o * s + tap: phase tap % s, position o + tap / s */
-        lir_expr *tap = lir_binary(M, LIR_MUL, kc[w.spatial - 1], lir_int(M, w.dilation[w.spatial - 1]));
-        xic[last] = lir_binary(M, LIR_REM, tap, lir_int(M, split));
-        xic[last + 1] = lir_binary(M, LIR_ADD, oc[last], lir_binary(M, LIR_DIV, tap, lir_int(M, split)));
+    int xv[2], acc[2][CONV_CHANNELS];
+    lir_expr *tap = lir_binary(M, LIR_MUL, kc[w.spatial - 1], lir_int(M, w.dilation[w.spatial - 1]));
+    for (int h = 0; h < halves; h++) {
+        lir_expr *xic[KILN_MAX_RANK + 1];
+        memcpy(xic, ic, sizeof(lir_expr *) * (size_t)x->rank);
+        /* the padded column o * s + tap of this half's output column o */
+        lir_expr *col = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[h][last], lir_int(M, split)), tap);
+        if (split > 1) { /* split by phase: phase tap % s, position o + tap / s */
+            xic[last] = lir_binary(M, LIR_REM, tap, lir_int(M, split));
+            xic[last + 1] = lir_binary(M, LIR_ADD, oc[h][last], lir_binary(M, LIR_DIV, tap, lir_int(M, split)));
+        } else if (xp) {
+            xic[last] = col;
+        }
+        xv[h] = lower_var(c, "x", t);
+        lir_expr *xval = xp ? lir_cast(M, t, lir_load(M, xp, lower_index(c, &xp_shape, xic, xp_shape.rank))) : read(c, 0, ic);
+        if (!take || !lir_seq_push(M, take, lir_let(M, xv[h], xval)))
+            return lower_oom(c);
     }
-    lir_expr *xval = xp ? lir_cast(M, t, lir_load(M, xp, lower_index(c, &xp_shape, xic, xp_shape.rank))) : read(c, 0, ic);
-    if (!take || !lir_seq_push(M, take, lir_let(M, xv, xval)))
-        return lower_oom(c);
     for (int r = 0; r < block; r++) {
-        co[r] = lir_binary(M, LIR_MIN, lir_binary(M, LIR_ADD, first, lir_int(M, r)), lir_int(M, channels - 1));
-        lir_expr *wc[KILN_MAX_RANK] = {co[r], ci};
+        lir_expr *co = lir_binary(M, LIR_MIN, lir_binary(M, LIR_ADD, first, lir_int(M, r)), lir_int(M, channels - 1));
+        lir_expr *wc[KILN_MAX_RANK] = {co, ci};
         for (int d = 0; d < w.spatial; d++)
             wc[d + 2] = kc[d];
-        acc[r] = lower_var(c, "acc", t);
-        lir_expr *sum = lir_fma(M, lir_var_ref(M, c->k, xv), read(c, 1, wc), lir_var_ref(M, c->k, acc[r]));
-        lir_expr *init = num(c, t, 0);
-        if (c->node->input_count > 2 && c->in[2]) {
-            lir_expr *bc[1] = {co[r]};
-            init = read(c, 2, bc);
+        lir_expr *weight = read(c, 1, wc), *init = num(c, t, 0);
+        if (c->node->input_count > 2 && c->in[2])
+            init = read(c, 2, (lir_expr *[]){co});
+        for (int h = 0; h < halves; h++) {
+            acc[h][r] = lower_var(c, "acc", t);
+            lir_expr *sum = lir_fma(M, lir_var_ref(M, c->k, xv[h]), weight, lir_var_ref(M, c->k, acc[h][r]));
+            if (!lir_seq_push(M, take, lir_assign(M, acc[h][r], sum)) || !lir_seq_push(M, inner, lir_let(M, acc[h][r], init)))
+                return lower_oom(c);
         }
-        if (!lir_seq_push(M, take, lir_assign(M, acc[r], sum)) ||
-            !lir_seq_push(M, inner, lir_let(M, acc[r], init)))
-            return lower_oom(c);
     }
     /* without padding every window position is inside the input; with it, inside the copy */
     if (!lir_seq_push(M, body, take) || !lir_seq_push(M, inner, ci_loop))
         return lower_oom(c);
-    for (int r = 0; r < block; r++) {
-        lir_expr *ch = lir_binary(M, LIR_ADD, first, lir_int(M, r)), *at[KILN_MAX_RANK];
-        memcpy(at, oc, sizeof(lir_expr *) * (size_t)out->rank);
-        at[1] = ch;
-        lir_stmt *store = lower_store_out(c, at, lir_var_ref(M, c->k, acc[r]));
-        if (store && channels % block)
-            store = lir_if(M, lir_binary(M, LIR_LT, ch, lir_int(M, channels)), store, NULL);
-        if (!lir_seq_push(M, inner, store))
-            return lower_oom(c);
-    }
+    for (int h = 0; h < halves; h++)
+        for (int r = 0; r < block; r++) {
+            lir_expr *ch = lir_binary(M, LIR_ADD, first, lir_int(M, r)), *at[KILN_MAX_RANK];
+            memcpy(at, oc[h], sizeof(lir_expr *) * (size_t)out->rank);
+            at[1] = ch;
+            lir_stmt *store = lower_store_out(c, at, lir_var_ref(M, c->k, acc[h][r]));
+            lir_expr *keep = channels % block ? lir_binary(M, LIR_LT, ch, lir_int(M, channels)) : NULL;
+            if (halves == 2 && ow_count % (2 * lanes)) { /* the last pair's columns past the row */
+                lir_expr *in_row = lir_binary(M, LIR_LT, at[last], lir_int(M, ow_count));
+                keep = keep ? lir_binary(M, LIR_AND, keep, in_row) : in_row;
+            }
+            if (store && keep)
+                store = lir_if(M, keep, seq1(c, store), NULL);
+            if (!lir_seq_push(M, inner, store))
+                return lower_oom(c);
+        }
     return lower_emit(c, outer);
 }
 

@@ -339,6 +339,11 @@ static void test_random_conv_pool(void **state) {
         snprintf(body, sizeof body, "%%y = Conv(%%a, %%b) {pads = [%d, %d, %d, %d], strides = [%d, %d], dilations = [%d, %d]}",
                  uniform(2), uniform(2), uniform(2), uniform(2), 1 + uniform(3), 1 + uniform(3), 1 + uniform(2), 1 + uniform(2));
         differential(body, 4, x, 4, wt);
+        /* wide rows (two vectors of columns per lane loop, 8 channels): 24 to 73 columns */
+        int64_t xw[4] = {1, c, 3 + uniform(3), 24 + uniform(50)}, ww[4] = {8 + uniform(13), c, k, k};
+        snprintf(body, sizeof body, "%%y = Conv(%%a, %%b) {pads = [%d, %d, %d, %d], strides = [1, %d]}",
+                 uniform(2), uniform(2), uniform(2), uniform(2), 1 + uniform(2));
+        differential(body, 4, xw, 4, ww);
         int64_t x1[3] = {x[0], c, 7 + uniform(20)}, w1[3] = {wt[0], c, k};
         snprintf(body, sizeof body, "%%y = Conv(%%a, %%b) {strides = [%d], pads = [%d, %d]}", 1 + uniform(3), uniform(2), uniform(2));
         differential(body, 3, x1, 3, w1);
