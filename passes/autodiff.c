@@ -313,9 +313,8 @@ kiln_status gb_vjp(grad_ctx *c, int first, int seed_count, ir_value *const *valu
             grad_of[values[i]->id] = seeds[i];
         }
     reach(nodes, count, from, to);
-    grad_ctx sub = {.g = g, .d = c->d, .base = c->node ? NULL : c->base};
-    const ir_node *outer = c->node;
-    sub.node = outer; /* names the new nodes after the node being differentiated */
+    /* the new nodes are named after the node being differentiated (or the caller's base) */
+    grad_ctx sub = {.g = g, .d = c->d, .base = c->base, .node = c->node};
     walk(&sub, nodes, count, grad_of, from, to);
     for (int i = 0; i < wrt_count; i++)
         grads[i] = wrt[i] && !sub.st ? grad_of[wrt[i]->id] : NULL;
@@ -330,34 +329,17 @@ kiln_status autodiff(ir_graph *g, ir_value *loss, ir_value *const *wrt, int wrt_
     grad_ctx c = {.g = g, .d = d};
     if (!ir_dtype_is_float(loss->type.dtype) || ir_type_count(&loss->type) != 1)
         return diag_error(d, loss->loc, KILN_ERR_INVALID, "the loss '%s' must be a single float value", loss->name);
-    int values = g->value_ids, nodes = g->node_count;
-    bool *from = calloc((size_t)values + 1, 1), *to = calloc((size_t)values + 1, 1);
-    ir_value **grad_of = calloc((size_t)values + 1, sizeof *grad_of);
-    ir_node **forward = malloc(sizeof *forward * ((size_t)nodes + 1));
-    if (!from || !to || !grad_of || !forward) {
-        free(from), free(to), free(grad_of), free(forward);
-        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
-    }
-    memcpy(forward, g->nodes, sizeof *forward * (size_t)nodes); /* the rules append nodes */
-    for (int i = 0; i < wrt_count; i++)
-        from[wrt[i]->id] = true;
-    to[loss->id] = true;
-    reach(forward, nodes, from, to);
-    {
-        /* the seed: d loss / d loss = 1, in the loss's type */
-        ir_value *one = gb_scalar(&c, loss->type.dtype, 1.0);
-        grad_of[loss->id] = loss->type.rank ? gb_reshape(&c, one, &loss->type) : one;
-    }
-    walk(&c, forward, nodes, grad_of, from, to);
-    for (int i = 0; i < wrt_count && !c.st; i++) {
-        grads[i] = grad_of[wrt[i]->id];
+    /* the seed, d loss / d loss = 1 in the loss's type; then the whole graph's VJP */
+    ir_value *one = gb_scalar(&c, loss->type.dtype, 1.0);
+    ir_value *seed = loss->type.rank ? gb_reshape(&c, one, &loss->type) : one;
+    if (gb_vjp(&c, 0, 1, &loss, &seed, wrt_count, wrt, grads))
+        return c.st;
+    for (int i = 0; i < wrt_count && !c.st; i++)
         if (!grads[i]) { /* the loss does not depend on it */
             ir_value *zero = gb_scalar(&c, wrt[i]->type.dtype, 0.0);
             ir_node *e = gb_begin(&c, IR_OP_EXPAND, 2,
                                   (ir_value *[]){zero, gb_i64s(&c, wrt[i]->type.rank, wrt[i]->type.dims)});
             grads[i] = gb_done(&c, e);
         }
-    }
-    free(from), free(to), free(grad_of), free(forward);
     return c.st;
 }
