@@ -843,6 +843,102 @@ kiln_status lower_batch_norm(lower_ctx *c) {
     return lower_emit(c, outer);
 }
 
+/* One lane-partial pass over a row (see reduce_lanes): `part` (w elements at `base`) starts
+ * at `start`, then for j = blk * w + lane < len, part[base + lane] = op(part, value(j)), with
+ * `extra` (if any) run first at each such j. *j receives the element index. Returns the
+ * statements, ending with the fold of the w partials in order into scalar `acc` (declared). */
+typedef lir_expr *(*lane_value_fn)(lower_ctx *c, lir_expr *j, lir_stmt *body, void *arg);
+static lir_stmt *lane_pass(lower_ctx *c, lir_buffer *part, lir_expr *base, int64_t len, int64_t w, lir_op op,
+                           lir_expr *start, lane_value_fn value, void *arg, int acc) {
+    lir_expr *lane, *blk, *lane2, *lane3;
+    lir_stmt *s = lir_seq(M), *init_body = lir_seq(M), *blk_body = lir_seq(M), *lane_body = lir_seq(M),
+             *fold_body = lir_seq(M);
+    if (!s || !init_body || !blk_body || !lane_body || !fold_body)
+        return NULL;
+    lir_stmt *init_loop = loop(c, "lane", w, init_body, &lane), *blk_loop = loop(c, "block", (len + w - 1) / w, blk_body, &blk);
+    lir_stmt *lane_loop = loop(c, "lane", w, lane_body, &lane2), *fold_loop = loop(c, "lane", w, fold_body, &lane3);
+    if (!init_loop || !blk_loop || !lane_loop || !fold_loop)
+        return NULL;
+    lir_expr *j = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, blk, lir_int(M, w)), lane2);
+    lir_stmt *body = len % w ? lir_seq(M) : lane_body; /* the last block's lanes past the row: masked off */
+    lir_expr *at = lir_binary(M, LIR_ADD, base, lane2), *v = body ? value(c, j, body, arg) : NULL;
+    if (!v || !lir_seq_push(M, body, lir_store(M, part, at, lir_binary(M, op, lir_load(M, part, at), v))) ||
+        (len % w && !lir_seq_push(M, lane_body, lir_if(M, lir_binary(M, LIR_LT, j, lir_int(M, len)), body, NULL))) ||
+        !lir_seq_push(M, init_body, lir_store(M, part, lir_binary(M, LIR_ADD, base, lane), start)) ||
+        !lir_seq_push(M, blk_body, lane_loop) || !lir_seq_push(M, s, init_loop) || !lir_seq_push(M, s, blk_loop) ||
+        !lir_seq_push(M, s, lir_let(M, acc, start)) ||
+        !lir_seq_push(M, fold_body, lir_assign(M, acc, lir_binary(M, op, lir_var_ref(M, c->k, acc),
+                                                                 lir_load(M, part, lir_binary(M, LIR_ADD, base, lane3))))) ||
+        !lir_seq_push(M, s, fold_loop))
+        return NULL;
+    return s;
+}
+
+/* Softmax over a contiguous last axis, each pass a vector loop of lane partials: the max,
+ * then exp(x - max) stored in the output as the partial sums add it up (Softmax; for
+ * LogSoftmax only summed), then the output scaled by 1 / sum (or x - max - log(sum)). Used
+ * when the output holds the compute type, so the stored exponentials lose nothing. */
+typedef struct softmax_row {
+    lir_expr **xc;
+    int axis, mx;
+    bool store; /* Softmax: keep exp(x - max) in the output */
+    const kiln_tensor *x;
+} softmax_row;
+
+static lir_expr *softmax_at(lower_ctx *c, softmax_row *r, lir_expr *j) {
+    r->xc[r->axis] = j;
+    return lower_index(c, r->x, r->xc, r->x->rank);
+}
+
+static lir_expr *row_max_value(lower_ctx *c, lir_expr *j, lir_stmt *body, void *arg) {
+    (void)body;
+    return lir_load(M, c->in[0], softmax_at(c, arg, j));
+}
+
+static lir_expr *row_exp_value(lower_ctx *c, lir_expr *j, lir_stmt *body, void *arg) {
+    softmax_row *r = arg;
+    lir_expr *at = softmax_at(c, r, j);
+    lir_expr *e = lir_call(M, LIR_EXP, lir_binary(M, LIR_SUB, lir_load(M, c->in[0], at), lir_var_ref(M, c->k, r->mx)), NULL);
+    if (!r->store)
+        return e;
+    int ev = lower_var(c, "e", r->x->dtype);
+    if (!lir_seq_push(M, body, lir_let(M, ev, e)) || !lir_seq_push(M, body, lir_store(M, c->out[0], at, lir_var_ref(M, c->k, ev))))
+        return NULL;
+    return lir_var_ref(M, c->k, ev);
+}
+
+static kiln_status softmax_lanes(lower_ctx *c, bool log_out, int axis, int64_t w) {
+    const kiln_tensor *x = c->in_type[0];
+    kiln_tensor rows = *x;
+    rows.dims[axis] = 1;
+    int64_t len = x->dims[axis];
+    lir_expr *oc[KILN_MAX_RANK], *xc[KILN_MAX_RANK], *j;
+    lir_stmt *inner, *outer, *b3 = lir_seq(M);
+    kiln_status st;
+    if ((st = lower_nest(c, &rows, oc, &inner, &outer)))
+        return st;
+    memcpy(xc, oc, sizeof(lir_expr *) * (size_t)x->rank);
+    lir_buffer *part = lir_local(M, c->k, "partial", x->dtype, ir_type_count(&rows) * w);
+    lir_expr *base = part ? lir_binary(M, LIR_MUL, lower_index(c, &rows, oc, rows.rank), lir_int(M, w)) : NULL;
+    int mx = lower_var(c, "max", x->dtype), sum = lower_var(c, "sum", x->dtype);
+    softmax_row r = {xc, axis, mx, !log_out, x};
+    lir_stmt *l3 = b3 ? loop(c, "j", len, b3, &j) : NULL;
+    if (!base || !l3)
+        return lower_oom(c);
+    lir_stmt *p1 = lane_pass(c, part, base, len, w, LIR_MAX, num(c, x->dtype, -INFINITY), row_max_value, &r, mx);
+    lir_stmt *p2 = lane_pass(c, part, base, len, w, LIR_ADD, num(c, x->dtype, 0), row_exp_value, &r, sum);
+    if (!p1 || !p2)
+        return lower_oom(c);
+    lir_expr *at = softmax_at(c, &r, j);
+    lir_expr *y = log_out ? lir_binary(M, LIR_SUB, lir_binary(M, LIR_SUB, lir_load(M, c->in[0], at), lir_var_ref(M, c->k, mx)),
+                                       lir_call(M, LIR_LOG, lir_var_ref(M, c->k, sum), NULL))
+                          : lir_binary(M, LIR_MUL, lir_load(M, c->out[0], at),
+                                       lir_binary(M, LIR_DIV, num(c, x->dtype, 1), lir_var_ref(M, c->k, sum)));
+    if (!lir_seq_push(M, inner, p1) || !lir_seq_push(M, inner, p2) || !lir_seq_push(M, b3, lir_store(M, c->out[0], at, y)) || !lir_seq_push(M, inner, l3))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
 /* Softmax along one axis: per row, the max, the sum of exponentials, then the outputs. */
 static kiln_status softmax(lower_ctx *c, bool log_out) {
     const kiln_tensor *x = c->in_type[0];
@@ -852,6 +948,10 @@ static kiln_status softmax(lower_ctx *c, bool log_out) {
     kiln_status st = shape_axis(&s, ir_attr_int(c->node, "axis"), x->rank, "axis", &axis);
     if (st)
         return st;
+    int64_t lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
+    if (x->rank && axis == x->rank - 1 && t == x->dtype && ir_dtype_is_float(t) && lanes >= 4 &&
+        x->dims[axis] >= lanes / 2 && ir_type_count(x) / x->dims[axis] * lanes <= (1 << 20))
+        return softmax_lanes(c, log_out, axis, lanes);
     kiln_tensor rows = *x;
     if (x->rank)
         rows.dims[axis] = 1;

@@ -326,6 +326,11 @@ static void test_random_reductions_softmax_transpose(void **state) {
         differential(body, rank, a, 0, NULL);
         differential("%y = Transpose(%a)", rank, a, 0, NULL);
     }
+    /* softmax over a long last axis: lane-partial passes, a row not a multiple of the lanes */
+    for (int trial = 0; trial < 8; trial++) {
+        int64_t a[3] = {1 + uniform(3), 1 + uniform(9), 8 + uniform(133)};
+        differential(trial % 2 ? "%y = Softmax(%a) {axis = -1}" : "%y = LogSoftmax(%a) {axis = 2}", 3, a, 0, NULL);
+    }
 }
 
 static void test_random_conv_pool(void **state) {
