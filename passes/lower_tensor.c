@@ -67,7 +67,57 @@ static kiln_status transpose_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, l
     }
     return KILN_OK;
 }
-kiln_status lower_transpose(lower_ctx *c) { return lower_gather_map(c, transpose_index, NULL, NULL); }
+/* A transpose that moves the input's contiguous axis away from the output's last one
+ * reads each output row's elements from as many input rows, a cache line each (8 KiB
+ * apart for attention's K, the same cache set every time). Tiled instead: the output's
+ * last axis in tiles of TILE (a vector), and inside a tile the loop over the output axis
+ * that the input's last one became, so the TILE input lines a tile reads serve all the
+ * elements in them before they leave L1. 8, not a full 16-lane vector: input rows a
+ * power of two apart share one L1 set, and 16 lines overflow its 12 ways (16: 0.23 ms for
+ * the Transformer's K, 8: 0.13 ms; untiled 0.73 ms). */
+enum { TRANSPOSE_TILE = 8 };
+
+static kiln_status transpose_tiled(lower_ctx *c, int q) {
+    const kiln_tensor *out = c->out_type[0], *x = c->in_type[0];
+    int rank = out->rank, last = rank - 1;
+    int64_t n = out->dims[last], tiles = (n + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE;
+    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *tile, *lane;
+    lir_stmt *body = lir_seq(M), *lane_body = lir_seq(M);
+    if (!body || !lane_body)
+        return lower_oom(c);
+    lir_stmt *lanes = lower_loop(c, "lane", TRANSPOSE_TILE, lane_body, &lane), *nest = lanes;
+    nest = nest && lir_seq_push(M, body, nest) ? lower_loop(c, "q", out->dims[q], body, &oc[q]) : NULL;
+    nest = nest ? lower_loop(c, "tile", tiles, lower_seq1(c, nest), &tile) : NULL;
+    for (int d = last - 1; nest && d >= 0; d--)
+        if (d != q)
+            nest = lower_loop(c, "i", out->dims[d], lower_seq1(c, nest), &oc[d]);
+    if (!nest)
+        return lower_oom(c);
+    lower_parallel(nest);
+    oc[last] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, tile, lir_int(M, TRANSPOSE_TILE)), lane);
+    kiln_status st = transpose_index(c, oc, ic, NULL, NULL);
+    if (st)
+        return st;
+    lir_stmt *store = lir_store(M, c->out[0], lower_index(c, out, oc, rank), lir_load(M, c->in[0], lower_index(c, x, ic, rank)));
+    if (n % TRANSPOSE_TILE) /* the last tile's lanes past the row: masked off */
+        store = lir_if(M, lir_binary(M, LIR_LT, oc[last], lir_int(M, n)), lower_seq1(c, store), NULL);
+    if (!store || !lir_seq_push(M, lane_body, store))
+        return lower_oom(c);
+    return lower_emit(c, nest);
+}
+
+kiln_status lower_transpose(lower_ctx *c) {
+    const kiln_tensor *x = c->in_type[0];
+    int rank = x->rank, q = -1;
+    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK];
+    for (int d = 0; d < rank; d++) /* q: which output axis the input's last one became */
+        oc[d] = lir_int(M, d);
+    if (rank >= 2 && transpose_index(c, oc, ic, NULL, NULL) == KILN_OK && ic[rank - 1])
+        q = (int)ic[rank - 1]->i;
+    if (q >= 0 && q != rank - 1 && c->out_type[0]->dims[rank - 1] >= TRANSPOSE_TILE / 2 && x->dims[rank - 1] >= 4)
+        return transpose_tiled(c, q);
+    return lower_gather_map(c, transpose_index, NULL, NULL);
+}
 
 static kiln_status expand_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **pad, void *arg) {
     (void)arg, (void)pad;

@@ -330,6 +330,10 @@ static void test_random_reductions_softmax_transpose(void **state) {
     for (int trial = 0; trial < 8; trial++) {
         int64_t a[3] = {1 + uniform(3), 1 + uniform(9), 8 + uniform(133)};
         differential(trial % 2 ? "%y = Softmax(%a) {axis = -1}" : "%y = LogSoftmax(%a) {axis = 2}", 3, a, 0, NULL);
+        /* tiled transposes: the input's last axis goes elsewhere, rows not a multiple of the tile */
+        int64_t b[4] = {1 + uniform(3), 4 + uniform(40), 4 + uniform(40), 1 + uniform(3)};
+        differential(trial % 2 ? "%y = Transpose(%a) {perm = [0, 2, 1]}" : "%y = Transpose(%a) {perm = [2, 0, 1]}", 3, b + 1, 0, NULL);
+        differential("%y = Transpose(%a) {perm = [1, 3, 0, 2]}", 4, b, 0, NULL);
     }
 }
 
