@@ -13,6 +13,11 @@
  *   shape takes that node as its epilogue, applied to the accumulator before the store;
  *   the chain goes on while each value has one reader of that shape. The fused kernel
  *   runs where the chain's last node was, when every other input of the chain is ready.
+ * - Attention as PyTorch exports it, Softmax(scale * Q x KT [+ mask]) x V along the last
+ *   axis, each value between read only by the next node, is one kernel (the P x V MatMul's;
+ *   lower_attention.c) that never stores the scores whole. Its inputs are loaded whole,
+ *   not inlined. Where its scratch per batch would pass ATTENTION_SCRATCH_MAX elements,
+ *   the nodes run unfused.
  * - A value that is a graph output, or has several readers, is materialized once (the
  *   cost rule that keeps recomputation bounded). One elementwise reader that reads it in
  *   several slots (x * x) counts as one: the value is inlined into each slot, and the code
@@ -80,7 +85,10 @@ void fuse_plan_free(fusion_plan *p) {
     if (p->chain)
         for (int i = 0; i < p->node_ids; i++)
             free(p->chain[i]);
-    free(p->role), free(p->host), free(p->chain), free(p->chain_count), free(p->why);
+    if (p->attention)
+        for (int i = 0; i < p->node_ids; i++)
+            free(p->attention[i]);
+    free(p->role), free(p->host), free(p->chain), free(p->chain_count), free(p->why), free(p->attention);
     *p = (fusion_plan){0};
 }
 
@@ -90,6 +98,94 @@ typedef struct use {
     int slots; /* how many of that reader's inputs it is (x * x: 2) */
 } use;
 
+static bool one_reader(const use *uses, const ir_value *v, const ir_node *r) {
+    return v && uses[v->id].count == 1 && uses[v->id].slots == 1 && uses[v->id].reader == r;
+}
+
+static const ir_node *made_by(const ir_value *v, ir_op op) {
+    return v && v->producer && v->producer->op == op ? v->producer : NULL;
+}
+
+/* A float constant holding one element. */
+static bool scalar_const(const ir_value *v, double *out) {
+    const kiln_tensor *t = v ? v->init : NULL;
+    if (!t || !t->data || ir_type_count(t) != 1 || (t->dtype != KILN_F32 && t->dtype != KILN_F64))
+        return false;
+    *out = t->dtype == KILN_F32 ? (double)((const float *)t->data)[0] : ((const double *)t->data)[0];
+    return true;
+}
+
+/* Whether v is Q x KT, or that times (divided by) a scalar constant: the scores side of
+ * the mask's Add. */
+static bool scores_side(const ir_value *v) {
+    const ir_node *n = v ? v->producer : NULL;
+    double k;
+    if (n && (n->op == IR_OP_MUL || n->op == IR_OP_DIV))
+        for (int i = 0; i < 2; i++)
+            if ((n->op == IR_OP_MUL || i == 1) && scalar_const(n->inputs[i], &k))
+                return made_by(n->inputs[1 - i], IR_OP_MATMUL);
+    return made_by(v, IR_OP_MATMUL);
+}
+
+static bool float_rank(const ir_value *v, kiln_dtype t, int rank) {
+    return v->type.dtype == t && v->type.rank == rank;
+}
+
+/* Whether MatMul pv ends an attention pattern (fuse_attention) that one kernel can compute. */
+static bool match_attention(const ir_node *pv, const use *uses, fuse_attention *a, const char **why) {
+    *a = (fuse_attention){.scale_value = 1, .v = pv->inputs[1]};
+    const ir_node *n = made_by(pv->inputs[0], IR_OP_SOFTMAX);
+    if (!n || !one_reader(uses, pv->inputs[0], pv))
+        return false;
+    const kiln_tensor *p = &n->outputs[0]->type;
+    int rank = p->rank;
+    int64_t axis = ir_attr_int(n, "axis");
+    if (rank < 2 || (axis != -1 && axis != rank - 1) || (p->dtype != KILN_F32 && p->dtype != KILN_F64))
+        return false;
+    a->softmax = n;
+    const ir_value *x = n->inputs[0];
+    if ((n = made_by(x, IR_OP_ADD)) && one_reader(uses, x, a->softmax)) { /* the mask */
+        int s = scores_side(n->inputs[0]) ? 0 : 1;
+        const ir_value *m = n->inputs[1 - s];
+        if (!scores_side(n->inputs[s]) || !same_shape(&n->inputs[s]->type, p) || m->type.dtype != p->dtype ||
+            m->type.rank > rank)
+            return false;
+        a->mask_add = n, a->mask = m, x = n->inputs[s];
+    } else if (n) {
+        return false;
+    }
+    const ir_node *reader = a->mask_add ? a->mask_add : a->softmax;
+    if (!one_reader(uses, x, reader))
+        return false;
+    if ((n = x->producer) && (n->op == IR_OP_MUL || n->op == IR_OP_DIV)) { /* the scale */
+        int c = n->op == IR_OP_DIV || scalar_const(n->inputs[1], &a->scale_value) ? 1 : 0;
+        if (!scalar_const(n->inputs[c], &a->scale_value) || !one_reader(uses, n->inputs[1 - c], n))
+            return false;
+        if (n->op == IR_OP_DIV)
+            a->scale_value = 1 / a->scale_value;
+        a->scale = n, x = n->inputs[1 - c];
+    }
+    if (!(a->scores = made_by(x, IR_OP_MATMUL)))
+        return false;
+    a->q = a->scores->inputs[0], a->kt = a->scores->inputs[1];
+    if (!float_rank(a->q, p->dtype, rank) || !float_rank(a->kt, p->dtype, rank) || !float_rank(a->v, p->dtype, rank))
+        return false;
+    const int64_t *q = a->q->type.dims, *kt = a->kt->type.dims, *v = a->v->type.dims;
+    int64_t batch = 1;
+    for (int d = 0; d < rank - 2; d++) {
+        if (q[d] != p->dims[d] || kt[d] != p->dims[d] || v[d] != p->dims[d])
+            return false; /* broadcast batch dims: left to the MatMuls */
+        batch *= p->dims[d];
+    }
+    if (q[rank - 1] != kt[rank - 2] || v[rank - 2] != kt[rank - 1] || kt[rank - 1] == 0)
+        return false;
+    if (batch * attention_scratch(kt[rank - 1], v[rank - 1]) > ATTENTION_SCRATCH_MAX) {
+        *why = "attention whose scratch per batch would be too large: its nodes run unfused";
+        return false;
+    }
+    return true;
+}
+
 kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag *d) {
     int n_ids = g->node_ids;
     *p = (fusion_plan){.node_ids = n_ids};
@@ -98,8 +194,9 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
     p->chain = calloc((size_t)n_ids + 1, sizeof *p->chain);
     p->chain_count = calloc((size_t)n_ids + 1, sizeof *p->chain_count);
     p->why = calloc((size_t)n_ids + 1, sizeof *p->why);
+    p->attention = calloc((size_t)n_ids + 1, sizeof *p->attention);
     use *uses = calloc((size_t)g->value_ids + 1, sizeof *uses);
-    if (!p->role || !p->host || !p->chain || !p->chain_count || !p->why || !uses) {
+    if (!p->role || !p->host || !p->chain || !p->chain_count || !p->why || !p->attention || !uses) {
         free(uses);
         fuse_plan_free(p);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
@@ -120,10 +217,31 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
         free(uses);
         return KILN_OK;
     }
+    /* attention: the P x V MatMul's kernel computes the scores and the softmax */
+    for (int i = 0; i < g->node_count; i++) {
+        const ir_node *n = g->nodes[i];
+        fuse_attention a;
+        const char *why = NULL;
+        if (n->op != IR_OP_MATMUL || !match_attention(n, uses, &a, &why)) {
+            if (why)
+                p->why[n->id] = why;
+            continue;
+        }
+        if (!(p->attention[n->id] = malloc(sizeof a))) {
+            free(uses);
+            fuse_plan_free(p);
+            return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+        }
+        *p->attention[n->id] = a;
+        const ir_node *part[] = {a.scores, a.scale, a.mask_add, a.softmax};
+        for (int k = 0; k < (int)ARRAY_LEN(part); k++)
+            if (part[k])
+                p->role[part[k]->id] = FUSE_ATTENTION, p->host[part[k]->id] = n;
+    }
     /* epilogues: from each anchor, the chain of single elementwise readers of its shape */
     for (int i = 0; i < g->node_count; i++) {
         const ir_node *a = g->nodes[i];
-        if (!anchor(a->op) || a->output_count != 1)
+        if (!anchor(a->op) || a->output_count != 1 || p->role[a->id] != FUSE_OWN)
             continue;
         const ir_value *cur = a->outputs[0];
         const ir_node *chain[64];
@@ -180,6 +298,8 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
             p->why[n->id] = "nothing reads it";
         else if (u->count != 1)
             p->why[n->id] = "read more than once, or a graph output: stored once rather than recomputed";
+        else if (p->role[u->reader->id] == FUSE_ATTENTION || p->attention[u->reader->id])
+            p->why[n->id] = "its reader is an attention kernel, which loads it whole";
         else if (!element_reader(u->reader, u->slot, &many))
             p->why[n->id] = "its reader loads it whole (not element by element)";
         else if ((many || repeated[u->reader->id]) && !cheap(n->op))
@@ -216,6 +336,11 @@ void fuse_print(const lir_module *m, const fusion_plan *p, FILE *f) {
     for (int k = 0; k < m->kernel_count; k++) {
         const ir_node *n = m->kernels[k]->origin;
         fprintf(f, "kernel %s\n", m->kernels[k]->name);
+        const fuse_attention *a = p->attention[n->id];
+        const ir_node *part[] = {a ? a->scores : NULL, a ? a->scale : NULL, a ? a->mask_add : NULL, a ? a->softmax : NULL};
+        for (int i = 0; i < (int)ARRAY_LEN(part); i++)
+            if (part[i])
+                fprintf(f, "    attention %s '%s'\n", ir_op_table[part[i]->op].name, part[i]->name);
         print_inlined(p, n, f);
         fprintf(f, "    %-9s %s '%s'\n", p->chain[n->id] ? "anchor" : "node", ir_op_table[n->op].name, n->name);
         for (int e = 0; e < p->chain_count[n->id]; e++) {
@@ -247,6 +372,11 @@ void fuse_dot(const lir_module *m, const fusion_plan *p, FILE *f) {
     for (int k = 0; k < m->kernel_count; k++) {
         const ir_node *n = m->kernels[k]->origin;
         fprintf(f, "  subgraph cluster_%d {\n    label=\"%s\";\n", k, m->kernels[k]->name);
+        const fuse_attention *a = p->attention[n->id];
+        const ir_node *part[] = {a ? a->scores : NULL, a ? a->scale : NULL, a ? a->mask_add : NULL, a ? a->softmax : NULL};
+        for (int i = 0; i < (int)ARRAY_LEN(part); i++)
+            if (part[i])
+                dot_member(p, part[i], f);
         dot_member(p, n, f);
         for (int e = 0; e < p->chain_count[n->id]; e++)
             dot_member(p, p->chain[n->id][e], f);

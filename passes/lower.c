@@ -184,11 +184,19 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, const fusion_plan
     lower_ctx c = {.m = m, .node = n, .plan = plan, .d = d};
     if (n->output_count > ARRAY_LEN(c.out))
         return lower_error(&c, KILN_ERR_UNSUPPORTED, "too many outputs to lower");
+    const fuse_attention *attn = plan ? plan->attention[n->id] : NULL;
     char name[256];
-    snprintf(name, sizeof name, "k%d_%s", m->kernel_count, ir_op_table[n->op].name);
+    snprintf(name, sizeof name, "k%d_%s", m->kernel_count, attn ? "Attention" : ir_op_table[n->op].name);
     if (!(c.k = lir_kernel_add(m, name, n)))
         return lower_oom(&c);
-    for (int i = 0; i < n->input_count; i++) {
+    const ir_value *attn_in[4] = {attn ? attn->q : NULL, attn ? attn->kt : NULL, attn ? attn->v : NULL, attn ? attn->mask : NULL};
+    for (int i = 0; attn && i < 4; i++) { /* its inputs are the pattern's (P is never stored) */
+        const ir_value *v = attn_in[i];
+        if (v && !(c.in[i] = lir_param(m, c.k, v)))
+            return lower_oom(&c);
+        c.in_type[i] = v ? (v->init ? v->init : &v->type) : NULL;
+    }
+    for (int i = 0; !attn && i < n->input_count; i++) {
         const ir_value *v = n->inputs[i];
         c.in[i] = v && !inlined(&c, v) ? lir_param(m, c.k, v) : NULL; /* inlined: computed where read */
         if (v && !inlined(&c, v) && !c.in[i])
@@ -205,7 +213,7 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, const fusion_plan
             return lower_oom(&c);
         c.out_type[i] = &n->outputs[i]->type;
     }
-    return lower_rules[n->op](&c);
+    return attn ? lower_attention(&c, attn) : lower_rules[n->op](&c);
 }
 
 kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **out, fusion_plan *plan_out,
@@ -231,7 +239,7 @@ kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **
     m->vector_bits = o ? o->vector_bits : 0;
     for (int i = 0; !st && i < g->node_count; i++) {
         const ir_node *n = g->nodes[i];
-        if (plan.role[n->id] == FUSE_INLINE || plan.chain[n->id])
+        if (plan.role[n->id] == FUSE_INLINE || plan.role[n->id] == FUSE_ATTENTION || plan.chain[n->id])
             continue; /* computed where read; or an anchor that runs with its epilogue's last node */
         if (plan.role[n->id] == FUSE_EPILOGUE) {
             const ir_node *host = plan.host[n->id];

@@ -44,10 +44,31 @@ lower_scalar_fn lower_scalar_rule(const ir_node *n);
  * chain of elementwise nodes after a MatMul, Gemm or Conv, each the only reader of the
  * one before and of its shape, is applied to the accumulator before the store (the
  * epilogue), and that kernel runs where the chain's last node was. */
-typedef enum fuse_role { FUSE_OWN, FUSE_INLINE, FUSE_EPILOGUE } fuse_role;
+typedef enum fuse_role { FUSE_OWN, FUSE_INLINE, FUSE_EPILOGUE, FUSE_ATTENTION } fuse_role;
+/* Attention as PyTorch exports it: P = Softmax(scale * MatMul(Q, KT) [+ mask], axis -1),
+ * then MatMul(P, V), each value between read only by the next node. The second MatMul's
+ * kernel computes all of it (lower_attention.c) and the others (role FUSE_ATTENTION)
+ * get none: the scores are never stored whole. */
+typedef struct fuse_attention {
+    const ir_node *scores, *scale, *mask_add, *softmax; /* the nodes it absorbs (scale, mask_add: optional) */
+    const ir_value *q, *kt, *v, *mask;                  /* [..., Lq, D], [..., D, Lk], [..., Lk, Dv], mask or NULL */
+    double scale_value;                                  /* 1 without a scale node */
+} fuse_attention;
+/* Its blocking (lower_attention.c): query rows per block; keys per block (all of them up to
+ * twice that); and the most scratch, in elements, fusion lets it keep for all batches. */
+enum { ATTENTION_ROWS = 8, ATTENTION_KEYS = 256, ATTENTION_SCRATCH_MAX = 1 << 22 };
+static inline int64_t attention_key_block(int64_t lk) {
+    return lk <= 2 * ATTENTION_KEYS ? lk : ATTENTION_KEYS;
+}
+/* Scratch elements per batch: the block's scores, its output accumulators and row stats, and
+ * the lane partials. */
+static inline int64_t attention_scratch(int64_t lk, int64_t dv) {
+    return ATTENTION_ROWS * (attention_key_block(lk) + dv + 3) + 64;
+}
 struct fusion_plan {
     fuse_role *role;           /* by node id */
-    const ir_node **host;      /* FUSE_EPILOGUE: the anchor whose kernel applies it */
+    const ir_node **host;      /* FUSE_EPILOGUE, FUSE_ATTENTION: the anchor whose kernel computes it */
+    fuse_attention **attention; /* by node id of an attention's P x V MatMul (NULL: none) */
     const ir_node ***chain;    /* by anchor node id: its epilogue in order (NULL: none) */
     int *chain_count;
     const char **why;          /* by node id: why it was not fused into its reader */
@@ -62,6 +83,8 @@ void fuse_print(const lir_module *m, const fusion_plan *p, FILE *f);
 void fuse_dot(const lir_module *m, const fusion_plan *p, FILE *f);
 
 typedef kiln_status (*lower_fn)(lower_ctx *c);
+/* The attention kernel for anchor c->node; c->in[0..3]: Q, KT, V, mask (or NULL). */
+kiln_status lower_attention(lower_ctx *c, const fuse_attention *a);
 
 #define OP(ID, fn, ...) kiln_status lower_##fn(lower_ctx *c);
 #include "ir/ops.def"
@@ -119,6 +142,14 @@ int lower_var(lower_ctx *c, const char *name, kiln_dtype type);
 /* out[coords] = input 0 at the coordinates f fills (and, where f sets *outside, pad). */
 typedef kiln_status (*lower_index_fn)(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **outside, void *arg);
 kiln_status lower_gather_map(lower_ctx *c, lower_index_fn f, void *arg, lir_expr *pad);
+/* One lane-partial pass over a row (a vector loop where one accumulator would serialize on
+ * its own operations): `part` (w elements at `base`) starts at `start`, then for each
+ * j = block * w + lane < len, part[base + lane] = op(part[base + lane], value(j)); `value`
+ * may push statements (run first, under the same mask) into `body`. Returns the statements,
+ * ending with the fold of the w partials in order into scalar `acc` (declared there). */
+typedef lir_expr *(*lower_lane_fn)(lower_ctx *c, lir_expr *j, lir_stmt *body, void *arg);
+lir_stmt *lower_lane_pass(lower_ctx *c, lir_buffer *part, lir_expr *base, lir_expr *len, int64_t w, lir_op op,
+                          lir_expr *start, lower_lane_fn value, void *arg, int acc);
 /* Output 0 = value everywhere. */
 kiln_status lower_fill(lower_ctx *c, lir_expr *value);
 /* Output 0 = input 0, element for element in flat order (same count, any shapes). */

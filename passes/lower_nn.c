@@ -843,27 +843,26 @@ kiln_status lower_batch_norm(lower_ctx *c) {
     return lower_emit(c, outer);
 }
 
-/* One lane-partial pass over a row (see reduce_lanes): `part` (w elements at `base`) starts
- * at `start`, then for j = blk * w + lane < len, part[base + lane] = op(part, value(j)), with
- * `extra` (if any) run first at each such j. *j receives the element index. Returns the
- * statements, ending with the fold of the w partials in order into scalar `acc` (declared). */
-typedef lir_expr *(*lane_value_fn)(lower_ctx *c, lir_expr *j, lir_stmt *body, void *arg);
-static lir_stmt *lane_pass(lower_ctx *c, lir_buffer *part, lir_expr *base, int64_t len, int64_t w, lir_op op,
-                           lir_expr *start, lane_value_fn value, void *arg, int acc) {
+lir_stmt *lower_lane_pass(lower_ctx *c, lir_buffer *part, lir_expr *base, lir_expr *len, int64_t w, lir_op op,
+                          lir_expr *start, lower_lane_fn value, void *arg, int acc) {
     lir_expr *lane, *blk, *lane2, *lane3;
+    bool known = len->kind == LIR_CONST, ragged = !known || len->i % w;
+    lir_expr *blocks = known ? lir_int(M, (len->i + w - 1) / w)
+                             : lir_binary(M, LIR_DIV, lir_binary(M, LIR_ADD, len, lir_int(M, w - 1)), lir_int(M, w));
+    int blk_var = lower_var(c, "block", KILN_I64);
     lir_stmt *s = lir_seq(M), *init_body = lir_seq(M), *blk_body = lir_seq(M), *lane_body = lir_seq(M),
              *fold_body = lir_seq(M);
-    if (!s || !init_body || !blk_body || !lane_body || !fold_body)
+    if (!s || !init_body || !blk_body || !lane_body || !fold_body || !blocks)
         return NULL;
-    lir_stmt *init_loop = loop(c, "lane", w, init_body, &lane), *blk_loop = loop(c, "block", (len + w - 1) / w, blk_body, &blk);
+    lir_stmt *init_loop = loop(c, "lane", w, init_body, &lane), *blk_loop = lir_for(M, blk_var, lir_int(M, 0), blocks, blk_body);
     lir_stmt *lane_loop = loop(c, "lane", w, lane_body, &lane2), *fold_loop = loop(c, "lane", w, fold_body, &lane3);
-    if (!init_loop || !blk_loop || !lane_loop || !fold_loop)
+    if (!init_loop || !blk_loop || !lane_loop || !fold_loop || !(blk = lir_var_ref(M, c->k, blk_var)))
         return NULL;
     lir_expr *j = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, blk, lir_int(M, w)), lane2);
-    lir_stmt *body = len % w ? lir_seq(M) : lane_body; /* the last block's lanes past the row: masked off */
+    lir_stmt *body = ragged ? lir_seq(M) : lane_body; /* the last block's lanes past the row: masked off */
     lir_expr *at = lir_binary(M, LIR_ADD, base, lane2), *v = body ? value(c, j, body, arg) : NULL;
     if (!v || !lir_seq_push(M, body, lir_store(M, part, at, lir_binary(M, op, lir_load(M, part, at), v))) ||
-        (len % w && !lir_seq_push(M, lane_body, lir_if(M, lir_binary(M, LIR_LT, j, lir_int(M, len)), body, NULL))) ||
+        (ragged && !lir_seq_push(M, lane_body, lir_if(M, lir_binary(M, LIR_LT, j, len), body, NULL))) ||
         !lir_seq_push(M, init_body, lir_store(M, part, lir_binary(M, LIR_ADD, base, lane), start)) ||
         !lir_seq_push(M, blk_body, lane_loop) || !lir_seq_push(M, s, init_loop) || !lir_seq_push(M, s, blk_loop) ||
         !lir_seq_push(M, s, lir_let(M, acc, start)) ||
@@ -925,8 +924,8 @@ static kiln_status softmax_lanes(lower_ctx *c, bool log_out, int axis, int64_t w
     lir_stmt *l3 = b3 ? loop(c, "j", len, b3, &j) : NULL;
     if (!base || !l3)
         return lower_oom(c);
-    lir_stmt *p1 = lane_pass(c, part, base, len, w, LIR_MAX, num(c, x->dtype, -INFINITY), row_max_value, &r, mx);
-    lir_stmt *p2 = lane_pass(c, part, base, len, w, LIR_ADD, num(c, x->dtype, 0), row_exp_value, &r, sum);
+    lir_stmt *p1 = lower_lane_pass(c, part, base, lir_int(M, len), w, LIR_MAX, num(c, x->dtype, -INFINITY), row_max_value, &r, mx);
+    lir_stmt *p2 = lower_lane_pass(c, part, base, lir_int(M, len), w, LIR_ADD, num(c, x->dtype, 0), row_exp_value, &r, sum);
     if (!p1 || !p2)
         return lower_oom(c);
     lir_expr *at = softmax_at(c, &r, j);

@@ -666,6 +666,86 @@ static void test_fused_equals_unfused(void **state) {
     }
 }
 
+/* Attention (Q x KT, scaled, masked, softmax, x V) is one kernel when fused
+ * (passes/lower_attention.c: key blocks with an online softmax) and agrees with the
+ * interpreter, the unfused build and the emitted C within the MatMul tolerance: query
+ * rows not a multiple of the row block, keys past one key block with a short last one
+ * (600 = 256 + 256 + 88), scale by Mul, Div or none, masks of several broadcast shapes
+ * and a causal one with -inf, an epilogue after the last MatMul, rank 3 and 4. */
+static void test_attention(void **state) {
+    (void)state;
+    static const int64_t lqs[] = {1, 5, 8, 13, 37}, ds[] = {1, 7, 16, 33}, lks[] = {1, 9, 16, 130, 600}, dvs[] = {3, 16, 17, 64};
+    static const char *const scales[] = {"", "  %t = Mul(%s, %c)\n", "  %t = Div(%s, %c)\n"};
+    for (int trial = 0; trial < 16; trial++) {
+        int rank = 3 + trial % 2, mask = trial % 4, scale = trial % 3; /* mask 0: none; 1: [Lq, Lk]; 2: [B.., 1.., Lq, Lk]; 3: causal */
+        int64_t lq = lqs[uniform(5)], d = ds[uniform(4)], lk = trial < 5 ? lks[trial] : lks[uniform(5)], dv = dvs[uniform(4)];
+        if (mask == 3 && lk < lq)
+            lk = lq; /* every row keeps a finite score */
+        int64_t q[4], kt[4], v[4], m[4], nb = rank - 2;
+        for (int i = 0; i < nb; i++)
+            q[i] = kt[i] = v[i] = 1 + uniform(3), m[i] = mask == 2 && i == 0 ? q[0] : 1;
+        q[nb] = lq, q[nb + 1] = d, kt[nb] = d, kt[nb + 1] = lk, v[nb] = lk, v[nb + 1] = dv, m[nb] = lq, m[nb + 1] = lk;
+        int mrank = mask == 2 ? rank : 2;
+        const int64_t *mdims = mask == 2 ? m : m + nb;
+        char tq[96], tk[96], tv[96], tm[96], src[1024];
+        shape_text(rank, q, tq, sizeof tq), shape_text(rank, kt, tk, sizeof tk), shape_text(rank, v, tv, sizeof tv);
+        shape_text(mrank, mdims, tm, sizeof tm);
+        const char *scores = scale ? "%t" : "%s";
+        char masked[64] = "";
+        if (mask)
+            snprintf(masked, sizeof masked, "  %%u = Add(%s, %%m)\n", scores);
+        snprintf(src, sizeof src,
+                 "graph attn {\n  input %%q: %s\n  input %%k: %s\n  input %%v: %s\n%s%s%s  const %%c: f32[] = [%s]\n"
+                 "  %%s = MatMul(%%q, %%k)\n%s%s  %%p = Softmax(%s) {axis = -1}\n  %%o = MatMul(%%p, %%v)\n"
+                 "  %%y = %s(%%o)\n  output %%y\n}\n",
+                 tq, tk, tv, mask ? "  input %m: " : "", mask ? tm : "", mask ? "\n" : "", scale == 2 ? "8" : "0.125",
+                 scales[scale], masked, mask ? "%u" : scores, trial % 5 == 4 ? "Relu" : "Identity");
+        kiln_tensor *in[4] = {random_tensor(rank, q), random_tensor(rank, kt), random_tensor(rank, v),
+                              mask ? random_tensor(mrank, mdims) : NULL};
+        if (mask == 3)
+            for (int64_t i = 0; i < lq; i++)
+                for (int64_t j = 0; j < lk; j++)
+                    ((float *)in[3]->data)[i * lk + j] = j > i ? -INFINITY : 0.0f;
+        kiln_tensor *ref = NULL;
+        static const struct { kiln_backend backend; bool no_fuse; const char *what; } builds[] = {
+            {KILN_BACKEND_INTERP, false, "interpreter"}, {KILN_BACKEND_JIT, false, "fused"},
+            {KILN_BACKEND_JIT, true, "unfused"}, {KILN_BACKEND_C, false, "emitted C"}};
+        for (int b = 0; b < ARRAY_LEN(builds) - (trial % 4 != 1); b++) {
+            kiln_options opts = {.backend = builds[b].backend, .no_fuse = builds[b].no_fuse};
+            kiln_model *mo;
+            kiln_diag dg = {0};
+            kiln_tensor *out = NULL;
+            if (kiln_model_parse(src, strlen(src), "attn.kiln", &opts, &mo, &dg)) {
+                print_error("%s\n%s", dg.message, src);
+                fail();
+            }
+            if (b == 1) { /* fused: one Attention kernel, three or more kernels fewer than unfused */
+                bool found = false;
+                for (int k = 0; k < mo->lowered->kernel_count; k++)
+                    found |= strstr(mo->lowered->kernels[k]->name, "_Attention") != NULL;
+                if (!found) {
+                    print_error("no attention kernel:\n%s", src);
+                    fail();
+                }
+            }
+            assert_int_equal(kiln_model_run(mo, (const kiln_tensor *const *)in, &out, &dg), KILN_OK);
+            if (!ref) {
+                ref = out;
+            } else {
+                if (!test_tensor_close(out, ref, JIT_ATOL, JIT_RTOL, builds[b].what)) {
+                    print_error("%s", src);
+                    fail();
+                }
+                kiln_tensor_free(out);
+            }
+            kiln_model_destroy(mo);
+        }
+        kiln_tensor_free(ref);
+        for (int i = 0; i < 4; i++)
+            kiln_tensor_free(in[i]);
+    }
+}
+
 /* A long chain of elementwise nodes is inlined at most 32 deep (passes/fuse.c,
  * FUSE_MAX_INLINE), so the expression the code generators walk recursively stays
  * bounded: 100 chained Neg are 4 kernels (33 + 33 + 33 + 1 nodes), and the result is
@@ -885,6 +965,7 @@ int main(void) {
         cmocka_unit_test(test_random_einsum),
         cmocka_unit_test(test_random_reductions_softmax_transpose),
         cmocka_unit_test(test_random_conv_pool),
+        cmocka_unit_test(test_attention),
     };
     return cmocka_run_group_tests_name("jit", tests, NULL, NULL);
 }
