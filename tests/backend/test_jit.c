@@ -334,6 +334,11 @@ static void test_random_reductions_softmax_transpose(void **state) {
         int64_t b[4] = {1 + uniform(3), 4 + uniform(40), 4 + uniform(40), 1 + uniform(3)};
         differential(trial % 2 ? "%y = Transpose(%a) {perm = [0, 2, 1]}" : "%y = Transpose(%a) {perm = [2, 0, 1]}", 3, b + 1, 0, NULL);
         differential("%y = Transpose(%a) {perm = [1, 3, 0, 2]}", 4, b, 0, NULL);
+        /* layer norm over a long tail (lane-partial mean and variance): one axis, two axes
+         * with a whole-tail scale, two axes with a scale broadcast along the first */
+        int64_t s1[1] = {a[2]}, s2[2] = {a[1], a[2]}, s3[2] = {1, a[2]};
+        differential("%y = LayerNormalization(%a, %b, %b) {axis = -1}", 3, a, 1, s1);
+        differential("%y = LayerNormalization(%a, %b) {axis = 1}", 3, a, 2, trial % 2 ? s2 : s3);
     }
 }
 
