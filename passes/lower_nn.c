@@ -76,11 +76,25 @@ static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
         tiled = false, halves = 1, tile = n, nest = *out;
         nest.dims[g->row_dim] = (rows + block - 1) / block;
     }
+    /* tiled: the column tiles and the next dim are one loop (tile-major), the parallel one:
+     * three tiles of a 768-column weight split 2 + 1 over two threads */
+    int64_t second = tiled ? nest.dims[1] : 1;
+    if (tiled) {
+        nest.dims[0] *= second;
+        memmove(nest.dims + 1, nest.dims + 2, sizeof(int64_t) * (size_t)(nest.rank - 2));
+        nest.rank--;
+    }
     lir_expr *nc[KILN_MAX_RANK], *oc[2][KILN_MAX_RANK], *rc[GEMM_ROWS][KILN_MAX_RANK], *p;
     lir_stmt *inner, *outer;
     kiln_status st = lower_nest(c, &nest, nc, &inner, &outer);
     if (st)
         return st;
+    if (tiled) {
+        memmove(nc + 2, nc + 1, sizeof(lir_expr *) * (size_t)(nest.rank - 1));
+        lir_expr *merged = nc[0];
+        nc[0] = lir_binary(M, LIR_DIV, merged, lir_int(M, second));
+        nc[1] = lir_binary(M, LIR_REM, merged, lir_int(M, second));
+    }
     int at = tiled ? 1 : 0;
     lir_expr *base = tiled ? lir_binary(M, LIR_MUL, nc[0], lir_int(M, tile)) : lir_int(M, 0);
     for (int h = 0; h < halves; h++) { /* the output coordinates of each half's lane */
