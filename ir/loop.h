@@ -126,6 +126,8 @@ typedef struct lir_kernel {
     lir_var *vars;
     int var_count, var_cap;
     lir_stmt *body;         /* a LIR_SEQ */
+    int64_t flops;          /* the arithmetic its nodes need (2 per multiply-add; 1 per element
+                               of other ops): what profiles divide by time for GFLOP/s */
 } lir_kernel;
 
 typedef struct lir_module {

@@ -180,6 +180,27 @@ kiln_dtype lower_compute_type(kiln_dtype t) {
     return t == KILN_F16 || t == KILN_BF16 ? KILN_F32 : t;
 }
 
+/* The arithmetic node n needs: 2 per multiply-add for MatMul, Gemm and the convolutions,
+ * one per output element for everything else (a convention: exp costs more, a copy less). */
+static int64_t node_flops(const ir_node *n) {
+    const kiln_tensor *out = &n->outputs[0]->type, *a = n->input_count ? &n->inputs[0]->type : NULL;
+    const kiln_tensor *w = n->input_count > 1 && n->inputs[1] ? &n->inputs[1]->type : NULL;
+    int64_t count = ir_type_count(out), taps = 1;
+    switch (n->op) {
+    case IR_OP_MATMUL: return 2 * count * (a->rank ? a->dims[a->rank - 1] : 1);
+    case IR_OP_GEMM: return 2 * count * a->dims[ir_attr_int(n, "transA") ? 0 : 1];
+    case IR_OP_CONV:
+        for (int d = 1; w && d < w->rank; d++) /* Cin / groups x kernel taps */
+            taps *= w->dims[d];
+        return 2 * count * taps;
+    case IR_OP_CONV_TRANSPOSE:
+        for (int d = 1; w && d < w->rank; d++) /* Cout / groups x kernel taps, per input element */
+            taps *= w->dims[d];
+        return 2 * ir_type_count(a) * taps;
+    default: return count;
+    }
+}
+
 static kiln_status lower_node(lir_module *m, const ir_node *n, const fusion_plan *plan, kiln_diag *d) {
     lower_ctx c = {.m = m, .node = n, .plan = plan, .d = d};
     if (n->output_count > ARRAY_LEN(c.out))
@@ -213,6 +234,14 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, const fusion_plan
             return lower_oom(&c);
         c.out_type[i] = &n->outputs[i]->type;
     }
+    c.k->flops = node_flops(n);
+    for (int e = 0; e < c.epilogue_count; e++)
+        c.k->flops += node_flops(c.epilogue[e]);
+    const ir_node *part[] = {attn ? attn->scores : NULL, attn ? attn->scale : NULL, attn ? attn->mask_add : NULL,
+                             attn ? attn->softmax : NULL};
+    for (int i = 0; i < (int)ARRAY_LEN(part); i++)
+        if (part[i])
+            c.k->flops += node_flops(part[i]);
     return attn ? lower_attention(&c, attn) : lower_rules[n->op](&c);
 }
 

@@ -31,8 +31,9 @@ static const char *const usage_bench =
     "  --backend B        jit (the default) or c\n"
     "  --compare unfused  also build with fusion off (one kernel per node), check that both\n"
     "                     builds give the same outputs, and print the speedup\n"
-    "  --profile          JIT: each kernel's median time, its share, and the GB/s of the bytes\n"
-    "                     its buffers hold\n"
+    "  --profile          JIT: each kernel's median time, its share, its GFLOP/s (2 per\n"
+    "                     multiply-add, 1 per element of other ops) and the GB/s of the\n"
+    "                     bytes its buffers hold\n"
     "  --trace FILE.json  JIT: the kernels of one run as a Chrome trace (Perfetto,\n"
     "                     chrome://tracing)\n"
     "  --json             one JSON object on stdout instead of the table\n"
@@ -93,9 +94,9 @@ static int write_trace(const char *path, const lir_module *lm, const double *beg
     fputs("{\"traceEvents\": [\n", f);
     for (int k = 0; k < lm->kernel_count; k++) {
         fprintf(f, "  {\"name\": \"%s\", \"cat\": \"kernel\", \"ph\": \"X\", \"pid\": 1, \"tid\": 1, \"ts\": %.3f, "
-                   "\"dur\": %.3f, \"args\": {\"bytes\": %lld}}%s\n",
+                   "\"dur\": %.3f, \"args\": {\"bytes\": %lld, \"flops\": %lld}}%s\n",
                 lm->kernels[k]->name, (begin[k] - begin[0]) * 1e3, (end[k] - begin[k]) * 1e3,
-                (long long)kernel_bytes(lm->kernels[k]), k + 1 < lm->kernel_count ? "," : "");
+                (long long)kernel_bytes(lm->kernels[k]), (long long)lm->kernels[k]->flops, k + 1 < lm->kernel_count ? "," : "");
     }
     fputs("], \"displayTimeUnit\": \"ms\"}\n", f);
     if (fclose(f)) {
@@ -184,12 +185,13 @@ static int bench_one(const bench_opts *b, kiln_options opts, kiln_tensor **given
             double total = 0;
             for (int k = 0; k < nk; k++)
                 total += r->kernel_ms[k];
-            printf("  %-40s %10s %6s %9s\n", "kernel", "ms", "share", "GB/s");
+            printf("  %-40s %10s %6s %9s %9s\n", "kernel", "ms", "share", "GFLOP/s", "GB/s");
             for (int i = 0; order && i < nk; i++) {
                 int k = order[i];
                 double ms = r->kernel_ms[k];
-                printf("  %-40.40s %10.4f %5.1f%% %9.2f\n", m->lowered->kernels[k]->name, ms, total > 0 ? 100 * ms / total : 0,
-                       ms > 0 ? (double)kernel_bytes(m->lowered->kernels[k]) / (ms * 1e6) : 0);
+                const lir_kernel *kn = m->lowered->kernels[k];
+                printf("  %-40.40s %10.4f %5.1f%% %9.2f %9.2f\n", kn->name, ms, total > 0 ? 100 * ms / total : 0,
+                       ms > 0 ? (double)kn->flops / (ms * 1e6) : 0, ms > 0 ? (double)kernel_bytes(kn) / (ms * 1e6) : 0);
             }
             free(order);
         }
