@@ -518,6 +518,71 @@ kiln_status lower_conv(lower_ctx *c) {
     return lower_emit(c, outer);
 }
 
+/* 2-D MaxPool with contiguous windows, one output row at a time, in passes that load
+ * consecutive elements (a window position per lane would gather, strided, with bounds
+ * masks: 0.23 ms for the bundled CNN's first pool):
+ *   rows[q]  = max over the window's rows of x[row, q - pad_left] (-inf past an edge)
+ *   cols[j]  = max over the window's columns of rows[j + kw]
+ *   out[ow]  = cols[ow * stride]           (stride 1: cols is the output row)
+ * rows and cols are scratch per (image, channel) plane, so planes run in parallel. The max
+ * is the same, however the window's elements are grouped. ResNet-18's 3x3 / 2 pool: 1.0 ->
+ * 0.22 ms; output rows narrower than a vector keep the plain loop (the CNN's 8-column pool
+ * took 0.10 ms plain, 0.15 ms in passes). */
+static kiln_status max_pool_rows(lower_ctx *c, const shape_window *w) {
+    const kiln_tensor *out = c->out_type[0], *x = c->in_type[0];
+    kiln_dtype t = lower_compute_type(out->dtype);
+    int64_t h = x->dims[2], wd = x->dims[3], ow = out->dims[3], sw = w->stride[1];
+    int64_t cols = (ow - 1) * sw + 1, span = cols + w->kernel[1] - 1, planes = out->dims[0] * out->dims[1];
+    kiln_tensor row_nest = *out;
+    row_nest.dims[3] = 1;
+    lir_expr *oc[KILN_MAX_RANK], *q, *kh, *j, *kw, *o;
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, &row_nest, oc, &inner, &outer);
+    if (st)
+        return st;
+    lir_buffer *rows = lir_local(M, c->k, "row_max", t, planes * span);
+    lir_buffer *colm = sw > 1 ? lir_local(M, c->k, "col_max", t, planes * cols) : NULL;
+    lir_expr *plane = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[0], lir_int(M, out->dims[1])), oc[1]);
+    lir_stmt *b1 = lir_seq(M), *k1 = lir_seq(M), *b2 = lir_seq(M), *k2 = lir_seq(M), *b3 = lir_seq(M);
+    if (!rows || (sw > 1 && !colm) || !b1 || !k1 || !b2 || !k2 || !b3)
+        return lower_oom(c);
+    lir_stmt *l1 = loop(c, "q", span, b1, &q), *kh_loop = loop(c, "kh", w->kernel[0], k1, &kh);
+    lir_stmt *l2 = loop(c, "j", sw > 1 ? cols : ow, b2, &j), *kw_loop = loop(c, "kw", w->kernel[1], k2, &kw);
+    lir_stmt *l3 = sw > 1 ? loop(c, "o", ow, b3, &o) : NULL;
+    /* pass 1: the window rows' max at padded column q */
+    int v = lower_var(c, "v", t), m = lower_var(c, "m", t);
+    lir_expr *row = lir_binary(M, LIR_ADD, lir_binary(M, LIR_SUB, lir_binary(M, LIR_MUL, oc[2], lir_int(M, w->stride[0])),
+                                                      lir_int(M, w->pad_begin[0])), kh);
+    lir_expr *col = lir_binary(M, LIR_SUB, q, lir_int(M, w->pad_begin[1]));
+    lir_expr *inside = lir_binary(M, LIR_AND,
+                                  lir_binary(M, LIR_AND, lir_binary(M, LIR_GE, row, lir_int(M, 0)), lir_binary(M, LIR_LT, row, lir_int(M, h))),
+                                  lir_binary(M, LIR_AND, lir_binary(M, LIR_GE, col, lir_int(M, 0)), lir_binary(M, LIR_LT, col, lir_int(M, wd))));
+    lir_expr *ic[4] = {oc[0], oc[1], row, col};
+    lir_expr *rows_at = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, plane, lir_int(M, span)), q);
+    if (!lir_seq_push(M, b1, lir_let(M, v, num(c, t, -INFINITY))) ||
+        !lir_seq_push(M, k1, lir_if(M, inside, seq1(c, lir_assign(M, v, lir_binary(M, LIR_MAX, lir_var_ref(M, c->k, v), read(c, 0, ic)))), NULL)) ||
+        !lir_seq_push(M, b1, kh_loop) || !lir_seq_push(M, b1, lir_store(M, rows, rows_at, lir_var_ref(M, c->k, v))))
+        return lower_oom(c);
+    /* pass 2: the window columns' max */
+    lir_expr *start = sw > 1 ? j : lir_binary(M, LIR_MUL, j, lir_int(M, sw));
+    lir_expr *from = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, plane, lir_int(M, span)), lir_binary(M, LIR_ADD, start, kw));
+    lir_expr *yc[4] = {oc[0], oc[1], oc[2], j};
+    lir_stmt *put = sw > 1 ? lir_store(M, colm, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, plane, lir_int(M, cols)), j), lir_var_ref(M, c->k, m))
+                           : lower_store_out(c, yc, lir_var_ref(M, c->k, m));
+    if (!lir_seq_push(M, b2, lir_let(M, m, num(c, t, -INFINITY))) ||
+        !lir_seq_push(M, k2, lir_assign(M, m, lir_binary(M, LIR_MAX, lir_var_ref(M, c->k, m), lir_load(M, rows, from)))) ||
+        !lir_seq_push(M, b2, kw_loop) || !lir_seq_push(M, b2, put) || !lir_seq_push(M, inner, l1) || !lir_seq_push(M, inner, l2))
+        return lower_oom(c);
+    if (sw > 1) { /* pass 3: every stride-th column */
+        lir_expr *zc[4] = {oc[0], oc[1], oc[2], o};
+        lir_expr *pick = lir_load(M, colm, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, plane, lir_int(M, cols)),
+                                                     lir_binary(M, LIR_MUL, o, lir_int(M, sw))));
+        if (!lir_seq_push(M, b3, lower_store_out(c, zc, pick)) || !lir_seq_push(M, inner, l3))
+            return lower_oom(c);
+    }
+    return lower_emit(c, outer);
+}
+
 static kiln_status pool(lower_ctx *c, bool is_max) {
     const kiln_tensor *out = c->out_type[0], *x = c->in_type[0];
     bool with_arg = is_max && c->node->output_count > 1 && c->out[1];
@@ -527,6 +592,10 @@ static kiln_status pool(lower_ctx *c, bool is_max) {
     kiln_status st = window(c, ks->ints, &w);
     if (st)
         return st;
+    int64_t lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
+    if (is_max && !with_arg && w.spatial == 2 && w.dilation[0] == 1 && w.dilation[1] == 1 && lanes >= 4 &&
+        ir_type_count(out) > 0 && out->dims[3] >= lanes && /* narrower rows: the passes cost more than they save */ out->dims[0] * out->dims[1] * ((out->dims[3] - 1) * w.stride[1] + w.kernel[1]) <= (1 << 22))
+        return max_pool_rows(c, &w);
     lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *inside;
     lir_stmt *inner, *outer;
     if ((st = lower_nest(c, out, oc, &inner, &outer)))

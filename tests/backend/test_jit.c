@@ -364,6 +364,13 @@ static void test_random_conv_pool(void **state) {
         snprintf(body, sizeof body, "%%y = %s(%%a) {kernel_shape = [%lld, %lld], pads = [1, 0, 1, 0], strides = [2, 1]}",
                  trial % 2 ? "MaxPool" : "AveragePool", (long long)k + 1, (long long)k + 1);
         differential(body, 4, x, 0, NULL);
+        /* MaxPool over wide rows (row, column and stride passes): strides 1 to 3, pads below
+         * the window, ceil_mode, rows not a multiple of the vector */
+        int kh = 1 + uniform(3), kw = 1 + uniform(3), sw = 1 + uniform(3);
+        int64_t xp[4] = {1 + uniform(2), c, 4 + uniform(6), 16 * sw + uniform(40)};
+        snprintf(body, sizeof body, "%%y = MaxPool(%%a) {kernel_shape = [%d, %d], pads = [%d, %d, %d, %d], strides = [%d, %d], ceil_mode = %d}",
+                 kh, kw, uniform(kh), uniform(kw), uniform(kh), uniform(kw), 1 + uniform(2), sw, uniform(2));
+        differential(body, 4, xp, 0, NULL);
     }
 }
 
