@@ -48,6 +48,43 @@ static int64_t column_tile(int64_t k, int64_t n, int64_t esize) {
     return n;
 }
 
+/* A few rows (a vector times a matrix: ResNet's classifier at batch 1): each row's sums in
+ * scratch, k outermost, so B streams by rows (consecutive loads) where a column vector at
+ * a time walked down B a row stride apart, a new page each step (1000 x 512 weights: 0.56
+ * -> 0.12 ms). Each sum still runs over k in order. */
+static kiln_status few_rows(lower_ctx *c, const gemm_lowering *g) {
+    const kiln_tensor *out = c->out_type[0];
+    kiln_dtype t = lower_compute_type(out->dtype);
+    int last = out->rank - 1;
+    int64_t n = out->dims[last];
+    kiln_tensor rows = *out;
+    rows.dims[last] = 1;
+    lir_expr *oc[KILN_MAX_RANK], *p, *col, *col2, *col3;
+    lir_stmt *inner, *outer;
+    kiln_status st = lower_nest(c, &rows, oc, &inner, &outer);
+    if (st)
+        return st;
+    lir_buffer *sums = lir_local(M, c->k, "row_sums", t, ir_type_count(out));
+    lir_expr *base = sums ? lir_binary(M, LIR_MUL, lower_index(c, &rows, oc, rows.rank), lir_int(M, n)) : NULL;
+    lir_stmt *zero = lir_seq(M), *add = lir_seq(M), *done = lir_seq(M);
+    if (!base || !zero || !add || !done)
+        return lower_oom(c);
+    lir_stmt *z_loop = loop(c, "n", n, zero, &col), *n_loop = loop(c, "n", n, add, &col2);
+    lir_stmt *k_loop = loop(c, "p", g->depth, seq1(c, n_loop), &p), *s_loop = loop(c, "n", n, done, &col3);
+    lir_expr *xc[KILN_MAX_RANK], *yc[KILN_MAX_RANK];
+    memcpy(xc, oc, sizeof(lir_expr *) * (size_t)out->rank);
+    memcpy(yc, oc, sizeof(lir_expr *) * (size_t)out->rank);
+    xc[last] = col2, yc[last] = col3;
+    lir_expr *at = lir_binary(M, LIR_ADD, base, col2), *at3 = lir_binary(M, LIR_ADD, base, col3);
+    lir_expr *sum = lir_fma(M, g->a_at(c, xc, p), g->b_at(c, xc, p), lir_load(M, sums, at));
+    if (!lir_seq_push(M, zero, lir_store(M, sums, lir_binary(M, LIR_ADD, base, col), num(c, t, 0))) ||
+        !lir_seq_push(M, add, lir_store(M, sums, at, sum)) ||
+        !lir_seq_push(M, done, lower_store_out(c, yc, g->finish(c, yc, lir_load(M, sums, at3)))) ||
+        !lir_seq_push(M, inner, z_loop) || !lir_seq_push(M, inner, k_loop) || !lir_seq_push(M, inner, s_loop))
+        return lower_oom(c);
+    return lower_emit(c, outer);
+}
+
 static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
     const kiln_tensor *out = c->out_type[0];
     kiln_dtype t = lower_compute_type(out->dtype);
@@ -55,6 +92,8 @@ static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
     int block = rows < GEMM_ROWS ? (int)(rows > 0 ? rows : 1) : GEMM_ROWS;
     int last = out->rank - 1;
     int64_t n = out->dims[last], lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
+    if (g->row_dim != last && rows < 4 && n >= lanes && lanes >= 4 && ir_type_count(out) <= (1 << 22))
+        return few_rows(c, g);
     int64_t tile = g->row_dim == last ? n : column_tile(g->depth, n, (int64_t)kiln_dtype_size(t));
     /* two vectors of columns per lane loop: each A element loaded serves 2 x block
      * accumulators, each B vector `block` of them (16 independent sums to hide the FMA

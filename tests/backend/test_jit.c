@@ -309,6 +309,13 @@ static void test_random_matmul(void **state) {
         int64_t a[3] = {1 + uniform(2), m, k}, b[2] = {k, n};
         differential("%y = MatMul(%a, %b)", trial % 2 ? 3 : 2, trial % 2 ? a : a + 1, 2, b);
     }
+    /* 1 to 3 rows (k outermost, sums in scratch), Gemm with transB and alpha too */
+    for (int trial = 0; trial < 6; trial++) {
+        int64_t m = 1 + uniform(3), k = 1 + uniform(40), n = 16 + uniform(60);
+        int64_t a[3] = {1 + uniform(2), m, k}, b[2] = {k, n}, bt[2] = {n, k};
+        differential("%y = MatMul(%a, %b)", trial % 2 ? 3 : 2, trial % 2 ? a : a + 1, 2, b);
+        differential("%y = Gemm(%a, %b) {transB = 1, alpha = 0.5}", 2, a + 1, 2, bt);
+    }
 }
 
 static void test_random_reductions_softmax_transpose(void **state) {
