@@ -362,74 +362,114 @@ static kiln_status pad_input(lower_ctx *c, const shape_window *w, int64_t split,
 /* Small images: a vector over one output row wastes lanes (7 of 16 at 7x7). With unit
  * strides, output position (oh, ow) reads padded input (oh + kh d, ow + kw d), whose flat
  * index in the padded copy is p + kh d W' + kw d for p = oh W' + ow, W' the padded width:
- * so the sums run over p in [0, (H - 1) W' + W) as one vector loop (the columns past W in
- * each row are computed and dropped), into scratch, and a second nest copies the valid
- * columns to the output through the epilogue. Used where it fills more lanes. */
-static bool flat_conv_pays(const shape_window *w, const kiln_tensor *out, int lanes) {
-    if (w->spatial != 2 || w->stride[0] != 1 || w->stride[1] != 1 || lanes < 4)
-        return false;
+ * so the sums run over p in [0, (H - 1) W' + W) (the columns past W in each row are
+ * computed and dropped), into scratch, and a second nest copies the valid columns to the
+ * output through the epilogue.
+ * The p vectors go in groups of `parts` per lane loop, with CONV_CHANNELS / parts channels,
+ * so each weight loaded serves `parts` vectors and a block's weights (channels x Cin x
+ * taps) are a quarter of the row path's 16 channels': ResNet-18's 256-channel 14x14 convs
+ * streamed 147 KiB of weights per output row from L2; in groups of 4, 37 KiB stay in L1.
+ * Used where it fills more lanes, or where the row path's weights would not stay in L1. */
+typedef struct flat_plan {
+    int64_t flat, vectors, parts, groups;
+} flat_plan;
+
+static flat_plan plan_flat(const shape_window *w, const kiln_tensor *out, int64_t lanes) {
+    flat_plan f = {0};
     int64_t h = out->dims[2], wd = out->dims[3], wp = wd + (w->kernel[1] - 1) * w->dilation[1];
-    int64_t flat = (h - 1) * wp + wd;
-    double rows = (double)(h * wd) / (double)(h * lanes * ((wd + lanes - 1) / lanes));
-    double flat_fill = (double)(h * wd) / (double)(lanes * ((flat + lanes - 1) / lanes));
-    return flat_fill > rows * 1.15;
+    f.flat = (h - 1) * wp + wd;
+    f.vectors = (f.flat + lanes - 1) / lanes;
+    f.parts = f.vectors >= 4 ? 4 : f.vectors; /* 4 x 4 channels: 16 accumulators */
+    if (f.parts == 4 && f.vectors % 4 && f.vectors % 4 <= 2 && f.vectors % 2 == 0)
+        f.parts = 2; /* 14 vectors: 7 pairs rather than 4 groups of 4 (2 wasted) */
+    f.parts = f.parts < 1 ? 1 : f.parts;
+    f.groups = (f.vectors + f.parts - 1) / f.parts;
+    return f;
 }
 
-static kiln_status conv_flat(lower_ctx *c, const shape_window *w, int block) {
+static bool flat_conv_pays(const shape_window *w, const kiln_tensor *out, int64_t cin, int64_t lanes, int row_block) {
+    if (w->spatial != 2 || w->stride[0] != 1 || w->stride[1] != 1 || lanes < 4)
+        return false;
+    flat_plan f = plan_flat(w, out, lanes);
+    int64_t h = out->dims[2], wd = out->dims[3];
+    double rows = (double)(h * wd) / (double)(h * lanes * ((wd + lanes - 1) / lanes));
+    double flat_fill = (double)(h * wd) / (double)(lanes * f.groups * f.parts);
+    int64_t row_weights = row_block * cin * w->kernel[0] * w->kernel[1] * 4; /* bytes a row's block reads */
+    return flat_fill > rows * 1.15 || (row_weights > (40 << 10) && flat_fill > rows * 0.8);
+}
+
+static kiln_status conv_flat(lower_ctx *c, const shape_window *w) {
     const kiln_tensor *x = c->in_type[0], *out = c->out_type[0];
     kiln_dtype t = lower_compute_type(out->dtype);
-    int64_t channels = out->dims[1], cin = x->dims[1], h = out->dims[2], wd = out->dims[3];
+    int64_t channels = out->dims[1], cin = x->dims[1], lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
+    flat_plan f = plan_flat(w, out, lanes);
+    int parts = (int)f.parts, block = CONV_CHANNELS / parts;
+    block = channels < block ? (int)channels : block;
+    int64_t stride = f.groups * parts * lanes; /* each plane of sums, every position computed */
     lir_buffer *xp;
     kiln_tensor xs;
-    kiln_status st = pad_input(c, w, 1, 0, &xp, &xs);
+    kiln_status st = pad_input(c, w, 1, stride - f.flat, &xp, &xs); /* slack: reads past the last plane */
     if (st)
         return st;
-    int64_t hp = xs.dims[2], wp = xs.dims[3], flat = (h - 1) * wp + wd;
-    lir_buffer *sums = lir_local(M, c->k, "sums", t, out->dims[0] * channels * flat);
+    int64_t hp = xs.dims[2], wp = xs.dims[3];
+    lir_buffer *sums = lir_local(M, c->k, "sums", t, out->dims[0] * channels * stride);
     kiln_tensor blocks = {.dtype = out->dtype, .rank = 2, .dims = {out->dims[0], (channels + block - 1) / block}};
-    lir_expr *oc[2], *pv, *ci, *kh, *kw;
+    lir_expr *oc[2], *gv, *lane, *ci, *kh, *kw;
     lir_stmt *inner, *outer;
     if (!sums || (st = lower_nest(c, &blocks, oc, &inner, &outer)))
         return sums ? st : lower_oom(c);
     lir_stmt *p_body = lir_seq(M), *take = lir_seq(M);
-    lir_stmt *p_loop = loop(c, "p", flat, p_body, &pv);
+    lir_stmt *lane_loop = loop(c, "lane", lanes, p_body, &lane);
+    lir_stmt *g_loop = loop(c, "group", f.groups, seq1(c, lane_loop), &gv);
     lir_stmt *kw_loop = loop(c, "kw", w->kernel[1], take, &kw);
     lir_stmt *kh_loop = loop(c, "kh", w->kernel[0], seq1(c, kw_loop), &kh);
     lir_stmt *ci_loop = loop(c, "ci", cin, seq1(c, kh_loop), &ci);
     lir_expr *first = lir_binary(M, LIR_MUL, oc[1], lir_int(M, block));
-    /* x_padded[n, ci, p + kh d0 W' + kw d1] */
+    /* x_padded[n, ci, p + kh d0 W' + kw d1] for p = (group parts + part) lanes + lane */
     lir_expr *plane = lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[0], lir_int(M, cin)), ci),
                                  lir_int(M, hp * wp));
-    lir_expr *at = lir_binary(M, LIR_ADD, lir_binary(M, LIR_ADD, plane, pv),
-                              lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, kh, lir_int(M, w->dilation[0] * wp)),
-                                         lir_binary(M, LIR_MUL, kw, lir_int(M, w->dilation[1]))));
-    int xv = lower_var(c, "x", t), acc[CONV_CHANNELS];
-    if (!p_body || !take || !lir_seq_push(M, take, lir_let(M, xv, lir_cast(M, t, lir_load(M, xp, at)))))
+    lir_expr *tap = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, kh, lir_int(M, w->dilation[0] * wp)),
+                               lir_binary(M, LIR_MUL, kw, lir_int(M, w->dilation[1])));
+    lir_expr *pos[4];
+    int xv[4], acc[4][CONV_CHANNELS];
+    if (!p_body || !take || !g_loop || !ci_loop)
         return lower_oom(c);
+    for (int v = 0; v < parts; v++) {
+        pos[v] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, gv, lir_int(M, parts)),
+                                                                           lir_int(M, v)),
+                                                     lir_int(M, lanes)),
+                            lane);
+        xv[v] = lower_var(c, "x", t);
+        lir_expr *at = lir_binary(M, LIR_ADD, lir_binary(M, LIR_ADD, plane, pos[v]), tap);
+        if (!lir_seq_push(M, take, lir_let(M, xv[v], lir_cast(M, t, lir_load(M, xp, at)))))
+            return lower_oom(c);
+    }
     for (int r = 0; r < block; r++) {
         lir_expr *co = lir_binary(M, LIR_MIN, lir_binary(M, LIR_ADD, first, lir_int(M, r)), lir_int(M, channels - 1));
-        lir_expr *wc[4] = {co, ci, kh, kw}, *init = num(c, t, 0);
-        acc[r] = lower_var(c, "acc", t);
+        lir_expr *wc[4] = {co, ci, kh, kw}, *init = num(c, t, 0), *weight = read(c, 1, wc);
         if (c->node->input_count > 2 && c->in[2])
             init = read(c, 2, (lir_expr *[]){co});
-        lir_expr *sum = lir_fma(M, lir_var_ref(M, c->k, xv), read(c, 1, wc), lir_var_ref(M, c->k, acc[r]));
-        if (!lir_seq_push(M, p_body, lir_let(M, acc[r], init)) || !lir_seq_push(M, take, lir_assign(M, acc[r], sum)))
-            return lower_oom(c);
+        for (int v = 0; v < parts; v++) {
+            acc[v][r] = lower_var(c, "acc", t);
+            lir_expr *sum = lir_fma(M, lir_var_ref(M, c->k, xv[v]), weight, lir_var_ref(M, c->k, acc[v][r]));
+            if (!lir_seq_push(M, p_body, lir_let(M, acc[v][r], init)) || !lir_seq_push(M, take, lir_assign(M, acc[v][r], sum)))
+                return lower_oom(c);
+        }
     }
     if (!lir_seq_push(M, p_body, ci_loop))
         return lower_oom(c);
-    for (int r = 0; r < block; r++) { /* sums[n, co, p] */
-        lir_expr *ch = lir_binary(M, LIR_ADD, first, lir_int(M, r));
-        lir_expr *where = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[0],
-                                                                                                     lir_int(M, channels)), ch),
-                                                                   lir_int(M, flat)), pv);
-        lir_stmt *store = lir_store(M, sums, where, lir_var_ref(M, c->k, acc[r]));
-        if (store && channels % block)
-            store = lir_if(M, lir_binary(M, LIR_LT, ch, lir_int(M, channels)), seq1(c, store), NULL);
-        if (!lir_seq_push(M, p_body, store))
-            return lower_oom(c);
-    }
-    if (!lir_seq_push(M, inner, p_loop) || (st = lower_emit(c, outer)))
+    for (int r = 0; r < block; r++) /* sums[n, co, p] */
+        for (int v = 0; v < parts; v++) {
+            lir_expr *ch = lir_binary(M, LIR_ADD, first, lir_int(M, r));
+            lir_expr *row = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[0], lir_int(M, channels)), ch);
+            lir_expr *where = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, row, lir_int(M, stride)), pos[v]);
+            lir_stmt *store = lir_store(M, sums, where, lir_var_ref(M, c->k, acc[v][r]));
+            if (store && channels % block)
+                store = lir_if(M, lir_binary(M, LIR_LT, ch, lir_int(M, channels)), seq1(c, store), NULL);
+            if (!lir_seq_push(M, p_body, store))
+                return lower_oom(c);
+        }
+    if (!lir_seq_push(M, inner, g_loop) || (st = lower_emit(c, outer)))
         return st ? st : lower_oom(c);
     /* the valid columns, through the epilogue */
     lir_expr *yc[KILN_MAX_RANK];
@@ -437,7 +477,7 @@ static kiln_status conv_flat(lower_ctx *c, const shape_window *w, int block) {
         return st;
     lir_expr *src = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, yc[0],
                                                                                                 lir_int(M, channels)), yc[1]),
-                                                              lir_int(M, flat)),
+                                                              lir_int(M, stride)),
                                lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, yc[2], lir_int(M, wp)), yc[3]));
     if (!lir_seq_push(M, inner, lower_store_out(c, yc, lir_load(M, sums, src))))
         return lower_oom(c);
@@ -454,15 +494,15 @@ kiln_status lower_conv(lower_ctx *c) {
     int64_t group = ir_attr_int(c->node, "group"), cin_g = x->dims[1] / group, cout_g = wt->dims[0] / group;
     int64_t channels = out->dims[1], lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
     int block = group != 1 || channels < 2 ? 1 : channels < CONV_CHANNELS ? (int)channels : CONV_CHANNELS;
-    if (group == 1 && c->m->vector_bits && flat_conv_pays(&w, out, (int)lanes))
-        return conv_flat(c, &w, block);
     int last = x->rank - 1;
     int64_t ow_count = out->dims[last];
+    bool wide = group == 1 && lanes >= 8 && channels >= CONV_CHANNELS / 2 && ow_count >= 3 * lanes / 2 && out->rank < KILN_MAX_RANK;
+    if (group == 1 && c->m->vector_bits && flat_conv_pays(&w, out, cin_g, lanes, wide ? CONV_CHANNELS / 2 : block))
+        return conv_flat(c, &w);
     /* wide rows: two vectors of output columns per lane loop and half the channels, so
      * each weight loaded serves two columns (as in the GEMM); the padded copy gets slack
      * past its end for the columns of the last pair that lie past the row */
-    int halves = group == 1 && lanes >= 8 && channels >= CONV_CHANNELS / 2 && ow_count >= 3 * lanes / 2 &&
-                 out->rank < KILN_MAX_RANK ? 2 : 1;
+    int halves = wide ? 2 : 1;
     if (halves == 2)
         block = CONV_CHANNELS / 2;
     kiln_tensor blocks = *out;
