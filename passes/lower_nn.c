@@ -502,25 +502,37 @@ kiln_status lower_conv(lower_ctx *c) {
     /* wide rows: two vectors of output columns per lane loop and half the channels, so
      * each weight loaded serves two columns (as in the GEMM); the padded copy gets slack
      * past its end for the columns of the last pair that lie past the row */
-    int halves = wide ? 2 : 1;
-    if (halves == 2)
-        block = CONV_CHANNELS / 2;
+    /* narrow rows (one vector each): `parts` output rows per lane loop instead, 16 / parts
+     * channels, so each weight loaded serves several rows and a block's weights stay in L1
+     * (ResNet-18's strided 14x14 and 7x7 convs read 74 KiB and more per row of 16 channels) */
+    int64_t oh_count = out->rank == 4 ? out->dims[2] : 1;
+    int row_parts = group == 1 && out->rank == 4 && ow_count <= lanes && 2 * ow_count > lanes && lanes >= 8 && oh_count >= 2 && channels >= 4
+                        ? (oh_count % 4 == 0 || oh_count % 4 == 3 || oh_count >= 16 ? 4 : 2) : 1;
+    int halves = wide ? 2 : row_parts;
+    if (halves > 1)
+        block = CONV_CHANNELS / halves;
     kiln_tensor blocks = *out;
     blocks.dims[1] = (channels + block - 1) / block;
-    if (halves == 2) { /* [..., pairs, lanes] for the last axis */
+    if (row_parts > 1) /* [..., row groups, columns] */
+        blocks.dims[last - 1] = (oh_count + row_parts - 1) / row_parts;
+    if (wide) { /* [..., pairs, lanes] for the last axis */
         blocks.rank = out->rank + 1;
         blocks.dims[last] = (ow_count + 2 * lanes - 1) / (2 * lanes);
         blocks.dims[last + 1] = lanes;
     }
-    lir_expr *nc[KILN_MAX_RANK], *oc[2][KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *ci;
+    lir_expr *nc[KILN_MAX_RANK], *oc[4][KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *ci, *ld_row[4];
     lir_stmt *inner, *outer;
     if ((st = lower_nest(c, &blocks, nc, &inner, &outer)))
         return st;
     for (int h = 0; h < halves; h++) {
         memcpy(oc[h], nc, sizeof(lir_expr *) * (size_t)out->rank);
-        if (halves == 2)
+        if (wide)
             oc[h][last] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, nc[last], lir_int(M, 2 * lanes)),
                                      lir_binary(M, LIR_ADD, lir_int(M, h * lanes), nc[last + 1]));
+        if (row_parts > 1) { /* rows past the last (a partial last group) load the last row */
+            oc[h][last - 1] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, nc[last - 1], lir_int(M, row_parts)), lir_int(M, h));
+            ld_row[h] = oh_count % row_parts ? lir_binary(M, LIR_MIN, oc[h][last - 1], lir_int(M, oh_count - 1)) : oc[h][last - 1];
+        }
     }
     bool pads = false;
     for (int d = 0; d < w.spatial; d++)
@@ -528,8 +540,8 @@ kiln_status lower_conv(lower_ctx *c) {
     int64_t split = w.stride[w.spatial - 1];
     lir_buffer *xp = NULL;
     kiln_tensor xp_shape;
-    if ((pads || split > 1 || halves == 2) &&
-        (st = pad_input(c, &w, split, halves == 2 ? 2 * lanes * w.stride[w.spatial - 1] : 0, &xp, &xp_shape)))
+    if ((pads || split > 1 || wide) &&
+        (st = pad_input(c, &w, split, wide ? 2 * lanes * w.stride[w.spatial - 1] : 0, &xp, &xp_shape)))
         return st;
     lir_expr *first = lir_binary(M, LIR_MUL, oc[0][1], lir_int(M, block));
     lir_stmt *body = lir_seq(M), *take = lir_seq(M);
@@ -542,11 +554,15 @@ kiln_status lower_conv(lower_ctx *c) {
     ic[0] = oc[0][0];
     ic[1] = block > 1 ? ci : lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_DIV, first, lir_int(M, cout_g)),
                                                                 lir_int(M, cin_g)), ci);
-    int xv[2], acc[2][CONV_CHANNELS];
+    int xv[4], acc[4][CONV_CHANNELS];
     lir_expr *tap = lir_binary(M, LIR_MUL, kc[w.spatial - 1], lir_int(M, w.dilation[w.spatial - 1]));
     for (int h = 0; h < halves; h++) {
         lir_expr *xic[KILN_MAX_RANK + 1];
         memcpy(xic, ic, sizeof(lir_expr *) * (size_t)x->rank);
+        if (row_parts > 1) /* this part's input row: row * stride - pad + kh * dilation (+ pad in the copy) */
+            xic[last - 1] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_SUB, lir_binary(M, LIR_MUL, ld_row[h], lir_int(M, w.stride[0])),
+                                                              lir_int(M, xp ? 0 : w.pad_begin[0])),
+                                       lir_binary(M, LIR_MUL, kc[0], lir_int(M, w.dilation[0])));
         /* the padded column o * s + tap of this half's output column o */
         lir_expr *col = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[h][last], lir_int(M, split)), tap);
         if (split > 1) { /* split by phase: phase tap % s, position o + tap / s */
@@ -556,7 +572,7 @@ kiln_status lower_conv(lower_ctx *c) {
             xic[last] = col;
         }
         xv[h] = lower_var(c, "x", t);
-        lir_expr *xval = xp ? lir_cast(M, t, lir_load(M, xp, lower_index(c, &xp_shape, xic, xp_shape.rank))) : read(c, 0, ic);
+        lir_expr *xval = xp ? lir_cast(M, t, lir_load(M, xp, lower_index(c, &xp_shape, xic, xp_shape.rank))) : read(c, 0, xic);
         if (!take || !lir_seq_push(M, take, lir_let(M, xv[h], xval)))
             return lower_oom(c);
     }
@@ -585,9 +601,13 @@ kiln_status lower_conv(lower_ctx *c) {
             at[1] = ch;
             lir_stmt *store = lower_store_out(c, at, lir_var_ref(M, c->k, acc[h][r]));
             lir_expr *keep = channels % block ? lir_binary(M, LIR_LT, ch, lir_int(M, channels)) : NULL;
-            if (halves == 2 && ow_count % (2 * lanes)) { /* the last pair's columns past the row */
+            if (wide && ow_count % (2 * lanes)) { /* the last pair's columns past the row */
                 lir_expr *in_row = lir_binary(M, LIR_LT, at[last], lir_int(M, ow_count));
                 keep = keep ? lir_binary(M, LIR_AND, keep, in_row) : in_row;
+            }
+            if (row_parts > 1 && oh_count % row_parts) { /* the last group's rows past the end */
+                lir_expr *in_rows = lir_binary(M, LIR_LT, at[last - 1], lir_int(M, oh_count));
+                keep = keep ? lir_binary(M, LIR_AND, keep, in_rows) : in_rows;
             }
             if (store && keep)
                 store = lir_if(M, keep, seq1(c, store), NULL);

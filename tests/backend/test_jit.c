@@ -384,6 +384,13 @@ static void test_random_conv_pool(void **state) {
         differential_atol_scale = taps > 36 ? taps / 36 : 1;
         differential(body, 4, xf, 4, wf);
         differential_atol_scale = 1;
+        /* narrow rows (9 to 16 columns) in groups of 2 or 4 rows per lane loop: stride 1 with
+         * and without padding (no padded copy), stride 2, 2 to 17 rows */
+        int sr = 1 + uniform(2);
+        int64_t xr[4] = {1 + uniform(2), c, 2 + uniform(16) + k, (8 + uniform(8)) * sr + k + 1}, wr[4] = {4 + uniform(20), c, k, k};
+        snprintf(body, sizeof body, "%%y = Conv(%%a, %%b) {pads = [%d, %d, %d, %d], strides = [%d, %d]}",
+                 trial % 3 ? uniform(2) : 0, trial % 3 ? uniform(2) : 0, trial % 3 ? uniform(2) : 0, trial % 3 ? uniform(2) : 0, sr, sr);
+        differential(body, 4, xr, 4, wr);
         /* MaxPool over wide rows (row, column and stride passes): strides 1 to 3, pads below
          * the window, ceil_mode, rows not a multiple of the vector */
         int kh = 1 + uniform(3), kw = 1 + uniform(3), sw = 1 + uniform(3);
