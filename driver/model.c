@@ -156,7 +156,8 @@ static bool needs_run_inputs(const ir_graph *g) {
 
 /* Lowers the (static) graph and compiles it for the model's backend. */
 static kiln_status compile(kiln_model *m, kiln_diag *d) {
-    lower_options lo = {.vector_bits = cg_vector_bits(NULL), .no_fuse = m->no_fuse};
+    lower_options lo = {.vector_bits = cg_vector_bits(NULL), .no_fuse = m->no_fuse,
+                        .threads = m->threads > 0 ? m->threads : kiln_rt_default_threads()};
     kiln_status st = lower_graph(m->graph, &lo, &m->lowered, NULL, d);
     if (!st && m->backend == KILN_BACKEND_C)
         st = c_library_open(m, d);

@@ -138,6 +138,7 @@ typedef struct lir_module {
     lir_storage *storage; /* indexed by ir_value id */
     int64_t arena_bytes;  /* the planned arena's size */
     int vector_bits;      /* the target's vector register width; 0: no vector loops */
+    int threads;          /* the threads runs will use (lower_options): a blocking hint; 0: unknown */
     const char **errors;  /* what a kernel's nonzero return code means: errors[code - 1] */
     int error_count, error_cap;
 } lir_module;

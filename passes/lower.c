@@ -266,6 +266,7 @@ kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **
     if (st)
         return st;
     m->vector_bits = o ? o->vector_bits : 0;
+    m->threads = o ? o->threads : 0;
     for (int i = 0; !st && i < g->node_count; i++) {
         const ir_node *n = g->nodes[i];
         if (plan.role[n->id] == FUSE_INLINE || plan.role[n->id] == FUSE_ATTENTION || plan.chain[n->id])

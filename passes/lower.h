@@ -93,6 +93,8 @@ kiln_status lower_attention(lower_ctx *c, const fuse_attention *a);
 typedef struct lower_options {
     int vector_bits; /* the target's vector registers: the widest vector loops (0: none) */
     bool no_fuse;    /* one kernel per node */
+    int threads;     /* the threads runs will use, a schedule hint (0: unknown, several):
+                        results never depend on it, only how work is blocked */
 } lower_options;
 /* Lowers the whole graph into *out (a module with its memory plan and schedule). With
  * plan_out, the fusion plan is returned too (fuse_plan_free it). */

@@ -81,6 +81,7 @@ static bool differential_zeros; /* when set, random inputs are about half zeros 
  * f32 sum of K products of values in [-2, 2] differs from the interpreter's f64 sum by
  * roundings of partial sums that grow with K, so the bound grows as K / 36. */
 static double differential_atol_scale = 1;
+static int differential_threads; /* the JIT's threads (0: all), which some lowerings block by */
 
 static void test_op_cases(void **state) {
     (void)state;
@@ -225,7 +226,7 @@ static void differential(const char *body, int rank_a, const int64_t *a, int ran
     snprintf(src, 70000, "graph r {\n  input %%a: %s\n%s%s%s  %s\n  output %%y\n}\n", ta,
              b ? "  input %b: " : "", b ? tb : "", b ? "\n" : "", body);
     kiln_tensor *in[2] = {random_tensor(rank_a, a), b ? random_tensor(rank_b, b) : NULL}, *ref = NULL, *got = NULL;
-    kiln_options jit = {.backend = KILN_BACKEND_JIT};
+    kiln_options jit = {.backend = KILN_BACKEND_JIT, .threads = differential_threads};
     kiln_model *mi, *mj;
     kiln_diag d = {0};
     if (kiln_model_parse(src, strlen(src), "random.kiln", NULL, &mi, &d) ||
@@ -487,8 +488,11 @@ static void test_random_recurrent(void **state) {
     char *src = malloc(65536);
     for (int trial = 0; trial < 36; trial++) {
         int op = trial % 3, gates = op == 0 ? 1 : op == 1 ? 3 : 4, dir = (trial / 3) % 3, layout = uniform(2);
-        /* batches past 8 leave a partial block of entries that share weight loads */
-        int64_t S = 1 + uniform(5), B = trial % 4 == 3 ? 9 + uniform(4) : 1 + uniform(3), I = 1 + uniform(6);
+        /* batch entries share weight loads in blocks of as many as each thread gets (up to 16):
+         * on 1 thread up to 20 entries (a full block and a partial one), on 2 up to 12 */
+        differential_threads = 1 + (trial / 4) % 2;
+        int64_t S = 1 + uniform(5), B = trial % 4 == 3 ? 9 + uniform(differential_threads == 1 ? 12 : 4) : 1 + uniform(3);
+        int64_t I = 1 + uniform(6);
         int64_t H = 1 + uniform(5), D = dir == 2 ? 2 : 1;
         int64_t x[3] = {layout ? B : S, layout ? S : B, I}, w[3] = {D, gates * H, I}, r[3] = {D, gates * H, H};
         int64_t bias[2] = {D, 2 * gates * H}, lens[1] = {B}, st[3] = {layout ? B : D, layout ? D : B, H}, p[2] = {D, 3 * H};
@@ -524,6 +528,7 @@ static void test_random_recurrent(void **state) {
         snprintf(src + n, 65536 - n, "}\n  %%y = Identity(%%o%d)", which);
         differential(src + 2, 3, x, 3, w);
     }
+    differential_threads = 0;
     free(src);
 }
 
