@@ -78,6 +78,9 @@ def models():
         ("transformer", layer, (8, 128, 256)),
         ("lstm", LSTM(), (16, 50, 64)),
         ("eltwise", Chain(), (1, 16, 512, 512)),
+        # SGEMM 1024 x 1024 x 1024 against a weight (a Linear without bias): the GEMM kernel
+        # alone, its GFLOP/s a fraction of the measured FMA peak in the report
+        ("sgemm", torch.nn.Linear(1024, 1024, bias=False), (1024, 1024)),
     ]
 
 

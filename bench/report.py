@@ -52,6 +52,12 @@ def main():
         print("%-12s %3d %10.3f %10.3f %10.3f %10.3f %10.3f %10.3f  %-12s %8.2f" % (
             name, t, fused, unfused, peers["ort"], peers["ort_noopt"], peers["torch"], peers["torchscript"], best,
             fused / peers[best]))
+    for name, t, fused, unfused, peers, best in rows:
+        if name == "sgemm":  # 2 n^3 flops, against the FMA peak measured in this run
+            peak = limits["fma_gflops_1" if t == 1 else "fma_gflops_all"]
+            gflops = 2 * 1024 ** 3 / (fused * 1e6)
+            print("sgemm 1024^3, %d thread%s: kiln %.1f GFLOP/s = %.0f%% of peak; best peer (%s) %.1f GFLOP/s" % (
+                t, "" if t == 1 else "s", gflops, 100 * gflops / peak, best, 2 * 1024 ** 3 / (peers[best] * 1e6)))
 
 
 if __name__ == "__main__":
