@@ -151,6 +151,13 @@ int64_t lir_stride(const lir_expr *e, int var, const bool *varying) {
     }
 }
 
+lir_expr *lir_max_any(lir_module *m, lir_op op, lir_expr *a, lir_expr *b) {
+    lir_expr *e = lir_binary(m, op, a, b);
+    if (e && ir_dtype_is_float(e->type) && (op == LIR_MAX || op == LIR_MIN))
+        e->i = 1;
+    return e;
+}
+
 lir_expr *lir_fma(lir_module *m, lir_expr *a, lir_expr *b, lir_expr *acc) {
     lir_expr *e = lir_binary(m, LIR_ADD, acc, lir_binary(m, LIR_MUL, a, b));
     if (e && ir_dtype_is_float(e->type))

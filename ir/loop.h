@@ -173,6 +173,10 @@ lir_expr *lir_call(lir_module *m, lir_intrinsic fn, lir_expr *a, lir_expr *b);
  * (MatMul, Gemm, Conv, the recurrent gates): their sums then differ from the
  * interpreter's by the rounding of the products, well inside the stated tolerances. */
 lir_expr *lir_fma(lir_module *m, lir_expr *a, lir_expr *b, lir_expr *acc);
+/* A float LIR_MAX or LIR_MIN (op) that may give either operand where one is NaN (its `i` is 1):
+ * one vmaxps where NaN-propagating max takes five instructions. Only where a NaN shows up
+ * anyway: a softmax's row max (exp(NaN - max) makes the row's sum, so every output, NaN). */
+lir_expr *lir_max_any(lir_module *m, lir_op op, lir_expr *a, lir_expr *b);
 
 /* Statement builders. */
 lir_stmt *lir_seq(lir_module *m);

@@ -148,7 +148,9 @@ kiln_status lower_gather_map(lower_ctx *c, lower_index_fn f, void *arg, lir_expr
  * its own operations): `part` (w elements at `base`) starts at `start`, then for each
  * j = block * w + lane < len, part[base + lane] = op(part[base + lane], value(j)); `value`
  * may push statements (run first, under the same mask) into `body`. Returns the statements,
- * ending with the fold of the w partials in order into scalar `acc` (declared there). */
+ * ending with the fold of the w partials (pairwise, a balanced tree) into scalar `acc`
+ * (declared there). A max or min may pass over a NaN (lir_max_any): for rows where a NaN
+ * shows up anyway, as in a softmax's sum. */
 typedef lir_expr *(*lower_lane_fn)(lower_ctx *c, lir_expr *j, lir_stmt *body, void *arg);
 lir_stmt *lower_lane_pass(lower_ctx *c, lir_buffer *part, lir_expr *base, lir_expr *len, int64_t w, lir_op op,
                           lir_expr *start, lower_lane_fn value, void *arg, int acc);

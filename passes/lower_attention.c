@@ -36,7 +36,8 @@ typedef struct attn {
     lir_expr *b, *bc[KILN_MAX_RANK]; /* the flat batch index; the batch coordinates (rows, columns: 0) */
     lir_expr *row[ATTENTION_ROWS];   /* the block's query rows, clamped to the last */
     lir_expr *j0, *len;              /* the key block's first key and length */
-    lir_buffer *s, *acc[ATTENTION_ROWS], *stats, *part;
+    bool vpairs;                     /* V's columns in pairs of vectors (acc[1]: the second of each pair) */
+    lir_buffer *s, *acc[2][ATTENTION_ROWS], *stats, *part;
     lir_expr *shift;                 /* the row's exponent shift (lane pass) */
     lir_expr *s_row;                 /* the row's scores in s (lane pass) */
 } attn;
@@ -52,41 +53,76 @@ static lir_expr *score_at(attn *x, lir_expr *r, lir_expr *j) {
     return add(c, mul(c, add(c, mul(c, x->b, I(c, x->rows)), r), I(c, x->block)), j);
 }
 
-/* 1. scores[r][j] = scale * sum_k Q[row r][k] * KT[k][j0 + j] (+ mask), j < len */
+/* A loop over [0, n) in vectors: plain (`pairs` 0: the schedule vectorizes *var's loop), or
+ * (pairs 1) in pairs of w-lane vectors, *var then a pair index and *lane the lane loop's:
+ * element h of the pair is at pair * 2w + h * w + lane. Returns the outer loop. */
+static lir_stmt *vector_loop(attn *x, bool pairs, lir_expr *n, lir_stmt *body, lir_expr **var, lir_expr **lane) {
+    lower_ctx *c = x->c;
+    int v = lower_var(c, pairs ? "pair" : "j", KILN_I64);
+    *var = ref(c, v);
+    if (!pairs)
+        return lir_for(M, v, I(c, 0), n, body);
+    int l = lower_var(c, "lane", KILN_I64);
+    *lane = ref(c, l);
+    lir_stmt *inner = lir_for(M, l, I(c, 0), I(c, x->w), body);
+    lir_expr *count = lir_binary(M, LIR_DIV, n, I(c, 2 * x->w));
+    return inner ? lir_for(M, v, I(c, 0), count, lower_seq1(c, inner)) : NULL;
+}
+
+static lir_expr *pair_at(attn *x, bool pairs, lir_expr *var, lir_expr *lane, int h) {
+    lower_ctx *c = x->c;
+    return pairs ? add(c, add(c, mul(c, var, I(c, 2 * x->w)), I(c, h * x->w)), lane) : var;
+}
+
+/* 1. scores[r][j] = scale * sum_k Q[row r][k] * KT[k][j0 + j] (+ mask), j < len; in pairs of
+ * key vectors where the key blocks allow (16 accumulators: each Q element loaded serves
+ * two vectors, as in the GEMM) */
 static lir_stmt *scores(attn *x) {
     lower_ctx *c = x->c;
-    int jv = lower_var(c, "j", KILN_I64), kv = lower_var(c, "k", KILN_I64), key = lower_var(c, "kt", x->t), s[ATTENTION_ROWS];
+    bool pairs = x->w >= 8 && x->block % (2 * x->w) == 0 && x->lk % x->block == 0;
+    int halves = pairs ? 2 : 1;
+    int kv = lower_var(c, "k", KILN_I64), key[2], s[2][ATTENTION_ROWS];
     lir_stmt *body = lir_seq(M), *k_body = lir_seq(M);
-    if (!body || !k_body)
+    lir_expr *jv, *lane = NULL;
+    lir_stmt *outer = body ? vector_loop(x, pairs, x->len, body, &jv, &lane) : NULL;
+    if (!outer || !k_body)
         return NULL;
-    lir_expr *j = ref(c, jv), *k = ref(c, kv), *col = add(c, x->j0, j);
-    lir_expr *kt = lir_load(M, c->in[1], add(c, mul(c, add(c, mul(c, x->b, I(c, x->d)), k), I(c, x->lk)), col));
-    if (!lir_seq_push(M, k_body, lir_let(M, key, kt)))
-        return NULL;
+    lir_expr *k = ref(c, kv), *col[2];
+    for (int h = 0; h < halves; h++) {
+        lir_expr *j = pair_at(x, pairs, jv, lane, h);
+        col[h] = add(c, x->j0, j);
+        key[h] = lower_var(c, "kt", x->t);
+        lir_expr *kt = lir_load(M, c->in[1], add(c, mul(c, add(c, mul(c, x->b, I(c, x->d)), k), I(c, x->lk)), col[h]));
+        if (!lir_seq_push(M, k_body, lir_let(M, key[h], kt)))
+            return NULL;
+    }
     for (int r = 0; r < x->rows; r++) {
         lir_expr *q = lir_load(M, c->in[0], add(c, mul(c, add(c, mul(c, x->b, I(c, x->lq)), x->row[r]), I(c, x->d)), k));
-        s[r] = lower_var(c, "s", x->t);
-        if (!lir_seq_push(M, body, lir_let(M, s[r], lir_const(M, x->t, 0))) ||
-            !lir_seq_push(M, k_body, lir_assign(M, s[r], lir_fma(M, q, ref(c, key), ref(c, s[r])))))
-            return NULL;
+        for (int h = 0; h < halves; h++) {
+            s[h][r] = lower_var(c, "s", x->t);
+            if (!lir_seq_push(M, body, lir_let(M, s[h][r], lir_const(M, x->t, 0))) ||
+                !lir_seq_push(M, k_body, lir_assign(M, s[h][r], lir_fma(M, q, ref(c, key[h]), ref(c, s[h][r])))))
+                return NULL;
+        }
     }
     if (!lir_seq_push(M, body, lir_for(M, kv, I(c, 0), I(c, x->d), k_body)))
         return NULL;
-    for (int r = 0; r < x->rows; r++) {
-        lir_expr *v = ref(c, s[r]);
-        if (x->a->scale)
-            v = mul(c, v, lir_const(M, x->t, x->a->scale_value));
-        if (c->in[3]) {
-            lir_expr *mc[KILN_MAX_RANK];
-            for (int d = 0; d < x->rank; d++)
-                mc[d] = x->bc[d];
-            mc[x->rank - 2] = x->row[r], mc[x->rank - 1] = col;
-            v = add(c, v, lir_load(M, c->in[3], lower_index(c, c->in_type[3], mc, x->rank)));
+    for (int h = 0; h < halves; h++)
+        for (int r = 0; r < x->rows; r++) {
+            lir_expr *v = ref(c, s[h][r]);
+            if (x->a->scale)
+                v = mul(c, v, lir_const(M, x->t, x->a->scale_value));
+            if (c->in[3]) {
+                lir_expr *mc[KILN_MAX_RANK];
+                for (int d = 0; d < x->rank; d++)
+                    mc[d] = x->bc[d];
+                mc[x->rank - 2] = x->row[r], mc[x->rank - 1] = col[h];
+                v = add(c, v, lir_load(M, c->in[3], lower_index(c, c->in_type[3], mc, x->rank)));
+            }
+            if (!lir_seq_push(M, body, lir_store(M, x->s, score_at(x, I(c, r), pair_at(x, pairs, jv, lane, h)), v)))
+                return NULL;
         }
-        if (!lir_seq_push(M, body, lir_store(M, x->s, score_at(x, I(c, r), j), v)))
-            return NULL;
-    }
-    return lir_for(M, jv, I(c, 0), x->len, body);
+    return outer;
 }
 
 static lir_expr *score_max(lower_ctx *c, lir_expr *j, lir_stmt *body, void *arg) {
@@ -120,7 +156,7 @@ static lir_stmt *online_softmax(attn *x) {
     lir_expr *m = ref(c, max);
     if (!body || !pmax || !psum || !lir_seq_push(M, body, pmax) ||
         !lir_seq_push(M, body, lir_let(M, old, lir_load(M, x->stats, stat(x, r, 0)))) ||
-        !lir_seq_push(M, body, lir_let(M, max, lir_binary(M, LIR_MAX, ref(c, old), ref(c, mb)))) ||
+        !lir_seq_push(M, body, lir_let(M, max, lir_max_any(M, LIR_MAX, ref(c, old), ref(c, mb)))) ||
         /* all -inf so far: shift by 0, so exp gives 0 rather than exp(-inf + inf) = NaN */
         !lir_seq_push(M, body, lir_let(M, shift, lir_select(M, lir_binary(M, LIR_EQ, m, ninf), lir_const(M, x->t, 0), m))) ||
         !lir_seq_push(M, body, psum) ||
@@ -133,48 +169,66 @@ static lir_stmt *online_softmax(attn *x) {
     return lir_for(M, rv, I(c, 0), I(c, x->rows), body);
 }
 
-/* 3. acc[r][e] = acc[r][e] * rescale[r] + sum_j p[r][j] * V[j0 + j][e] */
+/* 3. acc[r][e] = acc[r][e] * rescale[r] + sum_j p[r][j] * V[j0 + j][e], in pairs of column
+ * vectors where V's width allows */
 static lir_stmt *times_v(attn *x) {
     lower_ctx *c = x->c;
-    int ev = lower_var(c, "e", KILN_I64), jv = lower_var(c, "j", KILN_I64), vv = lower_var(c, "v", x->t), a[ATTENTION_ROWS];
+    bool pairs = x->vpairs;
+    int halves = pairs ? 2 : 1;
+    int jv = lower_var(c, "j", KILN_I64), vv[2], a[2][ATTENTION_ROWS];
     lir_stmt *body = lir_seq(M), *j_body = lir_seq(M);
-    if (!body || !j_body)
+    lir_expr *ev, *lane = NULL;
+    lir_stmt *outer = body ? vector_loop(x, pairs, I(c, x->dv), body, &ev, &lane) : NULL;
+    if (!outer || !j_body)
         return NULL;
-    lir_expr *e = ref(c, ev), *j = ref(c, jv), *at = add(c, mul(c, x->b, I(c, x->dv)), e);
-    lir_expr *v = lir_load(M, c->in[2], add(c, mul(c, add(c, mul(c, x->b, I(c, x->lk)), add(c, x->j0, j)), I(c, x->dv)), e));
-    if (!lir_seq_push(M, j_body, lir_let(M, vv, v)))
-        return NULL;
-    for (int r = 0; r < x->rows; r++) {
-        a[r] = lower_var(c, "a", x->t);
-        lir_expr *start = mul(c, lir_load(M, x->acc[r], at), lir_load(M, x->stats, stat(x, I(c, r), 2)));
-        if (!lir_seq_push(M, body, lir_let(M, a[r], start)) ||
-            !lir_seq_push(M, j_body, lir_assign(M, a[r], lir_fma(M, lir_load(M, x->s, score_at(x, I(c, r), j)), ref(c, vv), ref(c, a[r])))))
+    lir_expr *j = ref(c, jv), *at[2];
+    for (int h = 0; h < halves; h++) {
+        lir_expr *e = pair_at(x, pairs, ev, lane, h);
+        at[h] = add(c, mul(c, x->b, I(c, x->dv)), e);
+        vv[h] = lower_var(c, "v", x->t);
+        lir_expr *v = lir_load(M, c->in[2], add(c, mul(c, add(c, mul(c, x->b, I(c, x->lk)), add(c, x->j0, j)), I(c, x->dv)), e));
+        if (!lir_seq_push(M, j_body, lir_let(M, vv[h], v)))
             return NULL;
+    }
+    for (int r = 0; r < x->rows; r++) {
+        lir_expr *p = lir_load(M, x->s, score_at(x, I(c, r), j));
+        for (int h = 0; h < halves; h++) {
+            a[h][r] = lower_var(c, "a", x->t);
+            lir_expr *start = mul(c, lir_load(M, x->acc[h][r], at[h]), lir_load(M, x->stats, stat(x, I(c, r), 2)));
+            if (!lir_seq_push(M, body, lir_let(M, a[h][r], start)) ||
+                !lir_seq_push(M, j_body, lir_assign(M, a[h][r], lir_fma(M, p, ref(c, vv[h]), ref(c, a[h][r])))))
+                return NULL;
+        }
     }
     if (!lir_seq_push(M, body, lir_for(M, jv, I(c, 0), x->len, j_body)))
         return NULL;
-    for (int r = 0; r < x->rows; r++)
-        if (!lir_seq_push(M, body, lir_store(M, x->acc[r], at, ref(c, a[r]))))
-            return NULL;
-    return lir_for(M, ev, I(c, 0), I(c, x->dv), body);
+    for (int h = 0; h < halves; h++)
+        for (int r = 0; r < x->rows; r++)
+            if (!lir_seq_push(M, body, lir_store(M, x->acc[h][r], at[h], ref(c, a[h][r]))))
+                return NULL;
+    return outer;
 }
 
 /* The block's rows: running max -inf, sums and accumulators 0. */
 static lir_stmt *start_rows(attn *x) {
     lower_ctx *c = x->c;
-    int rv = lower_var(c, "r", KILN_I64), ev = lower_var(c, "e", KILN_I64);
+    int rv = lower_var(c, "r", KILN_I64);
     lir_stmt *s = lir_seq(M), *rows = lir_seq(M), *cols = lir_seq(M);
-    if (!s || !rows || !cols)
+    lir_expr *ev, *lane = NULL;
+    lir_stmt *col_loop = cols ? vector_loop(x, x->vpairs, I(c, x->dv), cols, &ev, &lane) : NULL;
+    if (!s || !rows || !col_loop)
         return NULL;
-    lir_expr *r = ref(c, rv), *at = add(c, mul(c, x->b, I(c, x->dv)), ref(c, ev));
+    lir_expr *r = ref(c, rv);
     if (!lir_seq_push(M, rows, lir_store(M, x->stats, stat(x, r, 0), lir_const(M, x->t, -INFINITY))) ||
         !lir_seq_push(M, rows, lir_store(M, x->stats, stat(x, r, 1), lir_const(M, x->t, 0))))
         return NULL;
-    for (int i = 0; i < x->rows; i++)
-        if (!lir_seq_push(M, cols, lir_store(M, x->acc[i], at, lir_const(M, x->t, 0))))
-            return NULL;
-    if (!lir_seq_push(M, s, lir_for(M, rv, I(c, 0), I(c, x->rows), rows)) ||
-        !lir_seq_push(M, s, lir_for(M, ev, I(c, 0), I(c, x->dv), cols)))
+    for (int h = 0; h < (x->vpairs ? 2 : 1); h++) {
+        lir_expr *at = add(c, mul(c, x->b, I(c, x->dv)), pair_at(x, x->vpairs, ev, lane, h));
+        for (int i = 0; i < x->rows; i++)
+            if (!lir_seq_push(M, cols, lir_store(M, x->acc[h][i], at, lir_const(M, x->t, 0))))
+                return NULL;
+    }
+    if (!lir_seq_push(M, s, lir_for(M, rv, I(c, 0), I(c, x->rows), rows)) || !lir_seq_push(M, s, col_loop))
         return NULL;
     return s;
 }
@@ -182,24 +236,27 @@ static lir_stmt *start_rows(attn *x) {
 /* out[row r][e] = acc[r][e] / sum[r], rows past Lq (a last, partial block) not stored */
 static lir_stmt *finish_rows(attn *x, lir_expr *first) {
     lower_ctx *c = x->c;
-    int ev = lower_var(c, "e", KILN_I64);
     lir_stmt *body = lir_seq(M);
-    if (!body)
+    lir_expr *ev, *lane = NULL;
+    lir_stmt *outer = body ? vector_loop(x, x->vpairs, I(c, x->dv), body, &ev, &lane) : NULL;
+    if (!outer)
         return NULL;
-    lir_expr *e = ref(c, ev), *at = add(c, mul(c, x->b, I(c, x->dv)), e);
-    for (int r = 0; r < x->rows; r++) {
-        lir_expr *oc[KILN_MAX_RANK];
-        for (int d = 0; d < x->rank; d++)
-            oc[d] = x->bc[d];
-        oc[x->rank - 2] = x->row[r], oc[x->rank - 1] = e;
-        lir_expr *y = lir_binary(M, LIR_DIV, lir_load(M, x->acc[r], at), lir_load(M, x->stats, stat(x, I(c, r), 1)));
-        lir_stmt *store = lower_store_out(c, oc, y);
-        if (store && x->lq % x->rows)
-            store = lir_if(M, lir_binary(M, LIR_LT, add(c, first, I(c, r)), I(c, x->lq)), lower_seq1(c, store), NULL);
-        if (!store || !lir_seq_push(M, body, store))
-            return NULL;
+    for (int h = 0; h < (x->vpairs ? 2 : 1); h++) {
+        lir_expr *e = pair_at(x, x->vpairs, ev, lane, h), *at = add(c, mul(c, x->b, I(c, x->dv)), e);
+        for (int r = 0; r < x->rows; r++) {
+            lir_expr *oc[KILN_MAX_RANK];
+            for (int d = 0; d < x->rank; d++)
+                oc[d] = x->bc[d];
+            oc[x->rank - 2] = x->row[r], oc[x->rank - 1] = e;
+            lir_expr *y = lir_binary(M, LIR_DIV, lir_load(M, x->acc[h][r], at), lir_load(M, x->stats, stat(x, I(c, r), 1)));
+            lir_stmt *store = lower_store_out(c, oc, y);
+            if (store && x->lq % x->rows)
+                store = lir_if(M, lir_binary(M, LIR_LT, add(c, first, I(c, r)), I(c, x->lq)), lower_seq1(c, store), NULL);
+            if (!store || !lir_seq_push(M, body, store))
+                return NULL;
+        }
     }
-    return lir_for(M, ev, I(c, 0), I(c, x->dv), body);
+    return outer;
 }
 
 kiln_status lower_attention(lower_ctx *c, const fuse_attention *a) {
@@ -222,9 +279,11 @@ kiln_status lower_attention(lower_ctx *c, const fuse_attention *a) {
     x.s = lir_local(M, c->k, "scores", x.t, nb * x.rows * x.block);
     x.stats = lir_local(M, c->k, "row_stats", x.t, nb * x.rows * 3);
     x.part = lir_local(M, c->k, "partial", x.t, nb * x.w);
-    for (int r = 0; r < x.rows; r++)
-        if (!(x.acc[r] = lir_local(M, c->k, "row_acc", x.t, nb * x.dv)))
-            return lower_oom(c);
+    x.vpairs = x.w >= 8 && x.dv % (2 * x.w) == 0;
+    for (int h = 0; h < (x.vpairs ? 2 : 1); h++)
+        for (int r = 0; r < x.rows; r++)
+            if (!(x.acc[h][r] = lir_local(M, c->k, "row_acc", x.t, nb * x.dv)))
+                return lower_oom(c);
     if (!x.b || !x.s || !x.stats || !x.part)
         return lower_oom(c);
     if (!x.lq || !x.dv) /* nothing to store */

@@ -1053,32 +1053,39 @@ kiln_status lower_batch_norm(lower_ctx *c) {
     return lower_emit(c, outer);
 }
 
+/* op over part[base + lo .. base + hi) as a balanced tree: log2(w) dependent steps where a
+ * running fold took w (the attention kernel's two folds per row and key block). */
+static lir_expr *fold_tree(lower_ctx *c, lir_buffer *part, lir_expr *base, lir_op op, int64_t lo, int64_t hi) {
+    if (hi - lo == 1)
+        return lir_load(M, part, lir_binary(M, LIR_ADD, base, lir_int(M, lo)));
+    int64_t mid = lo + (hi - lo) / 2;
+    return lir_max_any(M, op, fold_tree(c, part, base, op, lo, mid), fold_tree(c, part, base, op, mid, hi));
+}
+
 lir_stmt *lower_lane_pass(lower_ctx *c, lir_buffer *part, lir_expr *base, lir_expr *len, int64_t w, lir_op op,
                           lir_expr *start, lower_lane_fn value, void *arg, int acc) {
-    lir_expr *lane, *blk, *lane2, *lane3;
+    lir_expr *lane, *blk;
     bool known = len->kind == LIR_CONST, ragged = !known || len->i % w;
     lir_expr *blocks = known ? lir_int(M, (len->i + w - 1) / w)
                              : lir_binary(M, LIR_DIV, lir_binary(M, LIR_ADD, len, lir_int(M, w - 1)), lir_int(M, w));
-    int blk_var = lower_var(c, "block", KILN_I64);
-    lir_stmt *s = lir_seq(M), *init_body = lir_seq(M), *blk_body = lir_seq(M), *lane_body = lir_seq(M),
-             *fold_body = lir_seq(M);
-    if (!s || !init_body || !blk_body || !lane_body || !fold_body || !blocks)
+    int blk_var = lower_var(c, "block", KILN_I64), a = lower_var(c, "lane_acc", start->type);
+    lir_stmt *s = lir_seq(M), *lane_body = lir_seq(M), *blk_body = lir_seq(M);
+    if (!s || !lane_body || !blk_body || !blocks)
         return NULL;
-    lir_stmt *init_loop = loop(c, "lane", w, init_body, &lane), *blk_loop = lir_for(M, blk_var, lir_int(M, 0), blocks, blk_body);
-    lir_stmt *lane_loop = loop(c, "lane", w, lane_body, &lane2), *fold_loop = loop(c, "lane", w, fold_body, &lane3);
-    if (!init_loop || !blk_loop || !lane_loop || !fold_loop || !(blk = lir_var_ref(M, c->k, blk_var)))
+    /* the lane loop outside, the blocks inside: each lane's partial is a register (a scalar
+     * declared in the vector loop), where a partial in memory carried every block's result
+     * through a store and a load */
+    lir_stmt *blk_loop = lir_for(M, blk_var, lir_int(M, 0), blocks, blk_body), *lane_loop = loop(c, "lane", w, lane_body, &lane);
+    if (!blk_loop || !lane_loop || !(blk = lir_var_ref(M, c->k, blk_var)))
         return NULL;
-    lir_expr *j = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, blk, lir_int(M, w)), lane2);
-    lir_stmt *body = ragged ? lir_seq(M) : lane_body; /* the last block's lanes past the row: masked off */
-    lir_expr *at = lir_binary(M, LIR_ADD, base, lane2), *v = body ? value(c, j, body, arg) : NULL;
-    if (!v || !lir_seq_push(M, body, lir_store(M, part, at, lir_binary(M, op, lir_load(M, part, at), v))) ||
-        (ragged && !lir_seq_push(M, lane_body, lir_if(M, lir_binary(M, LIR_LT, j, len), body, NULL))) ||
-        !lir_seq_push(M, init_body, lir_store(M, part, lir_binary(M, LIR_ADD, base, lane), start)) ||
-        !lir_seq_push(M, blk_body, lane_loop) || !lir_seq_push(M, s, init_loop) || !lir_seq_push(M, s, blk_loop) ||
-        !lir_seq_push(M, s, lir_let(M, acc, start)) ||
-        !lir_seq_push(M, fold_body, lir_assign(M, acc, lir_binary(M, op, lir_var_ref(M, c->k, acc),
-                                                                 lir_load(M, part, lir_binary(M, LIR_ADD, base, lane3))))) ||
-        !lir_seq_push(M, s, fold_loop))
+    lir_expr *j = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, blk, lir_int(M, w)), lane);
+    lir_stmt *body = ragged ? lir_seq(M) : blk_body; /* the last block's lanes past the row: masked off */
+    lir_expr *v = body ? value(c, j, body, arg) : NULL, *av = lir_var_ref(M, c->k, a);
+    if (!v || !lir_seq_push(M, body, lir_assign(M, a, lir_max_any(M, op, av, v))) ||
+        (ragged && !lir_seq_push(M, blk_body, lir_if(M, lir_binary(M, LIR_LT, j, len), body, NULL))) ||
+        !lir_seq_push(M, lane_body, lir_let(M, a, start)) || !lir_seq_push(M, lane_body, blk_loop) ||
+        !lir_seq_push(M, lane_body, lir_store(M, part, lir_binary(M, LIR_ADD, base, lane), av)) ||
+        !lir_seq_push(M, s, lane_loop) || !lir_seq_push(M, s, lir_let(M, acc, fold_tree(c, part, base, op, 0, w))))
         return NULL;
     return s;
 }

@@ -181,6 +181,18 @@ static void binary(emitter *e, const lir_expr *x) {
     bool fl = ir_dtype_is_float(t);
     if (x->op == LIR_MIN || x->op == LIR_MAX) {
         bool max = x->op == LIR_MAX;
+        if (fl && x->i) { /* lir_max_any */
+            fputs("((", f);
+            expr(e, x->a);
+            fputs(max ? ") > (" : ") < (", f);
+            expr(e, x->b);
+            fputs(") ? (", f);
+            expr(e, x->a);
+            fputs(") : (", f);
+            expr(e, x->b);
+            fputs("))", f);
+            return;
+        }
         if (fl)
             fprintf(f, "kiln_f%s%s(", max ? "max" : "min", t == KILN_F64 ? "" : "f");
         else

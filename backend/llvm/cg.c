@@ -123,6 +123,8 @@ static LLVMValueRef binary(cg_ctx *g, const lir_expr *e) {
     case LIR_REM: return f ? LLVMBuildFRem(g->b, a, b, "") : u ? LLVMBuildURem(g->b, a, b, "") : LLVMBuildSRem(g->b, a, b, "");
     case LIR_MIN:
     case LIR_MAX:
+        if (f && e->i) /* lir_max_any: a > b ? a : b, one instruction */
+            return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, e->op == LIR_MIN ? LLVMRealOLT : LLVMRealOGT, a, b, ""), a, b, "");
         if (f)
             return intrinsic(g, e->op == LIR_MIN ? "llvm.minimum" : "llvm.maximum", LLVMTypeOf(a), args, 2);
         return LLVMBuildSelect(g->b,
