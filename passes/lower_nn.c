@@ -146,9 +146,11 @@ static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
     }
     /* packed B: each column tile copied once into a contiguous panel [K, tile], so the
      * k loop reads consecutive lines instead of one line a row stride apart, a new page
-     * at every step (1024^3 SGEMM: 94 -> 109 GFLOP/s at 1 thread, 94% of the measured peak) */
+     * at every step (1024^3 SGEMM: 94 -> 109 GFLOP/s at 1 thread, 94% of the measured peak).
+     * The copy costs about 1 / rows of the product: only for 64 rows or more (the MLP's 64
+     * measured the same either way) */
     lir_buffer *panel = NULL;
-    if (tiled && halves == 2 && g->b_shared) {
+    if (tiled && halves == 2 && g->b_shared && rows >= 64) {
         lir_expr *tt, *pk, *j, *pc[KILN_MAX_RANK];
         lir_stmt *jb = lir_seq(M);
         lir_stmt *j_loop = jb ? loop(c, "j", tile, jb, &j) : NULL;

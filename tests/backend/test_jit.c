@@ -308,9 +308,10 @@ static void test_random_matmul(void **state) {
         differential("%y = MatMul(%a, %b)", trial % 2 ? 3 : 2, trial % 2 ? a : a + 1, 2, b);
     }
     /* columns a multiple of 32 (two vectors per lane loop), and B past the 256 KiB a column
-     * tile holds (K 300 x N 256: tiles of 128 columns), rows not a multiple of the block */
+     * tile holds (K 300 x N 256: tiles of 128 columns, 64+ rows: packed into panels), rows
+     * not a multiple of the block */
     for (int trial = 0; trial < 4; trial++) {
-        int64_t m = 1 + uniform(21), k = trial < 2 ? 300 : 1 + uniform(40), n = 32 * (1 + uniform(8)) + (trial < 2 ? 192 : 0);
+        int64_t m = trial < 2 ? 64 + uniform(40) : 1 + uniform(21), k = trial < 2 ? 300 : 1 + uniform(40), n = 32 * (1 + uniform(8)) + (trial < 2 ? 192 : 0);
         int64_t a[3] = {1 + uniform(2), m, k}, b[2] = {k, n};
         differential_atol_scale = k > 36 ? (double)k / 36 : 1; /* the stated bound for a K-term contraction */
         differential("%y = MatMul(%a, %b)", trial % 2 ? 3 : 2, trial % 2 ? a : a + 1, 2, b);
