@@ -180,8 +180,9 @@ kiln_dtype lower_compute_type(kiln_dtype t) {
     return t == KILN_F16 || t == KILN_BF16 ? KILN_F32 : t;
 }
 
-/* The arithmetic node n needs: 2 per multiply-add for MatMul, Gemm and the convolutions,
- * one per output element for everything else (a convention: exp costs more, a copy less). */
+/* The arithmetic node n needs: 2 per multiply-add for MatMul, Gemm, the convolutions and the
+ * recurrent gates, one per output element for everything else (a convention: exp costs
+ * more, a copy less). */
 static int64_t node_flops(const ir_node *n) {
     const kiln_tensor *out = &n->outputs[0]->type, *a = n->input_count ? &n->inputs[0]->type : NULL;
     const kiln_tensor *w = n->input_count > 1 && n->inputs[1] ? &n->inputs[1]->type : NULL;
@@ -197,6 +198,13 @@ static int64_t node_flops(const ir_node *n) {
         for (int d = 1; w && d < w->rank; d++) /* Cout / groups x kernel taps, per input element */
             taps *= w->dims[d];
         return 2 * ir_type_count(a) * taps;
+    case IR_OP_RNN: case IR_OP_GRU: case IR_OP_LSTM: { /* the gate products, every step and direction */
+        const kiln_tensor *r = n->input_count > 2 && n->inputs[2] ? &n->inputs[2]->type : NULL;
+        int64_t in = a->rank == 3 ? a->dims[2] : 0;
+        if (!w || !r || w->rank != 3 || r->rank != 3 || in <= 0)
+            return count;
+        return 2 * (ir_type_count(a) / in) * (ir_type_count(w) / in) * (in + r->dims[2]);
+    }
     default: return count;
     }
 }
