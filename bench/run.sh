@@ -4,13 +4,20 @@
 #
 #   bench/run.sh [OUT]        (default OUT: /tmp/kiln-bench; takes several minutes)
 #
-# Needs python3-torch (Debian) and onnxruntime-node (npm install --ignore-scripts; looked
-# for in bench/node_modules, then in $ORT_NODE_MODULES). Every engine's output is checked
+# Needs python3-torch, python3-torchvision and libopenblas0-pthread (Debian; without an
+# optimized BLAS, PyTorch falls back to the reference one, 15x slower) and onnxruntime-node
+# (npm install --ignore-scripts; looked for in bench/node_modules, then in
+# $ORT_NODE_MODULES). Every engine's output is checked
 # against PyTorch's before any time is reported; the table (bench/report.py) gives each
 # median latency in ms and kiln's ratio to the best peer (< 1: kiln is faster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/kiln-bench}
+# every engine alike keeps freed memory (else page faults dominate the elementwise chain),
+# and OpenBLAS (PyTorch's BLAS) picks its kernels for this CPU itself: a core type or L2
+# size set in the environment made it pick slow ones (SGEMM 561 ms where 22 is its own)
+export GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=1073741824
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 mkdir -p "$out"
 kiln=build/kiln
 [ -x "$kiln" ] || cmake --build build

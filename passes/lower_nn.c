@@ -349,15 +349,38 @@ enum { CONV_CHANNELS = 16 };
 /* The padded copy of input 0 (zeros outside), [N, C, H + pads, ...], into *xp. With a
  * stride s > 1 along the last axis, that axis is stored split by phase, [..., s, W'/s]
  * (padded column w at [w % s, w / s]), so that the conv's loads, at columns o * s + tap,
- * move by one element as o does (vector loads, where a strided read would gather). */
-static kiln_status pad_input(lower_ctx *c, const shape_window *w, int64_t split, int64_t slack, lir_buffer **xp,
-                             kiln_tensor *shape) {
+ * move by one element as o does (vector loads, where a strided read would gather).
+ * With `planes` (the flat path, 2-D), every spatial axis is split so, phases outermost:
+ * [N, C, P0, P1, Q0, Q1], padded position q * s + phase at [phase, q] (see flat_geometry). */
+typedef struct flat_geometry {
+    int64_t split[2], phases[2], q[2]; /* stride, phases copied, positions per phase, per axis */
+} flat_geometry;
+
+/* A 1x1 kernel's taps (or any kernel narrower than its stride, undilated) reach only the
+ * first phases: a strided 1x1 conv copies only the pixels it reads. */
+static flat_geometry flat_layout(const shape_window *w, const kiln_tensor *x) {
+    flat_geometry g;
+    for (int d = 0; d < 2; d++) {
+        int64_t s = w->stride[d], padded = x->dims[d + 2] + w->pad_begin[d] + w->pad_end[d];
+        g.split[d] = s;
+        g.phases[d] = w->dilation[d] == 1 && w->kernel[d] < s ? w->kernel[d] : s;
+        g.q[d] = (padded + s - 1) / s;
+    }
+    return g;
+}
+
+static kiln_status pad_input(lower_ctx *c, const shape_window *w, int64_t split, const flat_geometry *planes,
+                             int64_t slack, lir_buffer **xp, kiln_tensor *shape) {
     const kiln_tensor *x = c->in_type[0];
     int last = x->rank - 1;
     *shape = *x;
     for (int d = 0; d < w->spatial; d++)
         shape->dims[d + 2] = x->dims[d + 2] + w->pad_begin[d] + w->pad_end[d];
-    if (split > 1) {
+    if (planes) {
+        shape->rank = 6;
+        for (int d = 0; d < 2; d++)
+            shape->dims[2 + d] = planes->phases[d], shape->dims[4 + d] = planes->q[d];
+    } else if (split > 1) {
         shape->rank = x->rank + 1;
         shape->dims[last + 1] = (shape->dims[last] + split - 1) / split;
         shape->dims[last] = split;
@@ -372,7 +395,9 @@ static kiln_status pad_input(lower_ctx *c, const shape_window *w, int64_t split,
     xc[0] = pc[0], xc[1] = pc[1];
     for (int d = 0; d < w->spatial; d++) {
         lir_expr *padded = pc[d + 2];
-        if (split > 1 && d + 2 == last) /* column = q * s + phase */
+        if (planes) /* position = q * s + phase */
+            padded = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, pc[4 + d], lir_int(M, planes->split[d])), pc[2 + d]);
+        else if (split > 1 && d + 2 == last) /* column = q * s + phase */
             padded = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, pc[last + 1], lir_int(M, split)), pc[last]);
         xc[d + 2] = lir_binary(M, LIR_SUB, padded, lir_int(M, w->pad_begin[d]));
         lir_expr *ok = lir_binary(M, LIR_AND, lir_binary(M, LIR_GE, xc[d + 2], lir_int(M, 0)),
@@ -399,14 +424,18 @@ static kiln_status pad_input(lower_ctx *c, const shape_window *w, int64_t split,
  * so each weight loaded serves `parts` vectors and a block's weights (channels x Cin x
  * taps) are a quarter of the row path's 16 channels': ResNet-18's 256-channel 14x14 convs
  * streamed 147 KiB of weights per output row from L2; in groups of 4, 37 KiB stay in L1.
- * Used where it fills more lanes, or where the row path's weights would not stay in L1. */
+ * Used where it fills more lanes, or where the row path's weights would not stay in L1.
+ * Strided: the padded copy is split by phase along both axes (pad_input's planes), so
+ * output (oh, ow) reads phase plane (kh d % s, kw d % s) at (oh + kh d / s, ow + kw d / s):
+ * again p plus a constant per tap, with p = oh Q1 + ow over the phase plane's width Q1.
+ * ResNet-18's 7x7 outputs of its stride-2 convs filled 7 of 16 lanes on the row path. */
 typedef struct flat_plan {
     int64_t flat, vectors, parts, groups;
 } flat_plan;
 
-static flat_plan plan_flat(const shape_window *w, const kiln_tensor *out, int64_t lanes) {
+static flat_plan plan_flat(const shape_window *w, const kiln_tensor *x, const kiln_tensor *out, int64_t lanes) {
     flat_plan f = {0};
-    int64_t h = out->dims[2], wd = out->dims[3], wp = wd + (w->kernel[1] - 1) * w->dilation[1];
+    int64_t h = out->dims[2], wd = out->dims[3], wp = flat_layout(w, x).q[1];
     f.flat = (h - 1) * wp + wd;
     f.vectors = (f.flat + lanes - 1) / lanes;
     f.parts = f.vectors >= 4 ? 4 : f.vectors; /* 4 x 4 channels: 16 accumulators */
@@ -417,31 +446,38 @@ static flat_plan plan_flat(const shape_window *w, const kiln_tensor *out, int64_
     return f;
 }
 
-static bool flat_conv_pays(const shape_window *w, const kiln_tensor *out, int64_t cin, int64_t lanes, int row_block) {
-    if (w->spatial != 2 || w->stride[0] != 1 || w->stride[1] != 1 || lanes < 4)
+static bool flat_conv_pays(const shape_window *w, const kiln_tensor *x, const kiln_tensor *out, int64_t cin,
+                           int64_t lanes, int row_block) {
+    if (w->spatial != 2 || lanes < 4)
         return false;
-    flat_plan f = plan_flat(w, out, lanes);
+    flat_plan f = plan_flat(w, x, out, lanes);
     int64_t h = out->dims[2], wd = out->dims[3];
     double rows = (double)(h * wd) / (double)(h * lanes * ((wd + lanes - 1) / lanes));
     double flat_fill = (double)(h * wd) / (double)(lanes * f.groups * f.parts);
     int64_t row_weights = row_block * cin * w->kernel[0] * w->kernel[1] * 4; /* bytes a row's block reads */
-    return flat_fill > rows * 1.15 || (row_weights > (40 << 10) && flat_fill > rows * 0.8);
+    /* a kernel narrower than its stride (1x1, stride 2): the flat path copies only the
+     * pixels it reads, where the row path copies every row (ResNet-18's 1x1 / 2 convs at
+     * 28x28 and 14x14 outputs: 0.14 -> 0.11 ms and 0.15 -> 0.12) */
+    flat_geometry g = flat_layout(w, x);
+    bool fewer_copied = g.phases[0] < g.split[0] || g.phases[1] < g.split[1];
+    return flat_fill > rows * 1.15 || ((row_weights > (40 << 10) || fewer_copied) && flat_fill > rows * 0.8);
 }
 
 static kiln_status conv_flat(lower_ctx *c, const shape_window *w) {
     const kiln_tensor *x = c->in_type[0], *out = c->out_type[0];
     kiln_dtype t = lower_compute_type(out->dtype);
     int64_t channels = out->dims[1], cin = x->dims[1], lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
-    flat_plan f = plan_flat(w, out, lanes);
+    flat_plan f = plan_flat(w, x, out, lanes);
+    flat_geometry g = flat_layout(w, x);
     int parts = (int)f.parts, block = CONV_CHANNELS / parts;
     block = channels < block ? (int)channels : block;
     int64_t stride = f.groups * parts * lanes; /* each plane of sums, every position computed */
     lir_buffer *xp;
     kiln_tensor xs;
-    kiln_status st = pad_input(c, w, 1, stride - f.flat, &xp, &xs); /* slack: reads past the last plane */
+    kiln_status st = pad_input(c, w, 1, &g, stride - f.flat, &xp, &xs); /* slack: reads past the last plane */
     if (st)
         return st;
-    int64_t hp = xs.dims[2], wp = xs.dims[3];
+    int64_t wp = g.q[1], plane_size = g.q[0] * g.q[1];
     lir_buffer *sums = lir_local(M, c->k, "sums", t, out->dims[0] * channels * stride);
     kiln_tensor blocks = {.dtype = out->dtype, .rank = 2, .dims = {out->dims[0], (channels + block - 1) / block}};
     lir_expr *oc[2], *gv, *lane, *ci, *kh, *kw;
@@ -455,11 +491,21 @@ static kiln_status conv_flat(lower_ctx *c, const shape_window *w) {
     lir_stmt *kh_loop = loop(c, "kh", w->kernel[0], seq1(c, kw_loop), &kh);
     lir_stmt *ci_loop = loop(c, "ci", cin, seq1(c, kh_loop), &ci);
     lir_expr *first = lir_binary(M, LIR_MUL, oc[1], lir_int(M, block));
-    /* x_padded[n, ci, p + kh d0 W' + kw d1] for p = (group parts + part) lanes + lane */
-    lir_expr *plane = lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[0], lir_int(M, cin)), ci),
-                                 lir_int(M, hp * wp));
-    lir_expr *tap = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, kh, lir_int(M, w->dilation[0] * wp)),
-                               lir_binary(M, LIR_MUL, kw, lir_int(M, w->dilation[1])));
+    /* x_padded[n, ci, kh d0 % s0, kw d1 % s1, p + (kh d0 / s0) Q1 + kw d1 / s1] for
+     * p = (group parts + part) lanes + lane */
+    lir_expr *plane = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, oc[0], lir_int(M, cin)), ci), *offset[2];
+    lir_expr *k[2] = {kh, kw};
+    for (int d = 0; d < 2; d++) {
+        offset[d] = lir_binary(M, LIR_MUL, k[d], lir_int(M, w->dilation[d]));
+        lir_expr *phase = lir_int(M, 0);
+        if (g.split[d] > 1) {
+            phase = lir_binary(M, LIR_REM, offset[d], lir_int(M, g.split[d]));
+            offset[d] = lir_binary(M, LIR_DIV, offset[d], lir_int(M, g.split[d]));
+        }
+        plane = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, plane, lir_int(M, g.phases[d])), phase);
+    }
+    plane = lir_binary(M, LIR_MUL, plane, lir_int(M, plane_size));
+    lir_expr *tap = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, offset[0], lir_int(M, wp)), offset[1]);
     lir_expr *pos[4];
     int xv[4], acc[4][CONV_CHANNELS];
     if (!p_body || !take || !g_loop || !ci_loop)
@@ -527,7 +573,7 @@ kiln_status lower_conv(lower_ctx *c) {
     int last = x->rank - 1;
     int64_t ow_count = out->dims[last];
     bool wide = group == 1 && lanes >= 8 && channels >= CONV_CHANNELS / 2 && ow_count >= 3 * lanes / 2 && out->rank < KILN_MAX_RANK;
-    if (group == 1 && c->m->vector_bits && flat_conv_pays(&w, out, cin_g, lanes, wide ? CONV_CHANNELS / 2 : block))
+    if (group == 1 && c->m->vector_bits && flat_conv_pays(&w, x, out, cin_g, lanes, wide ? CONV_CHANNELS / 2 : block))
         return conv_flat(c, &w);
     /* wide rows: two vectors of output columns per lane loop and half the channels, so
      * each weight loaded serves two columns (as in the GEMM); the padded copy gets slack
@@ -571,7 +617,7 @@ kiln_status lower_conv(lower_ctx *c) {
     lir_buffer *xp = NULL;
     kiln_tensor xp_shape;
     if ((pads || split > 1 || wide) &&
-        (st = pad_input(c, &w, split, wide ? 2 * lanes * w.stride[w.spatial - 1] : 0, &xp, &xp_shape)))
+        (st = pad_input(c, &w, split, NULL, wide ? 2 * lanes * w.stride[w.spatial - 1] : 0, &xp, &xp_shape)))
         return st;
     lir_expr *first = lir_binary(M, LIR_MUL, oc[0][1], lir_int(M, block));
     lir_stmt *body = lir_seq(M), *take = lir_seq(M);

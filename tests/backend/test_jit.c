@@ -391,6 +391,13 @@ static void test_random_conv_pool(void **state) {
         double taps = (double)(xf[1] * wf[2] * wf[3]);
         differential_atol_scale = taps > 36 ? taps / 36 : 1;
         differential(body, 4, xf, 4, wf);
+        /* strided and dilated, on the flat path too (the padded copy split into phase
+         * planes along both axes; a 1x1 kernel copies only the first phase) */
+        snprintf(body, sizeof body, "%%y = Conv(%%a, %%b) {pads = [%d, %d, %d, %d], strides = [%d, %d], dilations = [%d, %d]}",
+                 uniform(2), uniform(2), uniform(2), uniform(2), 1 + uniform(3), 1 + uniform(3), 1 + uniform(2), 1 + uniform(2));
+        xf[1] = wf[1] = 80, xf[2] += 4, xf[3] += 4;
+        differential_atol_scale = (double)(xf[1] * wf[2] * wf[3]) / 36;
+        differential(body, 4, xf, 4, wf);
         differential_atol_scale = 1;
         /* narrow rows (9 to 16 columns) in groups of 2 or 4 rows per lane loop: stride 1 with
          * and without padding (no padded copy), stride 2, 2 to 17 rows */
