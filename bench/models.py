@@ -8,6 +8,7 @@ For each model writes OUT/NAME/model.onnx, OUT/NAME/input_0.npy and OUT/NAME/tor
 TorchScript at each thread count (default 1 2) and writes OUT/NAME/torch.json with the
 medians in milliseconds. Seeded, eval mode (batch norm with randomized statistics).
 """
+import ctypes
 import json
 import os
 import sys
@@ -95,6 +96,18 @@ def median_ms(fn, x):
     return float(np.median(times))
 
 
+def blas_threads(t):
+    """Debian's PyTorch calls OpenBLAS, whose thread pool torch.set_num_threads does not
+    size: without this its '1 thread' GEMMs ran on both cores (SGEMM 362 GFLOP/s, above
+    one core's FMA peak)."""
+    for lib in ("libopenblas.so.0", "libblas.so.3"):
+        try:
+            ctypes.CDLL(lib).openblas_set_num_threads(t)
+            return
+        except (OSError, AttributeError):
+            continue
+
+
 def main():
     out = sys.argv[1]
     threads = [int(t) for t in sys.argv[2:]] or [1, 2]
@@ -116,6 +129,7 @@ def main():
             timing = {}
             for t in threads:
                 torch.set_num_threads(t)
+                blas_threads(t)
                 timing["eager_%d" % t] = median_ms(model, x)
                 timing["torchscript_%d" % t] = median_ms(script, x)
         with open(os.path.join(d, "torch.json"), "w") as f:
