@@ -288,6 +288,8 @@ kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **
         st = lower_node(m, n, &plan, d);
     }
     if (!st)
+        st = lir_stage(m, d);
+    if (!st)
         st = lower_plan(m, d);
     if (!st && m->arena_bytes > kiln_max_memory())
         st = diag_error(d, LOC_NONE, KILN_ERR_OOM, "the compiled model's arena needs %lld bytes, above the memory cap of %lld",

@@ -103,6 +103,10 @@ kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **
 /* Decides the loop schedule (schedule.c): for now, which nests run on several threads
  * (how many is the run's choice). lower_graph calls it. */
 void lir_schedule(lir_module *m);
+/* Splits long elementwise expressions (several exp, tanh, divisions, ...) into stages
+ * over tiles held in scratch (stage.c), so each stage's dependent chain is short. Runs
+ * before the memory plan; lower_graph calls it. */
+kiln_status lir_stage(lir_module *m, kiln_diag *d);
 /* Whether op has a lowering rule yet. */
 bool lower_supported(ir_op op);
 

@@ -270,6 +270,13 @@ static void test_random_elementwise(void **state) {
         snprintf(body, sizeof body, "%%y = %s(%%a, %%b)", binary[trial % ARRAY_LEN(binary)]);
         differential(body, rank, a, rank_b, b);
     }
+    /* long chains, computed in stages over tiles: rows of 64 to 1000, on 1 and 2 threads */
+    for (int trial = 0; trial < 6; trial++) {
+        int64_t a[3] = {1 + uniform(3), 1 + uniform(4), 64 + uniform(937)}, b[1] = {a[2]};
+        differential_threads = 1 + trial % 2;
+        differential("%s = Sigmoid(%a)\n  %m = Mul(%s, %b)\n  %t = Tanh(%m)\n  %y = Mul(%t, %t)", 3, a, 1, b);
+    }
+    differential_threads = 0;
 }
 
 /* Einsum through the JIT against the interpreter: contractions, diagonals, traces, sums,
@@ -621,10 +628,16 @@ static void test_parallel_equals_serial(void **state) {
 /* Vector loops (explicit LLVM vectors, masked tails, gathers, lane masks for conditions)
  * compute what scalar loops compute, to the bit: the same operations in the same order
  * per element. Each graph is lowered twice, with and without vector loops, at sizes that
- * leave tails; the vector build must have vector loops. */
+ * leave tails; the vector build must have vector loops. Chains of several exp / tanh /
+ * divisions are computed in stages over tiles (passes/stage.c) in the vector build only
+ * (`staged`): a whole number of tiles and a rest, inside a parallel loop and not. */
 static void test_vector_equals_scalar(void **state) {
     (void)state;
-    static const struct { const char *body; int64_t a[4], b[4]; int ra, rb; } graphs[] = {
+    static const struct { const char *body; int64_t a[4], b[4]; int ra, rb; bool staged; } graphs[] = {
+        {"%s = Sigmoid(%a)\n  %m = Mul(%s, %b)\n  %t = Tanh(%m)\n  %y = Mul(%t, %t)", {3, 5, 300}, {300}, 3, 1, true},
+        {"%e = Exp(%a)\n  %q = Div(%b, %e)\n  %t = Erf(%q)\n  %c = Max(%t, %b)\n  %y = Min(%c, %e)", {5, 700}, {700}, 2, 1, true},
+        {"%s = Sigmoid(%a)\n  %y = Mul(%s, %b)", {2, 333}, {333}, 2, 1, true},
+        {"%s = Sigmoid(%a)\n  %t = Tanh(%b)\n  %y = Add(%s, %t)", {4, 63}, {63}, 2, 1, false},
         {"%y = MatMul(%a, %b)", {7, 37}, {37, 29}, 2, 2},
         {"%s = Add(%a, %b)\n  %y = Gelu(%s)", {3, 5, 19}, {5, 1}, 3, 2},
         {"%y = Conv(%a, %b) {pads = [1, 2, 1, 0], strides = [1, 2]}", {2, 3, 9, 21}, {4, 3, 3, 3}, 4, 4},
@@ -655,6 +668,14 @@ static void test_vector_equals_scalar(void **state) {
                 vector_loops += count_vector_loops(lm->kernels[k]->body);
             if ((vector_loops > 0) != (v == 1)) {
                 print_error("%s: %d vector loops with vector_bits %d\n", graphs[i].body, vector_loops, v ? 512 : 0);
+                fail();
+            }
+            bool staged = false;
+            for (int k = 0; k < lm->kernel_count; k++)
+                for (int p = 0; p < lm->kernels[k]->param_count; p++)
+                    staged |= !strcmp(lm->kernels[k]->params[p]->name, "stage0");
+            if (staged != (v == 1 && graphs[i].staged)) {
+                print_error("%s: staged %d with vector_bits %d\n", graphs[i].body, staged, v ? 512 : 0);
                 fail();
             }
             assert_int_equal(cg_jit_compile(lm, NULL, &jit, &d), KILN_OK);
