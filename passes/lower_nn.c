@@ -768,7 +768,16 @@ static kiln_status pool(lower_ctx *c, bool is_max) {
     if (st)
         return st;
     int64_t lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
-    if (is_max && !with_arg && w.spatial == 2 && w.dilation[0] == 1 && w.dilation[1] == 1 && lanes >= 4 &&
+    /* windows that never reach past the input need no bounds checks (no lane masks: the
+     * vector loop's loads stay plain or strided loads rather than gathers); windows that
+     * do not overlap gain nothing from max_pool_rows' shared row maxima, and strided loads
+     * read them directly (the bench CNN's 2x2 / 2 pools: 0.135 -> 0.06 ms) */
+    bool always_inside = true, disjoint = true;
+    for (int d = 0; d < w.spatial; d++) {
+        always_inside &= w.pad_begin[d] == 0 && (out->dims[d + 2] - 1) * w.stride[d] + (w.kernel[d] - 1) * w.dilation[d] < x->dims[d + 2];
+        disjoint &= w.stride[d] >= (w.kernel[d] - 1) * w.dilation[d] + 1;
+    }
+    if (is_max && !with_arg && !(always_inside && disjoint) && w.spatial == 2 && w.dilation[0] == 1 && w.dilation[1] == 1 && lanes >= 4 &&
         ir_type_count(out) > 0 && out->dims[3] >= lanes && /* narrower rows: the passes cost more than they save */ out->dims[0] * out->dims[1] * ((out->dims[3] - 1) * w.stride[1] + w.kernel[1]) <= (1 << 22))
         return max_pool_rows(c, &w);
     lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK], *kc[KILN_MAX_RANK], *inside;
@@ -806,7 +815,7 @@ static kiln_status pool(lower_ctx *c, bool is_max) {
     lir_expr *one = lir_binary(M, LIR_ADD, lir_var_ref(M, c->k, count), num(c, t, 1));
     if (!include_pad && !lir_seq_push(M, take, lir_assign(M, count, one)))
         return lower_oom(c);
-    if (!lir_seq_push(M, body, lir_if(M, inside, take, NULL)))
+    if (!lir_seq_push(M, body, always_inside ? take : lir_if(M, inside, take, NULL)))
         return lower_oom(c);
     if (include_pad) { /* count the positions inside the padded input, not past it */
         lir_expr *in_padded = NULL;

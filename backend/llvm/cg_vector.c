@@ -61,7 +61,8 @@ static LLVMValueRef all_lanes(cg_ctx *g) {
 static LLVMValueRef load(cg_ctx *g, const lir_expr *e) {
     LLVMTypeRef et = cg_mem_type(g, e->buf->dtype), vt = vec(g, et), ptr = LLVMPointerTypeInContext(g->ctx, 0);
     LLVMValueRef base = cg_buffer(g, e->buf), align = LLVMConstInt(i32_type(g), align_of(e->buf), 0), v;
-    if (lir_stride(e->a, g->vvar, g->varying) == 1) { /* consecutive: lane 0's index is the scalar one */
+    int64_t stride = lir_stride(e->a, g->vvar, g->varying);
+    if (stride == 1) { /* consecutive: lane 0's index is the scalar one */
         LLVMValueRef idx = cg_scalar(g, e->a), at = LLVMBuildGEP2(g->b, et, base, &idx, 1, "");
         if (g->mask) {
             LLVMTypeRef types[2] = {vt, ptr};
@@ -71,6 +72,23 @@ static LLVMValueRef load(cg_ctx *g, const lir_expr *e) {
             v = LLVMBuildLoad2(g->b, vt, at, "");
             LLVMSetAlignment(v, align_of(e->buf));
         }
+    } else if (!g->mask && stride >= 2 && stride <= 4 && g->lanes * stride <= 64) {
+        /* a small constant stride: lanes * stride consecutive elements (the last stride - 1
+         * masked off, so nothing past the last lane's element is touched), every stride-th
+         * kept by a shuffle: a 16-lane stride-2 read is two loads and a permute where a
+         * gather is 16 element loads (the conv's phase split, pools' strided outputs) */
+        int n = g->lanes * (int)stride;
+        LLVMTypeRef wide = LLVMVectorType(et, (unsigned)n), i1 = LLVMInt1TypeInContext(g->ctx);
+        LLVMValueRef bits[256], pick[64];
+        for (int l = 0; l < n; l++)
+            bits[l] = LLVMConstInt(i1, l <= (g->lanes - 1) * stride, 0);
+        for (int l = 0; l < g->lanes; l++)
+            pick[l] = LLVMConstInt(i32_type(g), (unsigned long long)(l * stride), 0);
+        LLVMValueRef idx = cg_scalar(g, e->a), at = LLVMBuildGEP2(g->b, et, base, &idx, 1, "");
+        LLVMTypeRef types[2] = {wide, ptr};
+        LLVMValueRef args[4] = {at, align, LLVMConstVector(bits, (unsigned)n), LLVMConstNull(wide)};
+        LLVMValueRef all = cg_intrinsic(g, "llvm.masked.load", types, 2, args, 4);
+        v = LLVMBuildShuffleVector(g->b, all, LLVMGetUndef(wide), LLVMConstVector(pick, (unsigned)g->lanes), "");
     } else { /* a gather */
         LLVMValueRef idx = cg_expr(g, e->a), at = LLVMBuildGEP2(g->b, et, base, &idx, 1, "");
         LLVMTypeRef types[2] = {vt, vec(g, ptr)};

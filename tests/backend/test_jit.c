@@ -413,6 +413,12 @@ static void test_random_conv_pool(void **state) {
         snprintf(body, sizeof body, "%%y = Conv(%%a, %%b) {pads = [%d, %d, %d, %d], strides = [%d, %d]}",
                  trial % 3 ? uniform(2) : 0, trial % 3 ? uniform(2) : 0, trial % 3 ? uniform(2) : 0, trial % 3 ? uniform(2) : 0, sr, sr);
         differential(body, 4, xr, 4, wr);
+        /* non-overlapping windows inside the input (no bounds checks, strided loads) */
+        int ks = 1 + uniform(3);
+        int64_t xs[4] = {1 + uniform(2), c, ks * (1 + uniform(5)) + uniform(ks), ks * (1 + uniform(40)) + uniform(ks)};
+        snprintf(body, sizeof body, "%%y = %s(%%a) {kernel_shape = [%d, %d], strides = [%d, %d]}",
+                 trial % 2 ? "MaxPool" : "AveragePool", ks, ks, ks, ks);
+        differential(body, 4, xs, 0, NULL);
         /* MaxPool over wide rows (row, column and stride passes): strides 1 to 3, pads below
          * the window, ceil_mode, rows not a multiple of the vector */
         int kh = 1 + uniform(3), kw = 1 + uniform(3), sw = 1 + uniform(3);
@@ -642,6 +648,10 @@ static void test_vector_equals_scalar(void **state) {
         {"%s = Add(%a, %b)\n  %y = Gelu(%s)", {3, 5, 19}, {5, 1}, 3, 2},
         {"%y = Conv(%a, %b) {pads = [1, 2, 1, 0], strides = [1, 2]}", {2, 3, 9, 21}, {4, 3, 3, 3}, 4, 4},
         {"%y = MaxPool(%a) {kernel_shape = [3, 3], pads = [1, 1, 1, 1]}", {1, 3, 11, 23}, {1}, 4, 1},
+        /* windows inside the input, not overlapping: strided loads (2 to 4 apart) */
+        {"%y = MaxPool(%a) {kernel_shape = [2, 2], strides = [2, 2]}", {2, 3, 10, 69}, {1}, 4, 1},
+        {"%y = AveragePool(%a) {kernel_shape = [3, 3], strides = [3, 3]}", {1, 2, 9, 100}, {1}, 4, 1},
+        {"%y = MaxPool(%a) {kernel_shape = [1, 2], strides = [1, 4]}", {1, 2, 3, 140}, {1}, 4, 1},
         {"%y = Softmax(%a) {axis = 0}", {6, 35}, {1}, 2, 1},
         {"%y = Transpose(%a) {perm = [1, 0]}", {21, 17}, {1}, 2, 1},
         {"%y = ReduceSum(%a) {axes = [0], keepdims = 0}", {9, 45}, {1}, 2, 1},
