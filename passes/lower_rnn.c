@@ -30,7 +30,8 @@ typedef struct rnn_lower {
     const shape_activation *f; /* its activations */
     double clip;               /* 0: none */
     lir_buffer *h, *cell, *gx, *gh, *hn, *z, *rg; /* scratch, [batch, ...] */
-    lir_buffer *wt, *rt; /* W and R transposed: [directions, input or hidden, gate rows] */
+    lir_buffer *wt, *rt; /* W and R in panels: [directions, row panels, input or hidden, panel] */
+    int64_t panel;       /* gate rows per panel: the vector width, or all rows */
     lir_expr *b, *tt;          /* the batch entry and the time step */
 } rnn_lower;
 
@@ -82,13 +83,17 @@ static lir_expr *clipped(rnn_lower *L, lir_expr *v) {
 
 /* Each gate row of W x_t (+ Wb) into gx and of R h (+ Rb) into gh, for the `n` batch
  * entries b[0..n) at their steps t[0..n) at once: one load of a weight serves them all.
- * The row loop is the one vectorized (the weights are transposed: rows are consecutive). */
+ * The lane loop (rows of a panel) is the one vectorized: a panel's weights for one k are
+ * consecutive, and a panel's whole strip (k = 0, 1, ...) too, so each step streams R in
+ * order (rows x hidden transposed whole, the strip was 256 loads 4 KiB apart). */
 static kiln_status gate_rows(rnn_lower *L, lir_stmt *step, int n, lir_expr **bs, lir_expr **ts) {
     lower_ctx *c = L->c;
     const shape_rnn_spec *r = &L->r;
-    int64_t rows = r->gates * r->hidden, H = r->hidden, I = r->input, S = r->seq, B = r->batch;
-    lir_expr *row, *k, *k2;
-    lir_stmt *body = lir_seq(M), *row_loop = lower_loop(c, "row", rows, body, &row);
+    int64_t rows = r->gates * r->hidden, H = r->hidden, I = r->input, S = r->seq, B = r->batch, P = L->panel;
+    lir_expr *rp, *lane, *k, *k2;
+    lir_stmt *body = lir_seq(M), *lane_loop = lower_loop(c, "lane", P, body, &lane);
+    lir_stmt *row_loop = lower_loop(c, "panel", rows / P, lower_seq1(c, lane_loop), &rp);
+    lir_expr *row = mad(c, rp, P, lane);
     lir_stmt *xsum = lir_seq(M), *hsum = lir_seq(M);
     lir_stmt *x_loop = lower_loop(c, "k", I, xsum, &k), *h_loop = lower_loop(c, "kh", H, hsum, &k2);
     int wv = lower_var(c, "w", L->t), rv = lower_var(c, "r", L->t), acc[RNN_BATCH], racc[RNN_BATCH];
@@ -96,8 +101,8 @@ static kiln_status gate_rows(rnn_lower *L, lir_stmt *step, int n, lir_expr **bs,
     lir_expr *wb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows), row)) : num(L, 0);
     lir_expr *rb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows + rows), row)) : num(L, 0);
     if (!body || !xsum || !hsum ||
-        !lir_seq_push(M, xsum, lir_let(M, wv, lir_load(M, L->wt, mad(c, mad(c, i64(c, L->d), I, k), rows, row)))) ||
-        !lir_seq_push(M, hsum, lir_let(M, rv, lir_load(M, L->rt, mad(c, mad(c, i64(c, L->d), H, k2), rows, row)))))
+        !lir_seq_push(M, xsum, lir_let(M, wv, lir_load(M, L->wt, mad(c, mad(c, mad(c, i64(c, L->d), rows / P, rp), I, k), P, lane)))) ||
+        !lir_seq_push(M, hsum, lir_let(M, rv, lir_load(M, L->rt, mad(c, mad(c, mad(c, i64(c, L->d), rows / P, rp), H, k2), P, lane)))))
         return lower_oom(c);
     for (int e = 0; e < n; e++) {
         L->b = bs[e];
@@ -327,16 +332,20 @@ static kiln_status recurrent(lower_ctx *c, int gates) {
     int64_t D = L.r.directions, I = L.r.input;
     if (!(L.wt = lir_local(M, c->k, "w_t", L.t, D * I * rows)) || !(L.rt = lir_local(M, c->k, "r_t", L.t, D * H * rows)))
         return lower_oom(c);
-    for (int which = 0; which < 2; which++) { /* W and R transposed once per run: the gate rows then read them
+    int64_t lanes = M->vector_bits / (8 * (int64_t)kiln_dtype_size(L.t));
+    L.panel = lanes > 1 && rows % lanes == 0 ? lanes : rows;
+    for (int which = 0; which < 2; which++) { /* W and R in panels once per run: the gate rows then read them
                                                  as consecutive elements across the lanes of their vector loop */
-        int64_t cols = which ? H : I;
-        lir_expr *dk, *row;
-        lir_stmt *body = lir_seq(M), *row_loop = lower_loop(c, "row", rows, body, &row);
-        lir_stmt *dk_loop = lower_loop(c, "dk", D * cols, lower_seq1(c, row_loop), &dk);
-        lir_expr *d = bin(c, LIR_DIV, dk, i64(c, cols)), *k = bin(c, LIR_REM, dk, i64(c, cols));
-        lir_expr *src = mad(c, mad(c, d, rows, row), cols, k);
-        if (!dk_loop || !lir_seq_push(M, body, lir_store(M, which ? L.rt : L.wt, mad(c, dk, rows, row), in(&L, 1 + which, src))) ||
-            (st = lower_emit(c, dk_loop)))
+        int64_t cols = which ? H : I, P = L.panel;
+        lir_expr *dp, *k, *lane;
+        lir_stmt *body = lir_seq(M), *lane_loop = lower_loop(c, "lane", P, body, &lane);
+        lir_stmt *k_loop = lower_loop(c, "k", cols, lower_seq1(c, lane_loop), &k);
+        lir_stmt *dp_loop = lower_loop(c, "dp", D * (rows / P), lower_seq1(c, k_loop), &dp);
+        /* W[d, p P + lane, k] for panel dp = d (rows / P) + p: row d rows + p P + lane = dp P + lane */
+        lir_expr *src = mad(c, mad(c, dp, P, lane), cols, k);
+        if (!dp_loop || !lir_seq_push(M, body, lir_store(M, which ? L.rt : L.wt, mad(c, mad(c, dp, cols, k), P, lane),
+                                                         in(&L, 1 + which, src))) ||
+            (st = lower_emit(c, dp_loop)))
             return st ? st : lower_oom(c);
     }
     for (L.d = 0; L.d < L.r.directions; L.d++) {

@@ -520,7 +520,8 @@ static void test_random_recurrent(void **state) {
         differential_threads = 1 + (trial / 4) % 2;
         int64_t S = 1 + uniform(5), B = trial % 4 == 3 ? 9 + uniform(differential_threads == 1 ? 12 : 4) : 1 + uniform(3);
         int64_t I = 1 + uniform(6);
-        int64_t H = 1 + uniform(5), D = dir == 2 ? 2 : 1;
+        /* gate rows a multiple of the vector width: W and R in several panels of rows */
+        int64_t H = trial % 9 >= 6 ? (gates == 3 ? 16 : 8 * (1 + uniform(2))) : 1 + uniform(5), D = dir == 2 ? 2 : 1;
         int64_t x[3] = {layout ? B : S, layout ? S : B, I}, w[3] = {D, gates * H, I}, r[3] = {D, gates * H, H};
         int64_t bias[2] = {D, 2 * gates * H}, lens[1] = {B}, st[3] = {layout ? B : D, layout ? D : B, H}, p[2] = {D, 3 * H};
         bool with_bias = uniform(3), with_lens = uniform(2), with_h0 = uniform(2), with_c0 = uniform(2), with_p = uniform(2);
