@@ -163,7 +163,7 @@ static kiln_status compile(kiln_model *m, kiln_diag *d) {
         st = c_library_open(m, d);
     else if (!st)
         st = cg_jit_compile(m->lowered, NULL, &m->jit, d);
-    if (!st && m->threads > 0)
+    if (!st && m->threads > 0 && m->jit) /* the C backend's library was given them when opened */
         cg_jit_set_threads(m->jit, m->threads);
     if (st)
         name_model(m->graph, d);

@@ -52,6 +52,18 @@ lir_kernel *lir_kernel_add(lir_module *m, const char *name, const ir_node *origi
     return k;
 }
 
+bool lir_kernel_use(lir_module *m, lir_kernel *k, lir_buffer *b) {
+    for (int i = 0; i < k->param_count; i++)
+        if (k->params[i] == b)
+            return true;
+    lir_buffer **ps = grow(m->arena, k->params, k->param_count, &k->param_cap, sizeof *ps);
+    if (!ps)
+        return false;
+    k->params = ps;
+    k->params[k->param_count++] = b;
+    return true;
+}
+
 lir_buffer *lir_param(lir_module *m, lir_kernel *k, const ir_value *v) {
     for (int i = 0; i < k->param_count; i++)
         if (k->params[i]->value == v)
@@ -446,17 +458,19 @@ static void print_stmt(const lir_module *m, const lir_kernel *k, const lir_stmt 
 }
 
 void lir_print(const lir_module *m, FILE *f) {
-    static const char *const where[] = {"?", "input", "output", "const", "arena"};
+    static const char *const where[] = {"?", "input", "output", "const", "arena", "persist"};
     fprintf(f, "# arena: %lld bytes\n", (long long)m->arena_bytes);
+    if (m->persist_bytes)
+        fprintf(f, "# persistent: %lld bytes (computed once, from constants)\n", (long long)m->persist_bytes);
     for (int i = 0; i < m->kernel_count; i++) {
         const lir_kernel *k = m->kernels[i];
-        fprintf(f, "kernel %s(", k->name);
+        fprintf(f, "%skernel %s(", k->once ? "once " : "", k->name);
         for (int p = 0; p < k->param_count; p++) {
             const lir_buffer *b = k->params[p];
             const lir_storage *s = lir_buffer_storage(m, b);
             fprintf(f, "%s%s: %s[%lld] @%s", p ? ", " : "", b->name, kiln_dtype_name(b->dtype),
                     (long long)b->count, where[s->kind]);
-            if (s->kind == LIR_STORE_ARENA)
+            if (s->kind == LIR_STORE_ARENA || s->kind == LIR_STORE_PERSIST)
                 fprintf(f, "+%lld", (long long)s->offset);
             else if (s->kind == LIR_STORE_INPUT || s->kind == LIR_STORE_OUTPUT)
                 fprintf(f, "%d", s->index);

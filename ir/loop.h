@@ -95,7 +95,8 @@ typedef enum lir_buffer_kind {
 } lir_buffer_kind;
 
 typedef enum lir_storage_kind {
-    LIR_STORE_NONE, LIR_STORE_INPUT, LIR_STORE_OUTPUT, LIR_STORE_CONST, LIR_STORE_ARENA
+    LIR_STORE_NONE, LIR_STORE_INPUT, LIR_STORE_OUTPUT, LIR_STORE_CONST, LIR_STORE_ARENA,
+    LIR_STORE_PERSIST /* the model's own block, kept from one run to the next */
 } lir_storage_kind;
 
 typedef struct lir_storage {
@@ -110,7 +111,10 @@ struct lir_buffer {
     int64_t count; /* elements */
     lir_buffer_kind kind;
     const ir_value *value; /* LIR_BUF_VALUE */
-    lir_storage local;     /* LIR_BUF_LOCAL: where the plan put it (always in the arena) */
+    lir_storage local;     /* LIR_BUF_LOCAL: where the plan put it (the arena, or the
+                              persistent block when `persistent`) */
+    bool persistent;       /* LIR_BUF_LOCAL written by a `once` kernel: data derived from
+                              constants (packed weights), kept between runs */
 };
 
 typedef struct lir_var {
@@ -126,6 +130,8 @@ typedef struct lir_kernel {
     lir_var *vars;
     int var_count, var_cap;
     lir_stmt *body;         /* a LIR_SEQ */
+    bool once;              /* reads only constants and writes only persistent buffers: run
+                               once, before the first run's kernels, not at every run */
     int64_t flops;          /* the arithmetic its nodes need (2 per multiply-add; 1 per element
                                of other ops): what profiles divide by time for GFLOP/s */
 } lir_kernel;
@@ -137,6 +143,7 @@ typedef struct lir_module {
     int kernel_count, kernel_cap;
     lir_storage *storage; /* indexed by ir_value id */
     int64_t arena_bytes;  /* the planned arena's size */
+    int64_t persist_bytes; /* the persistent block's size (once kernels' outputs) */
     int vector_bits;      /* the target's vector register width; 0: no vector loops */
     int threads;          /* the threads runs will use (lower_options): a blocking hint; 0: unknown */
     const char **errors;  /* what a kernel's nonzero return code means: errors[code - 1] */
@@ -151,6 +158,8 @@ lir_buffer *lir_param(lir_module *m, lir_kernel *k, const ir_value *v);
 /* A scratch buffer of `count` elements private to kernel k (a parameter too: the program
  * passes its place in the arena, which the plan reserves for the kernel's run). */
 lir_buffer *lir_local(lir_module *m, lir_kernel *k, const char *name, kiln_dtype t, int64_t count);
+/* Makes buffer b (another kernel's) a parameter of k too; false on OOM. */
+bool lir_kernel_use(lir_module *m, lir_kernel *k, lir_buffer *b);
 /* Where buffer b lives during a run. */
 static inline const lir_storage *lir_buffer_storage(const lir_module *m, const lir_buffer *b) {
     return b->kind == LIR_BUF_LOCAL ? &b->local : &m->storage[b->value->id];

@@ -291,9 +291,9 @@ kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **
         st = lir_stage(m, d);
     if (!st)
         st = lower_plan(m, d);
-    if (!st && m->arena_bytes > kiln_max_memory())
+    if (!st && m->arena_bytes + m->persist_bytes > kiln_max_memory())
         st = diag_error(d, LOC_NONE, KILN_ERR_OOM, "the compiled model's arena needs %lld bytes, above the memory cap of %lld",
-                        (long long)m->arena_bytes, (long long)kiln_max_memory());
+                        (long long)(m->arena_bytes + m->persist_bytes), (long long)kiln_max_memory());
     if (!st)
         lir_schedule(m);
     if (st || !plan_out)

@@ -104,12 +104,19 @@ kiln_status lower_plan(lir_module *m, kiln_diag *d) {
             size[v->id] = bytes ? (bytes + 63) / 64 * 64 : 64;
             m->storage[v->id] = (lir_storage){LIR_STORE_ARENA, 0, take(free_list, &nfree, &top, size[v->id])};
         }
-        /* its scratch: reserved while it runs, never over its operands */
+        /* its scratch: reserved while it runs, never over its operands; persistent buffers
+         * (once kernels' outputs, read by later runs) in their own block, never reused */
+        for (int p = 0; p < kn->param_count; p++) {
+            lir_buffer *b = kn->params[p];
+            if (b->kind == LIR_BUF_LOCAL && b->persistent && b->local.kind == LIR_STORE_NONE) {
+                b->local = (lir_storage){LIR_STORE_PERSIST, 0, m->persist_bytes};
+                m->persist_bytes += local_bytes(b);
+            } else if (b->kind == LIR_BUF_LOCAL && !b->persistent) {
+                b->local = (lir_storage){LIR_STORE_ARENA, 0, take(free_list, &nfree, &top, local_bytes(b))};
+            }
+        }
         for (int p = 0; p < kn->param_count; p++)
-            if (kn->params[p]->kind == LIR_BUF_LOCAL)
-                kn->params[p]->local = (lir_storage){LIR_STORE_ARENA, 0, take(free_list, &nfree, &top, local_bytes(kn->params[p]))};
-        for (int p = 0; p < kn->param_count; p++)
-            if (kn->params[p]->kind == LIR_BUF_LOCAL)
+            if (kn->params[p]->kind == LIR_BUF_LOCAL && !kn->params[p]->persistent)
                 give(free_list, &nfree, kn->params[p]->local.offset, local_bytes(kn->params[p]));
         for (int p = 0; p < kn->param_count; p++) { /* values nothing later reads */
             const lir_buffer *b = kn->params[p];

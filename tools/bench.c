@@ -114,12 +114,18 @@ static int write_trace(const char *path, const lir_module *lm, const double *beg
         return EXIT_MODEL;
     }
     fputs("{\"traceEvents\": [\n", f);
-    for (int k = 0; k < lm->kernel_count; k++) {
-        fprintf(f, "  {\"name\": \"%s\", \"cat\": \"kernel\", \"ph\": \"X\", \"pid\": 1, \"tid\": 1, \"ts\": %.3f, "
-                   "\"dur\": %.3f, \"args\": {\"bytes\": %lld, \"flops\": %lld}}%s\n",
-                lm->kernels[k]->name, (begin[k] - begin[0]) * 1e3, (end[k] - begin[k]) * 1e3,
-                (long long)kernel_bytes(lm->kernels[k]), (long long)lm->kernels[k]->flops, k + 1 < lm->kernel_count ? "," : "");
+    int first = 0, written = 0; /* once kernels ran before the first run: not in the timed one */
+    while (first < lm->kernel_count && lm->kernels[first]->once)
+        first++;
+    for (int k = first; k < lm->kernel_count; k++) {
+        if (lm->kernels[k]->once)
+            continue;
+        fprintf(f, "%s  {\"name\": \"%s\", \"cat\": \"kernel\", \"ph\": \"X\", \"pid\": 1, \"tid\": 1, \"ts\": %.3f, "
+                   "\"dur\": %.3f, \"args\": {\"bytes\": %lld, \"flops\": %lld}}",
+                written++ ? ",\n" : "", lm->kernels[k]->name, (begin[k] - begin[first]) * 1e3, (end[k] - begin[k]) * 1e3,
+                (long long)kernel_bytes(lm->kernels[k]), (long long)lm->kernels[k]->flops);
     }
+    fputs("\n", f);
     fputs("], \"displayTimeUnit\": \"ms\"}\n", f);
     if (fclose(f)) {
         fprintf(stderr, "kiln: %s: cannot write: %s\n", path, strerror(errno));
@@ -212,6 +218,8 @@ static int bench_one(const bench_opts *b, kiln_options opts, kiln_tensor **given
                 int k = order[i];
                 double ms = r->kernel_ms[k];
                 const lir_kernel *kn = m->lowered->kernels[k];
+                if (kn->once) /* ran before the first run (packing constants), not in any timed one */
+                    continue;
                 printf("  %-40.40s %10.4f %5.1f%% %9.2f %9.2f\n", kn->name, ms, total > 0 ? 100 * ms / total : 0,
                        ms > 0 ? (double)kn->flops / (ms * 1e6) : 0, ms > 0 ? (double)kernel_bytes(kn) / (ms * 1e6) : 0);
             }

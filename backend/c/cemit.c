@@ -510,9 +510,10 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
               "        int32_t r = body(args, n * t / threads, n * (t + 1) / threads);\n"
               "        if (r) {\n#pragma omp critical\n            if (!rc)\n                rc = r;\n        }\n    }\n"
               "    return rc;\n}\n", c);
-    fputs("\n/* where each argument lives: 1 input, 2 output, 3 constant, 4 arena (+offset) */\n"
+    fputs("\n/* where each argument lives: 1 input, 2 output, 3 constant, 4 arena (+offset), 5 the persistent\n"
+          " * block (+offset: data derived from constants by the `once` kernels, run before the first run) */\n"
           "typedef struct arg { int kind; int index; int64_t offset; } arg;\n"
-          "typedef struct kernel { int32_t (*fn)(void *const *, int32_t); const char *node; int count; const arg *args; } kernel;\n", c);
+          "typedef struct kernel { int32_t (*fn)(void *const *, int32_t); const char *node; int count; const arg *args; int once; } kernel;\n", c);
     int max_args = 1;
     for (int i = 0; i < m->kernel_count; i++) {
         const lir_kernel *k = m->kernels[i];
@@ -534,7 +535,7 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
     for (int i = 0; i < m->kernel_count; i++) {
         fprintf(c, "    {%s, ", m->kernels[i]->name);
         string_literal(c, m->kernels[i]->origin->name);
-        fprintf(c, ", %d, args%d},\n", m->kernels[i]->param_count, i);
+        fprintf(c, ", %d, args%d, %d},\n", m->kernels[i]->param_count, i, (int)m->kernels[i]->once);
     }
     fprintf(c, "%s};\n", m->kernel_count ? "" : "    {0}\n");
     fprintf(c, "static const void *const consts[%d] = {", g->init_count ? g->init_count : 1);
@@ -563,13 +564,14 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
     fputs("{0, 0, 0, 0, 0}};\n", c);
     descs(c, name, "inputs", g->inputs, g->input_count);
     descs(c, name, "outputs", g->outputs, g->output_count);
-    fprintf(c, "\nstruct %s_ctx {\n    unsigned char *arena;\n    int threads;\n    char error[512];\n};\n", name);
+    fprintf(c, "\nstruct %s_ctx {\n    unsigned char *arena, *persist;\n    int threads, filled;\n    char error[512];\n};\n", name);
     fprintf(c, "\n%s_ctx *%s_create(void) {\n    %s_ctx *ctx = calloc(1, sizeof *ctx);\n"
-               "    if (ctx && !(ctx->arena = aligned_alloc(64, %" PRId64 "))) {\n        free(ctx);\n        return NULL;\n    }\n"
+               "    if (ctx && (!(ctx->arena = aligned_alloc(64, %" PRId64 ")) || !(ctx->persist = aligned_alloc(64, %" PRId64 ")))) {\n"
+               "        free(ctx->arena);\n        free(ctx);\n        return NULL;\n    }\n"
                "#ifdef _OPENMP\n    if (ctx)\n        ctx->threads = omp_get_num_procs();\n#else\n"
                "    if (ctx)\n        ctx->threads = 1;\n#endif\n    return ctx;\n}\n",
-            name, name, name, (m->arena_bytes + 63) / 64 * 64 + 64);
-    fprintf(c, "\nvoid %s_destroy(%s_ctx *ctx) {\n    if (ctx)\n        free(ctx->arena);\n    free(ctx);\n}\n", name, name);
+            name, name, name, (m->arena_bytes + 63) / 64 * 64 + 64, (m->persist_bytes + 63) / 64 * 64 + 64);
+    fprintf(c, "\nvoid %s_destroy(%s_ctx *ctx) {\n    if (ctx)\n        free(ctx->arena), free(ctx->persist);\n    free(ctx);\n}\n", name, name);
     fprintf(c, "\nvoid %s_set_threads(%s_ctx *ctx, int threads) {\n    ctx->threads = threads > 0 ? threads : 1;\n}\n", name, name);
     fprintf(c, "\nconst char *%s_last_error(%s_ctx *ctx) {\n    return ctx->error;\n}\n", name, name);
     fprintf(c, "\nint %s_num_inputs(void) {\n    return %d;\n}\n\nint %s_num_outputs(void) {\n    return %d;\n}\n",
@@ -581,17 +583,21 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
     fprintf(c, "\nstatic void *where(%s_ctx *ctx, int kind, int index, int64_t offset, const void *const *inputs,\n"
                "                   void *const *outputs) {\n"
                "    switch (kind) {\n    case 1: return (void *)inputs[index];\n    case 2: return outputs[index];\n"
-               "    case 3: return (void *)consts[index];\n    default: return ctx->arena + offset;\n    }\n}\n", name);
+               "    case 3: return (void *)consts[index];\n    case 5: return ctx->persist + offset;\n"
+               "    default: return ctx->arena + offset;\n    }\n}\n", name);
     fprintf(c, "\nint %s_run(%s_ctx *ctx, const void *const *inputs, void *const *outputs) {\n"
                "    void *argv[%d];\n    ctx->error[0] = 0;\n"
-               "    for (int k = 0; k < %d; k++) {\n"
-               "        for (int a = 0; a < kernels[k].count; a++)\n"
-               "            argv[a] = where(ctx, kernels[k].args[a].kind, kernels[k].args[a].index, kernels[k].args[a].offset,\n"
-               "                            inputs, outputs);\n"
-               "        int32_t rc = kernels[k].fn(argv, ctx->threads);\n"
-               "        if (rc) {\n"
-               "            snprintf(ctx->error, sizeof ctx->error, \"node '%%s': %%s\", kernels[k].node, errors[rc - 1]);\n"
-               "            return (int)rc;\n        }\n    }\n"
+               "    for (int pass = ctx->filled; pass < 2; pass++) {\n"
+               "        for (int k = 0; k < %d; k++) {\n"
+               "            if (kernels[k].once != (pass == 0))\n                continue;\n"
+               "            for (int a = 0; a < kernels[k].count; a++)\n"
+               "                argv[a] = where(ctx, kernels[k].args[a].kind, kernels[k].args[a].index, kernels[k].args[a].offset,\n"
+               "                                inputs, outputs);\n"
+               "            int32_t rc = kernels[k].fn(argv, ctx->threads);\n"
+               "            if (rc) {\n"
+               "                snprintf(ctx->error, sizeof ctx->error, \"node '%%s': %%s\", kernels[k].node, errors[rc - 1]);\n"
+               "                return (int)rc;\n            }\n        }\n"
+               "        ctx->filled = 1;\n    }\n"
                "    for (int j = 0; copies[j].kind; j++)\n"
                "        memcpy(outputs[copies[j].output], where(ctx, copies[j].kind, copies[j].index, copies[j].offset, inputs, outputs),\n"
                "               (size_t)copies[j].bytes);\n"

@@ -18,6 +18,8 @@ struct cg_jit {
     LLVMOrcLLJITRef jit;
     kernel_fn *fns;
     double *begin_ms, *end_ms; /* profiling: each kernel's start and end in the last run */
+    unsigned char *persist;    /* the persistent block: once kernels' outputs */
+    bool filled;               /* the once kernels have run */
 };
 
 static double now_ms(void) {
@@ -233,13 +235,15 @@ void cg_jit_destroy(cg_jit *j) {
     if (j->jit)
         LLVMOrcDisposeLLJIT(j->jit);
     free(j->fns);
+    free(j->persist);
     free(j);
 }
 
 /* The address of storage s during a run (v: the graph value it holds, for constants). */
-static void *storage_address(const lir_storage *s, const ir_value *v, const kiln_tensor *const *inputs,
+static void *storage_address(const cg_jit *j, const lir_storage *s, const ir_value *v, const kiln_tensor *const *inputs,
                              kiln_tensor **outputs, unsigned char *scratch) {
     switch (s->kind) {
+    case LIR_STORE_PERSIST: return j->persist + s->offset;
     case LIR_STORE_INPUT: return inputs[s->index]->data;
     case LIR_STORE_OUTPUT: return outputs[s->index]->data;
     case LIR_STORE_CONST: return v->init->data;
@@ -266,24 +270,36 @@ kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor 
         if ((st = kiln_tensor_create(t->dtype, t->rank, t->dims, &outputs[k], &td)))
             st = diag_error(d, LOC_NONE, st, "output '%s': %s", g->outputs[k]->name, td.message);
     }
-    for (int i = 0; !st && i < m->kernel_count; i++) {
-        const lir_kernel *kn = m->kernels[i];
-        for (int p = 0; p < kn->param_count; p++)
-            args[p] = storage_address(lir_buffer_storage(m, kn->params[p]), kn->params[p]->value, inputs, outputs, scratch);
-        if (j->begin_ms)
-            j->begin_ms[i] = now_ms();
-        int32_t rc = j->fns[i](args, j->threads);
-        if (j->end_ms)
-            j->end_ms[i] = now_ms();
-        if (rc > 0 && rc <= m->error_count)
-            st = diag_error(d, kn->origin->loc, KILN_ERR_INVALID, "%s", m->errors[rc - 1]);
-        else if (rc)
-            st = diag_error(d, kn->origin->loc, KILN_ERR_INTERNAL, "kernel %s returned %d", kn->name, (int)rc);
+    if (!st && m->persist_bytes && !j->persist && !(j->persist = aligned_alloc(64, (size_t)(m->persist_bytes + 63) / 64 * 64)))
+        st = diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory for the %lld-byte persistent block", (long long)m->persist_bytes);
+    /* the once kernels (data derived from constants) before the first run's, then the rest;
+     * a once kernel is not run again, and takes no time in a profile */
+    for (int pass = j->filled; !st && pass < 2; pass++) {
+        for (int i = 0; !st && i < m->kernel_count; i++) {
+            const lir_kernel *kn = m->kernels[i];
+            if (kn->once != (pass == 0)) {
+                if (kn->once && j->begin_ms)
+                    j->begin_ms[i] = j->end_ms[i] = 0;
+                continue;
+            }
+            for (int p = 0; p < kn->param_count; p++)
+                args[p] = storage_address(j, lir_buffer_storage(m, kn->params[p]), kn->params[p]->value, inputs, outputs, scratch);
+            if (j->begin_ms)
+                j->begin_ms[i] = now_ms();
+            int32_t rc = j->fns[i](args, j->threads);
+            if (j->end_ms)
+                j->end_ms[i] = now_ms();
+            if (rc > 0 && rc <= m->error_count)
+                st = diag_error(d, kn->origin->loc, KILN_ERR_INVALID, "%s", m->errors[rc - 1]);
+            else if (rc)
+                st = diag_error(d, kn->origin->loc, KILN_ERR_INTERNAL, "kernel %s returned %d", kn->name, (int)rc);
+        }
+        j->filled = !st;
     }
     for (int k = 0; !st && k < g->output_count; k++) { /* outputs that no kernel wrote */
         const lir_storage *s = &m->storage[g->outputs[k]->id];
         if (s->kind != LIR_STORE_OUTPUT || s->index != k)
-            memcpy(outputs[k]->data, storage_address(s, g->outputs[k], inputs, outputs, scratch),
+            memcpy(outputs[k]->data, storage_address(j, s, g->outputs[k], inputs, outputs, scratch),
                    kiln_tensor_bytes(outputs[k]));
     }
 done:

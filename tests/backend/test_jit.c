@@ -632,6 +632,40 @@ static void test_parallel_equals_serial(void **state) {
     }
 }
 
+/* A constant B wider than an L2 tile is packed into column panels by a `once` kernel, into
+ * the persistent block, on the first run only: later runs (other inputs) read the panels
+ * it left. MatMul and Gemm with transB; the JIT against the interpreter, run after run. */
+static void test_packed_constants(void **state) {
+    (void)state;
+    static const char *const bodies[] = {"%y = MatMul(%a, %w)", "%y = Gemm(%a, %w) {transB = 1}"};
+    char *src = malloc(1 << 20);
+    for (int i = 0; i < 2; i++) {
+        int64_t w[2] = {i ? 256 : 300, i ? 300 : 256}, a[2] = {5 + uniform(70), 300};
+        size_t n = (size_t)snprintf(src, 1 << 20, "graph p {\n  input %%a: f32[%lld, 300]\n", (long long)a[0]);
+        n += (size_t)const_text(src + n, (1 << 20) - n, "w", "f32", 2, w, 0);
+        snprintf(src + n, (1 << 20) - n, "  %s\n  output %%y\n}\n", bodies[i]);
+        kiln_options jit = {.backend = KILN_BACKEND_JIT};
+        kiln_model *mi, *mj;
+        kiln_diag d = {0};
+        assert_int_equal(kiln_model_parse(src, strlen(src), "p.kiln", NULL, &mi, &d), KILN_OK);
+        assert_int_equal(kiln_model_parse(src, strlen(src), "p.kiln", &jit, &mj, &d), KILN_OK);
+        int once = 0;
+        for (int k = 0; k < mj->lowered->kernel_count; k++)
+            once += mj->lowered->kernels[k]->once;
+        assert_int_equal(once, 1);
+        assert_true(mj->lowered->persist_bytes >= 300 * 256 * 4);
+        for (int run = 0; run < 3; run++) {
+            kiln_tensor *in = random_tensor(2, a), *ref, *got;
+            assert_int_equal(kiln_model_run(mi, (const kiln_tensor *const *)&in, &ref, &d), KILN_OK);
+            assert_int_equal(kiln_model_run(mj, (const kiln_tensor *const *)&in, &got, &d), KILN_OK);
+            assert_true(test_tensor_close(got, ref, JIT_ATOL * 300 / 36, JIT_RTOL, "packed constants vs interpreter"));
+            kiln_tensor_free(in), kiln_tensor_free(ref), kiln_tensor_free(got);
+        }
+        kiln_model_destroy(mi), kiln_model_destroy(mj);
+    }
+    free(src);
+}
+
 /* Vector loops (explicit LLVM vectors, masked tails, gathers, lane masks for conditions)
  * compute what scalar loops compute, to the bit: the same operations in the same order
  * per element. Each graph is lowered twice, with and without vector loops, at sizes that
@@ -1075,6 +1109,7 @@ int main(void) {
         cmocka_unit_test(test_int_pow),
         cmocka_unit_test(test_parallel_equals_serial),
         cmocka_unit_test(test_vector_equals_scalar),
+        cmocka_unit_test(test_packed_constants),
         cmocka_unit_test(test_fused_equals_unfused),
         cmocka_unit_test(test_fusion_depth_limit),
         cmocka_unit_test(test_fusion_copies_limit),
