@@ -12,6 +12,7 @@
  */
 #include "passes/lower.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define M (c->m)
@@ -334,9 +335,23 @@ static kiln_status recurrent(lower_ctx *c, int gates) {
         return lower_oom(c);
     int64_t lanes = M->vector_bits / (8 * (int64_t)kiln_dtype_size(L.t));
     L.panel = lanes > 1 && rows % lanes == 0 ? lanes : rows;
-    for (int which = 0; which < 2; which++) { /* W and R in panels once per run: the gate rows then read them
-                                                 as consecutive elements across the lanes of their vector loop */
+    /* W and R in panels: the gate rows then read them as consecutive elements across the
+     * lanes of their vector loop. Constant weights are packed once, by a kernel of their
+     * own, into the persistent block (see row_blocked); others at every run. */
+    lir_kernel *kernel = c->k, *pack = NULL;
+    for (int which = 0; which < 2; which++) {
         int64_t cols = which ? H : I, P = L.panel;
+        lir_buffer *src_buf = c->in[1 + which], *packed = which ? L.rt : L.wt;
+        bool once = src_buf && src_buf->kind == LIR_BUF_VALUE && src_buf->value->init;
+        if (once) {
+            char name[300];
+            snprintf(name, sizeof name, "%s_pack", kernel->name);
+            if ((!pack && !(pack = lir_kernel_add(M, name, c->node))) || !(c->in[1 + which] = lir_param(M, pack, src_buf->value)) ||
+                !lir_kernel_use(M, pack, packed))
+                return lower_oom(c);
+            pack->once = packed->persistent = true;
+            c->k = pack;
+        }
         lir_expr *dp, *k, *lane;
         lir_stmt *body = lir_seq(M), *lane_loop = lower_loop(c, "lane", P, body, &lane);
         lir_stmt *k_loop = lower_loop(c, "k", cols, lower_seq1(c, lane_loop), &k);
@@ -347,6 +362,7 @@ static kiln_status recurrent(lower_ctx *c, int gates) {
                                                          in(&L, 1 + which, src))) ||
             (st = lower_emit(c, dp_loop)))
             return st ? st : lower_oom(c);
+        c->k = kernel, c->in[1 + which] = src_buf;
     }
     for (L.d = 0; L.d < L.r.directions; L.d++) {
         L.f = &funcs[L.d * per_direction];
