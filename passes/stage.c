@@ -101,16 +101,8 @@ static lir_stmt *tile_stages(stager *s, const lir_stmt *store, lir_expr *start, 
         s->slot = part ? lir_binary(s->m, LIR_ADD, part, at) : at;
         lir_stmt *body;
         if (i < s->n) { /* the stage's own node, over the stages before it */
-            const lir_expr *e = s->node[i];
-            lir_expr *n = ARENA_NEW(s->m->arena, lir_expr);
-            if (!n)
-                return NULL;
-            *n = *e;
-            n->a = rewrite(s, e->a, i);
-            n->b = e->b ? rewrite(s, e->b, i) : NULL;
-            if (!n->a || (e->b && !n->b))
-                return NULL;
-            body = lir_store(s->m, s->tmp[i], s->slot, n);
+            lir_expr *n = rewrite(s, s->node[i], i);
+            body = n ? lir_store(s->m, s->tmp[i], s->slot, n) : NULL;
         } else {
             body = lir_store(s->m, store->buf, rewrite(s, store->index, 0), rewrite(s, store->value, s->n));
         }
@@ -185,16 +177,8 @@ static bool walk(lir_module *m, lir_kernel *k, lir_stmt **at, const lir_stmt *pa
         return true;
     case LIR_IF:
         return walk(m, k, &s->body, par) && (!s->other || walk(m, k, &s->other, par));
-    case LIR_FOR: {
-        bool inner = false; /* innermost: no loop inside */
-        const lir_stmt *b = s->body;
-        while (b->kind == LIR_SEQ && b->count == 1)
-            b = b->items[0];
-        inner = b->kind == LIR_STORE;
-        if (inner)
-            return stage_loop(m, k, at, par);
-        return walk(m, k, &s->body, par);
-    }
+    case LIR_FOR: /* an innermost loop of one store is a candidate */
+        return single_store(s->body) ? stage_loop(m, k, at, par) : walk(m, k, &s->body, par);
     default: return true;
     }
 }
