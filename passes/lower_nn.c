@@ -7,7 +7,6 @@
 #include "passes/lower.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define M (c->m)
