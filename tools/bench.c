@@ -189,7 +189,9 @@ static int bench_one(const bench_opts *b, kiln_options opts, kiln_tensor **given
         r->median = percentile(times, b->iterations, 0.5);
         r->p10 = percentile(times, b->iterations, 0.1), r->p90 = percentile(times, b->iterations, 0.9);
         r->arena = m->lowered ? m->lowered->arena_bytes : 0;
-        r->kernels = m->lowered ? m->lowered->kernel_count : 0;
+        r->kernels = 0; /* the kernels each run calls: once kernels (packing constants) ran before */
+        for (int k = 0; m->lowered && k < m->lowered->kernel_count; k++)
+            r->kernels += !m->lowered->kernels[k]->once;
     }
     if (!rc && per) {
         int nk = m->lowered->kernel_count;
