@@ -52,10 +52,8 @@ lir_kernel *lir_kernel_add(lir_module *m, const char *name, const ir_node *origi
     return k;
 }
 
-bool lir_kernel_use(lir_module *m, lir_kernel *k, lir_buffer *b) {
-    for (int i = 0; i < k->param_count; i++)
-        if (k->params[i] == b)
-            return true;
+/* Appends b to k's parameters; false on OOM. */
+static bool append_param(lir_module *m, lir_kernel *k, lir_buffer *b) {
     lir_buffer **ps = grow(m->arena, k->params, k->param_count, &k->param_cap, sizeof *ps);
     if (!ps)
         return false;
@@ -64,36 +62,37 @@ bool lir_kernel_use(lir_module *m, lir_kernel *k, lir_buffer *b) {
     return true;
 }
 
+bool lir_kernel_use(lir_module *m, lir_kernel *k, lir_buffer *b) {
+    for (int i = 0; i < k->param_count; i++)
+        if (k->params[i] == b)
+            return true;
+    return append_param(m, k, b);
+}
+
 lir_buffer *lir_param(lir_module *m, lir_kernel *k, const ir_value *v) {
     for (int i = 0; i < k->param_count; i++)
         if (k->params[i]->value == v)
             return k->params[i];
     lir_buffer *b = ARENA_NEW(m->arena, lir_buffer);
-    lir_buffer **ps = grow(m->arena, k->params, k->param_count, &k->param_cap, sizeof *ps);
-    if (!b || !ps)
+    if (!b)
         return NULL;
     b->name = v->name;
     b->dtype = v->type.dtype;
     b->count = ir_type_count(&v->type);
     b->kind = LIR_BUF_VALUE;
     b->value = v;
-    k->params = ps;
-    k->params[k->param_count++] = b;
-    return b;
+    return append_param(m, k, b) ? b : NULL;
 }
 
 lir_buffer *lir_local(lir_module *m, lir_kernel *k, const char *name, kiln_dtype t, int64_t count) {
     lir_buffer *b = ARENA_NEW(m->arena, lir_buffer);
-    lir_buffer **ps = grow(m->arena, k->params, k->param_count, &k->param_cap, sizeof *ps);
-    if (!b || !ps || !(b->name = arena_strdup(m->arena, name)))
+    if (!b || !(b->name = arena_strdup(m->arena, name)))
         return NULL;
     b->dtype = t;
     b->count = count;
     b->kind = LIR_BUF_LOCAL;
     b->local.kind = LIR_STORE_NONE;
-    k->params = ps;
-    k->params[k->param_count++] = b;
-    return b;
+    return append_param(m, k, b) ? b : NULL;
 }
 
 int lir_var_new(lir_module *m, lir_kernel *k, const char *name, kiln_dtype type) {
