@@ -47,7 +47,7 @@ static bool element_reader(const ir_node *r, int slot, bool *many) {
     }
     *many = true;
     switch (r->op) {
-    case IR_OP_CONV: case IR_OP_MAX_POOL: case IR_OP_AVERAGE_POOL: case IR_OP_GLOBAL_AVERAGE_POOL:
+    case IR_OP_CONV: case IR_OP_CONV_NCHWC: case IR_OP_MAX_POOL: case IR_OP_AVERAGE_POOL: case IR_OP_GLOBAL_AVERAGE_POOL:
     case IR_OP_GLOBAL_MAX_POOL: case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
     case IR_OP_REDUCE_MIN: case IR_OP_REDUCE_PROD: case IR_OP_REDUCE_L1: case IR_OP_REDUCE_L2:
     case IR_OP_REDUCE_SUM_SQUARE: case IR_OP_REDUCE_LOG_SUM: case IR_OP_REDUCE_LOG_SUM_EXP:
@@ -77,7 +77,9 @@ static bool same_shape(const kiln_tensor *a, const kiln_tensor *b) {
     return a->rank == b->rank && !memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank);
 }
 
-static bool anchor(ir_op op) { return op == IR_OP_CONV || op == IR_OP_MATMUL || op == IR_OP_GEMM; }
+static bool anchor(ir_op op) {
+    return op == IR_OP_CONV || op == IR_OP_CONV_NCHWC || op == IR_OP_MATMUL || op == IR_OP_GEMM;
+}
 
 enum { FUSE_MAX_INLINE = 32, FUSE_MAX_COPIES = 4 };
 

@@ -1,12 +1,27 @@
 /*
- * layout.c — weight layouts chosen at compile time. A Gemm with transB = 1 and a
- * constant B ([N, K]) gets B transposed once into a new constant [K, N] and transB = 0:
- * compiled code then reads B along n, consecutive elements for consecutive lanes of its
- * vector loop, instead of gathering with a stride of K. The products and their order are
- * unchanged, so the results are the same to the bit.
+ * layout.c — data layouts chosen at compile time.
+ *
+ * A Gemm with transB = 1 and a constant B ([N, K]) gets B transposed once into a new
+ * constant [K, N] and transB = 0: compiled code then reads B along n, consecutive elements
+ * for consecutive lanes of its vector loop, instead of gathering with a stride of K.
+ *
+ * An inference Conv (one group, constant weights, output channels a multiple of
+ * NCHWC_BLOCK) becomes ConvNCHWc: its output [N, C / b, H, W, b], b channels innermost,
+ * so its kernel's vectors run along channels and fill every lane whatever the image's
+ * width (lower_nn.c), with its weights packed once here, [Cout / b, KH, KW, Cin, b]. The
+ * blocked value then flows on through the nodes that can take it as it is: elementwise
+ * nodes whose other inputs are scalars or per-channel constants (reshaped to the blocks),
+ * 2-D pools (a 3-D pool over [H, W, b] with a window of 1 along b) and further convs (which
+ * read either layout). Where an NCHW reader remains (a Flatten, a global pool, a graph
+ * output), the NCHW value is made back from the blocked one by a Transpose and a Reshape;
+ * an NCHW value no reader needs any more is removed by dce, with the nodes that made it.
+ * The products and their order are unchanged in all of this: the same results to the bit.
  */
+#include "passes/autodiff.h"
 #include "passes/pass.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static kiln_status transpose_b(ir_graph *g, ir_node *n, kiln_diag *d) {
@@ -33,13 +48,307 @@ static kiln_status transpose_b(ir_graph *g, ir_node *n, kiln_diag *d) {
     return KILN_OK;
 }
 
+enum { NCHWC_BLOCK = 16 };
+
+typedef struct blocking {
+    grad_ctx b;          /* the graph builder (gb_*) */
+    ir_value **twin;     /* by value id: the blocked value that stands for an NCHW one */
+    bool *plain_reader;  /* by value id: some node reads it that cannot take it blocked */
+} blocking;
+
+static bool same_dims(const kiln_tensor *a, const kiln_tensor *b) {
+    return a->rank == b->rank && !memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank);
+}
+
+/* A new constant of that type, zeroed, for the caller to fill. */
+static ir_value *new_const(blocking *k, kiln_dtype dt, int rank, const int64_t *dims) {
+    ir_value *v;
+    kiln_tensor *t;
+    if (k->b.st)
+        return NULL;
+    if ((k->b.st = ir_graph_new_value(k->b.g, ir_graph_fresh_name(k->b.g, "nchwc.const"), IR_VAL_CONST, LOC_NONE, &v, k->b.d)) ||
+        (k->b.st = ir_graph_new_tensor(k->b.g, dt, rank, dims, &t, k->b.d)))
+        return NULL;
+    v->init = t;
+    v->type = *t;
+    v->type.data = NULL;
+    return v;
+}
+
+/* The conv's weights [Cout, Cin, KH, KW] as a constant [Cout / b, KH, KW, Cin, b]: the
+ * order the kernel's loops read them in (input channels innermost, see lower_nn.c). */
+static ir_value *packed_weights(blocking *k, const kiln_tensor *w) {
+    int64_t b = NCHWC_BLOCK, cin = w->dims[1], taps = w->dims[2] * w->dims[3];
+    int64_t dims[5] = {w->dims[0] / b, w->dims[2], w->dims[3], cin, b};
+    ir_value *v = new_const(k, w->dtype, 5, dims);
+    if (!v)
+        return NULL;
+    float *to = v->init->data;
+    const float *from = w->data;
+    for (int64_t o = 0; o < w->dims[0]; o++)
+        for (int64_t i = 0; i < cin; i++)
+            for (int64_t t = 0; t < taps; t++)
+                to[((o / b * taps + t) * cin + i) * b + o % b] = from[(o * cin + i) * taps + t];
+    return v;
+}
+
+/* A constant read per channel ([C, 1, 1] or [1, C, 1, 1] against [N, C, H, W]) as the
+ * same data shaped [1, C / b, 1, 1, b]; NULL if t is not one. */
+static ir_value *blocked_channels(blocking *k, const ir_value *t, int64_t channels) {
+    const kiln_tensor *c = t->init;
+    if (!c || c->rank < 3 || c->rank > 4 || (c->rank == 4 && c->dims[0] != 1) || c->dims[c->rank - 3] != channels ||
+        c->dims[c->rank - 2] != 1 || c->dims[c->rank - 1] != 1)
+        return NULL;
+    int64_t dims[5] = {1, channels / NCHWC_BLOCK, 1, 1, NCHWC_BLOCK};
+    ir_value *v = new_const(k, c->dtype, 5, dims);
+    if (v)
+        memcpy(v->init->data, c->data, kiln_tensor_bytes(c));
+    return v;
+}
+
+static void copy_attrs(blocking *k, ir_node *to, const ir_node *from) {
+    for (int i = 0; i < from->attr_count && !k->b.st; i++) {
+        const ir_attr *a = &from->attrs[i];
+        if (!strcmp(a->name, "group"))
+            continue;
+        ir_attr *c = ir_node_add_attr(k->b.g, to, a->name, a->kind);
+        if (!c) {
+            k->b.st = diag_error(k->b.d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+            return;
+        }
+        *c = *a; /* the arrays stay shared: both live in the graph's arena, read only */
+    }
+}
+
+/* Where the row schedule (lower_conv) already fills every lane, a multiple of 16 output
+ * columns read with unit stride, it stays: the bundled CNN's 32- and 16-column convs ran
+ * at 194 and 212 GFLOP/s there, 165 and 189 blocked (1 thread). */
+static bool rows_fill_lanes(const ir_node *n) {
+    const ir_attr *s = ir_node_attr(n, "strides");
+    bool unit = !s || s->count != 2 || s->ints[1] == 1;
+    return unit && n->outputs[0]->type.rank == 4 && n->outputs[0]->type.dims[3] % NCHWC_BLOCK == 0;
+}
+
+static bool blockable_conv(const ir_node *n) {
+    const ir_value *x = n->inputs[0], *w = n->inputs[1];
+    return ir_attr_int(n, "group") == 1 && !rows_fill_lanes(n) && w->init && w->init->rank == 4 &&
+           w->init->dtype == KILN_F32 && x->type.dtype == KILN_F32 && x->type.rank == 4 && ir_type_known(&x->type) &&
+           w->init->dims[0] % NCHWC_BLOCK == 0 && n->output_count == 1;
+}
+
+static bool blockable_pool(const ir_node *n) {
+    const ir_attr *ks = ir_node_attr(n, "kernel_shape");
+    return n->output_count == 1 && !strcmp(ir_attr_string(n, "auto_pad"), "NOTSET") && ks && ks->count == 2 &&
+           n->inputs[0]->type.rank == 4;
+}
+
+static bool constant_batch_norm(const ir_node *n) {
+    if (ir_attr_int(n, "training_mode") || n->output_count != 1 || n->inputs[0]->type.dtype != KILN_F32)
+        return false;
+    for (int i = 1; i < 5; i++)
+        if (!n->inputs[i] || !n->inputs[i]->init || n->inputs[i]->init->dtype != KILN_F32)
+            return false;
+    return true;
+}
+
+/* Whether node r can read input `slot` blocked: a conv this pass blocks (either layout in),
+ * a pool, an elementwise node (if its other inputs do not fit, it reads the NCHW value). A
+ * conv whose output some other reader needs as NCHW stays as it is: blocking it would add a
+ * Transpose for that reader (the bundled CNN's conv read by a BatchNormalization, before
+ * those became Mul and Add). */
+static bool takes_blocked(const ir_node *r, int slot) {
+    if (slot != 0 && ir_op_table[r->op].kind != IR_KIND_ELTWISE)
+        return false;
+    switch (r->op) {
+    case IR_OP_CONV: return blockable_conv(r);
+    case IR_OP_MAX_POOL: case IR_OP_AVERAGE_POOL: return blockable_pool(r);
+    case IR_OP_BATCH_NORM: return slot == 0 && constant_batch_norm(r) && r->inputs[0]->type.rank == 4;
+    case IR_OP_DROPOUT: return false;
+    default: return ir_op_table[r->op].kind == IR_KIND_ELTWISE;
+    }
+}
+
+static ir_value *blocked_conv(blocking *k, const ir_node *n) {
+    const ir_value *x = n->inputs[0], *w = n->inputs[1];
+    ir_value *xb = k->twin[x->id];
+    if (!blockable_conv(n) || k->plain_reader[n->outputs[0]->id])
+        return NULL;
+    ir_value *in[3] = {xb ? xb : (ir_value *)x, packed_weights(k, w->init), n->input_count > 2 ? n->inputs[2] : NULL};
+    ir_node *c = in[1] ? gb_begin(&k->b, IR_OP_CONV_NCHWC, in[2] ? 3 : 2, in) : NULL;
+    if (c)
+        copy_attrs(k, c, n);
+    return gb_done(&k->b, c);
+}
+
+/* A 2-D pool as a 3-D one over [H, W, b], its window 1 wide along b. */
+static ir_value *blocked_pool(blocking *k, const ir_node *n, ir_value *xb) {
+    const ir_attr *ks = ir_node_attr(n, "kernel_shape");
+    if (!blockable_pool(n))
+        return NULL;
+    int64_t kernel[3] = {ks->ints[0], ks->ints[1], 1}, strides[3] = {1, 1, 1}, dil[3] = {1, 1, 1}, pads[6] = {0};
+    const ir_attr *a;
+    if ((a = ir_node_attr(n, "strides")) && a->count == 2)
+        strides[0] = a->ints[0], strides[1] = a->ints[1];
+    if ((a = ir_node_attr(n, "dilations")) && a->count == 2)
+        dil[0] = a->ints[0], dil[1] = a->ints[1];
+    if ((a = ir_node_attr(n, "pads")) && a->count == 4)
+        pads[0] = a->ints[0], pads[1] = a->ints[1], pads[3] = a->ints[2], pads[4] = a->ints[3];
+    ir_node *p = gb_begin(&k->b, n->op, 1, &xb);
+    gb_attr_ints(&k->b, p, "kernel_shape", 3, kernel);
+    gb_attr_ints(&k->b, p, "strides", 3, strides);
+    gb_attr_ints(&k->b, p, "dilations", 3, dil);
+    gb_attr_ints(&k->b, p, "pads", 6, pads);
+    gb_attr_int(&k->b, p, "ceil_mode", ir_attr_int(n, "ceil_mode"));
+    if (n->op == IR_OP_AVERAGE_POOL)
+        gb_attr_int(&k->b, p, "count_include_pad", ir_attr_int(n, "count_include_pad"));
+    return gb_done(&k->b, p);
+}
+
+/* An elementwise node whose inputs are blocked values of its output's shape, scalars or
+ * per-channel constants: the same node on the blocked values. */
+static ir_value *blocked_map(blocking *k, const ir_node *n) {
+    const kiln_tensor *out = &n->outputs[0]->type;
+    if (ir_op_table[n->op].kind != IR_KIND_ELTWISE || n->op == IR_OP_BATCH_NORM || n->op == IR_OP_DROPOUT ||
+        n->output_count != 1 || out->rank != 4 || n->input_count > 8)
+        return NULL;
+    ir_value *in[8];
+    bool any = false;
+    for (int i = 0; i < n->input_count; i++) {
+        const ir_value *v = n->inputs[i];
+        if (!v)
+            return NULL;
+        if ((in[i] = k->twin[v->id]) && same_dims(&v->type, out))
+            any = true;
+        else if (ir_type_count(&v->type) == 1)
+            in[i] = (ir_value *)v;
+        else if (!(in[i] = blocked_channels(k, v, out->dims[1])))
+            return NULL;
+    }
+    if (!any)
+        return NULL;
+    ir_node *m = gb_begin(&k->b, n->op, n->input_count, in);
+    if (m)
+        copy_attrs(k, m, n);
+    return gb_done(&k->b, m);
+}
+
+/* Node `old` leaves its output v to `made`'s output r: r's producer and v's swap, so every
+ * reader of v reads what `made` computes, and `old` is left with an output no one reads. */
+static void take_over(ir_value *v, ir_value *r) {
+    ir_node *old = v->producer, *made = r->producer;
+    int slot = v->producer_slot;
+    old->outputs[slot] = r, r->producer = old, r->producer_slot = slot;
+    made->outputs[0] = v, v->producer = made, v->producer_slot = 0;
+}
+
+/* Inference BatchNormalization with constant parameters as x * S + T per channel, S =
+ * scale / sqrt(var + epsilon) and T = B - mean * S computed here in double: a multiply and
+ * an add per element where the node divided and took a square root, and Mul and Add carry
+ * the blocked layout (S and T then shaped [1, C / b, 1, 1, b]). Returns the blocked
+ * result when x is blocked; otherwise the Add takes over the node's output. */
+static ir_value *affine_batch_norm(blocking *k, const ir_node *n, ir_value *xb) {
+    const ir_value *x = n->inputs[0];
+    if (!constant_batch_norm(n) || x->type.rank < 2 || (xb && x->type.rank != 4))
+        return NULL;
+    int64_t ch = x->type.dims[1], dims[5] = {1, 1, 1, 1, 1};
+    int rank = xb ? 5 : x->type.rank - 1;
+    if (xb)
+        dims[1] = ch / NCHWC_BLOCK, dims[4] = NCHWC_BLOCK;
+    else
+        dims[0] = ch;
+    ir_value *s = new_const(k, KILN_F32, rank, dims), *t = new_const(k, KILN_F32, rank, dims);
+    if (!s || !t)
+        return NULL;
+    const float *scale = n->inputs[1]->init->data, *bias = n->inputs[2]->init->data;
+    const float *mean = n->inputs[3]->init->data, *var = n->inputs[4]->init->data;
+    for (int64_t c = 0; c < ch; c++) {
+        double f = scale[c] / sqrt((double)var[c] + ir_attr_float(n, "epsilon"));
+        ((float *)s->init->data)[c] = (float)f;
+        ((float *)t->init->data)[c] = (float)(bias[c] - mean[c] * f);
+    }
+    ir_value *y = gb2(&k->b, IR_OP_ADD, gb2(&k->b, IR_OP_MUL, xb ? xb : (ir_value *)x, s), t);
+    if (y && !xb)
+        take_over(n->outputs[0], y);
+    return xb ? y : NULL;
+}
+
+/* v (NCHW) made from its blocked twin: [N, C / b, H, W, b] -> [N, C / b, b, H, W] -> [N, C, H, W]. */
+static void unblock(blocking *k, ir_value *v) {
+    int64_t perm[5] = {0, 1, 4, 2, 3};
+    ir_value *r = gb_reshape(&k->b, gb_transpose(&k->b, k->twin[v->id], perm), &v->type);
+    if (r)
+        take_over(v, r);
+}
+
+/* Puts the nodes made for node i right after it, so the order stays topological. */
+static kiln_status reorder(ir_graph *g, int original, const int *made_end, kiln_diag *d) {
+    ir_node **order = malloc(sizeof *order * (size_t)(g->node_count + 1));
+    if (!order)
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    int at = 0, next = original;
+    for (int i = 0; i < original; i++) {
+        order[at++] = g->nodes[i];
+        while (next < made_end[i])
+            order[at++] = g->nodes[next++];
+    }
+    memcpy(g->nodes, order, sizeof *order * (size_t)g->node_count);
+    free(order);
+    return KILN_OK;
+}
+
+static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
+    blocking k = {.b = {.g = g, .d = cx->d}};
+    /* every lookup is of a value the original nodes read or write: ids below `ids` */
+    int original = g->node_count, ids = g->value_ids;
+    int *made_end = malloc(sizeof *made_end * (size_t)(original + 1));
+    k.twin = calloc((size_t)ids + 1, sizeof *k.twin);
+    k.plain_reader = calloc((size_t)ids + 1, sizeof *k.plain_reader);
+    if (!made_end || !k.twin || !k.plain_reader) {
+        free(made_end), free(k.twin), free(k.plain_reader);
+        return diag_error(cx->d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    for (int i = 0; i < original; i++)
+        for (int j = 0; j < g->nodes[i]->input_count; j++)
+            if (g->nodes[i]->inputs[j] && !takes_blocked(g->nodes[i], j))
+                k.plain_reader[g->nodes[i]->inputs[j]->id] = true;
+    bool any = false;
+    for (int i = 0; i < original && !k.b.st; i++) {
+        ir_node *n = g->nodes[i];
+        ir_value *t = NULL, *xb = n->input_count && n->inputs[0] ? k.twin[n->inputs[0]->id] : NULL;
+        char base[256]; /* new nodes are named after the node they stand for */
+        snprintf(base, sizeof base, "%s.nchwc", n->name ? n->name : n->outputs[0]->name);
+        k.b.base = base;
+        if (n->op == IR_OP_CONV)
+            t = blocked_conv(&k, n);
+        else if (n->op == IR_OP_BATCH_NORM)
+            t = affine_batch_norm(&k, n, xb);
+        else if ((n->op == IR_OP_MAX_POOL || n->op == IR_OP_AVERAGE_POOL) && xb && n->inputs[0]->type.rank == 4)
+            t = blocked_pool(&k, n, xb);
+        else if (any)
+            t = blocked_map(&k, n);
+        if (t && !k.b.st) {
+            k.twin[n->outputs[0]->id] = t;
+            unblock(&k, n->outputs[0]);
+            any = true;
+        }
+        made_end[i] = g->node_count;
+    }
+    kiln_status st = k.b.st;
+    if (!st && g->node_count > original)
+        st = reorder(g, original, made_end, cx->d);
+    free(made_end), free(k.twin), free(k.plain_reader);
+    return st;
+}
+
 kiln_status pass_layout(ir_graph *g, pass_ctx *cx) {
+    kiln_status st = block_convs(g, cx);
+    if (st)
+        return st;
     for (int i = 0; i < g->node_count; i++) {
         ir_node *n = g->nodes[i];
         if (n->op != IR_OP_GEMM || !ir_attr_int(n, "transB") || !n->inputs[1]->init || n->inputs[1]->init->rank != 2)
             continue;
-        kiln_status st = transpose_b(g, n, cx->d);
-        if (st)
+        if ((st = transpose_b(g, n, cx->d)))
             return st;
     }
     return KILN_OK;

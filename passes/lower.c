@@ -190,8 +190,8 @@ static int64_t node_flops(const ir_node *n) {
     switch (n->op) {
     case IR_OP_MATMUL: return 2 * count * (a->rank ? a->dims[a->rank - 1] : 1);
     case IR_OP_GEMM: return 2 * count * a->dims[ir_attr_int(n, "transA") ? 0 : 1];
-    case IR_OP_CONV:
-        for (int d = 1; w && d < w->rank; d++) /* Cin / groups x kernel taps */
+    case IR_OP_CONV: case IR_OP_CONV_NCHWC:
+        for (int d = 1; w && d < (n->op == IR_OP_CONV ? w->rank : 4); d++) /* Cin / groups x kernel taps */
             taps *= w->dims[d];
         return 2 * count * taps;
     case IR_OP_CONV_TRANSPOSE:

@@ -9,6 +9,7 @@
  *   shape  dtype and shape inference; checks declared types against inferred ones
  *   fold   evaluates nodes whose inputs are all constant (and Shape/Size of static
  *          shapes), re-inferring each node's shape as values become known
+ *   layout data layouts for compiled code: Gemm's constant B transposed, blocked convs
  *   dce    removes nodes and initializers that no graph output depends on
  */
 #ifndef KILN_PASSES_PASS_H
@@ -36,7 +37,9 @@ typedef struct pass {
 
 kiln_status pass_shape(ir_graph *g, pass_ctx *cx);
 kiln_status pass_fold(ir_graph *g, pass_ctx *cx);
-/* Gemm with a constant B and transB = 1: B stored transposed, transB = 0 (layout.c). */
+/* Gemm with a constant B and transB = 1: B stored transposed, transB = 0; inference
+ * BatchNormalization with constant parameters as Mul and Add; convs with constant weights
+ * as ConvNCHWc, the blocked layout carried through elementwise nodes and pools (layout.c). */
 kiln_status pass_layout(ir_graph *g, pass_ctx *cx);
 kiln_status pass_dce(ir_graph *g, pass_ctx *cx);
 

@@ -9,7 +9,7 @@
 const pass pass_pipeline[] = {
     {"shape", "dtype and shape inference", pass_shape},
     {"fold", "constant folding", pass_fold},
-    {"layout", "weight layouts for compiled code (Gemm's transposed constant B)", pass_layout},
+    {"layout", "data layouts for compiled code (Gemm's transposed constant B, blocked convs)", pass_layout},
     {"dce", "dead-code elimination", pass_dce},
 };
 const int pass_pipeline_count = ARRAY_LEN(pass_pipeline);

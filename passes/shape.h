@@ -78,6 +78,10 @@ kiln_status shape_window_geometry(const shape_ctx *c, const kiln_tensor *x, cons
 typedef struct shape_slice_spec {
     int64_t start[KILN_MAX_RANK], step[KILN_MAX_RANK], count[KILN_MAX_RANK];
 } shape_slice_spec;
+/* ConvNCHWc's input as the NCHW tensor it stands for (a blocked [N, C / b, H, W, b] gives
+ * [N, C, H, W]), and its window geometry (kernel from the packed W [Cout / b, KH, KW, Cin, b]). */
+void shape_nchwc_plain(const kiln_tensor *x, kiln_tensor *plain);
+kiln_status shape_nchwc_window(const shape_ctx *c, const kiln_tensor *x, const kiln_tensor *w, shape_window *win);
 kiln_status shape_slice_params(const shape_ctx *c, shape_slice_spec *s, bool *known);
 
 /* Pad amounts per axis: begin[d], end[d] (negative crops). */

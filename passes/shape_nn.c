@@ -127,6 +127,43 @@ static kiln_status conv_like(shape_ctx *c, bool transposed) {
 kiln_status shape_conv(shape_ctx *c) { return conv_like(c, false); }
 kiln_status shape_conv_transpose(shape_ctx *c) { return conv_like(c, true); }
 
+void shape_nchwc_plain(const kiln_tensor *x, kiln_tensor *plain) {
+    *plain = *x;
+    if (x->rank == 5) {
+        plain->rank = 4;
+        plain->dims[1] = x->dims[1] >= 0 && x->dims[4] >= 0 ? x->dims[1] * x->dims[4] : IR_DIM_UNKNOWN;
+    }
+}
+
+kiln_status shape_nchwc_window(const shape_ctx *c, const kiln_tensor *x, const kiln_tensor *w, shape_window *win) {
+    kiln_tensor plain;
+    shape_nchwc_plain(x, &plain);
+    return shape_window_geometry(c, &plain, w->dims + 1, false, false, win);
+}
+
+kiln_status shape_conv_nchwc(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0], *w = c->in[1];
+    kiln_status st;
+    if ((st = shape_require(c, 0, shape_is_float, "a float tensor")) || (st = shape_same_dtype(c, 0, 1)))
+        return st;
+    if ((x->rank != 4 && x->rank != 5) || w->rank != 5)
+        return shape_error(c, "X must be [N, C, H, W] or [N, C / b, H, W, b] and W [Cout / b, KH, KW, Cin, b]; got ranks %d and %d",
+                           x->rank, w->rank);
+    kiln_tensor plain;
+    shape_nchwc_plain(x, &plain);
+    if (plain.dims[1] >= 0 && w->dims[3] != plain.dims[1])
+        return shape_error(c, "X has %lld channels but W expects %lld", (long long)plain.dims[1], (long long)w->dims[3]);
+    int64_t out_ch = w->dims[0] * w->dims[4];
+    if (c->in_count > 2 && c->in[2] && (c->in[2]->rank != 1 || c->in[2]->dims[0] != out_ch))
+        return shape_error(c, "B must be 1-D with %lld elements", (long long)out_ch);
+    shape_window win;
+    if ((st = shape_nchwc_window(c, x, w, &win)))
+        return st;
+    int64_t dims[5] = {x->dims[0], w->dims[0], win.out[0], win.out[1], w->dims[4]};
+    shape_set(c, 0, x->dtype, 5, dims);
+    return KILN_OK;
+}
+
 static kiln_status pool(shape_ctx *c) {
     const kiln_tensor *x = c->in[0];
     kiln_status st;

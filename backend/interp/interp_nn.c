@@ -131,6 +131,40 @@ kiln_status interp_conv(interp_ctx *c) {
     return KILN_OK;
 }
 
+/* ConvNCHWc: the same sums as Conv, in double, read and written through the blocked layouts. */
+kiln_status interp_conv_nchwc(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0], *wt = c->s.in[1];
+    const kiln_tensor *bias = c->s.in_count > 2 ? c->s.in[2] : NULL;
+    kiln_tensor *out = c->out[0];
+    shape_window w;
+    kiln_status st = shape_nchwc_window(&c->s, x, wt, &w);
+    if (st)
+        return st;
+    bool blocked_in = x->rank == 5;
+    int64_t xb = blocked_in ? x->dims[4] : 1, b = wt->dims[4], cin = wt->dims[3];
+    int64_t h = x->dims[2], wd = x->dims[3], kh = wt->dims[1], kw = wt->dims[2];
+    int64_t oh = w.out[0], ow = w.out[1];
+    for (int64_t nb = 0; nb < x->dims[0]; nb++)
+        for (int64_t m = 0; m < wt->dims[0] * b; m++)
+            for (int64_t i = 0; i < oh; i++)
+                for (int64_t j = 0; j < ow; j++) {
+                    double acc = bias ? ir_tensor_get(bias, m) : 0;
+                    for (int64_t ci = 0; ci < cin; ci++)
+                        for (int64_t p = 0; p < kh; p++)
+                            for (int64_t q = 0; q < kw; q++) {
+                                int64_t y = i * w.stride[0] - w.pad_begin[0] + p * w.dilation[0];
+                                int64_t z = j * w.stride[1] - w.pad_begin[1] + q * w.dilation[1];
+                                if (y < 0 || y >= h || z < 0 || z >= wd)
+                                    continue;
+                                int64_t xi = (((nb * (cin / xb) + ci / xb) * h + y) * wd + z) * xb + ci % xb;
+                                int64_t wi = (((m / b * kh + p) * kw + q) * cin + ci) * b + m % b;
+                                acc += ir_tensor_get(x, xi) * ir_tensor_get(wt, wi);
+                            }
+                    ir_tensor_set(out, (((nb * wt->dims[0] + m / b) * oh + i) * ow + j) * b + m % b, acc);
+                }
+    return KILN_OK;
+}
+
 kiln_status interp_conv_transpose(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0], *wt = c->s.in[1];
     const kiln_tensor *bias = c->s.in_count > 2 ? c->s.in[2] : NULL;

@@ -666,6 +666,116 @@ static void test_packed_constants(void **state) {
     free(src);
 }
 
+/* ---- blocked convolutions (passes/layout.c, ConvNCHWc) ---------------------------------- */
+
+typedef struct weight_spec {
+    const char *name;
+    int rank;
+    int64_t dims[4];
+} weight_spec;
+
+/* Runs `body` (input %a, the weights, output %y) with the weights as graph inputs (the
+ * interpreter's plain Conv: the reference) and as constants, where inference convs become
+ * ConvNCHWc: through the interpreter, the JIT and the unfused JIT. The constant graph must
+ * keep `blocked` ConvNCHWc nodes. Weights are in [-1, 1] with three decimals, written out as
+ * text and read back, so both graphs hold the same values. */
+static void blocked_case(const char *body, int rank_a, const int64_t *a, int nw, const weight_spec *w, int blocked,
+                         double atol_scale) {
+    enum { CAP = 1 << 21 };
+    char *with_consts = malloc(CAP), *with_inputs = malloc(CAP), ta[128];
+    kiln_tensor *in[8] = {random_tensor(rank_a, a)};
+    shape_text(rank_a, a, ta, sizeof ta);
+    size_t nc = (size_t)snprintf(with_consts, CAP, "graph b {\n  input %%a: %s\n", ta);
+    size_t ni = (size_t)snprintf(with_inputs, CAP, "graph b {\n  input %%a: %s\n", ta);
+    for (int i = 0; i < nw; i++) {
+        char tw[128];
+        shape_text(w[i].rank, w[i].dims, tw, sizeof tw);
+        nc += (size_t)snprintf(with_consts + nc, CAP - nc, "  const %%%s: %s = [", w[i].name, tw);
+        ni += (size_t)snprintf(with_inputs + ni, CAP - ni, "  input %%%s: %s\n", w[i].name, tw);
+        kiln_tensor *t;
+        kiln_diag d = {0};
+        assert_int_equal(kiln_tensor_create(KILN_F32, w[i].rank, w[i].dims, &t, &d), KILN_OK);
+        for (int64_t k = 0; k < kiln_tensor_count(t); k++) {
+            char v[16];
+            snprintf(v, sizeof v, "%.3f", uniform(2001) / 1000.0 - 1);
+            ((float *)t->data)[k] = strtof(v, NULL);
+            nc += (size_t)snprintf(with_consts + nc, CAP - nc, "%s%s", k ? ", " : "", v);
+        }
+        nc += (size_t)snprintf(with_consts + nc, CAP - nc, "]\n");
+        in[1 + i] = t;
+    }
+    snprintf(with_consts + nc, CAP - nc, "  %s\n  output %%y\n}\n", body);
+    snprintf(with_inputs + ni, CAP - ni, "  %s\n  output %%y\n}\n", body);
+    kiln_options jit = {.backend = KILN_BACKEND_JIT}, unfused = {.backend = KILN_BACKEND_JIT, .no_fuse = true};
+    kiln_model *ref_model, *m[3];
+    kiln_diag d = {0};
+    if (kiln_model_parse(with_inputs, strlen(with_inputs), "ref.kiln", NULL, &ref_model, &d) ||
+        kiln_model_parse(with_consts, strlen(with_consts), "b.kiln", NULL, &m[0], &d) ||
+        kiln_model_parse(with_consts, strlen(with_consts), "b.kiln", &jit, &m[1], &d) ||
+        kiln_model_parse(with_consts, strlen(with_consts), "b.kiln", &unfused, &m[2], &d)) {
+        print_error("%s\n%s", d.message, body);
+        fail();
+    }
+    int count = 0;
+    for (int n = 0; n < m[1]->graph->node_count; n++)
+        count += m[1]->graph->nodes[n]->op == IR_OP_CONV_NCHWC;
+    if (count != blocked) {
+        print_error("%d ConvNCHWc nodes, expected %d:\n%s\n", count, blocked, body);
+        fail();
+    }
+    kiln_tensor *ref, *got;
+    assert_int_equal(kiln_model_run(ref_model, (const kiln_tensor *const *)in, &ref, &d), KILN_OK);
+    static const char *const what[] = {"blocked interpreter vs Conv", "blocked JIT vs Conv", "blocked unfused JIT vs Conv"};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(kiln_model_run(m[k], (const kiln_tensor *const *)in, &got, &d), KILN_OK);
+        if (!test_tensor_close(got, ref, JIT_ATOL * atol_scale, JIT_RTOL, what[k])) {
+            print_error("%s\n", body);
+            fail();
+        }
+        kiln_tensor_free(got);
+        kiln_model_destroy(m[k]);
+    }
+    for (int i = 0; i <= nw; i++)
+        kiln_tensor_free(in[i]);
+    kiln_tensor_free(ref);
+    kiln_model_destroy(ref_model);
+    free(with_consts), free(with_inputs);
+}
+
+/* One conv on random geometry (1 to 40 input channels, 16 to 48 outputs: one or two
+ * channel blocks per lane loop; widths that leave a partial segment or take whole rows;
+ * pads, strides, dilations, with and without bias), then a ResNet-like block, blocked from
+ * its first conv to its end: conv, Relu, conv, a 1x1 strided shortcut conv, Add, Relu, a
+ * per-channel Mul, MaxPool, and sometimes a GlobalAveragePool read through the NCHW value. */
+static void test_blocked_convs(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 10; trial++) {
+        int64_t cin = 1 + uniform(40), cout = 16 * (1 + uniform(3)), k = 1 + uniform(3);
+        int64_t x[4] = {1 + uniform(2), cin, 5 + uniform(16), 5 + uniform(40)};
+        int p[4] = {uniform(2), uniform(2), uniform(2), uniform(2)}, st = 1 + uniform(2), dl = 1 + uniform(2);
+        bool bias = uniform(2);
+        weight_spec w[5] = {{"w", 4, {cout, cin, k, k}}, {"bias", 1, {cout}}};
+        char body[600];
+        snprintf(body, sizeof body, "%%c = Conv(%%a, %%w%s) {pads = [%d, %d, %d, %d], strides = [%d, %d], dilations = [%d, %d]}\n  %%y = Relu(%%c)",
+                 bias ? ", %bias" : "", p[0], p[1], p[2], p[3], st, st, dl, dl);
+        int64_t ow = (x[3] + p[1] + p[3] - dl * (k - 1) - 1) / st + 1;
+        blocked_case(body, 4, x, bias ? 2 : 1, w, ow % 16 == 0 && st == 1 ? 0 : 1, (double)(cin * k * k) / 36 + 1);
+
+        int64_t c = 1 + uniform(20), s = 2;
+        int64_t xb[4] = {1 + uniform(2), c, 6 + uniform(20), 6 + uniform(30)};
+        weight_spec wb[5] = {{"w1", 4, {32, c, 3, 3}}, {"w2", 4, {32, 32, 3, 3}}, {"w3", 4, {32, c, 1, 1}}, {"scale", 3, {32, 1, 1}}};
+        snprintf(body, sizeof body,
+                 "%%c1 = Conv(%%a, %%w1) {pads = [1, 1, 1, 1], strides = [%lld, %lld]}\n  %%r1 = Relu(%%c1)\n"
+                 "  %%c2 = Conv(%%r1, %%w2) {pads = [1, 1, 1, 1]}\n  %%c3 = Conv(%%a, %%w3) {strides = [%lld, %lld]}\n"
+                 "  %%s = Add(%%c2, %%c3)\n  %%r2 = Relu(%%s)\n  %%m = Mul(%%r2, %%scale)\n"
+                 "  %%%s = MaxPool(%%m) {kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2]}%s",
+                 (long long)s, (long long)s, (long long)s, (long long)s, trial % 2 ? "p" : "y",
+                 trial % 2 ? "\n  %y = GlobalAveragePool(%p)" : "");
+        int64_t ow2 = (xb[3] - 1) / s + 1; /* the stride-1 conv keeps the row schedule on 16 columns */
+        blocked_case(body, 4, xb, 4, wb, ow2 % 16 ? 3 : 2, 300);
+    }
+}
+
 /* Vector loops (explicit LLVM vectors, masked tails, gathers, lane masks for conditions)
  * compute what scalar loops compute, to the bit: the same operations in the same order
  * per element. Each graph is lowered twice, with and without vector loops, at sizes that
@@ -1110,6 +1220,7 @@ int main(void) {
         cmocka_unit_test(test_parallel_equals_serial),
         cmocka_unit_test(test_vector_equals_scalar),
         cmocka_unit_test(test_packed_constants),
+        cmocka_unit_test(test_blocked_convs),
         cmocka_unit_test(test_fused_equals_unfused),
         cmocka_unit_test(test_fusion_depth_limit),
         cmocka_unit_test(test_fusion_copies_limit),

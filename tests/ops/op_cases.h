@@ -136,6 +136,11 @@ static const op_case cases[] = {
     {"conv_same_upper", "%y = Conv(%x, %w) {auto_pad = \"SAME_UPPER\"}", {"x: f32[1, 1, 4] [1, 2, 3, 4]", "w: f32[1, 1, 3] [1, 1, 1]"}, {"y: f32[1, 1, 4] [3, 6, 9, 7]"}},
     {"conv3d", "%y = Conv(%x, %w)", {"x: f32[1, 1, 2, 2, 2] [1, 2, 3, 4, 5, 6, 7, 8]", "w: f32[1, 1, 2, 2, 2] [1, 1, 1, 1, 1, 1, 1, 1]"}, {"y: f32[1, 1, 1, 1, 1] [36]"}},
     {"conv_channel_mismatch", "%y = Conv(%x, %w)", {"x: f32[1, 2, 2, 2] [1, 2, 3, 4, 5, 6, 7, 8]", "w: f32[1, 3, 1, 1] [1, 1, 1]"}, {0}, "X has 2 channels but W expects 3 x group 1"},
+    /* ConvNCHWc (passes/layout.c): W packed [Cout / b, KH, KW, Cin, b], Y [N, Cout / b, OH, OW, b] */
+    {"conv_nchwc", "%y = ConvNCHWc(%x, %w, %b)", {"x: f32[1, 1, 2, 2] [1, 2, 3, 4]", "w: f32[1, 1, 1, 1, 2] [10, 100]", "b: f32[2] [1, 2]"}, {"y: f32[1, 1, 2, 2, 2] [11, 102, 21, 202, 31, 302, 41, 402]"}},
+    {"conv_nchwc_blocked_in", "%y = ConvNCHWc(%x, %w)", {"x: f32[1, 1, 1, 2, 2] [1, 2, 3, 4]", "w: f32[1, 1, 1, 2, 2] [1, 10, 100, 1000]"}, {"y: f32[1, 1, 1, 2, 2] [201, 2010, 403, 4030]"}},
+    {"conv_nchwc_pads_strides", "%y = ConvNCHWc(%x, %w) {pads = [1, 1, 1, 1], strides = [2, 2]}", {"x: f32[1, 1, 3, 3] [1, 2, 3, 4, 5, 6, 7, 8, 9]", "w: f32[1, 3, 3, 1, 1] [1, 1, 1, 1, 1, 1, 1, 1, 1]"}, {"y: f32[1, 1, 2, 2, 1] [12, 16, 24, 28]"}},
+    {"conv_nchwc_channel_mismatch", "%y = ConvNCHWc(%x, %w)", {"x: f32[1, 2, 2, 2] [1, 2, 3, 4, 5, 6, 7, 8]", "w: f32[1, 1, 1, 3, 2] [1, 1, 1, 1, 1, 1]"}, {0}, "X has 2 channels but W expects 3"},
     {"conv_transpose", "%y = ConvTranspose(%x, %w)", {"x: f32[1, 1, 2, 2] [1, 2, 3, 4]", "w: f32[1, 1, 2, 2] [1, 1, 1, 1]"}, {"y: f32[1, 1, 3, 3] [1, 3, 2, 4, 10, 6, 3, 7, 4]"}},
     {"conv_transpose_stride", "%y = ConvTranspose(%x, %w, %b) {strides = [1, 2]}", {"x: f32[1, 1, 1, 2] [1, 2]", "w: f32[1, 1, 1, 2] [1, 10]", "b: f32[1] [0.5]"}, {"y: f32[1, 1, 1, 4] [1.5, 10.5, 2.5, 20.5]"}},
     /* ---- windows and normalizations ---- */
