@@ -668,6 +668,8 @@ static void test_packed_constants(void **state) {
 
 /* ---- blocked convolutions (passes/layout.c, ConvNCHWc) ---------------------------------- */
 
+static int blocked_threads; /* the JIT's threads in blocked_case (0: all) */
+
 typedef struct weight_spec {
     const char *name;
     int rank;
@@ -706,7 +708,9 @@ static void blocked_case(const char *body, int rank_a, const int64_t *a, int nw,
     }
     snprintf(with_consts + nc, CAP - nc, "  %s\n  output %%y\n}\n", body);
     snprintf(with_inputs + ni, CAP - ni, "  %s\n  output %%y\n}\n", body);
-    kiln_options jit = {.backend = KILN_BACKEND_JIT}, unfused = {.backend = KILN_BACKEND_JIT, .no_fuse = true};
+    /* 1 thread: channel blocks in parallel; all (2 here): rows, the weights being small */
+    kiln_options jit = {.backend = KILN_BACKEND_JIT, .threads = blocked_threads};
+    kiln_options unfused = {.backend = KILN_BACKEND_JIT, .no_fuse = true, .threads = blocked_threads};
     kiln_model *ref_model, *m[3];
     kiln_diag d = {0};
     if (kiln_model_parse(with_inputs, strlen(with_inputs), "ref.kiln", NULL, &ref_model, &d) ||
@@ -750,6 +754,7 @@ static void blocked_case(const char *body, int rank_a, const int64_t *a, int nw,
 static void test_blocked_convs(void **state) {
     (void)state;
     for (int trial = 0; trial < 10; trial++) {
+        blocked_threads = trial % 3 ? 0 : 1;
         int64_t cin = 1 + uniform(40), cout = 16 * (1 + uniform(3)), k = 1 + uniform(3);
         int64_t x[4] = {1 + uniform(2), cin, 5 + uniform(16), 5 + uniform(40)};
         int p[4] = {uniform(2), uniform(2), uniform(2), uniform(2)}, st = 1 + uniform(2), dl = 1 + uniform(2);
