@@ -401,7 +401,8 @@ kiln_status cg_module(cg_ctx *g, const lir_module *m, kiln_diag *d) {
     g->b = LLVMCreateBuilderInContext(g->ctx);
     kiln_status st = KILN_OK;
     for (int i = 0; !st && i < m->kernel_count; i++)
-        st = kernel(g, m->kernels[i], d);
+        if (g->parts <= 1 || i % g->parts == g->part)
+            st = kernel(g, m->kernels[i], d);
     LLVMDisposeBuilder(g->b);
     char *msg = NULL;
     if (!st && LLVMVerifyModule(g->mod, LLVMReturnStatusAction, &msg)) {

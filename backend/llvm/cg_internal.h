@@ -29,6 +29,7 @@ typedef struct cg_ctx {
     int outlined;         /* parallel bodies outlined so far in this kernel */
     const char *prefix;   /* symbol prefix, "" for the JIT */
     bool hidden;          /* AOT: symbols stay inside the library */
+    int part, parts;      /* this module holds the kernels i with i % parts == part */
     /* inside a vectorized loop (cg_vector.c); lanes is 0 elsewhere */
     int lanes;
     int vvar;             /* the vectorized loop's variable */
@@ -38,7 +39,8 @@ typedef struct cg_ctx {
     bool oom;             /* an allocation failed: the kernel is abandoned (KILN_ERR_OOM) */
 } cg_ctx;
 
-/* Emits every kernel of m into g->mod (created by the caller in g->ctx) and verifies it. */
+/* Emits m's kernels of this part (all when parts <= 1) into g->mod (created by the caller
+ * in g->ctx) and verifies it. */
 kiln_status cg_module(cg_ctx *g, const lir_module *m, kiln_diag *d);
 LLVMValueRef cg_buffer(cg_ctx *g, const lir_buffer *buf);
 
