@@ -682,7 +682,7 @@ typedef struct weight_spec {
  * keep `blocked` ConvNCHWc nodes. Weights are in [-1, 1] with three decimals, written out as
  * text and read back, so both graphs hold the same values. */
 static void blocked_case(const char *body, int rank_a, const int64_t *a, int nw, const weight_spec *w, int blocked,
-                         double atol_scale) {
+                         int kernels, double atol_scale) {
     enum { CAP = 1 << 21 };
     char *with_consts = malloc(CAP), *with_inputs = malloc(CAP), ta[128];
     kiln_tensor *in[8] = {random_tensor(rank_a, a)};
@@ -727,6 +727,10 @@ static void blocked_case(const char *body, int rank_a, const int64_t *a, int nw,
         print_error("%d ConvNCHWc nodes, expected %d:\n%s\n", count, blocked, body);
         fail();
     }
+    if (kernels >= 0 && m[1]->lowered->kernel_count != kernels) {
+        print_error("%d kernels, expected %d:\n%s\n", m[1]->lowered->kernel_count, kernels, body);
+        fail();
+    }
     kiln_tensor *ref, *got;
     assert_int_equal(kiln_model_run(ref_model, (const kiln_tensor *const *)in, &ref, &d), KILN_OK);
     static const char *const what[] = {"blocked interpreter vs Conv", "blocked JIT vs Conv", "blocked unfused JIT vs Conv"};
@@ -764,7 +768,7 @@ static void test_blocked_convs(void **state) {
         snprintf(body, sizeof body, "%%c = Conv(%%a, %%w%s) {pads = [%d, %d, %d, %d], strides = [%d, %d], dilations = [%d, %d]}\n  %%y = Relu(%%c)",
                  bias ? ", %bias" : "", p[0], p[1], p[2], p[3], st, st, dl, dl);
         int64_t ow = (x[3] + p[1] + p[3] - dl * (k - 1) - 1) / st + 1;
-        blocked_case(body, 4, x, bias ? 2 : 1, w, ow % 16 == 0 && st == 1 ? 0 : 1, (double)(cin * k * k) / 36 + 1);
+        blocked_case(body, 4, x, bias ? 2 : 1, w, ow % 16 == 0 && st == 1 ? 0 : 1, -1, (double)(cin * k * k) / 36 + 1);
 
         int64_t c = 1 + uniform(20), s = 2;
         int64_t xb[4] = {1 + uniform(2), c, 6 + uniform(20), 6 + uniform(30)};
@@ -777,7 +781,9 @@ static void test_blocked_convs(void **state) {
                  (long long)s, (long long)s, (long long)s, (long long)s, trial % 2 ? "p" : "y",
                  trial % 2 ? "\n  %y = GlobalAveragePool(%p)" : "");
         int64_t ow2 = (xb[3] - 1) / s + 1; /* the stride-1 conv keeps the row schedule on 16 columns */
-        blocked_case(body, 4, xb, 4, wb, ow2 % 16 ? 3 : 2, 300);
+        /* fused, blocked: conv1 + Relu; the shortcut; conv2 + Add + Relu + Mul; MaxPool; the
+         * Transpose and Reshape back to NCHW; GlobalAveragePool when there */
+        blocked_case(body, 4, xb, 4, wb, ow2 % 16 ? 3 : 2, ow2 % 16 ? 6 + trial % 2 : -1, 300);
     }
 }
 
