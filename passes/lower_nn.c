@@ -773,9 +773,10 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
      * previous conv's thread wrote (its own cache), every thread reading all the weights.
      * Large weights: the channel blocks in parallel, each thread streaming its share of them.
      * At 2 threads, GFLOP/s rows / channels: 64ch 56x56 3x3 (147 KiB of weights) 366 / 330,
-     * 64->128 3x3 / 2 (295 KiB) 329 / 227, 256ch 14x14 (2.3 MiB) 345 / 383, 512ch 7x7
-     * (9.2 MiB) 296 / 362; at 1 thread channels first measured 3-5% faster. */
-    bool rows_outer = M->threads != 1 && groups >= 2 && ir_type_count(wt) * 4 <= (512 << 10);
+     * 64->128 3x3 / 2 (295 KiB) 329 / 227, 128ch 28x28 (576 KiB) 378 / 359, 256ch 14x14
+     * (2.3 MiB) 345 / 383, 512ch 7x7 (9.2 MiB) 296 / 362; at 1 thread channels first
+     * measured 3-5% faster. */
+    bool rows_outer = M->threads != 1 && groups >= 2 && ir_type_count(wt) * 4 <= (1 << 20);
     bool pads = w.pad_begin[0] || w.pad_begin[1] || w.pad_end[0] || w.pad_end[1];
     lir_buffer *xp = NULL;
     kiln_tensor xs = *x;
