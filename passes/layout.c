@@ -5,17 +5,20 @@
  * constant [K, N] and transB = 0: compiled code then reads B along n, consecutive elements
  * for consecutive lanes of its vector loop, instead of gathering with a stride of K.
  *
- * An inference Conv (one group, constant weights, output channels a multiple of
- * NCHWC_BLOCK) becomes ConvNCHWc: its output [N, C / b, H, W, b], b channels innermost,
+ * An inference Conv (one group, constant f32 weights, output channels a multiple of
+ * NCHWC_BLOCK, rows that do not already fill the vectors, readers that can all take the
+ * result blocked) becomes ConvNCHWc: its output [N, C / b, H, W, b], b channels innermost,
  * so its kernel's vectors run along channels and fill every lane whatever the image's
  * width (lower_nn.c), with its weights packed once here, [Cout / b, KH, KW, Cin, b]. The
  * blocked value then flows on through the nodes that can take it as it is: elementwise
  * nodes whose other inputs are scalars or per-channel constants (reshaped to the blocks),
- * 2-D pools (a 3-D pool over [H, W, b] with a window of 1 along b) and further convs (which
- * read either layout). Where an NCHW reader remains (a Flatten, a global pool, a graph
- * output), the NCHW value is made back from the blocked one by a Transpose and a Reshape;
- * an NCHW value no reader needs any more is removed by dce, with the nodes that made it.
- * The products and their order are unchanged in all of this: the same results to the bit.
+ * inference batch norms (as Mul and Add), 2-D pools (a 3-D pool over [H, W, b] with a
+ * window of 1 along b) and further convs (which read either layout). Where an NCHW reader
+ * remains (a Flatten, a global pool, a graph output), the NCHW value is made back from the
+ * blocked one by a Transpose and a Reshape; an NCHW value no reader needs any more is
+ * removed by dce, with the nodes that made it. A blocked conv sums over (kh, kw, ci) where
+ * Conv's kernels sum over (ci, kh, kw), and a batch norm's S and T are rounded to f32: the
+ * results differ from the unblocked graph's by rounding.
  */
 #include "passes/autodiff.h"
 #include "passes/pass.h"
