@@ -723,15 +723,15 @@ kiln_status lower_conv(lower_ctx *c) {
  * block, so every lane does useful work whatever the image's width (rows of 56 columns
  * filled 56 of 64 lanes along the row, a 7x7 image 49 of 64), and each store writes the b
  * channels of one pixel, consecutive in the blocked output. A lane loop keeps V channel
- * blocks x R pixels of accumulators; per input
- * channel and tap it loads V weight vectors (W is packed [Cout / b, KH, KW, Cin, b]: the
- * loads stream through it in order) and R input elements, each the same for every lane (a
- * broadcast), for V R multiply-adds. The R pixels are a segment of one output row or, on
- * images narrower than half a segment, several whole rows: either way constant offsets
- * from one base. The input (NCHW or blocked) is first copied with its zero padding, so no
- * load needs a bounds check, and with slack past its end for the pixels of a last,
- * partial block, which load what lies there and store nothing. Each sum runs over
- * (kh, kw, ci), input channels innermost. */
+ * blocks x R pixels of accumulators; per input channel and tap it loads V weight vectors
+ * (W is packed [Cout / b, KH, KW, Cin, b]: the loads stream through it in order) and R
+ * input elements, each the same for every lane (a broadcast), for V R multiply-adds. The
+ * R pixels are a segment of one output row or, on images narrower than half a segment,
+ * several whole rows: either way constant offsets from one base. Where the conv pads, or
+ * a last, partial block would read past the input, the input (NCHW or blocked) is first
+ * copied with its zero padding, so no load needs a bounds check, and with slack past its
+ * end for the partial block's pixels, which load what lies there and store nothing. Each
+ * sum runs over (kh, kw, ci), input channels innermost. */
 /* V = 2, R = 8: LLVM loads the R input elements of a step before its multiply-adds, so
  * V R + V + R registers are live of 32. On 3x3 convs at 1 thread (GFLOP/s for 64 channels
  * 56x56, 256 at 14x14, 512 at 7x7; peak 215): V 2 R 8: 206, 206, 191 (R = 7 there);
