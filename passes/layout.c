@@ -9,7 +9,7 @@
  * NCHWC_BLOCK, rows that do not already fill the vectors, readers that can all take the
  * result blocked) becomes ConvNCHWc: its output [N, C / b, H, W, b], b channels innermost,
  * so its kernel's vectors run along channels and fill every lane whatever the image's
- * width (lower_nn.c), with its weights packed once here, [Cout / b, KH, KW, Cin, b]. The
+ * width (lower_window.c), with its weights packed once here, [Cout / b, KH, KW, Cin, b]. The
  * blocked value then flows on through the nodes that can take it as it is: elementwise
  * nodes whose other inputs are scalars or per-channel constants (reshaped to the blocks),
  * inference batch norms (as Mul and Add), 2-D pools (a 3-D pool over [H, W, b] with a
@@ -79,7 +79,7 @@ static ir_value *new_const(blocking *k, kiln_dtype dt, int rank, const int64_t *
 }
 
 /* The conv's weights [Cout, Cin, KH, KW] as a constant [Cout / b, KH, KW, Cin, b]: the
- * order the kernel's loops read them in (input channels innermost, see lower_nn.c). */
+ * order the kernel's loops read them in (input channels innermost, see lower_window.c). */
 static ir_value *packed_weights(blocking *k, const kiln_tensor *w) {
     int64_t b = NCHWC_BLOCK, cin = w->dims[1], taps = w->dims[2] * w->dims[3];
     int64_t dims[5] = {w->dims[0] / b, w->dims[2], w->dims[3], cin, b};
