@@ -124,13 +124,16 @@ ir_value *gb3(grad_ctx *c, ir_op op, ir_value *a, ir_value *b, ir_value *x) {
     return gb_done(c, gb_begin(c, op, 3, in));
 }
 
-/* A constant of the given type; its data (zeroed) is filled by the caller. */
+/* A constant of the given type; its data (zeroed) is filled by the caller. Named after
+ * the builder's base outside rules (another pass using the builder), else "grad.const". */
 static ir_value *new_const(grad_ctx *c, kiln_dtype dt, int rank, const int64_t *dims) {
     if (c->st)
         return NULL;
     ir_value *v;
     kiln_tensor *t;
-    if (ir_graph_new_value(c->g, ir_graph_fresh_name(c->g, "grad.const"), IR_VAL_CONST, LOC_NONE, &v, c->d) ||
+    char name[300];
+    snprintf(name, sizeof name, "%s.const", !c->node && c->base ? c->base : "grad");
+    if (ir_graph_new_value(c->g, ir_graph_fresh_name(c->g, name), IR_VAL_CONST, LOC_NONE, &v, c->d) ||
         ir_graph_new_tensor(c->g, dt, rank, dims, &t, c->d))
         return oom(c);
     v->init = t;
@@ -174,7 +177,7 @@ ir_value *gb_floats(grad_ctx *c, kiln_dtype dt, int count, const double *values)
 
 ir_value *gb_tensor(grad_ctx *c, kiln_dtype dt, int rank, const int64_t *dims, const double *values) {
     ir_value *v = new_const(c, dt, rank, dims);
-    for (int64_t i = 0; v && i < ir_type_count(&v->type); i++)
+    for (int64_t i = 0; v && values && i < ir_type_count(&v->type); i++)
         ir_tensor_set(v->init, i, values[i]);
     return v;
 }

@@ -61,7 +61,8 @@ ir_value *gb_reduce(grad_ctx *c, ir_op op, ir_value *x, int count, const int64_t
 ir_value *gb_scalar(grad_ctx *c, kiln_dtype dt, double v);
 ir_value *gb_i64s(grad_ctx *c, int count, const int64_t *v);
 ir_value *gb_floats(grad_ctx *c, kiln_dtype dt, int count, const double *v);
-/* A constant of any shape, its values flat in C order. */
+/* A constant of any shape, its values flat in C order; v NULL: zeroed, for the caller to
+ * fill through ->init. */
 ir_value *gb_tensor(grad_ctx *c, kiln_dtype dt, int rank, const int64_t *dims, const double *v);
 
 /* dy summed over the axes along which a value of type `to` was broadcast to dy's shape,

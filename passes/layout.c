@@ -63,27 +63,12 @@ static bool same_dims(const kiln_tensor *a, const kiln_tensor *b) {
     return a->rank == b->rank && !memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank);
 }
 
-/* A new constant of that type, zeroed, for the caller to fill. */
-static ir_value *new_const(blocking *k, kiln_dtype dt, int rank, const int64_t *dims) {
-    ir_value *v;
-    kiln_tensor *t;
-    if (k->b.st)
-        return NULL;
-    if ((k->b.st = ir_graph_new_value(k->b.g, ir_graph_fresh_name(k->b.g, "nchwc.const"), IR_VAL_CONST, LOC_NONE, &v, k->b.d)) ||
-        (k->b.st = ir_graph_new_tensor(k->b.g, dt, rank, dims, &t, k->b.d)))
-        return NULL;
-    v->init = t;
-    v->type = *t;
-    v->type.data = NULL;
-    return v;
-}
-
 /* The conv's weights [Cout, Cin, KH, KW] as a constant [Cout / b, KH, KW, Cin, b]: the
  * order the kernel's loops read them in (input channels innermost, see lower_window.c). */
 static ir_value *packed_weights(blocking *k, const kiln_tensor *w) {
     int64_t b = NCHWC_BLOCK, cin = w->dims[1], taps = w->dims[2] * w->dims[3];
     int64_t dims[5] = {w->dims[0] / b, w->dims[2], w->dims[3], cin, b};
-    ir_value *v = new_const(k, w->dtype, 5, dims);
+    ir_value *v = gb_tensor(&k->b, w->dtype, 5, dims, NULL);
     if (!v)
         return NULL;
     float *to = v->init->data;
@@ -103,7 +88,7 @@ static ir_value *blocked_channels(blocking *k, const ir_value *t, int64_t channe
         c->dims[c->rank - 2] != 1 || c->dims[c->rank - 1] != 1)
         return NULL;
     int64_t dims[5] = {1, channels / NCHWC_BLOCK, 1, 1, NCHWC_BLOCK};
-    ir_value *v = new_const(k, c->dtype, 5, dims);
+    ir_value *v = gb_tensor(&k->b, c->dtype, 5, dims, NULL);
     if (v)
         memcpy(v->init->data, c->data, kiln_tensor_bytes(c));
     return v;
@@ -259,7 +244,7 @@ static ir_value *affine_batch_norm(blocking *k, const ir_node *n, ir_value *xb) 
         dims[1] = ch / NCHWC_BLOCK, dims[4] = NCHWC_BLOCK;
     else
         dims[0] = ch;
-    ir_value *s = new_const(k, KILN_F32, rank, dims), *t = new_const(k, KILN_F32, rank, dims);
+    ir_value *s = gb_tensor(&k->b, KILN_F32, rank, dims, NULL), *t = gb_tensor(&k->b, KILN_F32, rank, dims, NULL);
     if (!s || !t)
         return NULL;
     const float *scale = n->inputs[1]->init->data, *bias = n->inputs[2]->init->data;
