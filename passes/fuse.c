@@ -78,7 +78,8 @@ static bool same_shape(const kiln_tensor *a, const kiln_tensor *b) {
 }
 
 static bool anchor(ir_op op) {
-    return op == IR_OP_CONV || op == IR_OP_CONV_NCHWC || op == IR_OP_MATMUL || op == IR_OP_GEMM;
+    return op == IR_OP_CONV || op == IR_OP_CONV_NCHWC || op == IR_OP_WINOGRAD_OUTPUT || op == IR_OP_MATMUL ||
+           op == IR_OP_GEMM;
 }
 
 enum { FUSE_MAX_INLINE = 32, FUSE_MAX_COPIES = 4 };

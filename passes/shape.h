@@ -82,6 +82,13 @@ typedef struct shape_slice_spec {
  * [N, C, H, W]), and its window geometry (kernel from the packed W [Cout / b, KH, KW, Cin, b]). */
 void shape_nchwc_plain(const kiln_tensor *x, kiln_tensor *plain);
 kiln_status shape_nchwc_window(const shape_ctx *c, const kiln_tensor *x, const kiln_tensor *w, shape_window *win);
+/* WinogradInput's geometry (F(2x2, 3x3), stride 1): X's dims as NCHW, the output OH x OW
+ * (pads from the node), ceil(OH / 2) x ceil(OW / 2) tiles per image; tiles unknown
+ * (IR_DIM_UNKNOWN) where X's dims are. */
+typedef struct shape_winograd {
+    int64_t batch, channels, h, w, pad_top, pad_left, oh, ow, th, tw, tiles;
+} shape_winograd;
+kiln_status shape_winograd_geometry(const shape_ctx *c, const kiln_tensor *x, shape_winograd *g);
 kiln_status shape_slice_params(const shape_ctx *c, shape_slice_spec *s, bool *known);
 
 /* Pad amounts per axis: begin[d], end[d] (negative crops). */

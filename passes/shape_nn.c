@@ -164,6 +164,71 @@ kiln_status shape_conv_nchwc(shape_ctx *c) {
     return KILN_OK;
 }
 
+kiln_status shape_winograd_geometry(const shape_ctx *c, const kiln_tensor *x, shape_winograd *g) {
+    kiln_tensor plain;
+    shape_nchwc_plain(x, &plain);
+    const ir_attr *p = ir_node_attr(c->node, "pads");
+    int64_t pads[4] = {0, 0, 0, 0};
+    if (p && p->count != 4)
+        return shape_error(c, "pads must have 4 values [top, left, bottom, right], got %d", p->count);
+    for (int i = 0; p && i < 4; i++)
+        if ((pads[i] = p->ints[i]) < 0 || pads[i] > (1 << 20))
+            return shape_error(c, "pads[%d] = %lld is out of range", i, (long long)pads[i]);
+    *g = (shape_winograd){.batch = plain.dims[0], .channels = plain.dims[1], .h = plain.dims[2], .w = plain.dims[3],
+                          .pad_top = pads[0], .pad_left = pads[1], .tiles = IR_DIM_UNKNOWN};
+    if (g->h < 0 || g->w < 0)
+        return KILN_OK;
+    g->oh = g->h + pads[0] + pads[2] - 2, g->ow = g->w + pads[1] + pads[3] - 2;
+    if (g->oh < 1 || g->ow < 1)
+        return shape_error(c, "the padded input %lld x %lld is smaller than the 3 x 3 kernel",
+                           (long long)(g->h + pads[0] + pads[2]), (long long)(g->w + pads[1] + pads[3]));
+    g->th = (g->oh + 1) / 2, g->tw = (g->ow + 1) / 2;
+    if (g->batch >= 0)
+        g->tiles = g->batch * g->th * g->tw;
+    return KILN_OK;
+}
+
+kiln_status shape_winograd_input(shape_ctx *c) {
+    const kiln_tensor *x = c->in[0];
+    kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
+    if (st)
+        return st;
+    if (x->rank != 4 && x->rank != 5)
+        return shape_error(c, "X must be [N, C, H, W] or [N, C / b, H, W, b], got rank %d", x->rank);
+    shape_winograd g;
+    if ((st = shape_winograd_geometry(c, x, &g)))
+        return st;
+    int64_t dims[3] = {16, g.tiles, g.channels};
+    shape_set(c, 0, x->dtype, 3, dims);
+    return KILN_OK;
+}
+
+kiln_status shape_winograd_output(shape_ctx *c) {
+    const kiln_tensor *m = c->in[0];
+    kiln_status st = shape_require(c, 0, shape_is_float, "a float tensor");
+    if (st)
+        return st;
+    if (m->rank != 3 || m->dims[0] != 16)
+        return shape_error(c, "M must be [16, tiles, C] (one product per point of a 4 x 4 tile)");
+    const ir_attr *size = ir_node_attr(c->node, "output_size");
+    int64_t block = ir_attr_int(c->node, "block"), ch = m->dims[2], tiles = m->dims[1];
+    if (!size || size->count != 2 || size->ints[0] < 1 || size->ints[1] < 1 || size->ints[0] > (1 << 20) ||
+        size->ints[1] > (1 << 20))
+        return shape_error(c, "output_size must be [OH, OW], each at least 1");
+    if (block < 1 || (ch >= 0 && ch % block))
+        return shape_error(c, "block %lld does not divide the %lld channels", (long long)block, (long long)ch);
+    int64_t th = (size->ints[0] + 1) / 2, tw = (size->ints[1] + 1) / 2;
+    if (tiles >= 0 && tiles % (th * tw))
+        return shape_error(c, "%lld tiles are not a whole number of %lld x %lld images of tiles", (long long)tiles,
+                           (long long)th, (long long)tw);
+    if (c->in_count > 1 && c->in[1] && (c->in[1]->rank != 1 || c->in[1]->dims[0] != ch))
+        return shape_error(c, "B must be 1-D with %lld elements", (long long)ch);
+    int64_t dims[5] = {tiles >= 0 ? tiles / (th * tw) : IR_DIM_UNKNOWN, ch >= 0 ? ch / block : IR_DIM_UNKNOWN,
+                       size->ints[0], size->ints[1], block};
+    shape_set(c, 0, m->dtype, 5, dims);
+    return KILN_OK;
+}
+
 static kiln_status pool(shape_ctx *c) {
     const kiln_tensor *x = c->in[0];
     kiln_status st;

@@ -165,6 +165,64 @@ kiln_status interp_conv_nchwc(interp_ctx *c) {
     return KILN_OK;
 }
 
+/* Winograd F(2x2, 3x3) (Lavin and Gray, 2015): a 3 x 3 correlation over a 4 x 4 tile d gives
+ * 2 x 2 outputs A^T [(G g G^T) . (B^T d B)] A, the product elementwise. The interpreter
+ * uses the matrices as written; the compiled kernels the adds they reduce to. */
+static const double winograd_bt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+static const double winograd_at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+
+kiln_status interp_winograd_input(interp_ctx *c) {
+    const kiln_tensor *x = c->s.in[0];
+    shape_winograd g;
+    kiln_status st = shape_winograd_geometry(&c->s, x, &g);
+    if (st)
+        return st;
+    int64_t xb = x->rank == 5 ? x->dims[4] : 1;
+    for (int64_t n = 0; n < g.batch; n++)
+        for (int64_t ty = 0; ty < g.th; ty++)
+            for (int64_t tx = 0; tx < g.tw; tx++)
+                for (int64_t ch = 0; ch < g.channels; ch++) {
+                    double d[4][4], v;
+                    for (int a = 0; a < 4; a++)
+                        for (int b = 0; b < 4; b++) {
+                            int64_t y = 2 * ty - g.pad_top + a, z = 2 * tx - g.pad_left + b;
+                            bool in = y >= 0 && y < g.h && z >= 0 && z < g.w;
+                            d[a][b] = in ? ir_tensor_get(x, (((n * (g.channels / xb) + ch / xb) * g.h + y) * g.w + z) * xb + ch % xb) : 0;
+                        }
+                    int64_t t = (n * g.th + ty) * g.tw + tx;
+                    for (int i = 0; i < 4; i++)
+                        for (int j = 0; j < 4; j++) {
+                            v = 0;
+                            for (int a = 0; a < 4; a++)
+                                for (int b = 0; b < 4; b++)
+                                    v += winograd_bt[i][a] * d[a][b] * winograd_bt[j][b];
+                            ir_tensor_set(c->out[0], ((i * 4 + j) * g.tiles + t) * g.channels + ch, v);
+                        }
+                }
+    return KILN_OK;
+}
+
+kiln_status interp_winograd_output(interp_ctx *c) {
+    const kiln_tensor *m = c->s.in[0], *bias = c->s.in_count > 1 ? c->s.in[1] : NULL;
+    kiln_tensor *out = c->out[0];
+    int64_t tiles = m->dims[1], ch = m->dims[2], b = out->dims[4], oh = out->dims[2], ow = out->dims[3];
+    int64_t th = (oh + 1) / 2, tw = (ow + 1) / 2;
+    for (int64_t t = 0; t < tiles; t++)
+        for (int64_t k = 0; k < ch; k++)
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) {
+                    int64_t n = t / (th * tw), y = t / tw % th * 2 + i, z = t % tw * 2 + j;
+                    if (y >= oh || z >= ow)
+                        continue;
+                    double v = bias ? ir_tensor_get(bias, k) : 0;
+                    for (int a = 0; a < 4; a++)
+                        for (int e = 0; e < 4; e++)
+                            v += winograd_at[i][a] * ir_tensor_get(m, ((a * 4 + e) * tiles + t) * ch + k) * winograd_at[j][e];
+                    ir_tensor_set(out, (((n * (ch / b) + k / b) * oh + y) * ow + z) * b + k % b, v);
+                }
+    return KILN_OK;
+}
+
 kiln_status interp_conv_transpose(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0], *wt = c->s.in[1];
     const kiln_tensor *bias = c->s.in_count > 2 ? c->s.in[2] : NULL;

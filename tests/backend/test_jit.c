@@ -678,11 +678,11 @@ typedef struct weight_spec {
 
 /* Runs `body` (input %a, the weights, output %y) with the weights as graph inputs (the
  * interpreter's plain Conv: the reference) and as constants, where inference convs become
- * ConvNCHWc: through the interpreter, the JIT and the unfused JIT. The constant graph must
- * keep `blocked` ConvNCHWc nodes. Weights are in [-1, 1] with three decimals, written out as
+ * ConvNCHWc or Winograd convs: through the interpreter, the JIT and the unfused JIT. The
+ * constant graph must keep `blocked` blocked convs, `winograd` of them Winograd's. Weights are in [-1, 1] with three decimals, written out as
  * text and read back, so both graphs hold the same values. */
 static void blocked_case(const char *body, int rank_a, const int64_t *a, int nw, const weight_spec *w, int blocked,
-                         int kernels, double atol_scale) {
+                         int winograd, int kernels, double atol_scale) {
     enum { CAP = 1 << 21 };
     char *with_consts = malloc(CAP), *with_inputs = malloc(CAP), ta[128];
     kiln_tensor *in[8] = {random_tensor(rank_a, a)};
@@ -720,11 +720,14 @@ static void blocked_case(const char *body, int rank_a, const int64_t *a, int nw,
         print_error("%s\n%s", d.message, body);
         fail();
     }
-    int count = 0;
-    for (int n = 0; n < m[1]->graph->node_count; n++)
+    int count = 0, wcount = 0;
+    for (int n = 0; n < m[1]->graph->node_count; n++) {
         count += m[1]->graph->nodes[n]->op == IR_OP_CONV_NCHWC;
-    if (count != blocked) {
-        print_error("%d ConvNCHWc nodes, expected %d:\n%s\n", count, blocked, body);
+        wcount += m[1]->graph->nodes[n]->op == IR_OP_WINOGRAD_OUTPUT;
+    }
+    if (count != blocked - winograd || wcount != winograd) {
+        print_error("%d ConvNCHWc and %d Winograd convs, expected %d and %d:\n%s\n", count, wcount, blocked - winograd,
+                    winograd, body);
         fail();
     }
     if (kernels >= 0 && m[1]->lowered->kernel_count != kernels) {
@@ -750,6 +753,12 @@ static void blocked_case(const char *body, int rank_a, const int64_t *a, int nw,
     free(with_consts), free(with_inputs);
 }
 
+/* Whether passes/layout.c takes the Winograd kernels for a 3x3 stride-1 conv of this
+ * geometry (its rule, restated: at least 16 tiles and 16 input channels). */
+static bool winograd_pays(int64_t n, int64_t cin, int64_t oh, int64_t ow) {
+    return n * ((oh + 1) / 2) * ((ow + 1) / 2) >= 16 && cin >= 16;
+}
+
 /* One conv on random geometry (1 to 40 input channels, 16 to 48 outputs: one or two
  * channel blocks per lane loop; widths that leave a partial segment or take whole rows;
  * pads, strides, dilations, with and without bias), then a ResNet-like block, blocked from
@@ -768,7 +777,9 @@ static void test_blocked_convs(void **state) {
         snprintf(body, sizeof body, "%%c = Conv(%%a, %%w%s) {pads = [%d, %d, %d, %d], strides = [%d, %d], dilations = [%d, %d]}\n  %%y = Relu(%%c)",
                  bias ? ", %bias" : "", p[0], p[1], p[2], p[3], st, st, dl, dl);
         int64_t ow = (x[3] + p[1] + p[3] - dl * (k - 1) - 1) / st + 1;
-        blocked_case(body, 4, x, bias ? 2 : 1, w, ow % 16 == 0 && st == 1 ? 0 : 1, -1, (double)(cin * k * k) / 36 + 1);
+        int64_t oh = (x[2] + p[0] + p[2] - dl * (k - 1) - 1) / st + 1;
+        bool wino = k == 3 && st == 1 && dl == 1 && winograd_pays(x[0], cin, oh, ow);
+        blocked_case(body, 4, x, bias ? 2 : 1, w, wino || ow % 16 || st != 1, wino, -1, (double)(cin * k * k) / 36 + 1);
 
         int64_t c = 1 + uniform(20), s = 2;
         int64_t xb[4] = {1 + uniform(2), c, 6 + uniform(20), 6 + uniform(30)};
@@ -783,7 +794,29 @@ static void test_blocked_convs(void **state) {
         int64_t ow2 = (xb[3] - 1) / s + 1; /* the stride-1 conv keeps the row schedule on 16 columns */
         /* fused, blocked: conv1 + Relu; the shortcut; conv2 + Add + Relu + Mul; MaxPool; the
          * Transpose and Reshape back to NCHW; GlobalAveragePool when there */
-        blocked_case(body, 4, xb, 4, wb, ow2 % 16 ? 3 : 2, ow2 % 16 ? 6 + trial % 2 : -1, 300);
+        bool wino2 = winograd_pays(xb[0], 32, (xb[2] - 1) / s + 1, ow2); /* conv2: its three kernels */
+        blocked_case(body, 4, xb, 4, wb, wino2 || ow2 % 16 ? 3 : 2, wino2, wino2 ? 8 + trial % 2 : ow2 % 16 ? 6 + trial % 2 : -1, 300);
+
+        /* Winograd: a 3x3 conv reading the NCHW input (blocked first where its channels are a
+         * multiple of 16), then one reading the first's blocked output; pads of 0 to 2 per side,
+         * odd and even sizes (a last tile half outside), with and without bias */
+        int64_t ci = 16 + uniform(40), co = 16 * (1 + uniform(3));
+        int64_t xw[4] = {1 + uniform(2), ci, 4 + uniform(14), 4 + uniform(14)};
+        int q[8];
+        for (int i = 0; i < 8; i++)
+            q[i] = uniform(3);
+        weight_spec ww[5] = {{"w1", 4, {co, ci, 3, 3}}, {"w2", 4, {co, co, 3, 3}}, {"bias", 1, {co}}};
+        snprintf(body, sizeof body,
+                 "%%c1 = Conv(%%a, %%w1) {pads = [%d, %d, %d, %d]}\n  %%r1 = Relu(%%c1)\n"
+                 "  %%y = Conv(%%r1, %%w2%s) {pads = [%d, %d, %d, %d]}",
+                 q[0], q[1], q[2], q[3], bias ? ", %bias" : "", q[4], q[5], q[6], q[7]);
+        int64_t h1 = xw[2] + q[0] + q[2] - 2, w1 = xw[3] + q[1] + q[3] - 2;
+        int64_t h2 = h1 + q[4] + q[6] - 2, w2 = w1 + q[5] + q[7] - 2;
+        if (h2 < 1 || w2 < 1)
+            continue;
+        bool first = winograd_pays(xw[0], ci, h1, w1), second = winograd_pays(xw[0], co, h2, w2);
+        bool rows1 = w1 % 16 == 0 && !first, rows2 = w2 % 16 == 0 && !second; /* the row schedule stays */
+        blocked_case(body, 4, xw, bias ? 3 : 2, ww, !rows1 + !rows2, first + second, -1, 300);
     }
 }
 

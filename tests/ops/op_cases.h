@@ -141,6 +141,13 @@ static const op_case cases[] = {
     {"conv_nchwc_blocked_in", "%y = ConvNCHWc(%x, %w)", {"x: f32[1, 1, 1, 2, 2] [1, 2, 3, 4]", "w: f32[1, 1, 1, 2, 2] [1, 10, 100, 1000]"}, {"y: f32[1, 1, 1, 2, 2] [201, 2010, 403, 4030]"}},
     {"conv_nchwc_pads_strides", "%y = ConvNCHWc(%x, %w) {pads = [1, 1, 1, 1], strides = [2, 2]}", {"x: f32[1, 1, 3, 3] [1, 2, 3, 4, 5, 6, 7, 8, 9]", "w: f32[1, 3, 3, 1, 1] [1, 1, 1, 1, 1, 1, 1, 1, 1]"}, {"y: f32[1, 1, 2, 2, 1] [12, 16, 24, 28]"}},
     {"conv_nchwc_channel_mismatch", "%y = ConvNCHWc(%x, %w)", {"x: f32[1, 2, 2, 2] [1, 2, 3, 4, 5, 6, 7, 8]", "w: f32[1, 1, 1, 3, 2] [1, 1, 1, 1, 1, 1]"}, {0}, "X has 2 channels but W expects 3"},
+    {"winograd_input", "%y = WinogradInput(%x) {pads = [1, 1, 1, 1]}", {"x: f32[1, 1, 2, 2] [1, 2, 3, 4]"}, {"y: f32[16, 1, 1] [4, -7, -1, -3, -6, 10, 2, 4, -2, 4, 0, 2, -2, 3, 1, 1]"}},
+    {"winograd_input_blocked", "%y = WinogradInput(%x)", {"x: f32[1, 1, 3, 3, 2] [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]"}, {"y: f32[16, 1, 2] [0, 0, -24, -24, 0, 0, -12, -12, -8, -8, 48, 52, 4, 4, 22, 24, 0, 0, 12, 12, 0, 0, 6, 6, -4, -4, 18, 20, 2, 2, 8, 9]"}},
+    {"winograd_input_too_small", "%y = WinogradInput(%x)", {"x: f32[1, 1, 2, 3] [1, 2, 3, 4, 5, 6]"}, {0}, "the padded input 2 x 3 is smaller than the 3 x 3 kernel"},
+    {"winograd_output", "%y = WinogradOutput(%m, %b) {output_size = [2, 2], block = 1}", {"m: f32[16, 1, 1] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]", "b: f32[1] [10]"}, {"y: f32[1, 1, 2, 2, 1] [64, -17, -44, 31]"}},
+    {"winograd_output_odd", "%y = WinogradOutput(%m) {output_size = [1, 1], block = 1}", {"m: f32[16, 1, 1] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]"}, {"y: f32[1, 1, 1, 1, 1] [54]"}},
+    {"winograd_output_tiles", "%y = WinogradOutput(%m) {output_size = [4, 4], block = 1}", {"m: f32[16, 3, 1] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48]"}, {0}, "3 tiles are not a whole number of 2 x 2 images of tiles"},
+    {"winograd_output_not_16", "%y = WinogradOutput(%m) {output_size = [2, 2]}", {"m: f32[4, 1, 1] [1, 2, 3, 4]"}, {0}, "M must be [16, tiles, C]"},
     {"conv_transpose", "%y = ConvTranspose(%x, %w)", {"x: f32[1, 1, 2, 2] [1, 2, 3, 4]", "w: f32[1, 1, 2, 2] [1, 1, 1, 1]"}, {"y: f32[1, 1, 3, 3] [1, 3, 2, 4, 10, 6, 3, 7, 4]"}},
     {"conv_transpose_stride", "%y = ConvTranspose(%x, %w, %b) {strides = [1, 2]}", {"x: f32[1, 1, 1, 2] [1, 2]", "w: f32[1, 1, 1, 2] [1, 10]", "b: f32[1] [0.5]"}, {"y: f32[1, 1, 1, 4] [1.5, 10.5, 2.5, 20.5]"}},
     /* ---- windows and normalizations ---- */
