@@ -91,7 +91,7 @@ void fuse_plan_free(fusion_plan *p) {
     if (p->attention)
         for (int i = 0; i < p->node_ids; i++)
             free(p->attention[i]);
-    free(p->role), free(p->host), free(p->chain), free(p->chain_count), free(p->why), free(p->attention);
+    free(p->winograd), free(p->role), free(p->host), free(p->chain), free(p->chain_count), free(p->why), free(p->attention);
     *p = (fusion_plan){0};
 }
 
@@ -198,8 +198,9 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
     p->chain_count = calloc((size_t)n_ids + 1, sizeof *p->chain_count);
     p->why = calloc((size_t)n_ids + 1, sizeof *p->why);
     p->attention = calloc((size_t)n_ids + 1, sizeof *p->attention);
+    p->winograd = calloc((size_t)n_ids + 1, sizeof *p->winograd);
     use *uses = calloc((size_t)g->value_ids + 1, sizeof *uses);
-    if (!p->role || !p->host || !p->chain || !p->chain_count || !p->why || !p->attention || !uses) {
+    if (!p->role || !p->host || !p->chain || !p->chain_count || !p->why || !p->attention || !p->winograd || !uses) {
         free(uses);
         fuse_plan_free(p);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
@@ -240,6 +241,22 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
         for (int k = 0; k < (int)ARRAY_LEN(part); k++)
             if (part[k])
                 p->role[part[k]->id] = FUSE_ATTENTION, p->host[part[k]->id] = n;
+    }
+    /* Winograd: the WinogradOutput's kernel computes the transforms and the products */
+    for (int i = 0; i < g->node_count; i++) {
+        const ir_node *n = g->nodes[i], *mm, *in;
+        if (n->op != IR_OP_WINOGRAD_OUTPUT || !(mm = made_by(n->inputs[0], IR_OP_MATMUL)) ||
+            !(in = made_by(mm->inputs[0], IR_OP_WINOGRAD_INPUT)) || !one_reader(uses, mm->outputs[0], n) ||
+            !one_reader(uses, in->outputs[0], mm) || !mm->inputs[1]->init || mm->inputs[1]->init->rank != 3 ||
+            n->outputs[0]->type.dtype != KILN_F32 || in->inputs[0]->type.dtype != KILN_F32)
+            continue;
+        if (kiln_tensor_bytes(mm->inputs[1]->init) > WINOGRAD_FUSED_WEIGHTS) {
+            p->why[n->id] = "Winograd with weights too large to stay in cache for each block of tiles: its "
+                            "transforms and products run as kernels of their own";
+            continue;
+        }
+        p->winograd[n->id] = in;
+        p->role[in->id] = p->role[mm->id] = FUSE_WINOGRAD, p->host[in->id] = p->host[mm->id] = n;
     }
     /* epilogues: from each anchor, the chain of single elementwise readers of its shape */
     for (int i = 0; i < g->node_count; i++) {
@@ -301,6 +318,8 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
             p->why[n->id] = "nothing reads it";
         else if (u->count != 1)
             p->why[n->id] = "read more than once, or a graph output: stored once rather than recomputed";
+        else if (p->role[u->reader->id] == FUSE_WINOGRAD)
+            p->why[n->id] = "its reader is a Winograd conv's input transform, which loads it whole";
         else if (p->role[u->reader->id] == FUSE_ATTENTION || p->attention[u->reader->id])
             p->why[n->id] = "its reader is an attention kernel, which loads it whole";
         else if (!element_reader(u->reader, u->slot, &many))
@@ -344,6 +363,10 @@ void fuse_print(const lir_module *m, const fusion_plan *p, FILE *f) {
         for (int i = 0; i < (int)ARRAY_LEN(part); i++)
             if (part[i])
                 fprintf(f, "    attention %s '%s'\n", ir_op_table[part[i]->op].name, part[i]->name);
+        const ir_node *w = p->winograd[n->id];
+        if (w)
+            fprintf(f, "    winograd  %s '%s'\n    winograd  %s '%s'\n", ir_op_table[w->op].name, w->name,
+                    ir_op_table[n->inputs[0]->producer->op].name, n->inputs[0]->producer->name);
         print_inlined(p, n, f);
         fprintf(f, "    %-9s %s '%s'\n", p->chain[n->id] ? "anchor" : "node", ir_op_table[n->op].name, n->name);
         for (int e = 0; e < p->chain_count[n->id]; e++) {
@@ -380,6 +403,8 @@ void fuse_dot(const lir_module *m, const fusion_plan *p, FILE *f) {
         for (int i = 0; i < (int)ARRAY_LEN(part); i++)
             if (part[i])
                 dot_member(p, part[i], f);
+        if (p->winograd[n->id])
+            dot_member(p, p->winograd[n->id], f), dot_member(p, n->inputs[0]->producer, f);
         dot_member(p, n, f);
         for (int e = 0; e < p->chain_count[n->id]; e++)
             dot_member(p, p->chain[n->id][e], f);

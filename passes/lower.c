@@ -215,7 +215,8 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, const fusion_plan
         return lower_error(&c, KILN_ERR_UNSUPPORTED, "too many outputs to lower");
     const fuse_attention *attn = plan ? plan->attention[n->id] : NULL;
     char name[256];
-    snprintf(name, sizeof name, "k%d_%s", m->kernel_count, attn ? "Attention" : ir_op_table[n->op].name);
+    const ir_node *wino = plan ? plan->winograd[n->id] : NULL;
+    snprintf(name, sizeof name, "k%d_%s", m->kernel_count, attn ? "Attention" : wino ? "WinogradConv" : ir_op_table[n->op].name);
     if (!(c.k = lir_kernel_add(m, name, n)))
         return lower_oom(&c);
     const ir_value *attn_in[4] = {attn ? attn->q : NULL, attn ? attn->kt : NULL, attn ? attn->v : NULL, attn ? attn->mask : NULL};
@@ -225,7 +226,16 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, const fusion_plan
             return lower_oom(&c);
         c.in_type[i] = v ? (v->init ? v->init : &v->type) : NULL;
     }
-    for (int i = 0; !attn && i < n->input_count; i++) {
+    if (wino) { /* X, the weights, the bias: the pattern's inputs (the tiles are never stored) */
+        const ir_value *wino_in[3] = {wino->inputs[0], n->inputs[0]->producer->inputs[1], n->input_count > 1 ? n->inputs[1] : NULL};
+        for (int i = 0; i < 3; i++) {
+            const ir_value *v = wino_in[i];
+            if (v && !(c.in[i] = lir_param(m, c.k, v)))
+                return lower_oom(&c);
+            c.in_type[i] = v ? (v->init ? v->init : &v->type) : NULL;
+        }
+    }
+    for (int i = 0; !attn && !wino && i < n->input_count; i++) {
         const ir_value *v = n->inputs[i];
         c.in[i] = v && !inlined(&c, v) ? lir_param(m, c.k, v) : NULL; /* inlined: computed where read */
         if (v && !inlined(&c, v) && !c.in[i])
@@ -250,7 +260,9 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, const fusion_plan
     for (int i = 0; i < (int)ARRAY_LEN(part); i++)
         if (part[i])
             c.k->flops += node_flops(part[i]);
-    return attn ? lower_attention(&c, attn) : lower_rules[n->op](&c);
+    if (wino)
+        c.k->flops += node_flops(n->inputs[0]->producer);
+    return attn ? lower_attention(&c, attn) : wino ? lower_winograd_fused(&c, wino) : lower_rules[n->op](&c);
 }
 
 kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **out, fusion_plan *plan_out,
@@ -277,7 +289,8 @@ kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **
     m->threads = o ? o->threads : 0;
     for (int i = 0; !st && i < g->node_count; i++) {
         const ir_node *n = g->nodes[i];
-        if (plan.role[n->id] == FUSE_INLINE || plan.role[n->id] == FUSE_ATTENTION || plan.chain[n->id])
+        if (plan.role[n->id] == FUSE_INLINE || plan.role[n->id] == FUSE_ATTENTION || plan.role[n->id] == FUSE_WINOGRAD ||
+            plan.chain[n->id])
             continue; /* computed where read; or an anchor that runs with its epilogue's last node */
         if (plan.role[n->id] == FUSE_EPILOGUE) {
             const ir_node *host = plan.host[n->id];

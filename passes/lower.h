@@ -44,7 +44,7 @@ lower_scalar_fn lower_scalar_rule(const ir_node *n);
  * chain of elementwise nodes after a MatMul, Gemm or Conv, each the only reader of the
  * one before and of its shape, is applied to the accumulator before the store (the
  * epilogue), and that kernel runs where the chain's last node was. */
-typedef enum fuse_role { FUSE_OWN, FUSE_INLINE, FUSE_EPILOGUE, FUSE_ATTENTION } fuse_role;
+typedef enum fuse_role { FUSE_OWN, FUSE_INLINE, FUSE_EPILOGUE, FUSE_ATTENTION, FUSE_WINOGRAD } fuse_role;
 /* Attention as PyTorch exports it: P = Softmax(scale * MatMul(Q, KT) [+ mask], axis -1),
  * then MatMul(P, V), each value between read only by the next node. The second MatMul's
  * kernel computes all of it (lower_attention.c) and the others (role FUSE_ATTENTION)
@@ -65,9 +65,16 @@ static inline int64_t attention_key_block(int64_t lk) {
 static inline int64_t attention_scratch(int64_t lk, int64_t dv) {
     return ATTENTION_ROWS * (attention_key_block(lk) + dv + 3) + 64;
 }
+/* Winograd as passes/layout.c writes it, WinogradInput -> MatMul (constant weights) ->
+ * WinogradOutput, each value between read only by the next node, with weights of at most
+ * WINOGRAD_FUSED_WEIGHTS bytes: the WinogradOutput's kernel computes all of it, a block of
+ * tiles at a time, its transformed tiles and their products in scratch that stays in the
+ * core's cache (lower_winograd.c); the others (role FUSE_WINOGRAD) get no kernel. */
+enum { WINOGRAD_FUSED_WEIGHTS = 512 << 10 };
 struct fusion_plan {
     fuse_role *role;           /* by node id */
-    const ir_node **host;      /* FUSE_EPILOGUE, FUSE_ATTENTION: the anchor whose kernel computes it */
+    const ir_node **winograd;  /* by node id of a WinogradOutput computing its whole conv: its WinogradInput */
+    const ir_node **host;      /* FUSE_EPILOGUE, FUSE_ATTENTION, FUSE_WINOGRAD: the anchor whose kernel computes it */
     fuse_attention **attention; /* by node id of an attention's P x V MatMul (NULL: none) */
     const ir_node ***chain;    /* by anchor node id: its epilogue in order (NULL: none) */
     int *chain_count;
@@ -85,6 +92,9 @@ void fuse_dot(const lir_module *m, const fusion_plan *p, FILE *f);
 typedef kiln_status (*lower_fn)(lower_ctx *c);
 /* The attention kernel for anchor c->node; c->in[0..3]: Q, KT, V, mask (or NULL). */
 kiln_status lower_attention(lower_ctx *c, const fuse_attention *a);
+/* The whole Winograd conv for WinogradOutput c->node; c->in[0..2]: X (input's input), the
+ * transformed weights [16, Cin, Cout], the bias (or NULL). */
+kiln_status lower_winograd_fused(lower_ctx *c, const ir_node *input);
 
 #define OP(ID, fn, ...) kiln_status lower_##fn(lower_ctx *c);
 #include "ir/ops.def"

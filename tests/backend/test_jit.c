@@ -794,12 +794,13 @@ static void test_blocked_convs(void **state) {
         int64_t ow2 = (xb[3] - 1) / s + 1; /* the stride-1 conv keeps the row schedule on 16 columns */
         /* fused, blocked: conv1 + Relu; the shortcut; conv2 + Add + Relu + Mul; MaxPool; the
          * Transpose and Reshape back to NCHW; GlobalAveragePool when there */
-        bool wino2 = winograd_pays(xb[0], 32, (xb[2] - 1) / s + 1, ow2); /* conv2: its three kernels */
-        blocked_case(body, 4, xb, 4, wb, wino2 || ow2 % 16 ? 3 : 2, wino2, wino2 ? 8 + trial % 2 : ow2 % 16 ? 6 + trial % 2 : -1, 300);
+        bool wino2 = winograd_pays(xb[0], 32, (xb[2] - 1) / s + 1, ow2); /* conv2 as one fused Winograd kernel */
+        blocked_case(body, 4, xb, 4, wb, wino2 || ow2 % 16 ? 3 : 2, wino2, wino2 || ow2 % 16 ? 6 + trial % 2 : -1, 300);
 
         /* Winograd: a 3x3 conv reading the NCHW input (blocked first where its channels are a
          * multiple of 16), then one reading the first's blocked output; pads of 0 to 2 per side,
-         * odd and even sizes (a last tile half outside), with and without bias */
+         * odd and even sizes (a last tile half outside), with and without bias; fused (blocks
+         * of tiles, a last partial block, 1 or 8 slots) and unfused (three kernels) */
         int64_t ci = 16 + uniform(40), co = 16 * (1 + uniform(3));
         int64_t xw[4] = {1 + uniform(2), ci, 4 + uniform(14), 4 + uniform(14)};
         int q[8];
