@@ -18,6 +18,12 @@
  *   lower_attention.c) that never stores the scores whole. Its inputs are loaded whole,
  *   not inlined. Where its scratch per batch would pass ATTENTION_SCRATCH_MAX elements,
  *   the nodes run unfused.
+ * - A Winograd conv as passes/layout.c writes it, WinogradInput -> MatMul (constant
+ *   weights [16, Cin, Cout]) -> WinogradOutput, each value between read only by the next
+ *   node, is one kernel (the WinogradOutput's, with its epilogue; lower_winograd.c) where
+ *   the weights fit WINOGRAD_FUSED_WEIGHTS: it works through blocks of tiles, so the tiles
+ *   and products it never stores whole stay in the core's cache. With larger weights,
+ *   reading all of them again for every block costs more than the stores saved.
  * - A value that is a graph output, or has several readers, is materialized once (the
  *   cost rule that keeps recomputation bounded). One elementwise reader that reads it in
  *   several slots (x * x) counts as one: the value is inlined into each slot, and the code
@@ -247,7 +253,7 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
         const ir_node *n = g->nodes[i], *mm, *in;
         if (n->op != IR_OP_WINOGRAD_OUTPUT || !(mm = made_by(n->inputs[0], IR_OP_MATMUL)) ||
             !(in = made_by(mm->inputs[0], IR_OP_WINOGRAD_INPUT)) || !one_reader(uses, mm->outputs[0], n) ||
-            !one_reader(uses, in->outputs[0], mm) || !mm->inputs[1]->init || mm->inputs[1]->init->rank != 3 ||
+            !one_reader(uses, in->outputs[0], mm) || !mm->inputs[1]->init || mm->inputs[1]->init->rank != 3 || mm->inputs[1]->init->dims[0] != 16 ||
             n->outputs[0]->type.dtype != KILN_F32 || in->inputs[0]->type.dtype != KILN_F32)
             continue;
         if (kiln_tensor_bytes(mm->inputs[1]->init) > WINOGRAD_FUSED_WEIGHTS) {
