@@ -5,7 +5,9 @@
  * 2 x 2 outputs A^T m A (+ bias, then the conv's epilogue). The matrices hold only 0 and
  * +-1, so each transform is adds and subtracts: 32 per input tile, 24 per output tile.
  * Vectors run along channels: the b channels of a blocked pixel, or the 16 products of
- * consecutive channels, are consecutive in memory.
+ * consecutive channels, are consecutive in memory. Where fusion makes the three one kernel
+ * (fuse.c), lower_winograd_fused computes the conv a block of tiles at a time with both
+ * transforms and the products between them.
  */
 #include "passes/lower.h"
 
