@@ -256,8 +256,8 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
             !one_reader(uses, in->outputs[0], mm) || !mm->inputs[1]->init || mm->inputs[1]->init->rank != 3 || mm->inputs[1]->init->dims[0] != 16 ||
             n->outputs[0]->type.dtype != KILN_F32 || in->inputs[0]->type.dtype != KILN_F32)
             continue;
-        if (kiln_tensor_bytes(mm->inputs[1]->init) > WINOGRAD_FUSED_WEIGHTS) {
-            p->why[n->id] = "Winograd with weights too large to stay in cache for each block of tiles: its "
+        if (kiln_tensor_bytes(mm->inputs[1]->init) > WINOGRAD_FUSED_WEIGHTS) { /* said of the first of the three */
+            p->why[in->id] = "Winograd with weights too large to stay in cache for each block of tiles: its "
                             "transforms and products run as kernels of their own";
             continue;
         }
