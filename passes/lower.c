@@ -219,23 +219,22 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, const fusion_plan
     snprintf(name, sizeof name, "k%d_%s", m->kernel_count, attn ? "Attention" : wino ? "WinogradConv" : ir_op_table[n->op].name);
     if (!(c.k = lir_kernel_add(m, name, n)))
         return lower_oom(&c);
-    const ir_value *attn_in[4] = {attn ? attn->q : NULL, attn ? attn->kt : NULL, attn ? attn->v : NULL, attn ? attn->mask : NULL};
-    for (int i = 0; attn && i < 4; i++) { /* its inputs are the pattern's (P is never stored) */
-        const ir_value *v = attn_in[i];
+    /* a pattern's kernel takes the pattern's inputs, not the anchor's: attention's Q, KT, V,
+     * mask (P is never stored); Winograd's X, weights, bias (nor are its tiles) */
+    const ir_value *pattern_in[4] = {0};
+    int pattern = attn ? 4 : wino ? 3 : 0;
+    if (attn)
+        pattern_in[0] = attn->q, pattern_in[1] = attn->kt, pattern_in[2] = attn->v, pattern_in[3] = attn->mask;
+    else if (wino)
+        pattern_in[0] = wino->inputs[0], pattern_in[1] = n->inputs[0]->producer->inputs[1],
+        pattern_in[2] = n->input_count > 1 ? n->inputs[1] : NULL;
+    for (int i = 0; i < pattern; i++) {
+        const ir_value *v = pattern_in[i];
         if (v && !(c.in[i] = lir_param(m, c.k, v)))
             return lower_oom(&c);
         c.in_type[i] = v ? (v->init ? v->init : &v->type) : NULL;
     }
-    if (wino) { /* X, the weights, the bias: the pattern's inputs (the tiles are never stored) */
-        const ir_value *wino_in[3] = {wino->inputs[0], n->inputs[0]->producer->inputs[1], n->input_count > 1 ? n->inputs[1] : NULL};
-        for (int i = 0; i < 3; i++) {
-            const ir_value *v = wino_in[i];
-            if (v && !(c.in[i] = lir_param(m, c.k, v)))
-                return lower_oom(&c);
-            c.in_type[i] = v ? (v->init ? v->init : &v->type) : NULL;
-        }
-    }
-    for (int i = 0; !attn && !wino && i < n->input_count; i++) {
+    for (int i = 0; !pattern && i < n->input_count; i++) {
         const ir_value *v = n->inputs[i];
         c.in[i] = v && !inlined(&c, v) ? lir_param(m, c.k, v) : NULL; /* inlined: computed where read */
         if (v && !inlined(&c, v) && !c.in[i])

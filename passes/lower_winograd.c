@@ -82,7 +82,10 @@ static kiln_status input_tile(lower_ctx *c, lir_stmt *body, const shape_winograd
     }
     for (int i = 0; i < 4; i++) /* (B^T d) B: along each row */
         input_rows(c, u[i], v + 4 * i);
-    return v[15] ? KILN_OK : lower_oom(c);
+    for (int i = 0; i < 16; i++)
+        if (!v[i])
+            return lower_oom(c);
+    return KILN_OK;
 }
 
 /* The 2 x 2 outputs A^T m A (+ bias) of a tile's 16 products m, stored at [n, cb, 2 ty + i,
@@ -119,11 +122,18 @@ static kiln_status output_tile(lower_ctx *c, lir_stmt *body, lir_expr *const *m,
     return KILN_OK;
 }
 
-/* Tile t's image, row and column of tiles. */
-static void tile_coords(lower_ctx *c, lir_expr *t, int64_t th, int64_t tw, lir_expr **n, lir_expr **ty, lir_expr **tx) {
-    *n = lir_binary(M, LIR_DIV, t, lir_int(M, th * tw));
-    *ty = lir_binary(M, LIR_REM, lir_binary(M, LIR_DIV, t, lir_int(M, tw)), lir_int(M, th));
-    *tx = lir_binary(M, LIR_REM, t, lir_int(M, tw));
+/* Tile t's image, row and column of tiles (th x tw per image), as locals declared in body. */
+static void tile_coords(lower_ctx *c, lir_stmt *body, lir_expr *t, int64_t th, int64_t tw, lir_expr **n, lir_expr **ty,
+                        lir_expr **tx) {
+    *n = keep(c, body, "n", lir_binary(M, LIR_DIV, t, lir_int(M, th * tw)));
+    *ty = keep(c, body, "ty", lir_binary(M, LIR_REM, lir_binary(M, LIR_DIV, t, lir_int(M, tw)), lir_int(M, th)));
+    *tx = keep(c, body, "tx", lir_binary(M, LIR_REM, t, lir_int(M, tw)));
+}
+
+/* The tile at (n, ty, tx): (n th + ty) tw + tx, the inverse of tile_coords. */
+static lir_expr *tile_index(lower_ctx *c, lir_expr *n, lir_expr *ty, lir_expr *tx, int64_t th, int64_t tw) {
+    return lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, n, lir_int(M, th)), ty),
+                                             lir_int(M, tw)), tx);
 }
 
 kiln_status lower_winograd_input(lower_ctx *c) {
@@ -147,8 +157,7 @@ kiln_status lower_winograd_input(lower_ctx *c) {
     lir_expr *ch = blocked ? lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, nc[1], lir_int(M, xb)), nc[4]) : nc[3];
     if ((st = input_tile(c, inner, &g, n, ty, tx, blocked ? nc[1] : nc[3], blocked ? nc[4] : NULL, v)))
         return st;
-    lir_expr *t = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, n, lir_int(M, g.th)), ty),
-                                                    lir_int(M, g.tw)), tx);
+    lir_expr *t = tile_index(c, n, ty, tx, g.th, g.tw);
     for (int i = 0; i < 16; i++) {
         lir_expr *at[3] = {lir_int(M, i), t, ch};
         if (!lir_seq_push(M, inner, lower_store_out(c, at, v[i])))
@@ -166,8 +175,7 @@ kiln_status lower_winograd_output(lower_ctx *c) {
     kiln_status st = lower_nest(c, &nest, nc, &inner, &outer);
     if (st)
         return st;
-    lir_expr *t = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, nc[0], lir_int(M, th)), nc[2]),
-                                                    lir_int(M, tw)), nc[3]);
+    lir_expr *t = tile_index(c, nc[0], nc[2], nc[3], th, tw);
     lir_expr *ch = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, nc[1], lir_int(M, b)), nc[4]);
     for (int i = 0; i < 16; i++)
         m[i] = keep(c, inner, "m", lower_read(c, 0, (lir_expr *[]){lir_int(M, i), t, ch}));
@@ -244,12 +252,9 @@ kiln_status lower_winograd_fused(lower_ctx *c, const ir_node *input) {
     if (!cbi_loop || !t1_loop || !lir_seq_push(M, phases, t1_loop))
         return lower_oom(c);
     lir_expr *tile = lir_binary(M, LIR_MIN, lir_binary(M, LIR_ADD, t0, tt), lir_int(M, tiles - 1)), *n, *ty, *tx, *v[16];
-    tile_coords(c, tile, g.th, g.tw, &n, &ty, &tx);
-    int nv = lower_var(c, "n", KILN_I64), tyv = lower_var(c, "ty", KILN_I64), txv = lower_var(c, "tx", KILN_I64);
-    if (!lir_seq_push(M, tile_body, lir_let(M, nv, n)) || !lir_seq_push(M, tile_body, lir_let(M, tyv, ty)) ||
-        !lir_seq_push(M, tile_body, lir_let(M, txv, tx)) || !lir_seq_push(M, tile_body, cbi_loop))
+    tile_coords(c, tile_body, tile, g.th, g.tw, &n, &ty, &tx);
+    if (!lir_seq_push(M, tile_body, cbi_loop))
         return lower_oom(c);
-    n = lir_var_ref(M, c->k, nv), ty = lir_var_ref(M, c->k, tyv), tx = lir_var_ref(M, c->k, txv);
     if ((st = input_tile(c, in_body, &g, n, ty, tx, blocked ? cbi : l1, blocked ? l1 : NULL, v)))
         return st;
     lir_expr *ci = blocked ? lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, cbi, lir_int(M, xb)), l1) : l1;
@@ -304,11 +309,11 @@ kiln_status lower_winograd_fused(lower_ctx *c, const ir_node *input) {
     if (!cbo_loop || !t3_loop || !lir_seq_push(M, phases, t3_loop))
         return lower_oom(c);
     lir_expr *tile3v = lir_binary(M, LIR_ADD, t0, t3), *m[16], *bias = NULL;
-    tile_coords(c, tile3v, g.th, g.tw, &n, &ty, &tx);
-    int n3 = lower_var(c, "n", KILN_I64), ty3 = lower_var(c, "ty", KILN_I64), tx3 = lower_var(c, "tx", KILN_I64);
     lir_stmt *in_range = lir_seq(M);
-    if (!in_range || !lir_seq_push(M, in_range, lir_let(M, n3, n)) || !lir_seq_push(M, in_range, lir_let(M, ty3, ty)) ||
-        !lir_seq_push(M, in_range, lir_let(M, tx3, tx)) || !lir_seq_push(M, in_range, cbo_loop) ||
+    if (!in_range)
+        return lower_oom(c);
+    tile_coords(c, in_range, tile3v, g.th, g.tw, &n, &ty, &tx);
+    if (!lir_seq_push(M, in_range, cbo_loop) ||
         !lir_seq_push(M, tile3, lir_if(M, lir_binary(M, LIR_LT, tile3v, lir_int(M, tiles)), in_range, NULL)))
         return lower_oom(c);
     lir_expr *co = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, cbo, lir_int(M, b)), l3);
@@ -318,8 +323,7 @@ kiln_status lower_winograd_fused(lower_ctx *c, const ir_node *input) {
     }
     if (c->in[2])
         bias = keep(c, out_body, "bias", load(c, 2, &co));
-    if ((st = output_tile(c, out_body, m, bias, lir_var_ref(M, c->k, n3), cbo, lir_var_ref(M, c->k, ty3),
-                          lir_var_ref(M, c->k, tx3), l3)))
+    if ((st = output_tile(c, out_body, m, bias, n, cbo, ty, tx, l3)))
         return st;
     return lower_emit(c, s_loop);
 }
