@@ -171,8 +171,12 @@ lir_stmt *lower_seq1(lower_ctx *c, lir_stmt *s) {
 
 lir_expr *lower_read(lower_ctx *c, int i, lir_expr **coords) {
     const kiln_tensor *t = c->in_type[i];
-    if (inlined(c, c->node->inputs[i]))
-        return node_value(c, c->node->inputs[i]->producer, coords, -1, NULL);
+    const ir_value *v = c->node->inputs[i];
+    if (inlined(c, v))
+        return node_value(c, v->producer, coords, -1, NULL);
+    if (v->kind == IR_VAL_CONST && v->init && ir_type_count(t) == 1) /* a literal LLVM folds into the code */
+        return ir_dtype_is_float(t->dtype) ? lir_const(c->m, lower_compute_type(t->dtype), ir_tensor_get(v->init, 0))
+                                           : lir_int_const(c->m, t->dtype, ir_tensor_get_int(v->init, 0));
     return lir_cast(c->m, lower_compute_type(t->dtype), lir_load(c->m, c->in[i], lower_index(c, t, coords, t->rank)));
 }
 

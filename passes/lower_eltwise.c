@@ -155,7 +155,9 @@ static lir_expr *f_mean(lower_ctx *c, lir_expr **x) {
     return float_only(c, x[0]) ? dvd(c, fold(c, x, LIR_ADD), num(c, x[0], c->node->input_count)) : NULL;
 }
 
-static lir_expr *f_relu(lower_ctx *c, lir_expr **x) { return mx(c, x[0], num(c, x[0], 0)); }
+/* x < 0 ? 0 : x keeps NaN (the comparison is false) in one vmaxps, where max() needs a NaN
+ * check beside it */
+static lir_expr *f_relu(lower_ctx *c, lir_expr **x) { return sel(c, lt(c, x[0], num(c, x[0], 0)), num(c, x[0], 0), x[0]); }
 static lir_expr *f_leaky_relu(lower_ctx *c, lir_expr **x) {
     return sel(c, lt(c, x[0], num(c, x[0], 0)), mul(c, num(c, x[0], attr_f(c, "alpha")), x[0]), x[0]);
 }
@@ -218,16 +220,16 @@ static lir_expr *f_is_inf(lower_ctx *c, lir_expr **x) {
     return lir_binary(M, LIR_OR, ir_attr_int(c->node, "detect_positive") ? pos : no,
                       ir_attr_int(c->node, "detect_negative") ? neg : no);
 }
+/* Selects, not min/max: a NaN x fails both comparisons and comes out as itself, and a
+ * missing or NaN bound clamps nothing, as the interpreter's fmin/fmax do. */
 static lir_expr *f_clip(lower_ctx *c, lir_expr **x) {
-    bool is_float = ir_dtype_is_float(x[0]->type);
-    lir_expr *lo = c->node->input_count > 1 && x[1] ? x[1] : is_float ? num(c, x[0], -INFINITY) : NULL;
-    lir_expr *hi = c->node->input_count > 2 && x[2] ? x[2] : is_float ? num(c, x[0], INFINITY) : NULL;
+    lir_expr *lo = c->node->input_count > 1 ? x[1] : NULL, *hi = c->node->input_count > 2 ? x[2] : NULL;
     lir_expr *v = x[0];
     if (lo)
-        v = mx(c, v, lo);
+        v = sel(c, lt(c, v, lo), lo, v);
     if (hi)
-        v = mn(c, v, hi);
-    return is_float ? sel(c, lir_binary(M, LIR_NE, x[0], x[0]), x[0], v) : v; /* NaN stays NaN */
+        v = sel(c, gt(c, v, hi), hi, v);
+    return v;
 }
 static lir_expr *f_copy(lower_ctx *c, lir_expr **x) { (void)c; return x[0]; }
 

@@ -29,6 +29,7 @@ typedef struct cg_ctx {
     int outlined;         /* parallel bodies outlined so far in this kernel */
     const char *prefix;   /* symbol prefix, "" for the JIT */
     bool hidden;          /* AOT: symbols stay inside the library */
+    bool avx512;          /* the target has AVX-512F: cg_math.c may use its instructions */
     int part, parts;      /* this module holds the kernels i with i % parts == part */
     /* inside a vectorized loop (cg_vector.c); lanes is 0 elsewhere */
     int lanes;

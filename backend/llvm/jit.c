@@ -109,7 +109,8 @@ static void embed_constants(cg_ctx *g, const lir_module *m) {
 /* Generates and optimizes m's kernels of `part` (of `parts`) into a new module of ctx. */
 static kiln_status build(const lir_module *m, const cg_options *o, int part, int parts, LLVMContextRef ctx,
                          LLVMModuleRef *out, kiln_diag *d) {
-    cg_ctx g = {.ctx = ctx, .prefix = o && o->prefix ? o->prefix : "", .hidden = o && o->prefix, .part = part, .parts = parts};
+    cg_ctx g = {.ctx = ctx, .prefix = o && o->prefix ? o->prefix : "", .hidden = o && o->prefix, .part = part, .parts = parts,
+               .avx512 = cg_vector_bits(o ? o->target_cpu : NULL) == 512};
     LLVMTargetMachineRef tm;
     char *triple;
     kiln_status st = target_machine(o, &tm, &triple, d);
