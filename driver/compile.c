@@ -90,7 +90,8 @@ kiln_status driver_compile(const char *model_path, const driver_compile_options 
         return st;
     if (g->batch_name) /* one batch size per library */
         ir_graph_set_batch(g, o->batch > 0 ? o->batch : 1);
-    if (!(st = driver_optimize(g, NULL, d)) && !(st = lower_graph(g, &(lower_options){cg_vector_bits(o->target_cpu), o->no_fuse}, &m, NULL, d))) {
+    lower_options lo = driver_lower_options(o->target_cpu, o->no_fuse, 0);
+    if (!(st = driver_optimize(g, NULL, d)) && !(st = lower_graph(g, &lo, &m, NULL, d))) {
         if (o->emit == DRIVER_EMIT_C) {
             st = write_sources(m, o->out, o->name, false, d);
         } else if (o->emit == DRIVER_EMIT_LLVM || o->emit == DRIVER_EMIT_OBJ) {

@@ -154,10 +154,15 @@ static bool needs_run_inputs(const ir_graph *g) {
     return g->batch_name != NULL;
 }
 
+lower_options driver_lower_options(const char *target_cpu, bool no_fuse, int threads) {
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE); /* 0 or -1 where unknown */
+    return (lower_options){.vector_bits = cg_vector_bits(target_cpu), .no_fuse = no_fuse, .threads = threads,
+                           .l2_bytes = l2 >= 64 << 10 && l2 <= 64 << 20 ? l2 : 0};
+}
+
 /* Lowers the (static) graph and compiles it for the model's backend. */
 static kiln_status compile(kiln_model *m, kiln_diag *d) {
-    lower_options lo = {.vector_bits = cg_vector_bits(NULL), .no_fuse = m->no_fuse,
-                        .threads = m->threads > 0 ? m->threads : kiln_rt_default_threads()};
+    lower_options lo = driver_lower_options(NULL, m->no_fuse, m->threads > 0 ? m->threads : kiln_rt_default_threads());
     kiln_status st = lower_graph(m->graph, &lo, &m->lowered, NULL, d);
     if (!st && m->backend == KILN_BACKEND_C)
         st = c_library_open(m, d);

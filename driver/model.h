@@ -55,6 +55,11 @@ void name_model(const ir_graph *g, kiln_diag *d);
  * failure. */
 kiln_status driver_model_from_graph(ir_graph *g, const kiln_options *opts, kiln_model **out, kiln_diag *d);
 
+/* What lowering sizes schedules for: the vector width of the host (target_cpu NULL) or of
+ * the named CPU, and the host's L2 per core as the C library reports it (a named CPU is
+ * taken to have the host's caches). */
+struct lower_options driver_lower_options(const char *target_cpu, bool no_fuse, int threads);
+
 /* Runs the pipeline (up to `stop_after`, or all) with the interpreter as the evaluator. */
 kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d);
 

@@ -458,6 +458,7 @@ static void print_stmt(const lir_module *m, const lir_kernel *k, const lir_stmt 
 
 void lir_print(const lir_module *m, FILE *f) {
     static const char *const where[] = {"?", "input", "output", "const", "arena", "persist"};
+    fprintf(f, "# target: %d-bit vectors, L2 %lld KiB per core\n", m->vector_bits, (long long)(m->l2_bytes >> 10));
     fprintf(f, "# arena: %lld bytes\n", (long long)m->arena_bytes);
     if (m->persist_bytes)
         fprintf(f, "# persistent: %lld bytes (computed once, from constants)\n", (long long)m->persist_bytes);

@@ -146,6 +146,7 @@ typedef struct lir_module {
     int64_t persist_bytes; /* the persistent block's size (once kernels' outputs) */
     int vector_bits;      /* the target's vector register width; 0: no vector loops */
     int threads;          /* the threads runs will use (lower_options): a blocking hint; 0: unknown */
+    int64_t l2_bytes;     /* one core's L2 cache (lower_options): what working sets are sized for */
     const char **errors;  /* what a kernel's nonzero return code means: errors[code - 1] */
     int error_count, error_cap;
 } lir_module;

@@ -21,9 +21,10 @@
  * - A Winograd conv as passes/layout.c writes it, WinogradInput -> MatMul (constant
  *   weights [16, Cin, Cout]) -> WinogradOutput, each value between read only by the next
  *   node, is one kernel (the WinogradOutput's, with its epilogue; lower_winograd.c) where
- *   the weights fit WINOGRAD_FUSED_WEIGHTS: it works through blocks of tiles, so the tiles
- *   and products it never stores whole stay in the core's cache. With larger weights,
- *   reading all of them again for every block costs more than the stores saved.
+ *   the weights fit winograd_fused_weights (half the L2): it works through blocks of
+ *   tiles, so the tiles and products it never stores whole stay in the core's cache. With
+ *   larger weights, reading all of them again for every block costs more than the stores
+ *   saved.
  * - A value that is a graph output, or has several readers, is materialized once (the
  *   cost rule that keeps recomputation bounded). One elementwise reader that reads it in
  *   several slots (x * x) counts as one: the value is inlined into each slot, and the code
@@ -195,7 +196,8 @@ static bool match_attention(const ir_node *pv, const use *uses, fuse_attention *
     return true;
 }
 
-kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag *d) {
+kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p, kiln_diag *d) {
+    bool enabled = !o || !o->no_fuse;
     int n_ids = g->node_ids;
     *p = (fusion_plan){.node_ids = n_ids};
     p->role = calloc((size_t)n_ids + 1, sizeof *p->role);
@@ -256,7 +258,7 @@ kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag
             !one_reader(uses, in->outputs[0], mm) || !mm->inputs[1]->init || mm->inputs[1]->init->rank != 3 || mm->inputs[1]->init->dims[0] != 16 ||
             n->outputs[0]->type.dtype != KILN_F32 || in->inputs[0]->type.dtype != KILN_F32)
             continue;
-        if (kiln_tensor_bytes(mm->inputs[1]->init) > WINOGRAD_FUSED_WEIGHTS) { /* said of the first of the three */
+        if ((int64_t)kiln_tensor_bytes(mm->inputs[1]->init) > winograd_fused_weights(lower_l2_bytes(o))) { /* said of the first of the three */
             p->why[in->id] = "Winograd with weights too large to stay in cache for each block of tiles: its "
                             "transforms and products run as kernels of their own";
             continue;

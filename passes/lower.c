@@ -283,13 +283,14 @@ kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **
                                            : "it depends on values computed at run time (the interpreter runs it)");
     lir_module *m;
     fusion_plan plan = {0};
-    kiln_status st = fuse_plan(g, !o || !o->no_fuse, &plan, d);
+    kiln_status st = fuse_plan(g, o, &plan, d);
     if (!st && (st = lir_module_create(g, &m, d)))
         fuse_plan_free(&plan);
     if (st)
         return st;
     m->vector_bits = o ? o->vector_bits : 0;
     m->threads = o ? o->threads : 0;
+    m->l2_bytes = lower_l2_bytes(o);
     for (int i = 0; !st && i < g->node_count; i++) {
         const ir_node *n = g->nodes[i];
         if (plan.role[n->id] == FUSE_INLINE || plan.role[n->id] == FUSE_ATTENTION || plan.role[n->id] == FUSE_WINOGRAD ||

@@ -67,13 +67,14 @@ static inline int64_t attention_scratch(int64_t lk, int64_t dv) {
 }
 /* Winograd as passes/layout.c writes it, WinogradInput -> MatMul (constant weights) ->
  * WinogradOutput, each value between read only by the next node, with weights of at most
- * WINOGRAD_FUSED_WEIGHTS bytes: the WinogradOutput's kernel computes all of it, a block of
+ * winograd_fused_weights bytes: the WinogradOutput's kernel computes all of it, a block of
  * tiles at a time, its transformed tiles and their products in scratch that stays in the
  * core's cache (lower_winograd.c); the others (role FUSE_WINOGRAD) get no kernel. */
-/* 1 thread, ms fused / unfused: ResNet-18's 64-channel convs (256 KiB of weights) 0.60 /
- * 0.74; its 128-channel convs (1 MiB) 0.78-0.84 / 0.70, 256 (4 MiB) 1.05-1.16 / ~0.6, 512
- * (16 MiB) 2.5-2.8 / ~0.8: every block reads all the weights again. */
-enum { WINOGRAD_FUSED_WEIGHTS = 512 << 10 };
+/* At most half the L2 (512 KiB of Zen 5's 1 MiB), the scratch taking a quarter. 1 thread, ms
+ * fused / unfused: ResNet-18's 64-channel convs (256 KiB of weights) 0.60 / 0.74; its
+ * 128-channel convs (1 MiB) 0.78-0.84 / 0.70, 256 (4 MiB) 1.05-1.16 / ~0.6, 512 (16 MiB)
+ * 2.5-2.8 / ~0.8: every block reads all the weights again. */
+static inline int64_t winograd_fused_weights(int64_t l2_bytes) { return l2_bytes / 2; }
 struct fusion_plan {
     fuse_role *role;           /* by node id */
     const ir_node **winograd;  /* by node id of a WinogradOutput computing its whole conv: its WinogradInput */
@@ -84,8 +85,9 @@ struct fusion_plan {
     const char **why;          /* by node id: why it was not fused into its reader */
     int node_ids;
 };
-/* Plans fusion for g; with `enabled` false every node keeps its own kernel (--no-fuse). */
-kiln_status fuse_plan(const ir_graph *g, bool enabled, fusion_plan *p, kiln_diag *d);
+typedef struct lower_options lower_options;
+/* Plans fusion for g; with o->no_fuse every node keeps its own kernel (--no-fuse). */
+kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p, kiln_diag *d);
 void fuse_plan_free(fusion_plan *p);
 /* Writes each kernel of m with the nodes fused into it, and every node left alone with why. */
 void fuse_print(const lir_module *m, const fusion_plan *p, FILE *f);
@@ -103,12 +105,18 @@ kiln_status lower_winograd_fused(lower_ctx *c, const ir_node *input);
 #include "ir/ops.def"
 #undef OP
 
-typedef struct lower_options {
-    int vector_bits; /* the target's vector registers: the widest vector loops (0: none) */
-    bool no_fuse;    /* one kernel per node */
-    int threads;     /* the threads runs will use, a schedule hint (0: unknown, several):
-                        results never depend on it, only how work is blocked */
-} lower_options;
+/* What the schedules are sized for. The driver fills it for the host
+ * (driver_lower_options); results never depend on it, only how work is blocked. */
+struct lower_options {
+    int vector_bits;  /* the target's vector registers: the widest vector loops (0: none) */
+    bool no_fuse;     /* one kernel per node */
+    int threads;      /* the threads runs will use (0: unknown, several) */
+    int64_t l2_bytes; /* one core's L2 cache (0: unknown, LOWER_L2_DEFAULT) */
+};
+enum { LOWER_L2_DEFAULT = 1 << 20 };
+static inline int64_t lower_l2_bytes(const lower_options *o) {
+    return o && o->l2_bytes > 0 ? o->l2_bytes : LOWER_L2_DEFAULT;
+}
 /* Lowers the whole graph into *out (a module with its memory plan and schedule). With
  * plan_out, the fusion plan is returned too (fuse_plan_free it). */
 kiln_status lower_graph(const ir_graph *g, const lower_options *o, lir_module **out, fusion_plan *plan_out,

@@ -33,12 +33,12 @@ typedef struct gemm_lowering {
     bool b_shared; /* B depends only on (k, column): one matrix for every row and batch */
 } gemm_lowering;
 
-/* B's columns in tiles whose K x tile slice fits in L2 (256 KiB of it), visited outermost,
- * so that every block of rows reuses the tile from cache instead of streaming all of B
- * (1 MiB for a 256 x 1024 weight) once per block of GEMM_ROWS rows. n when B fits already
- * or no multiple of 16 divides n. */
-static int64_t column_tile(int64_t k, int64_t n, int64_t esize) {
-    const int64_t budget = 256 << 10;
+/* B's columns in tiles whose K x tile slice fits in a quarter of the L2 (256 KiB of 1 MiB),
+ * visited outermost, so that every block of rows reuses the tile from cache instead of
+ * streaming all of B (1 MiB for a 256 x 1024 weight) once per block of GEMM_ROWS rows. n
+ * when B fits already or no multiple of 16 divides n. */
+static int64_t column_tile(int64_t k, int64_t n, int64_t esize, int64_t l2_bytes) {
+    const int64_t budget = l2_bytes / 4;
     if (k * n * esize <= budget)
         return n;
     int64_t most = budget / (k * esize);
@@ -94,7 +94,7 @@ static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
     int64_t n = out->dims[last], lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
     if (g->row_dim != last && rows < 4 && n >= lanes && lanes >= 4 && ir_type_count(out) <= (1 << 22))
         return few_rows(c, g);
-    int64_t tile = g->row_dim == last ? n : column_tile(g->depth, n, (int64_t)kiln_dtype_size(t));
+    int64_t tile = g->row_dim == last ? n : column_tile(g->depth, n, (int64_t)kiln_dtype_size(t), c->m->l2_bytes);
     /* two vectors of columns per lane loop: each A element loaded serves 2 x block
      * accumulators, each B vector `block` of them (16 independent sums to hide the FMA
      * latency, 10 loads per 16 FMAs where one vector took 9 per 8) */

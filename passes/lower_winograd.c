@@ -195,7 +195,7 @@ kiln_status lower_winograd_output(lower_ctx *c) {
  * 2. P[xi] = V[xi] x U[xi], 16 products, blocked as the GEMM kernel (lower_nn.c): rows of
  *    8 tiles, two vectors of output channels, each V element loaded serving both;
  * 3. Y = A^T P A + bias for each tile, through the conv's epilogue. */
-enum { WINOGRAD_ROWS = 8, WINOGRAD_SCRATCH = 256 << 10 };
+enum { WINOGRAD_ROWS = 8 };
 
 /* base + xi * stride + row * width + col: element (row, col) of point xi's rows in scratch. */
 static lir_expr *at_row(lower_ctx *c, lir_expr *base, lir_expr *xi, int64_t stride, lir_expr *row, int64_t width, lir_expr *col) {
@@ -216,7 +216,8 @@ kiln_status lower_winograd_fused(lower_ctx *c, const ir_node *input) {
     int64_t lanes = M->vector_bits / 32 >= 4 ? M->vector_bits / 32 : 16;
     int halves = cout % (2 * lanes) == 0 ? 2 : 1;
     int64_t cols = cout % lanes == 0 ? lanes : cout; /* a lane loop's columns */
-    int64_t chunk = WINOGRAD_SCRATCH / (4 * 16 * (cin + cout)) / WINOGRAD_ROWS * WINOGRAD_ROWS;
+    int64_t scratch = M->l2_bytes / 4; /* a quarter of the L2, beside the weights' half */
+    int64_t chunk = scratch / (4 * 16 * (cin + cout)) / WINOGRAD_ROWS * WINOGRAD_ROWS;
     if (chunk < WINOGRAD_ROWS)
         chunk = WINOGRAD_ROWS;
     if (chunk > (tiles + WINOGRAD_ROWS - 1) / WINOGRAD_ROWS * WINOGRAD_ROWS)

@@ -343,7 +343,7 @@ static int cmd_dump(int argc, char **argv) {
     if (loops) {
         lir_module *m;
         fusion_plan plan;
-        lower_options lo = {.vector_bits = cg_vector_bits(NULL), .no_fuse = no_fuse};
+        lower_options lo = driver_lower_options(NULL, no_fuse, 0);
         if (lower_graph(g, &lo, &m, &plan, &d)) {
             ir_graph_destroy(g);
             return model_error(&d);

@@ -823,6 +823,62 @@ static void test_blocked_convs(void **state) {
     }
 }
 
+/* Schedules sized for the L2 the driver detects (lower_options.l2_bytes): a Winograd conv
+ * with 64 KiB of transformed weights (32 -> 32 channels) is one fused kernel while they fit
+ * half the L2, in blocks of tiles sized to a quarter of it (1 MiB: all 25 tiles at once;
+ * 256 KiB: blocks of 16, a partial second), and three kernels below (96 KiB). Each build
+ * against the interpreter's plain Conv (weights as inputs). */
+static void test_schedule_sized_for_l2(void **state) {
+    (void)state;
+    enum { C = 32, HW = 10, CAP = 1 << 18 };
+    char *src = malloc(CAP), *ref_src = malloc(CAP);
+    const int64_t xd[4] = {1, C, HW, HW}, wd[4] = {C, C, 3, 3};
+    kiln_tensor *in[2] = {random_tensor(4, xd), NULL}, *ref, *got;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_tensor_create(KILN_F32, 4, wd, &in[1], &d), KILN_OK);
+    size_t n = (size_t)snprintf(src, CAP, "graph w {\n  input %%a: f32[1, %d, %d, %d]\n  const %%w: f32[%d, %d, 3, 3] = [", C,
+                                HW, HW, C, C);
+    for (int64_t k = 0; k < kiln_tensor_count(in[1]); k++) {
+        char v[16];
+        snprintf(v, sizeof v, "%.3f", uniform(2001) / 1000.0 - 1);
+        ((float *)in[1]->data)[k] = strtof(v, NULL);
+        n += (size_t)snprintf(src + n, CAP - n, "%s%s", k ? ", " : "", v);
+    }
+    static const char body[] = "  %c = Conv(%a, %w) {pads = [1, 1, 1, 1]}\n  %y = Relu(%c)\n  output %y\n}\n";
+    snprintf(src + n, CAP - n, "]\n%s", body);
+    snprintf(ref_src, CAP, "graph w {\n  input %%a: f32[1, %d, %d, %d]\n  input %%w: f32[%d, %d, 3, 3]\n%s", C, HW, HW, C,
+             C, body);
+    kiln_options jit = {.backend = KILN_BACKEND_JIT};
+    kiln_model *ref_model, *m;
+    assert_int_equal(kiln_model_parse(ref_src, strlen(ref_src), "ref.kiln", NULL, &ref_model, &d), KILN_OK);
+    assert_int_equal(kiln_model_parse(src, strlen(src), "w.kiln", &jit, &m, &d), KILN_OK);
+    assert_int_equal(kiln_model_run(ref_model, (const kiln_tensor *const *)in, &ref, &d), KILN_OK);
+    static const struct { int64_t l2; bool fused; } sizes[] = {{1 << 20, true}, {256 << 10, true}, {96 << 10, false}};
+    for (int i = 0; i < ARRAY_LEN(sizes); i++) {
+        lir_module *lm;
+        cg_jit *j;
+        lower_options o = {.vector_bits = 512, .threads = 1, .l2_bytes = sizes[i].l2};
+        assert_int_equal(lower_graph(m->graph, &o, &lm, NULL, &d), KILN_OK);
+        bool fused = false;
+        for (int k = 0; k < lm->kernel_count; k++)
+            fused |= strstr(lm->kernels[k]->name, "WinogradConv") != NULL;
+        if (fused != sizes[i].fused) {
+            print_error("L2 %lld KiB: fused Winograd kernel %d, expected %d\n", (long long)(sizes[i].l2 >> 10), fused,
+                        sizes[i].fused);
+            fail();
+        }
+        assert_int_equal(cg_jit_compile(lm, NULL, &j, &d), KILN_OK);
+        assert_int_equal(cg_jit_run(j, (const kiln_tensor *const *)in, &got, &d), KILN_OK);
+        assert_true(test_tensor_close(got, ref, JIT_ATOL * 300, JIT_RTOL, "Winograd sized for an L2 vs Conv"));
+        kiln_tensor_free(got);
+        cg_jit_destroy(j);
+        lir_module_destroy(lm);
+    }
+    kiln_tensor_free(in[0]), kiln_tensor_free(in[1]), kiln_tensor_free(ref);
+    kiln_model_destroy(m), kiln_model_destroy(ref_model);
+    free(src), free(ref_src);
+}
+
 /* Vector loops (explicit LLVM vectors, masked tails, gathers, lane masks for conditions)
  * compute what scalar loops compute, to the bit: the same operations in the same order
  * per element. Each graph is lowered twice, with and without vector loops, at sizes that
@@ -1270,6 +1326,7 @@ int main(void) {
         cmocka_unit_test(test_vector_equals_scalar),
         cmocka_unit_test(test_packed_constants),
         cmocka_unit_test(test_blocked_convs),
+        cmocka_unit_test(test_schedule_sized_for_l2),
         cmocka_unit_test(test_fused_equals_unfused),
         cmocka_unit_test(test_fusion_depth_limit),
         cmocka_unit_test(test_fusion_copies_limit),
