@@ -9,6 +9,10 @@
  *   and it is never stored. Where the reader reads each element many times (a Conv, a
  *   pool, a broadcast), only cheap ops are inlined (no transcendental calls): recomputing
  *   exp for every read would cost more than one store and many loads.
+ * - So is a view (lower_view: a Transpose keeping the last axis, a Slice of step 1 on it,
+ *   Reshape, Flatten, (Un)Squeeze): the reader computes the input element's address. A
+ *   Transpose or Slice with a kernel of its own reads elements too; a reshape inlined
+ *   reads its input's elements where it splits the last axis, else its stored input flat.
  * - A MatMul, Gemm or Conv whose output is read only by an elementwise node of the same
  *   shape takes that node as its epilogue, applied to the accumulator before the store;
  *   the chain goes on while each value has one reader of that shape. The fused kernel
@@ -44,9 +48,15 @@
 #include <string.h>
 
 /* Reads through lower_read, element by element, of input `slot` (so an inlined
- * producer is computed there); *many: each element is read more than once. */
-static bool element_reader(const ir_node *r, int slot, bool *many) {
+ * producer is computed there); *many: each element is read more than once. A view
+ * (lower_view) does when inlined unless it is a reshape that merges axes; as a kernel of
+ * its own, a Transpose or Slice does (a reshape copies its input flat). */
+static bool element_reader(const fusion_plan *p, const ir_node *r, int slot, bool *many) {
     *many = false;
+    if (p->role[r->id] == FUSE_INLINE && !lower_scalar_rule(r))
+        return slot == 0 && lower_view_reads_elements(r);
+    if (r->op == IR_OP_TRANSPOSE || r->op == IR_OP_SLICE)
+        return slot == 0;
     if (lower_scalar_rule(r)) { /* a map: once per output element, broadcast aside */
         const ir_value *v = r->inputs[slot];
         *many = ir_type_count(&v->type) != ir_type_count(&r->outputs[0]->type);
@@ -75,7 +85,8 @@ static bool cheap(ir_op op) {
     case IR_OP_EQUAL: case IR_OP_LESS: case IR_OP_LESS_OR_EQUAL: case IR_OP_GREATER: case IR_OP_GREATER_OR_EQUAL:
     case IR_OP_AND: case IR_OP_OR: case IR_OP_XOR: case IR_OP_SIGN: case IR_OP_THRESHOLDED_RELU: case IR_OP_SHRINK:
     case IR_OP_HARD_SIGMOID: case IR_OP_HARD_SWISH:
-        return true;
+    case IR_OP_TRANSPOSE: case IR_OP_SLICE: case IR_OP_RESHAPE: case IR_OP_FLATTEN: case IR_OP_SQUEEZE: case IR_OP_UNSQUEEZE:
+        return true; /* views: an address computed, one load */
     default: return false;
     }
 }
@@ -314,10 +325,12 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
         const ir_node *n = g->nodes[i];
         if (p->role[n->id] != FUSE_OWN || p->chain[n->id])
             continue;
-        if (!lower_scalar_rule(n) || n->output_count != 1) {
+        if ((!lower_scalar_rule(n) && !lower_view(n)) || n->output_count != 1) {
             if (!p->why[n->id])
                 p->why[n->id] = ir_op_table[n->op].kind == IR_KIND_ELTWISE ? "no scalar rule that runs inside another kernel"
-                                                                            : "not elementwise: a kernel of its own";
+                                : n->op == IR_OP_TRANSPOSE ? "a transpose that moves the contiguous axis: a tiled kernel of its own"
+                                : n->op == IR_OP_SLICE ? "a slice with steps on the contiguous axis: a kernel of its own"
+                                                       : "not elementwise: a kernel of its own";
             continue;
         }
         const use *u = &uses[n->outputs[0]->id];
@@ -330,7 +343,11 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
             p->why[n->id] = "its reader is a Winograd conv's input transform, which loads it whole";
         else if (p->role[u->reader->id] == FUSE_ATTENTION || p->attention[u->reader->id])
             p->why[n->id] = "its reader is an attention kernel, which loads it whole";
-        else if (!element_reader(u->reader, u->slot, &many))
+        else if (p->role[u->reader->id] == FUSE_INLINE && !lower_scalar_rule(u->reader) &&
+                 !lower_view_reads_elements(u->reader))
+            p->why[n->id] = "its reader is a reshape that merges the last axes, computed where it is read from a "
+                            "stored input";
+        else if (!element_reader(p, u->reader, u->slot, &many))
             p->why[n->id] = "its reader loads it whole (not element by element)";
         else if ((many || repeated[u->reader->id]) && !cheap(n->op))
             p->why[n->id] = "its reader reads each element many times: recomputing it would cost more than storing it";

@@ -49,6 +49,18 @@ static lir_expr *node_value(const lower_ctx *c, const ir_node *n, lir_expr **coo
     return v ? lir_cast(c->m, lower_compute_type(out->dtype), lir_cast(c->m, out->dtype, v)) : NULL;
 }
 
+/* View n's value at coords (of its output's rank), inside c's kernel (lower_view_value). */
+static lir_expr *view_value(const lower_ctx *c, const ir_node *n, lir_expr **coords) {
+    lower_ctx s = {.m = c->m, .k = c->k, .node = n, .plan = c->plan, .d = c->d};
+    for (int j = 0; j < n->input_count; j++)
+        s.in_type[j] = n->inputs[j] ? (n->inputs[j]->init ? n->inputs[j]->init : &n->inputs[j]->type) : NULL;
+    s.out_type[0] = &n->outputs[0]->type;
+    bool input_inlined = inlined(c, n->inputs[0]);
+    if (!input_inlined && !(s.in[0] = lir_param(c->m, c->k, n->inputs[0])))
+        return NULL;
+    return lower_view_value(&s, input_inlined, coords);
+}
+
 lir_stmt *lower_store_out(lower_ctx *c, lir_expr **coords, lir_expr *value) {
     const kiln_tensor *out = c->out_type[0];
     lir_expr *v = lir_cast(c->m, out->dtype, value);
@@ -173,7 +185,8 @@ lir_expr *lower_read(lower_ctx *c, int i, lir_expr **coords) {
     const kiln_tensor *t = c->in_type[i];
     const ir_value *v = c->node->inputs[i];
     if (inlined(c, v))
-        return node_value(c, v->producer, coords, -1, NULL);
+        return lower_scalar_rule(v->producer) ? node_value(c, v->producer, coords, -1, NULL)
+                                               : view_value(c, v->producer, coords);
     if (v->kind == IR_VAL_CONST && v->init && ir_type_count(t) == 1) /* a literal LLVM folds into the code */
         return ir_dtype_is_float(t->dtype) ? lir_const(c->m, lower_compute_type(t->dtype), ir_tensor_get(v->init, 0))
                                            : lir_int_const(c->m, t->dtype, ir_tensor_get_int(v->init, 0));

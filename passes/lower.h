@@ -166,6 +166,14 @@ kiln_dtype lower_compute_type(kiln_dtype t);
 kiln_status lower_emit(lower_ctx *c, lir_stmt *s);
 int lower_var(lower_ctx *c, const char *name, kiln_dtype type);
 
+/* Views (lower_tensor.c): whether n (Transpose keeping the last axis, Slice with constant
+ * bounds and step 1 on it, Reshape, Flatten, Squeeze, Unsqueeze) can be computed inside an
+ * element reader; whether, inlined, it reads its input element by element (lower_read: a
+ * producer may be inlined into it in turn; a reshape only where it splits axes); and its
+ * value at output coords, c being the view's own context. */
+bool lower_view(const ir_node *n);
+bool lower_view_reads_elements(const ir_node *n);
+lir_expr *lower_view_value(lower_ctx *c, bool input_inlined, lir_expr **coords);
 /* out[coords] = input 0 at the coordinates f fills (and, where f sets *outside, pad). */
 typedef kiln_status (*lower_index_fn)(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **outside, void *arg);
 kiln_status lower_gather_map(lower_ctx *c, lower_index_fn f, void *arg, lir_expr *pad);

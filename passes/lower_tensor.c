@@ -19,7 +19,7 @@ kiln_status lower_gather_map(lower_ctx *c, lower_index_fn f, void *arg, lir_expr
     kiln_status st = lower_nest(c, out, oc, &inner, &outer);
     if (st || (st = f(c, oc, ic, &outside, arg)))
         return st;
-    lir_expr *v = lir_load(M, c->in[0], lower_index(c, x, ic, x->rank));
+    lir_expr *v = lir_cast(M, x->dtype, lower_read(c, 0, ic));
     if (outside) /* the index is clamped so the load stays in bounds; the select drops it */
         v = lir_select(M, outside, pad_value, v);
     if (!lir_seq_push(M, inner, lir_store(M, c->out[0], lower_index(c, out, oc, out->rank), v)))
@@ -98,7 +98,7 @@ static kiln_status transpose_tiled(lower_ctx *c, int q) {
     kiln_status st = transpose_index(c, oc, ic, NULL, NULL);
     if (st)
         return st;
-    lir_stmt *store = lir_store(M, c->out[0], lower_index(c, out, oc, rank), lir_load(M, c->in[0], lower_index(c, x, ic, rank)));
+    lir_stmt *store = lir_store(M, c->out[0], lower_index(c, out, oc, rank), lir_cast(M, x->dtype, lower_read(c, 0, ic)));
     if (n % TRANSPOSE_TILE) /* the last tile's lanes past the row: masked off */
         store = lir_if(M, lir_binary(M, LIR_LT, oc[last], lir_int(M, n)), lower_seq1(c, store), NULL);
     if (!store || !lir_seq_push(M, lane_body, store))
@@ -143,16 +143,101 @@ static kiln_status slice_index(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_e
         ic[d] = lir_binary(M, LIR_ADD, i64(c, s->start[d]), lir_binary(M, LIR_MUL, oc[d], i64(c, s->step[d])));
     return KILN_OK;
 }
-kiln_status lower_slice(lower_ctx *c) {
+static kiln_status slice_spec(lower_ctx *c, shape_slice_spec *spec) {
     shape_ctx s = {c->node, c->in_type, c->node->input_count, NULL, 0, c->d};
-    shape_slice_spec spec;
     bool known;
-    kiln_status st = shape_slice_params(&s, &spec, &known);
-    if (st)
-        return st;
-    if (!known)
+    kiln_status st = shape_slice_params(&s, spec, &known);
+    if (!st && !known)
         return lower_error(c, KILN_ERR_UNSUPPORTED, "Slice's starts, ends, axes and steps must be constants to compile");
-    return lower_gather_map(c, slice_index, &spec, NULL);
+    return st;
+}
+kiln_status lower_slice(lower_ctx *c) {
+    shape_slice_spec spec;
+    kiln_status st = slice_spec(c, &spec);
+    return st ? st : lower_gather_map(c, slice_index, &spec, NULL);
+}
+
+/* ---- views ------------------------------------------------------------------------------
+ * Transpose, Slice and the reshapes, inlined into an element reader (fuse.c): the value at
+ * output coordinates is one input element at coordinates affine in them, so a reader
+ * computes the address instead of a kernel copying the data. Only where the output's last
+ * axis stays the input's contiguous one (a Transpose that keeps it, a Slice of step 1 on
+ * it): vector loops keep consecutive loads. A reshape keeps the elements' order: of a
+ * stored input, the output's flat index is the input's; of an inlined one, the input's
+ * coordinates are needed (reshape_coords). */
+static bool is_reshape(ir_op op) {
+    return op == IR_OP_RESHAPE || op == IR_OP_FLATTEN || op == IR_OP_SQUEEZE || op == IR_OP_UNSQUEEZE;
+}
+
+/* Of an inlined input, a reshape's input coordinates from the output's: with F the flat
+ * index of the output's coordinates but the last, and the output's last axis (size Lo)
+ * dividing the input's (Li = m Lo), the input's last coordinate is (F % m) Lo + the
+ * output's last, and the others F / m in the input's other axes: divisions of outer loop
+ * indices only, the innermost one stays a unit stride. False where Lo does not divide Li
+ * (a merge of the last axes). */
+static bool reshape_coords(lower_ctx *c, const kiln_tensor *x, const kiln_tensor *out, lir_expr **oc, lir_expr **ic) {
+    int li = x->rank - 1, lo = out->rank - 1;
+    if (li < 0 || lo < 0 || out->dims[lo] <= 0 || x->dims[li] % out->dims[lo])
+        return false;
+    if (!c)
+        return true;
+    int64_t m = x->dims[li] / out->dims[lo];
+    kiln_tensor outer = {.rank = lo};
+    memcpy(outer.dims, out->dims, sizeof(int64_t) * (size_t)lo);
+    lir_expr *f = lower_index(c, &outer, oc, lo), *g;
+    ic[li] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_REM, f, i64(c, m)), i64(c, out->dims[lo])), oc[lo]);
+    g = lir_binary(M, LIR_DIV, f, i64(c, m));
+    for (int k = li - 1; k >= 0; k--) {
+        ic[k] = k ? lir_binary(M, LIR_REM, g, i64(c, x->dims[k])) : g;
+        g = lir_binary(M, LIR_DIV, g, i64(c, x->dims[k]));
+    }
+    return true;
+}
+
+static const kiln_tensor *input_type(const ir_value *v) { return v ? (v->init ? v->init : &v->type) : NULL; }
+
+bool lower_view(const ir_node *n) {
+    const kiln_tensor *x = n->input_count ? input_type(n->inputs[0]) : NULL;
+    if (!x || n->output_count != 1 || !x->rank)
+        return false;
+    int last = x->rank - 1;
+    if (n->op == IR_OP_TRANSPOSE) {
+        const ir_attr *a = ir_node_attr(n, "perm");
+        return a && a->count == x->rank && (a->ints[last] == last || a->ints[last] == -1);
+    }
+    if (n->op == IR_OP_SLICE) {
+        const kiln_tensor *in[IR_VARIADIC];
+        for (int j = 0; j < n->input_count && j < IR_VARIADIC; j++)
+            in[j] = input_type(n->inputs[j]);
+        kiln_diag d = {0};
+        shape_ctx s = {n, in, n->input_count, NULL, 0, &d};
+        shape_slice_spec spec;
+        bool known;
+        return shape_slice_params(&s, &spec, &known) == KILN_OK && known && spec.step[last] == 1;
+    }
+    return is_reshape(n->op);
+}
+
+bool lower_view_reads_elements(const ir_node *n) {
+    return !is_reshape(n->op) || reshape_coords(NULL, input_type(n->inputs[0]), &n->outputs[0]->type, NULL, NULL);
+}
+
+lir_expr *lower_view_value(lower_ctx *c, bool input_inlined, lir_expr **coords) {
+    const kiln_tensor *x = c->in_type[0], *out = c->out_type[0];
+    lir_expr *oc[KILN_MAX_RANK], *ic[KILN_MAX_RANK];
+    for (int d = 0; d < out->rank; d++) /* a reader broadcasting the view passes any index on its size-1 axes */
+        oc[d] = out->dims[d] == 1 ? i64(c, 0) : coords[d];
+    shape_slice_spec spec;
+    if (is_reshape(c->node->op) && !input_inlined) /* the same flat index */
+        return lir_cast(M, lower_compute_type(x->dtype), lir_load(M, c->in[0], lower_index(c, out, oc, out->rank)));
+    if (is_reshape(c->node->op)) {
+        if (!reshape_coords(c, x, out, oc, ic))
+            return NULL; /* fuse.c inlines nothing into such a view */
+    } else if (c->node->op == IR_OP_SLICE ? slice_spec(c, &spec) || slice_index(c, oc, ic, NULL, &spec)
+                                          : transpose_index(c, oc, ic, NULL, NULL)) {
+        return NULL;
+    }
+    return lower_read(c, 0, ic);
 }
 
 typedef struct pad_spec {

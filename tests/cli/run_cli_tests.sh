@@ -85,8 +85,9 @@ expect 0 "mlp.kiln -> $tmp/lib/libmlp.so" -- "$kiln" compile $models/mlp.kiln -o
 expect 0 "cnn.kiln -> $tmp/src/cnn" -- "$kiln" compile $models/cnn.kiln --emit c -o "$tmp/src"
 expect 0 'define .*i32 @k0_Conv' -- "$kiln" dump models/torch/cnn_bn_opset13/model.onnx --llvm
 expect 0 'kernel k0_Conv\(' -- "$kiln" dump models/torch/cnn_bn_opset13/model.onnx --loops
-expect 0 'kernel k0_Flatten\(image: f32\[3136\]' -- "$kiln" dump $models/mlp.kiln --loops --batch 4
+expect 0 'kernel k0_MatMul\(.*image: f32\[3136\]' -- "$kiln" dump $models/mlp.kiln --loops --batch 4
 expect 0 'epilogue  Relu' -- "$kiln" dump $models/mlp.kiln --fusion --dot "$tmp/mlp.dot"
+expect 0 'inlined   Flatten' -- "$kiln" dump $models/mlp.kiln --fusion
 expect 0 'cluster_0' -- cat "$tmp/mlp.dot"
 expect 0 'fusion is off' -- "$kiln" dump $models/mlp.kiln --fusion --no-fuse
 expect 2 '--dot goes with --fusion' -- "$kiln" dump $models/mlp.kiln --dot "$tmp/x.dot"
@@ -110,7 +111,7 @@ expect 0 'y -> ' -- "$kiln" run "$tmp/dyn.kiln" --input x="$tmp/x.npy" --input s
 
 expect 0 'fusion: [0-9]+ -> [0-9]+ kernels, .*same outputs' -- "$kiln" bench $models/cnn.kiln --input image=$models/images.npy --batch 4 --compare unfused --iterations 3 --warmup 1
 expect 0 '"speedup": ' -- "$kiln" bench $models/mlp.kiln --compare unfused --iterations 2 --json
-expect 0 'k0_Flatten' -- "$kiln" bench $models/mlp.kiln --iterations 2 --profile --trace "$tmp/trace.json"
+expect 0 'k0_MatMul' -- "$kiln" bench $models/mlp.kiln --iterations 2 --profile --trace "$tmp/trace.json"
 expect 0 '"traceEvents"' -- cat "$tmp/trace.json"
 expect 1 "the model has no input named 'nope'" -- "$kiln" bench $models/mlp.kiln --input nope=$models/images.npy
 expect 2 "--compare takes 'unfused'" -- "$kiln" bench $models/mlp.kiln --compare fused
