@@ -3,7 +3,8 @@
  * is specialized for one batch size, optimized and lowered; LLVM compiles the kernels and
  * embeds the weights in an object file for the target CPU, the C backend writes the
  * runner (the memory plan, the API of NAME.h), and the system C compiler ($CC, or cc)
- * links the two as `-O2 -fPIC -shared ... -lm`. With the C backend alone, the kernels and
+ * links the two as `-O2 -fPIC -shared ... -lm` (and glibc's -lmvec, whose vector math the
+ * AVX-512 kernels call, where the JIT found it). With the C backend alone, the kernels and
  * weights are C source too; --emit c stops there and keeps NAME.c and NAME.h.
  */
 #include "driver/model.h"
@@ -66,7 +67,7 @@ kiln_status driver_build_library(const lir_module *m, const driver_compile_optio
     if (!st) {
         const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
         char *argv[] = {(char *)cc, "-O2", "-fPIC", "-shared", "-std=c11", "-fopenmp", "-o", (char *)o->out, c_path,
-                        llvm ? o_path : "-lm", "-lm", NULL};
+                        llvm ? o_path : "-lm", "-lm", llvm && cg_vector_math() ? "-lmvec" : NULL, NULL};
         int rc = run_program(argv);
         if (rc)
             st = diag_error(d, LOC_NONE, KILN_ERR_BACKEND, "%s failed (%d) building %s", cc, rc, o->out);

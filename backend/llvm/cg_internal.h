@@ -30,6 +30,7 @@ typedef struct cg_ctx {
     const char *prefix;   /* symbol prefix, "" for the JIT */
     bool hidden;          /* AOT: symbols stay inside the library */
     bool avx512;          /* the target has AVX-512F: cg_math.c may use its instructions */
+    bool mvec;            /* and glibc's libmvec is there: f32 libm functions by vector */
     int part, parts;      /* this module holds the kernels i with i % parts == part */
     /* inside a vectorized loop (cg_vector.c); lanes is 0 elsewhere */
     int lanes;

@@ -7,6 +7,8 @@
 #include "backend/llvm/cg_internal.h"
 #include "runtime/rt.h"
 
+#include <llvm-c/Support.h>
+
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +42,16 @@ static kiln_status llvm_error(kiln_diag *d, LLVMErrorRef err, const char *what) 
     kiln_status st = diag_error(d, LOC_NONE, KILN_ERR_BACKEND, "%s: %s", what, msg);
     LLVMDisposeErrorMessage(msg);
     return st;
+}
+
+/* glibc's vector math library, loaded into the process once so that JIT code resolves
+ * its functions (and linked into AOT libraries, driver/compile.c). */
+static bool vector_math_loaded;
+static void load_vector_math(void) { vector_math_loaded = !LLVMLoadLibraryPermanently("libmvec.so.1"); }
+bool cg_vector_math(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, load_vector_math);
+    return vector_math_loaded;
 }
 
 /* A target machine for the host (name and features detected now) or for `cpu`. */
@@ -111,6 +123,7 @@ static kiln_status build(const lir_module *m, const cg_options *o, int part, int
                          LLVMModuleRef *out, kiln_diag *d) {
     cg_ctx g = {.ctx = ctx, .prefix = o && o->prefix ? o->prefix : "", .hidden = o && o->prefix, .part = part, .parts = parts,
                .avx512 = cg_vector_bits(o ? o->target_cpu : NULL) == 512};
+    g.mvec = g.avx512 && cg_vector_math();
     LLVMTargetMachineRef tm;
     char *triple;
     kiln_status st = target_machine(o, &tm, &triple, d);

@@ -45,6 +45,8 @@ kiln_status cg_emit_object(const lir_module *m, const cg_options *opts, const ch
 /* The vector register width to schedule for (lower_graph's vector_bits): the host's
  * (512 with AVX-512, 256 with AVX2, else 128), or that of target_cpu when given. */
 int cg_vector_bits(const char *target_cpu);
+/* Whether glibc's libmvec could be loaded (AVX-512 kernels call its f32 functions). */
+bool cg_vector_math(void);
 
 /* Writes the optimized LLVM IR of m (for kiln dump --llvm). */
 kiln_status cg_print_llvm(const lir_module *m, const cg_options *opts, FILE *f, kiln_diag *d);
