@@ -12,7 +12,8 @@
  * - So is a view (lower_view: a Transpose keeping the last axis, a Slice of step 1 on it,
  *   Reshape, Flatten, (Un)Squeeze): the reader computes the input element's address. A
  *   Transpose or Slice with a kernel of its own reads elements too; a reshape inlined
- *   reads its input's elements where it splits the last axis, else its stored input flat.
+ *   reads its input's elements where its output's last axis divides its input's, else
+ *   its stored input flat.
  * - A MatMul, Gemm or Conv whose output is read only by an elementwise node of the same
  *   shape takes that node as its epilogue, applied to the accumulator before the store;
  *   the chain goes on while each value has one reader of that shape. The fused kernel
@@ -49,8 +50,8 @@
 
 /* Reads through lower_read, element by element, of input `slot` (so an inlined
  * producer is computed there); *many: each element is read more than once. A view
- * (lower_view) does when inlined unless it is a reshape that merges axes; as a kernel of
- * its own, a Transpose or Slice does (a reshape copies its input flat). */
+ * (lower_view) does when inlined unless it is a reshape that merges the last axes; as a
+ * kernel of its own, a Transpose or Slice does (a reshape copies its input flat). */
 static bool element_reader(const fusion_plan *p, const ir_node *r, int slot, bool *many) {
     *many = false;
     if (p->role[r->id] == FUSE_INLINE && !lower_scalar_rule(r))
