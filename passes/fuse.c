@@ -52,9 +52,12 @@
  * producer is computed there); *many: each element is read more than once. A view
  * (lower_view) does when inlined unless it is a reshape that merges the last axes; as a
  * kernel of its own, a Transpose or Slice does (a reshape copies its input flat). */
+static bool inlined_view(const fusion_plan *p, const ir_node *r) {
+    return p->role[r->id] == FUSE_INLINE && !lower_scalar_rule(r);
+}
 static bool element_reader(const fusion_plan *p, const ir_node *r, int slot, bool *many) {
     *many = false;
-    if (p->role[r->id] == FUSE_INLINE && !lower_scalar_rule(r))
+    if (inlined_view(p, r))
         return slot == 0 && lower_view_reads_elements(r);
     if (r->op == IR_OP_TRANSPOSE || r->op == IR_OP_SLICE)
         return slot == 0;
@@ -344,8 +347,7 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
             p->why[n->id] = "its reader is a Winograd conv's input transform, which loads it whole";
         else if (p->role[u->reader->id] == FUSE_ATTENTION || p->attention[u->reader->id])
             p->why[n->id] = "its reader is an attention kernel, which loads it whole";
-        else if (p->role[u->reader->id] == FUSE_INLINE && !lower_scalar_rule(u->reader) &&
-                 !lower_view_reads_elements(u->reader))
+        else if (inlined_view(p, u->reader) && !lower_view_reads_elements(u->reader))
             p->why[n->id] = "its reader is a reshape that merges the last axes, computed where it is read from a "
                             "stored input";
         else if (!element_reader(p, u->reader, u->slot, &many))

@@ -13,14 +13,15 @@ static bool inlined(const lower_ctx *c, const ir_value *v) {
     return c->plan && v && v->producer && c->plan->role[v->producer->id] == FUSE_INLINE;
 }
 
-/* A context for node n computed inside c's kernel: its inputs are c's kernel's
- * parameters (or inlined in turn), but for input `known`, whose value the caller has. */
-static kiln_status sub_ctx(const lower_ctx *c, const ir_node *n, int known, lower_ctx *s) {
+/* A context for node n computed inside c's kernel: its first `read` inputs are c's
+ * kernel's parameters (or inlined in turn), but for input `known`, whose value the caller
+ * has; the others (a view's shape or bounds) only give their types and constant data. */
+static kiln_status sub_ctx(const lower_ctx *c, const ir_node *n, int known, int read, lower_ctx *s) {
     *s = (lower_ctx){.m = c->m, .k = c->k, .node = n, .plan = c->plan, .d = c->d};
     for (int j = 0; j < n->input_count; j++) {
         const ir_value *v = n->inputs[j];
-        s->in_type[j] = v ? (v->init ? v->init : &v->type) : NULL;
-        if (v && j != known && !inlined(c, v) && !(s->in[j] = lir_param(c->m, c->k, v)))
+        s->in_type[j] = lower_value_type(v);
+        if (v && j < read && j != known && !inlined(c, v) && !(s->in[j] = lir_param(c->m, c->k, v)))
             return lower_oom(c);
     }
     s->out_type[0] = &n->outputs[0]->type;
@@ -33,7 +34,7 @@ static kiln_status sub_ctx(const lower_ctx *c, const ir_node *n, int known, lowe
 static lir_expr *node_value(const lower_ctx *c, const ir_node *n, lir_expr **coords, int slot, lir_expr *known) {
     lower_ctx s;
     lower_scalar_fn f = lower_scalar_rule(n);
-    if (!f || sub_ctx(c, n, slot, &s))
+    if (!f || sub_ctx(c, n, slot, n->input_count, &s))
         return NULL;
     const kiln_tensor *out = &n->outputs[0]->type;
     lir_expr *x[IR_VARIADIC];
@@ -51,14 +52,8 @@ static lir_expr *node_value(const lower_ctx *c, const ir_node *n, lir_expr **coo
 
 /* View n's value at coords (of its output's rank), inside c's kernel (lower_view_value). */
 static lir_expr *view_value(const lower_ctx *c, const ir_node *n, lir_expr **coords) {
-    lower_ctx s = {.m = c->m, .k = c->k, .node = n, .plan = c->plan, .d = c->d};
-    for (int j = 0; j < n->input_count; j++)
-        s.in_type[j] = n->inputs[j] ? (n->inputs[j]->init ? n->inputs[j]->init : &n->inputs[j]->type) : NULL;
-    s.out_type[0] = &n->outputs[0]->type;
-    bool input_inlined = inlined(c, n->inputs[0]);
-    if (!input_inlined && !(s.in[0] = lir_param(c->m, c->k, n->inputs[0])))
-        return NULL;
-    return lower_view_value(&s, input_inlined, coords);
+    lower_ctx s;
+    return sub_ctx(c, n, -1, 1, &s) ? NULL : lower_view_value(&s, inlined(c, n->inputs[0]), coords);
 }
 
 lir_stmt *lower_store_out(lower_ctx *c, lir_expr **coords, lir_expr *value) {
@@ -249,14 +244,14 @@ static kiln_status lower_node(lir_module *m, const ir_node *n, const fusion_plan
         const ir_value *v = pattern_in[i];
         if (v && !(c.in[i] = lir_param(m, c.k, v)))
             return lower_oom(&c);
-        c.in_type[i] = v ? (v->init ? v->init : &v->type) : NULL;
+        c.in_type[i] = lower_value_type(v);
     }
     for (int i = 0; !pattern && i < n->input_count; i++) {
         const ir_value *v = n->inputs[i];
         c.in[i] = v && !inlined(&c, v) ? lir_param(m, c.k, v) : NULL; /* inlined: computed where read */
         if (v && !inlined(&c, v) && !c.in[i])
             return lower_oom(&c);
-        c.in_type[i] = v ? (v->init ? v->init : &v->type) : NULL;
+        c.in_type[i] = lower_value_type(v);
     }
     if (plan && plan->chain[n->id]) { /* output 0 is the epilogue's last value */
         c.epilogue = plan->chain[n->id];

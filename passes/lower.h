@@ -14,6 +14,12 @@
 
 typedef struct fusion_plan fusion_plan;
 
+/* A value's type as lower_ctx.in_type holds it: with the data, for constants; NULL for an
+ * absent optional input. */
+static inline const kiln_tensor *lower_value_type(const ir_value *v) {
+    return v ? (v->init ? v->init : &v->type) : NULL;
+}
+
 typedef struct lower_ctx {
     lir_module *m;
     lir_kernel *k;

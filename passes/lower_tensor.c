@@ -194,10 +194,8 @@ static bool reshape_coords(lower_ctx *c, const kiln_tensor *x, const kiln_tensor
     return true;
 }
 
-static const kiln_tensor *input_type(const ir_value *v) { return v ? (v->init ? v->init : &v->type) : NULL; }
-
 bool lower_view(const ir_node *n) {
-    const kiln_tensor *x = n->input_count ? input_type(n->inputs[0]) : NULL;
+    const kiln_tensor *x = n->input_count ? lower_value_type(n->inputs[0]) : NULL;
     if (!x || n->output_count != 1 || !x->rank)
         return false;
     int last = x->rank - 1;
@@ -208,7 +206,7 @@ bool lower_view(const ir_node *n) {
     if (n->op == IR_OP_SLICE) {
         const kiln_tensor *in[IR_VARIADIC];
         for (int j = 0; j < n->input_count && j < IR_VARIADIC; j++)
-            in[j] = input_type(n->inputs[j]);
+            in[j] = lower_value_type(n->inputs[j]);
         kiln_diag d = {0};
         shape_ctx s = {n, in, n->input_count, NULL, 0, &d};
         shape_slice_spec spec;
@@ -219,7 +217,7 @@ bool lower_view(const ir_node *n) {
 }
 
 bool lower_view_reads_elements(const ir_node *n) {
-    return !is_reshape(n->op) || reshape_coords(NULL, input_type(n->inputs[0]), &n->outputs[0]->type, NULL, NULL);
+    return !is_reshape(n->op) || reshape_coords(NULL, lower_value_type(n->inputs[0]), &n->outputs[0]->type, NULL, NULL);
 }
 
 lir_expr *lower_view_value(lower_ctx *c, bool input_inlined, lir_expr **coords) {
