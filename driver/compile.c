@@ -12,6 +12,7 @@
 #include "backend/c/cemit.h"
 #include "backend/llvm/llvm_backend.h"
 #include "passes/lower.h"
+#include "passes/tuning.h"
 
 #include <errno.h>
 #include <spawn.h>
@@ -91,8 +92,14 @@ kiln_status driver_compile(const char *model_path, const driver_compile_options 
         return st;
     if (g->batch_name) /* one batch size per library */
         ir_graph_set_batch(g, o->batch > 0 ? o->batch : 1);
+    kiln_tuning *tuning = NULL;
+    if (o->tuning && (st = driver_read_tuning(o->tuning, &tuning, d))) {
+        ir_graph_destroy(g);
+        return st;
+    }
     lower_options lo = driver_lower_options(o->target_cpu, o->no_fuse, 0);
-    if (!(st = driver_optimize(g, NULL, d)) && !(st = lower_graph(g, &lo, &m, NULL, d))) {
+    lo.tuning = tuning;
+    if (!(st = driver_optimize_tuned(g, NULL, tuning, d)) && !(st = lower_graph(g, &lo, &m, NULL, d))) {
         if (o->emit == DRIVER_EMIT_C) {
             st = write_sources(m, o->out, o->name, false, d);
         } else if (o->emit == DRIVER_EMIT_LLVM || o->emit == DRIVER_EMIT_OBJ) {
@@ -115,5 +122,6 @@ kiln_status driver_compile(const char *model_path, const driver_compile_options 
         name_model(g, d);
     lir_module_destroy(m);
     ir_graph_destroy(g);
+    tuning_free(tuning);
     return st;
 }

@@ -9,6 +9,7 @@
 #include "frontend/txt.h"
 #include "ir/verify.h"
 #include "passes/lower.h"
+#include "passes/tuning.h"
 
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -44,8 +45,24 @@ void name_model(const ir_graph *g, kiln_diag *d) {
     kiln_rt_error(d, st, "%s: %.*s", g->file, KILN_DIAG_MAX - 256, msg);
 }
 
+kiln_status driver_read_tuning(const char *path, kiln_tuning **out, kiln_diag *d) {
+    unsigned char *text;
+    size_t size;
+    *out = NULL;
+    kiln_status st = kiln_rt_read_file(path, (size_t)64 << 20, &text, &size, d);
+    if (st)
+        return st;
+    st = tuning_parse((const char *)text, size, path, out, d);
+    free(text);
+    return st;
+}
+
 kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d) {
-    pass_ctx cx = {.d = d, .eval = interp_eval_node};
+    return driver_optimize_tuned(g, stop_after, NULL, d);
+}
+
+kiln_status driver_optimize_tuned(ir_graph *g, const char *stop_after, const kiln_tuning *tuning, kiln_diag *d) {
+    pass_ctx cx = {.d = d, .eval = interp_eval_node, .tuning = tuning};
 #ifdef NDEBUG
     bool verify = false;
 #else
@@ -163,6 +180,7 @@ lower_options driver_lower_options(const char *target_cpu, bool no_fuse, int thr
 /* Lowers the (static) graph and compiles it for the model's backend. */
 static kiln_status compile(kiln_model *m, kiln_diag *d) {
     lower_options lo = driver_lower_options(NULL, m->no_fuse, m->threads > 0 ? m->threads : kiln_rt_default_threads());
+    lo.tuning = m->tuning;
     kiln_status st = lower_graph(m->graph, &lo, &m->lowered, NULL, d);
     if (!st && m->backend == KILN_BACKEND_C)
         st = c_library_open(m, d);
@@ -176,14 +194,31 @@ static kiln_status compile(kiln_model *m, kiln_diag *d) {
 }
 
 kiln_status driver_model_from_graph(ir_graph *g, const kiln_options *opts, kiln_model **out, kiln_diag *d) {
+    kiln_tuning *own = NULL;
+    *out = NULL;
+    kiln_status st = opts && opts->tuning ? driver_read_tuning(opts->tuning, &own, d) : KILN_OK;
+    if (st) {
+        ir_graph_destroy(g);
+        return st;
+    }
+    if ((st = driver_model_tuned(g, opts, own, out, d)))
+        tuning_free(own);
+    else
+        (*out)->own_tuning = own;
+    return st;
+}
+
+kiln_status driver_model_tuned(ir_graph *g, const kiln_options *opts, const kiln_tuning *tuning, kiln_model **out,
+                               kiln_diag *d) {
     kiln_status st = KILN_OK;
+    *out = NULL;
     if (opts && opts->batch < 0)
         st = diag_error(d, (kiln_loc){.file = g->file}, KILN_ERR_INVALID,
                         "batch size %lld is negative", (long long)opts->batch);
     else if (opts && opts->batch > 0)
         ir_graph_set_batch(g, opts->batch);
     if (!st)
-        st = driver_optimize(g, NULL, d);
+        st = driver_optimize_tuned(g, NULL, tuning, d);
     if (st) {
         ir_graph_destroy(g);
         return st;
@@ -196,6 +231,7 @@ kiln_status driver_model_from_graph(ir_graph *g, const kiln_options *opts, kiln_
     (*out)->backend = opts ? opts->backend : KILN_BACKEND_INTERP;
     (*out)->threads = opts ? opts->threads : 0;
     (*out)->no_fuse = opts && opts->no_fuse;
+    (*out)->tuning = tuning;
     if ((*out)->backend != KILN_BACKEND_INTERP && !needs_run_inputs(g) && (st = compile(*out, d))) {
         kiln_model_destroy(*out);
         *out = NULL;
@@ -227,6 +263,7 @@ void kiln_model_destroy(kiln_model *m) {
     cg_jit_destroy(m->jit);
     c_library_close(m->c);
     lir_module_destroy(m->lowered);
+    tuning_free(m->own_tuning);
     free(m->pinned);
     ir_graph_destroy(m->graph);
     free(m);
@@ -285,7 +322,7 @@ static kiln_status compile_for_inputs(kiln_model *m, const kiln_tensor *const *i
         if (!m->pinned[i] && feeds_static_slot(g, g->inputs[i]))
             st = pin_input(m, i, inputs[i], d);
     if (!st)
-        st = driver_optimize(g, NULL, d);
+        st = driver_optimize_tuned(g, NULL, m->tuning, d);
     return st ? st : compile(m, d);
 }
 

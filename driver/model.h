@@ -17,6 +17,8 @@ struct kiln_model {
     cg_jit *jit;
     int threads;         /* 0: the default */
     bool no_fuse;        /* lower one kernel per node */
+    const struct kiln_tuning *tuning; /* the per-node schedule choices followed, or NULL */
+    struct kiln_tuning *own_tuning;   /* the table read from kiln_options' file (freed with m) */
     struct c_library *c; /* the C backend: the library built from the emitted C, loaded */
     const kiln_tensor **pinned; /* per graph input: the value compiled in as a constant (in the
                                    graph's arena), or NULL */
@@ -39,6 +41,7 @@ typedef struct driver_compile_options {
     const char *target_cpu; /* NULL: this machine's CPU; else e.g. x86-64-v3 */
     int64_t batch;          /* the size of a symbolic batch dimension (default 1) */
     bool no_fuse;           /* one kernel per node */
+    const char *tuning;     /* a tuning file to follow, or NULL */
 } driver_compile_options;
 
 /* Builds o->out (libNAME.so and NAME.h beside it) from lowered loops (driver/compile.c). */
@@ -54,13 +57,21 @@ void name_model(const ir_graph *g, kiln_diag *d);
  * fixes the batch, runs the pipeline and compiles for opts' backend. Takes g, even on
  * failure. */
 kiln_status driver_model_from_graph(ir_graph *g, const kiln_options *opts, kiln_model **out, kiln_diag *d);
+/* The same with the schedule choices of `tuning` (which must outlive the model; NULL:
+ * none) in place of opts->tuning's file: kiln tune's trials. */
+kiln_status driver_model_tuned(ir_graph *g, const kiln_options *opts, const struct kiln_tuning *tuning, kiln_model **out,
+                               kiln_diag *d);
+/* Reads a tuning file (passes/tuning.h). */
+kiln_status driver_read_tuning(const char *path, struct kiln_tuning **out, kiln_diag *d);
 
 /* What lowering sizes schedules for: the vector width of the host (target_cpu NULL) or of
  * the named CPU, and the host's L2 per core as the C library reports it (a named CPU is
  * taken to have the host's caches). */
 struct lower_options driver_lower_options(const char *target_cpu, bool no_fuse, int threads);
 
-/* Runs the pipeline (up to `stop_after`, or all) with the interpreter as the evaluator. */
+/* Runs the pipeline (up to `stop_after`, or all) with the interpreter as the evaluator,
+ * following tuning's choices (NULL: none). */
 kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d);
+kiln_status driver_optimize_tuned(ir_graph *g, const char *stop_after, const struct kiln_tuning *tuning, kiln_diag *d);
 
 #endif

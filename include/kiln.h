@@ -119,6 +119,8 @@ typedef struct kiln_options {
     int64_t batch; /* > 0: specialize the symbolic batch dimension to this size at load time;
                       0: keep it symbolic and take it from the inputs at each run */
     bool no_fuse;  /* JIT and C: one kernel per node (to measure what fusion buys) */
+    const char *tuning; /* JIT and C: a file `kiln tune` wrote, whose per-node schedule
+                           choices the compiler follows (NULL: its cost rules decide) */
 } kiln_options;
 
 /* Loads a .kiln model (weights referenced from .npy/.npz beside it), verifies it and infers

@@ -9,8 +9,10 @@ kiln_status diag_error(kiln_diag *d, kiln_loc loc, kiln_status st, const char *f
         return st;
     char prefix[512] = "";
     size_t n = 0;
-    if (loc.file && loc.line > 0)
+    if (loc.file && loc.line > 0 && loc.col > 0)
         n += (size_t)snprintf(prefix, sizeof prefix, "%s:%d:%d: ", loc.file, loc.line, loc.col);
+    else if (loc.file && loc.line > 0) /* a line-based file (a tuning file) */
+        n += (size_t)snprintf(prefix, sizeof prefix, "%s:%d: ", loc.file, loc.line);
     else if (loc.file)
         n += (size_t)snprintf(prefix, sizeof prefix, "%s: ", loc.file);
     if (loc.node && n < sizeof prefix)

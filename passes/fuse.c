@@ -214,7 +214,7 @@ static bool match_attention(const ir_node *pv, const use *uses, fuse_attention *
 kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p, kiln_diag *d) {
     bool enabled = !o || !o->no_fuse;
     int n_ids = g->node_ids;
-    *p = (fusion_plan){.node_ids = n_ids};
+    *p = (fusion_plan){.node_ids = n_ids, .tuning = o ? o->tuning : NULL};
     p->role = calloc((size_t)n_ids + 1, sizeof *p->role);
     p->host = calloc((size_t)n_ids + 1, sizeof *p->host);
     p->chain = calloc((size_t)n_ids + 1, sizeof *p->chain);

@@ -26,6 +26,7 @@
  */
 #include "passes/autodiff.h"
 #include "passes/pass.h"
+#include "passes/tuning.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -62,6 +63,7 @@ typedef struct blocking {
     ir_value **twin;     /* by value id: the blocked value that stands for an NCHW one */
     bool *plain_reader;  /* by value id: some node reads it that cannot take it blocked */
     bool *to_winograd;   /* by value id: it flows (through maps and pools) into a Winograd conv */
+    const kiln_tuning *tuning; /* kiln tune's choices, or NULL */
 } blocking;
 
 static bool same_dims(const kiln_tensor *a, const kiln_tensor *b) {
@@ -135,14 +137,26 @@ static bool rows_fill_lanes(const ir_node *n) {
  * channels) took 0.16 ms direct, 0.53 as Winograd. */
 enum { WINOGRAD_MIN_TILES = 16, WINOGRAD_MIN_CHANNELS = 16, WINOGRAD_MAX_WEIGHTS = 16 << 20 };
 
-static bool winograd_pays(const ir_node *n) {
-    const kiln_tensor *w = n->inputs[1]->init, *out = &n->outputs[0]->type;
+/* Whether Winograd F(2x2, 3x3) computes n at all: 3x3, stride and dilation 1, explicit pads. */
+static bool winograd_fits(const ir_node *n) {
+    const kiln_tensor *w = n->inputs[1]->init;
     const ir_attr *s = ir_node_attr(n, "strides"), *dl = ir_node_attr(n, "dilations");
     for (int i = 0; i < 2; i++)
         if ((s && s->count == 2 && s->ints[i] != 1) || (dl && dl->count == 2 && dl->ints[i] != 1))
             return false;
-    if (w->dims[2] != 3 || w->dims[3] != 3 || strcmp(ir_attr_string(n, "auto_pad"), "NOTSET") || out->rank != 4)
+    return w->dims[2] == 3 && w->dims[3] == 3 && !strcmp(ir_attr_string(n, "auto_pad"), "NOTSET") &&
+           n->outputs[0]->type.rank == 4;
+}
+
+/* Winograd where it fits and the tuning file says so, or else where the cost rule above
+ * expects it to pay. */
+static bool winograd_pays(const blocking *k, const ir_node *n) {
+    if (!winograd_fits(n))
         return false;
+    int tuned = tuning_get(k->tuning, TUNE_CONV, n->name);
+    if (tuned != TUNE_UNSET)
+        return tuned == TUNE_WINOGRAD;
+    const kiln_tensor *w = n->inputs[1]->init, *out = &n->outputs[0]->type;
     int64_t tiles = out->dims[0] * ((out->dims[2] + 1) / 2) * ((out->dims[3] + 1) / 2);
     return tiles >= WINOGRAD_MIN_TILES && w->dims[1] >= WINOGRAD_MIN_CHANNELS &&
            16 * w->dims[0] * w->dims[1] * 4 <= WINOGRAD_MAX_WEIGHTS;
@@ -160,7 +174,7 @@ static bool conv_fits(const ir_node *n) {
  * CNN's first conv (3 -> 32 channels, 32 columns) runs a little slower blocked, the whole
  * CNN faster (1 thread 0.72-0.77 -> 0.66 ms, 2 threads 0.53 -> 0.48). */
 static bool blockable_conv(const blocking *k, const ir_node *n) {
-    return conv_fits(n) && (!rows_fill_lanes(n) || winograd_pays(n) || k->to_winograd[n->outputs[0]->id]);
+    return conv_fits(n) && (!rows_fill_lanes(n) || winograd_pays(k, n) || k->to_winograd[n->outputs[0]->id]);
 }
 
 static bool blockable_pool(const ir_node *n) {
@@ -250,7 +264,7 @@ static ir_value *blocked_conv(blocking *k, const ir_node *n) {
     ir_value *xb = k->twin[x->id];
     if (!blockable_conv(k, n) || k->plain_reader[n->outputs[0]->id])
         return NULL;
-    if (winograd_pays(n))
+    if (winograd_pays(k, n))
         return winograd_conv(k, n, xb ? xb : (ir_value *)x);
     ir_value *in[3] = {xb ? xb : (ir_value *)x, packed_weights(k, w->init), n->input_count > 2 ? n->inputs[2] : NULL};
     ir_node *c = in[1] ? gb_begin(&k->b, IR_OP_CONV_NCHWC, in[2] ? 3 : 2, in) : NULL;
@@ -376,7 +390,7 @@ static kiln_status reorder(ir_graph *g, int original, const int *made_end, kiln_
 }
 
 static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
-    blocking k = {.b = {.g = g, .d = cx->d}};
+    blocking k = {.b = {.g = g, .d = cx->d}, .tuning = cx->tuning};
     /* every lookup is of a value the original nodes read or write: ids below `ids` */
     int original = g->node_count, ids = g->value_ids;
     int *made_end = malloc(sizeof *made_end * (size_t)(original + 1));
@@ -391,7 +405,7 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
         const ir_node *n = g->nodes[i];
         bool passes = n->output_count == 1 && n->input_count && n->inputs[0] &&
                       (ir_op_table[n->op].kind == IR_KIND_ELTWISE || n->op == IR_OP_MAX_POOL || n->op == IR_OP_AVERAGE_POOL);
-        if ((n->op == IR_OP_CONV && conv_fits(n) && winograd_pays(n)) || (passes && k.to_winograd[n->outputs[0]->id]))
+        if ((n->op == IR_OP_CONV && conv_fits(n) && winograd_pays(&k, n)) || (passes && k.to_winograd[n->outputs[0]->id]))
             k.to_winograd[n->inputs[0]->id] = true;
     }
     for (int i = 0; i < original; i++)

@@ -90,6 +90,7 @@ struct fusion_plan {
     int *chain_count;
     const char **why;          /* by node id: why it was not fused into its reader */
     int node_ids;
+    const struct kiln_tuning *tuning; /* lower_options' tuning: what the schedules follow */
 };
 typedef struct lower_options lower_options;
 /* Plans fusion for g; with o->no_fuse every node keeps its own kernel (--no-fuse). */
@@ -118,6 +119,7 @@ struct lower_options {
     bool no_fuse;     /* one kernel per node */
     int threads;      /* the threads runs will use (0: unknown, several) */
     int64_t l2_bytes; /* one core's L2 cache (0: unknown, LOWER_L2_DEFAULT) */
+    const struct kiln_tuning *tuning; /* kiln tune's per-node choices (passes/tuning.h), or NULL */
 };
 enum { LOWER_L2_DEFAULT = 1 << 20 };
 static inline int64_t lower_l2_bytes(const lower_options *o) {

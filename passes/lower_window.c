@@ -5,6 +5,7 @@
  * checks; the schedules are chosen per layer from the output's shape.
  */
 #include "passes/lower.h"
+#include "passes/tuning.h"
 
 #include <math.h>
 #include <string.h>
@@ -484,7 +485,9 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
      * 64->128 3x3 / 2 (295 KiB) 329 / 227, 128ch 28x28 (576 KiB) 378 / 359, 256ch 14x14
      * (2.3 MiB) 345 / 383, 512ch 7x7 (9.2 MiB) 296 / 362; at 1 thread channels first
      * measured 3-5% faster. */
-    bool rows_outer = M->threads != 1 && groups >= 2 && ir_type_count(wt) * 4 <= (1 << 20);
+    int tuned = tuning_get(c->plan ? c->plan->tuning : NULL, TUNE_CONV_ORDER, c->node->name);
+    bool rows_outer = M->threads != 1 && groups >= 2 &&
+                      (tuned != TUNE_UNSET ? tuned == TUNE_ROWS : ir_type_count(wt) * 4 <= (1 << 20));
     bool pads = w.pad_begin[0] || w.pad_begin[1] || w.pad_end[0] || w.pad_end[1];
     lir_buffer *xp = NULL;
     kiln_tensor xs = *x;

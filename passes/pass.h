@@ -27,6 +27,7 @@ typedef kiln_status (*pass_eval_fn)(const ir_node *n, const kiln_tensor *const *
 typedef struct pass_ctx {
     kiln_diag *d;
     pass_eval_fn eval; /* NULL: fold does nothing */
+    const struct kiln_tuning *tuning; /* kiln tune's per-node choices (passes/tuning.h), or NULL */
 } pass_ctx;
 
 typedef struct pass {

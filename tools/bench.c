@@ -41,22 +41,6 @@ static const char *const usage_bench =
     "  --max-memory SIZE  refuse any tensor or arena the model sizes above SIZE\n"
     "  -h, --help         show this help\n";
 
-typedef struct bench_result {
-    double load_ms, first_ms, median, p10, p90;
-    int64_t arena;
-    int kernels;
-    double *kernel_ms;   /* --profile: median per kernel */
-    kiln_tensor **out;   /* the last run's outputs */
-    int nout;
-} bench_result;
-
-typedef struct bench_opts {
-    const char *path, *trace;
-    kiln_options opts;
-    int warmup, iterations;
-    bool profile, json, batch_given;
-} bench_opts;
-
 /* Seeded values for an input nobody gave: floats uniform in [-1, 1), the rest zeros. */
 static int random_input(const kiln_tensor *type, uint64_t seed, kiln_tensor **out, kiln_diag *d) {
     if (kiln_tensor_create(type->dtype, type->rank, type->dims, out, d))
@@ -134,12 +118,14 @@ static int write_trace(const char *path, const lir_module *lm, const double *beg
     return 0;
 }
 
-static int bench_one(const bench_opts *b, kiln_options opts, kiln_tensor **given, bench_result *r) {
+int bench_one(const bench_opts *b, kiln_options opts, kiln_tensor **given, bench_result *r) {
     kiln_diag d = {0};
     kiln_model *m;
     *r = (bench_result){0};
     double t = elapsed_ms(NULL);
-    if (kiln_model_load(b->path, &opts, &m, &d))
+    ir_graph *g;
+    if (b->trial ? driver_load_graph(b->path, &g, &d) || driver_model_tuned(g, &opts, b->trial, &m, &d)
+                 : kiln_model_load(b->path, &opts, &m, &d))
         return model_error(&d);
     r->load_ms = elapsed_ms(&t);
     int nin = kiln_model_input_count(m), rc = 0;
@@ -194,8 +180,15 @@ static int bench_one(const bench_opts *b, kiln_options opts, kiln_tensor **given
             r->kernels += !m->lowered->kernels[k]->once;
     }
     if (!rc && per) {
-        int nk = m->lowered->kernel_count;
+        int nk = r->kernel_count = m->lowered->kernel_count;
         r->kernel_ms = calloc((size_t)nk + 1, sizeof *r->kernel_ms);
+        r->origin = calloc((size_t)nk + 1, sizeof *r->origin);
+        r->origin_op = calloc((size_t)nk + 1, sizeof *r->origin_op);
+        for (int k = 0; r->origin && r->origin_op && k < nk; k++) {
+            const ir_node *o = m->lowered->kernels[k]->origin;
+            r->origin[k] = o && !m->lowered->kernels[k]->once ? strdup(o->name) : NULL;
+            r->origin_op[k] = o ? (int)o->op : -1;
+        }
         for (int k = 0; r->kernel_ms && k < nk; k++) {
             double *row = per + (size_t)k * (size_t)b->iterations;
             qsort(row, (size_t)b->iterations, sizeof *row, compare_double);
@@ -238,10 +231,13 @@ static int bench_one(const bench_opts *b, kiln_options opts, kiln_tensor **given
     return rc;
 }
 
-static void free_result(bench_result *r) {
+void bench_free(bench_result *r) {
     for (int j = 0; r->out && j < r->nout; j++)
         kiln_tensor_free(r->out[j]);
-    free(r->out), free(r->kernel_ms);
+    for (int k = 0; r->origin && k < r->kernel_count; k++)
+        free(r->origin[k]);
+    free(r->out), free(r->kernel_ms), free(r->origin), free(r->origin_op);
+    *r = (bench_result){0};
 }
 
 static void print_result(const bench_opts *b, const char *what, const bench_result *r) {
@@ -304,6 +300,10 @@ int cmd_bench(int argc, char **argv) {
             b.trace = argv[++i];
         } else if (!strcmp(argv[i], "--json")) {
             b.json = true;
+        } else if (!strcmp(argv[i], "--tuning")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_bench, "%s needs a file name", argv[i]);
+            b.opts.tuning = argv[++i];
         } else if (!strcmp(argv[i], "--max-memory")) {
             if (i + 1 >= argc)
                 return usage_error(usage_bench, "%s needs a size", argv[i]);
@@ -380,7 +380,7 @@ int cmd_bench(int argc, char **argv) {
         }
         puts("}");
     }
-    free_result(&fused), free_result(&unfused);
+    bench_free(&fused), bench_free(&unfused);
     for (int i = 0; given && i < nin; i++)
         kiln_tensor_free(given[i]);
     free(given);

@@ -12,6 +12,7 @@
 #include "driver/model.h"
 #include "ir/print.h"
 #include "passes/lower.h"
+#include "passes/tuning.h"
 #include "passes/train_graph.h"
 #include "backend/llvm/llvm_backend.h"
 #include "ir/verify.h"
@@ -38,6 +39,7 @@ static const char *const usage_main =
     "  compile build a model into libNAME.so with NAME.h, or C source\n"
     "  bench   time a model compiled (median, p10, p90), fused against unfused, per kernel\n"
     "  train   train a model on an IDX dataset, the whole step compiled as one graph\n"
+    "  tune    time the schedule choices per node and write the faster ones to a file\n"
     "\n"
     "Run `kiln COMMAND --help` for a command's flags.\n";
 
@@ -55,6 +57,7 @@ static const char *const usage_run =
     "                      reference interpreter; c: emitted as C and built by the system's cc\n"
     "  --threads N         JIT: threads for parallel loops (default: all processors)\n"
     "  --no-fuse           JIT and C: one kernel per node, to see what fusion buys\n"
+    "  --tuning FILE       JIT and C: follow the schedule choices `kiln tune` wrote to FILE\n"
     "  --max-memory SIZE   refuse any tensor or arena the model sizes above SIZE (bytes, or\n"
     "                      with K, M, G; default: this machine's memory)\n"
     "  --time              print how long the first run took (for the JIT with a symbolic\n"
@@ -63,7 +66,7 @@ static const char *const usage_run =
 
 static const char *const usage_dump =
     "usage: kiln dump MODEL [--train] [--after PASS] [--elide N] [--loops | --llvm | --fusion [--dot FILE]]\n"
-    "                 [--no-fuse] [--batch N]\n"
+    "                 [--no-fuse] [--batch N] [--tuning FILE]\n"
     "\n"
     "Prints MODEL (.kiln or .onnx) in the .kiln text format.\n"
     "\n"
@@ -81,11 +84,12 @@ static const char *const usage_dump =
     "  --no-fuse      lower one kernel per node\n"
     "  --batch N      the size of a symbolic batch dimension, for --loops/--llvm/--fusion\n"
     "                 (default 1)\n"
+    "  --tuning FILE  follow the schedule choices `kiln tune` wrote to FILE\n"
     "  -h, --help     show this help\n";
 
 static const char *const usage_compile =
     "usage: kiln compile MODEL -o OUT [--emit so|c|obj|llvm] [--backend llvm|c] [--name NAME]\n"
-    "                    [--target-cpu CPU] [--batch N]\n"
+    "                    [--target-cpu CPU] [--batch N] [--tuning FILE]\n"
     "\n"
     "Compiles MODEL ahead of time. With --emit so (the default) OUT is the shared library to\n"
     "build (libNAME.so), and NAME.h is written beside it. The library embeds the weights and\n"
@@ -100,6 +104,7 @@ static const char *const usage_compile =
     "  --target-cpu CPU  an LLVM CPU name (x86-64-v3, znver4, ...); default: this machine's\n"
     "  --batch N         the size of the model's symbolic batch dimension (default 1)\n"
     "  --no-fuse         one kernel per node\n"
+    "  --tuning FILE     follow the schedule choices `kiln tune` wrote to FILE\n"
     "  -h, --help        show this help\n";
 
 static const char *const usage_check =
@@ -184,6 +189,10 @@ static int cmd_run(int argc, char **argv) {
                 return usage_error(usage_run, "--threads needs a count >= 1%s", "");
         } else if (!strcmp(argv[i], "--no-fuse")) {
             opts.no_fuse = true;
+        } else if (!strcmp(argv[i], "--tuning")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_run, "%s needs a file name", argv[i]);
+            opts.tuning = argv[++i];
         } else if (!strcmp(argv[i], "--max-memory")) {
             if (i + 1 >= argc)
                 return usage_error(usage_run, "%s needs a size", argv[i]);
@@ -268,7 +277,7 @@ done:
 }
 
 static int cmd_dump(int argc, char **argv) {
-    const char *model_path = NULL, *after = NULL, *dot = NULL;
+    const char *model_path = NULL, *after = NULL, *dot = NULL, *tuning_path = NULL;
     bool loops = false, llvm = false, fusion = false, no_fuse = false, train = false;
     int64_t batch = 1;
     ir_print_opts opts = {0};
@@ -296,6 +305,10 @@ static int cmd_dump(int argc, char **argv) {
             if (i + 1 >= argc)
                 return usage_error(usage_dump, "%s needs a file name", argv[i]);
             dot = argv[++i];
+        } else if (!strcmp(argv[i], "--tuning")) {
+            if (i + 1 >= argc)
+                return usage_error(usage_dump, "%s needs a file name", argv[i]);
+            tuning_path = argv[++i];
         } else if (!strcmp(argv[i], "--batch")) {
             char *end;
             if (i + 1 >= argc || (batch = strtoll(argv[++i], &end, 10)) < 1 || *end)
@@ -336,7 +349,10 @@ static int cmd_dump(int argc, char **argv) {
             return model_error(&d);
         }
     }
-    if ((after || loops) && driver_optimize(g, after && strcmp(after, "all") ? after : NULL, &d)) {
+    kiln_tuning *tuning = NULL;
+    if ((tuning_path && driver_read_tuning(tuning_path, &tuning, &d)) ||
+        ((after || loops) && driver_optimize_tuned(g, after && strcmp(after, "all") ? after : NULL, tuning, &d))) {
+        tuning_free(tuning);
         ir_graph_destroy(g);
         return model_error(&d);
     }
@@ -344,7 +360,9 @@ static int cmd_dump(int argc, char **argv) {
         lir_module *m;
         fusion_plan plan;
         lower_options lo = driver_lower_options(NULL, no_fuse, 0);
+        lo.tuning = tuning;
         if (lower_graph(g, &lo, &m, &plan, &d)) {
+            tuning_free(tuning);
             ir_graph_destroy(g);
             return model_error(&d);
         }
@@ -367,12 +385,14 @@ static int cmd_dump(int argc, char **argv) {
         fuse_plan_free(&plan);
         lir_module_destroy(m);
         if (st) {
+            tuning_free(tuning);
             ir_graph_destroy(g);
             return model_error(&d);
         }
     } else {
         ir_print(g, stdout, &opts);
     }
+    tuning_free(tuning);
     ir_graph_destroy(g);
     return 0;
 }
@@ -453,7 +473,8 @@ static int cmd_compile(int argc, char **argv) {
             fputs(usage_compile, stdout);
             return 0;
         } else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--emit") || !strcmp(argv[i], "--name") ||
-                   !strcmp(argv[i], "--batch") || !strcmp(argv[i], "--backend") || !strcmp(argv[i], "--target-cpu")) {
+                   !strcmp(argv[i], "--batch") || !strcmp(argv[i], "--backend") || !strcmp(argv[i], "--target-cpu") ||
+                   !strcmp(argv[i], "--tuning")) {
             if (i + 1 >= argc)
                 return usage_error(usage_compile, "%s needs a value", argv[i]);
             const char *flag = argv[i++];
@@ -463,6 +484,8 @@ static int cmd_compile(int argc, char **argv) {
                 name = argv[i];
             else if (!strcmp(flag, "--target-cpu"))
                 o.target_cpu = argv[i];
+            else if (!strcmp(flag, "--tuning"))
+                o.tuning = argv[i];
             else if (!strcmp(flag, "--backend")) {
                 if (strcmp(argv[i], "llvm") && strcmp(argv[i], "c"))
                     return usage_error(usage_compile, "unknown backend '%s' (llvm, c)", argv[i]);
@@ -543,6 +566,8 @@ int main(int argc, char **argv) {
         return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "train"))
         return cmd_train(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tune"))
+        return cmd_tune(argc - 2, argv + 2);
     fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_USAGE;
 }

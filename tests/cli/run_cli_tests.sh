@@ -113,6 +113,19 @@ expect 0 'fusion: [0-9]+ -> [0-9]+ kernels, .*same outputs' -- "$kiln" bench $mo
 expect 0 '"speedup": ' -- "$kiln" bench $models/mlp.kiln --compare unfused --iterations 2 --json
 expect 0 'k0_MatMul' -- "$kiln" bench $models/mlp.kiln --iterations 2 --profile --trace "$tmp/trace.json"
 expect 0 '"traceEvents"' -- cat "$tmp/trace.json"
+# kiln tune: writes a file that run, bench and compile follow (which choices it keeps is
+# the machine's business: only the summary and the file's header are checked)
+expect 0 'choices? -> .*cnn.tune; median [0-9.]+ ms with the cost rules' -- "$kiln" tune $models/cnn.kiln --input image=$models/images.npy --batch 4 --threads 2 --iterations 3 -o "$tmp/cnn.tune"
+expect 0 '^# kiln tune .*cnn.kiln, 2 threads' -- head -1 "$tmp/cnn.tune"
+echo "conv winograd c2  # Winograd where the cost rule says direct (8 input channels)" >>"$tmp/cnn.tune"
+expect 0 'probs -> ' -- "$kiln" run $models/cnn.kiln --input image=$models/images.npy --output-dir "$tmp/tuned" --tuning "$tmp/cnn.tune"
+expect 0 'fused: ' -- "$kiln" bench $models/cnn.kiln --batch 4 --iterations 1 --tuning "$tmp/cnn.tune"
+expect 0 'libtuned.so' -- "$kiln" compile $models/cnn.kiln -o "$tmp/lib/libtuned.so" --tuning "$tmp/cnn.tune"
+printf 'conv direct a\nconv fast b\n' >"$tmp/bad.tune"
+expect 1 "bad.tune:2: conv takes direct or winograd, not 'fast'" -- "$kiln" run $models/cnn.kiln --input image=$models/images.npy --tuning "$tmp/bad.tune"
+expect 1 'nope.tune: ' -- "$kiln" compile $models/cnn.kiln -o "$tmp/lib/libx.so" --tuning "$tmp/nope.tune"
+expect 2 'missing -o FILE' -- "$kiln" tune $models/cnn.kiln
+expect 0 'usage: kiln tune' -- "$kiln" tune --help
 expect 1 "the model has no input named 'nope'" -- "$kiln" bench $models/mlp.kiln --input nope=$models/images.npy
 expect 2 "--compare takes 'unfused'" -- "$kiln" bench $models/mlp.kiln --compare fused
 expect 2 '--iterations needs a count' -- "$kiln" bench $models/mlp.kiln --iterations 0
