@@ -33,9 +33,17 @@ void tuning_free(kiln_tuning *t) {
 kiln_status tuning_set(kiln_tuning *t, tuning_knob k, const char *node, int value, kiln_diag *d) {
     for (int i = 0; i < t->count; i++)
         if (t->choices[i].knob == k && !strcmp(t->choices[i].node, node)) {
-            t->choices[i].value = value;
+            if (value != TUNE_UNSET) {
+                t->choices[i].value = value;
+                return KILN_OK;
+            }
+            free(t->choices[i].node);
+            memmove(t->choices + i, t->choices + i + 1, sizeof *t->choices * (size_t)(t->count - i - 1));
+            t->count--;
             return KILN_OK;
         }
+    if (value == TUNE_UNSET)
+        return KILN_OK;
     if (t->count == t->cap) {
         int cap = t->cap ? 2 * t->cap : 16;
         tuning_choice *grown = realloc(t->choices, sizeof *grown * (size_t)cap);

@@ -45,7 +45,7 @@ const char *tuning_value_name(tuning_knob k, int value);
 /* An empty table (every knob unset); NULL when out of memory. */
 kiln_tuning *tuning_new(void);
 void tuning_free(kiln_tuning *t); /* NULL is a no-op */
-/* Adds (or replaces) node's choice for knob. */
+/* Adds (or replaces) node's choice for knob; TUNE_UNSET removes it. */
 kiln_status tuning_set(kiln_tuning *t, tuning_knob k, const char *node, int value, kiln_diag *d);
 /* The text of a tuning file (`file` names it in messages) into a new table. */
 kiln_status tuning_parse(const char *text, size_t len, const char *file, kiln_tuning **out, kiln_diag *d);

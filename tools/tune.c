@@ -7,8 +7,9 @@
  * a model's convs need not be built one by one), and each node's kernels are timed in the
  * same runs (per-kernel medians, as bench --profile). A node keeps a value only where it
  * beat the cost rule's own build by TUNE_MARGIN: the rest of the file is noise otherwise.
- * The choices of one knob are fixed before the next is tried. Last, the model is timed
- * with the file against without it, in alternating rounds, and both medians printed.
+ * The choices of one knob are fixed before the next is tried; then all of them are timed
+ * together against none, node by node, and those no longer faster dropped. Last, the
+ * model is timed with the file against without it, in alternating rounds.
  */
 #include "tools/cli.h"
 
@@ -105,6 +106,35 @@ static int tune_knob(tuner *t, tuning_knob knob, const char *const *nodes, int c
                    ms[best]);
     }
     bench_free(&base), bench_free(&tried[0]), bench_free(&tried[1]);
+    return rc;
+}
+
+/* Each choice again, all of them in one build against none: a node's time in the trial
+ * builds depends on its neighbours' choices too (the kernel before a direct conv left
+ * other data in the caches than the one before it did when every conv was direct), so a
+ * choice stays only where the node's kernels are still faster by the margin. */
+static int confirm(tuner *t) {
+    bench_result with = {0}, without = {0};
+    kiln_tuning *keep = t->choices, *none = tuning_new();
+    int rc = none ? measure(t, &with) : EXIT_MODEL;
+    t->choices = none;
+    if (!rc)
+        rc = measure(t, &without);
+    t->choices = keep;
+    kiln_diag d = {0};
+    for (int i = keep->count - 1; !rc && i >= 0; i--) {
+        const tuning_choice *c = &keep->choices[i];
+        bool prefix = c->knob == TUNE_CONV;
+        double was = node_ms(&without, c->node, prefix, NULL, 0), now = node_ms(&with, c->node, prefix, NULL, 0);
+        if (was < 0 || now < 0 || now <= TUNE_MARGIN * was)
+            continue; /* kept (a conv_order node may exist only with its conv's choice) */
+        printf("  dropped: %s %s %s (%.4f -> %.4f ms with every choice)\n", tuning_knob_name(c->knob),
+               tuning_value_name(c->knob, c->value), c->node, was, now);
+        if (tuning_set(keep, c->knob, c->node, TUNE_UNSET, &d))
+            rc = model_error(&d);
+    }
+    tuning_free(none);
+    bench_free(&with), bench_free(&without);
     return rc;
 }
 
@@ -208,6 +238,8 @@ int cmd_tune(int argc, char **argv) {
         rc = tune_knob(&t, TUNE_CONV, convs, nconv, -1, true);
     if (!rc && threads > 1) /* one thread splits nothing */
         rc = tune_knob(&t, TUNE_CONV_ORDER, NULL, 0, IR_OP_CONV_NCHWC, false);
+    if (!rc && t.choices->count)
+        rc = confirm(&t);
     if (!rc)
         rc = compare(&t, &without, &with);
     FILE *f = NULL;

@@ -1010,6 +1010,10 @@ static void test_tuning_followed(void **state) {
     assert_int_equal(tuning_get(t, TUNE_CONV, "a b"), TUNE_WINOGRAD);
     assert_int_equal(tuning_get(t, TUNE_CONV, "x"), TUNE_WINOGRAD);
     assert_int_equal(tuning_get(t, TUNE_CONV_ORDER, "x"), TUNE_UNSET);
+    assert_int_equal(tuning_set(t, TUNE_CONV, "x", TUNE_UNSET, &d), KILN_OK); /* kiln tune dropping a choice */
+    assert_int_equal(t->count, 1);
+    assert_int_equal(tuning_get(t, TUNE_CONV, "x"), TUNE_UNSET);
+    assert_int_equal(tuning_get(t, TUNE_CONV, "a b"), TUNE_WINOGRAD);
     t->all[TUNE_CONV] = TUNE_DIRECT; /* kiln tune's trials: one value for every node */
     assert_int_equal(tuning_get(t, TUNE_CONV, "a b"), TUNE_DIRECT);
     tuning_free(t);
