@@ -36,6 +36,8 @@ typedef struct rnn_lower {
     lir_buffer *h, *cell, *gx, *gh, *hn, *z, *rg; /* scratch, [batch, ...] */
     lir_buffer *wt, *rt; /* W and R in panels: [directions, row panels, input or hidden, panel] */
     int64_t panel;       /* gate rows per panel: the vector width, or all rows */
+    bool merged;         /* W x + R h summed in one accumulator into gx (RNN, LSTM: GRU's
+                            candidate needs R h apart, gh) */
     lir_expr *b, *tt;          /* the batch entry and the time step */
 } rnn_lower;
 
@@ -85,7 +87,8 @@ static lir_expr *clipped(rnn_lower *L, lir_expr *v) {
     return L->clip > 0 ? bin(c, LIR_MAX, num(L, -L->clip), bin(c, LIR_MIN, num(L, L->clip), v)) : v;
 }
 
-/* Each gate row of W x_t (+ Wb) into gx and of R h (+ Rb) into gh, for the `n` batch
+/* Each gate row of W x_t (+ Wb) into gx and of R h (+ Rb) into gh (merged: their sum into
+ * gx, one accumulator running on from the x loop into the h loop), for the `n` batch
  * entries b[0..n) at their steps t[0..n) at once: one load of a weight serves them all.
  * The lane loop (rows of a panel) is the one vectorized: a panel's weights for one k are
  * consecutive, and a panel's whole strip (k = 0, 1, ...) too, so each step streams R in
@@ -122,10 +125,12 @@ static kiln_status gate_rows(rnn_lower *L, lir_stmt *step, int n, lir_expr **bs,
         for (int v = 0; v < pairs; v++) {
             lir_expr *wb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows), row[v])) : num(L, 0);
             lir_expr *rb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows + rows), row[v])) : num(L, 0);
-            acc[v][e] = lower_var(c, "acc", L->t), racc[v][e] = lower_var(c, "racc", L->t);
+            acc[v][e] = lower_var(c, "acc", L->t);
+            racc[v][e] = L->merged ? acc[v][e] : lower_var(c, "racc", L->t);
             if (!lir_seq_push(M, xsum, lir_assign(M, acc[v][e], lir_fma(M, ref(c, wv[v]), xe, ref(c, acc[v][e])))) ||
                 !lir_seq_push(M, hsum, lir_assign(M, racc[v][e], lir_fma(M, ref(c, rv[v]), he, ref(c, racc[v][e])))) ||
-                !lir_seq_push(M, body, lir_let(M, acc[v][e], wb)) || !lir_seq_push(M, body, lir_let(M, racc[v][e], rb)))
+                !lir_seq_push(M, body, lir_let(M, acc[v][e], L->merged ? add(c, wb, rb) : wb)) ||
+                (!L->merged && !lir_seq_push(M, body, lir_let(M, racc[v][e], rb))))
                 return lower_oom(c);
         }
     }
@@ -135,17 +140,19 @@ static kiln_status gate_rows(rnn_lower *L, lir_stmt *step, int n, lir_expr **bs,
         L->b = bs[e];
         for (int v = 0; v < pairs; v++)
             if (!lir_seq_push(M, body, to_scratch(L, L->gx, rows, 0, row[v], ref(c, acc[v][e]))) ||
-                !lir_seq_push(M, body, to_scratch(L, L->gh, rows, 0, row[v], ref(c, racc[v][e]))))
+                (!L->merged && !lir_seq_push(M, body, to_scratch(L, L->gh, rows, 0, row[v], ref(c, racc[v][e])))))
                 return lower_oom(c);
     }
     return lir_seq_push(M, step, row_loop) ? KILN_OK : lower_oom(c);
 }
 
-/* gx + gh of gate g at hidden unit j, plus extra (peephole) when given. */
+/* gx + gh (merged: gx) of gate g at hidden unit j, plus extra (peephole) when given. */
 static lir_expr *pre(rnn_lower *L, int g, lir_expr *j, lir_expr *extra) {
     lower_ctx *c = L->c;
     int64_t rows = L->r.gates * L->r.hidden, H = L->r.hidden;
-    lir_expr *v = add(c, scratch(L, L->gx, rows, g * H, j), scratch(L, L->gh, rows, g * H, j));
+    lir_expr *v = scratch(L, L->gx, rows, g * H, j);
+    if (!L->merged)
+        v = add(c, v, scratch(L, L->gh, rows, g * H, j));
     return clipped(L, extra ? add(c, v, extra) : v);
 }
 
@@ -343,8 +350,10 @@ static kiln_status recurrent(lower_ctx *c, int gates) {
     L.t = lower_compute_type(c->in_type[0]->dtype);
     L.clip = ir_node_attr(c->node, "clip") ? ir_attr_float(c->node, "clip") : 0;
     int64_t B = L.r.batch, H = L.r.hidden, rows = gates * H;
+    L.merged = gates != 3;
     if (!(L.h = lir_local(M, c->k, "h", L.t, B * H)) || !(L.hn = lir_local(M, c->k, "h_next", L.t, B * H)) ||
-        !(L.gx = lir_local(M, c->k, "gates_x", L.t, B * rows)) || !(L.gh = lir_local(M, c->k, "gates_h", L.t, B * rows)) ||
+        !(L.gx = lir_local(M, c->k, "gates_x", L.t, B * rows)) ||
+        (!L.merged && !(L.gh = lir_local(M, c->k, "gates_h", L.t, B * rows))) ||
         (gates == 4 && !(L.cell = lir_local(M, c->k, "c", L.t, B * H))) ||
         (gates == 3 && (!(L.z = lir_local(M, c->k, "z", L.t, B * H)) || !(L.rg = lir_local(M, c->k, "r", L.t, B * H)))))
         return lower_oom(c);
