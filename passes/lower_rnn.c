@@ -36,8 +36,9 @@ typedef struct rnn_lower {
     lir_buffer *h, *cell, *gx, *gh, *hn, *z, *rg; /* scratch, [batch, ...] */
     lir_buffer *wt, *rt; /* W and R in panels: [directions, row panels, input or hidden, panel] */
     int64_t panel;       /* gate rows per panel: the vector width, or all rows */
-    bool merged;         /* W x + R h summed in one accumulator into gx (RNN, LSTM: GRU's
-                            candidate needs R h apart, gh) */
+    bool gru;            /* GRU's candidate needs R h apart (gh) and reads all of h after
+                            the gates: RNN and LSTM sum W x + R h into gx in one accumulator,
+                            and their cells, which read only their own unit, write h in place */
     lir_expr *b, *tt;          /* the batch entry and the time step */
 } rnn_lower;
 
@@ -87,7 +88,7 @@ static lir_expr *clipped(rnn_lower *L, lir_expr *v) {
     return L->clip > 0 ? bin(c, LIR_MAX, num(L, -L->clip), bin(c, LIR_MIN, num(L, L->clip), v)) : v;
 }
 
-/* Each gate row of W x_t (+ Wb) into gx and of R h (+ Rb) into gh (merged: their sum into
+/* Each gate row of W x_t (+ Wb) into gx and of R h (+ Rb) into gh (not GRU: their sum into
  * gx, one accumulator running on from the x loop into the h loop), for the `n` batch
  * entries b[0..n) at their steps t[0..n) at once: one load of a weight serves them all.
  * The lane loop (rows of a panel) is the one vectorized: a panel's weights for one k are
@@ -126,11 +127,11 @@ static kiln_status gate_rows(rnn_lower *L, lir_stmt *step, int n, lir_expr **bs,
             lir_expr *wb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows), row[v])) : num(L, 0);
             lir_expr *rb = bias ? in(L, 3, add(c, i64(c, L->d * 2 * rows + rows), row[v])) : num(L, 0);
             acc[v][e] = lower_var(c, "acc", L->t);
-            racc[v][e] = L->merged ? acc[v][e] : lower_var(c, "racc", L->t);
+            racc[v][e] = !L->gru ? acc[v][e] : lower_var(c, "racc", L->t);
             if (!lir_seq_push(M, xsum, lir_assign(M, acc[v][e], lir_fma(M, ref(c, wv[v]), xe, ref(c, acc[v][e])))) ||
                 !lir_seq_push(M, hsum, lir_assign(M, racc[v][e], lir_fma(M, ref(c, rv[v]), he, ref(c, racc[v][e])))) ||
-                !lir_seq_push(M, body, lir_let(M, acc[v][e], L->merged ? add(c, wb, rb) : wb)) ||
-                (!L->merged && !lir_seq_push(M, body, lir_let(M, racc[v][e], rb))))
+                !lir_seq_push(M, body, lir_let(M, acc[v][e], !L->gru ? add(c, wb, rb) : wb)) ||
+                (L->gru && !lir_seq_push(M, body, lir_let(M, racc[v][e], rb))))
                 return lower_oom(c);
         }
     }
@@ -140,23 +141,53 @@ static kiln_status gate_rows(rnn_lower *L, lir_stmt *step, int n, lir_expr **bs,
         L->b = bs[e];
         for (int v = 0; v < pairs; v++)
             if (!lir_seq_push(M, body, to_scratch(L, L->gx, rows, 0, row[v], ref(c, acc[v][e]))) ||
-                (!L->merged && !lir_seq_push(M, body, to_scratch(L, L->gh, rows, 0, row[v], ref(c, racc[v][e])))))
+                (L->gru && !lir_seq_push(M, body, to_scratch(L, L->gh, rows, 0, row[v], ref(c, racc[v][e])))))
                 return lower_oom(c);
     }
     return lir_seq_push(M, step, row_loop) ? KILN_OK : lower_oom(c);
 }
 
-/* gx + gh (merged: gx) of gate g at hidden unit j, plus extra (peephole) when given. */
+/* gx + gh (not GRU: gx) of gate g at hidden unit j, plus extra (peephole) when given. */
 static lir_expr *pre(rnn_lower *L, int g, lir_expr *j, lir_expr *extra) {
     lower_ctx *c = L->c;
     int64_t rows = L->r.gates * L->r.hidden, H = L->r.hidden;
     lir_expr *v = scratch(L, L->gx, rows, g * H, j);
-    if (!L->merged)
+    if (L->gru)
         v = add(c, v, scratch(L, L->gh, rows, g * H, j));
     return clipped(L, extra ? add(c, v, extra) : v);
 }
 
-/* The elementwise cell of one step: hn (and, for LSTM, the new cell state in place). */
+/* Where Y[t, d, b, j] (layout 0) or Y[b, t, d, j] (layout 1) lives. */
+static lir_expr *y_at(rnn_lower *L, lir_expr *t, lir_expr *j) {
+    lower_ctx *c = L->c;
+    const shape_rnn_spec *r = &L->r;
+    lir_expr *d = i64(c, L->d);
+    return r->layout ? mad(c, mad(c, mad(c, L->b, r->seq, t), r->directions, d), r->hidden, j)
+                     : mad(c, mad(c, mad(c, t, r->directions, d), r->batch, L->b), r->hidden, j);
+}
+/* Where the state [d, b, j] (layout 0) or [b, d, j] (layout 1) lives. */
+static lir_expr *state_at(rnn_lower *L, lir_expr *j) {
+    lower_ctx *c = L->c;
+    const shape_rnn_spec *r = &L->r;
+    lir_expr *d = i64(c, L->d);
+    return r->layout ? mad(c, mad(c, L->b, r->directions, d), r->hidden, j) : mad(c, mad(c, d, r->batch, L->b), r->hidden, j);
+}
+
+static bool has_out(lower_ctx *c, int i) { return i < c->node->output_count && c->out[i]; }
+
+/* The step's new h at unit j: into hn (GRU), or into h and Y at once. */
+static bool new_h(rnn_lower *L, lir_stmt *body, lir_expr *j, lir_expr *v) {
+    lower_ctx *c = L->c;
+    int64_t H = L->r.hidden;
+    if (L->gru)
+        return lir_seq_push(M, body, to_scratch(L, L->hn, H, 0, j, v));
+    int hv = lower_var(c, "h_new", L->t);
+    return lir_seq_push(M, body, lir_let(M, hv, v)) && lir_seq_push(M, body, to_scratch(L, L->h, H, 0, j, ref(c, hv))) &&
+           (!has_out(c, 0) ||
+            lir_seq_push(M, body, lir_store(M, c->out[0], y_at(L, L->tt, j), lir_cast(M, c->out_type[0]->dtype, ref(c, hv)))));
+}
+
+/* The elementwise cell of one step: the new h (and, for LSTM, the new cell state in place). */
 static kiln_status cell(rnn_lower *L, lir_stmt *step) {
     lower_ctx *c = L->c;
     int64_t H = L->r.hidden, rows = L->r.gates * H;
@@ -166,8 +197,7 @@ static kiln_status cell(rnn_lower *L, lir_stmt *step) {
         return lower_oom(c);
     ir_op op = c->node->op;
     if (op == IR_OP_RNN)
-        return lir_seq_push(M, body, to_scratch(L, L->hn, H, 0, j, activate(L, &L->f[0], pre(L, 0, j, NULL)))) ? KILN_OK
-                                                                                                               : lower_oom(c);
+        return new_h(L, body, j, activate(L, &L->f[0], pre(L, 0, j, NULL))) ? KILN_OK : lower_oom(c);
     if (op == IR_OP_LSTM) {
         bool peep = c->node->input_count > 7 && c->in[7];
         lir_expr *pi = NULL, *po = NULL, *pf = NULL;
@@ -186,7 +216,7 @@ static kiln_status cell(rnn_lower *L, lir_stmt *step) {
         if (!lir_seq_push(M, body, lir_let(M, iv, activate(L, &L->f[0], pre(L, 0, j, pi ? mul(c, pi, old) : NULL)))) ||
             !lir_seq_push(M, body, lir_let(M, fv, f)) || !lir_seq_push(M, body, lir_let(M, cv, cn)) ||
             !lir_seq_push(M, body, to_scratch(L, L->cell, H, 0, j, ref(c, cv))) ||
-            !lir_seq_push(M, body, to_scratch(L, L->hn, H, 0, j, mul(c, o, activate(L, &L->f[2], ref(c, cv))))))
+            !new_h(L, body, j, mul(c, o, activate(L, &L->f[2], ref(c, cv)))))
             return lower_oom(c);
         return KILN_OK;
     }
@@ -218,23 +248,6 @@ static kiln_status cell(rnn_lower *L, lir_stmt *step) {
     return lir_seq_push(M, body2, to_scratch(L, L->hn, H, 0, j2, h_new)) ? KILN_OK : lower_oom(c);
 }
 
-/* Where Y[t, d, b, j] (layout 0) or Y[b, t, d, j] (layout 1) lives. */
-static lir_expr *y_at(rnn_lower *L, lir_expr *t, lir_expr *j) {
-    lower_ctx *c = L->c;
-    const shape_rnn_spec *r = &L->r;
-    lir_expr *d = i64(c, L->d);
-    return r->layout ? mad(c, mad(c, mad(c, L->b, r->seq, t), r->directions, d), r->hidden, j)
-                     : mad(c, mad(c, mad(c, t, r->directions, d), r->batch, L->b), r->hidden, j);
-}
-/* Where the state [d, b, j] (layout 0) or [b, d, j] (layout 1) lives. */
-static lir_expr *state_at(rnn_lower *L, lir_expr *j) {
-    lower_ctx *c = L->c;
-    const shape_rnn_spec *r = &L->r;
-    lir_expr *d = i64(c, L->d);
-    return r->layout ? mad(c, mad(c, L->b, r->directions, d), r->hidden, j) : mad(c, mad(c, d, r->batch, L->b), r->hidden, j);
-}
-
-static bool has_out(lower_ctx *c, int i) { return i < c->node->output_count && c->out[i]; }
 
 /* One direction: batch entries in blocks of RNN_BATCH (the blocks may run on several
  * threads); in each, the steps in order, every entry of the block at its own time step,
@@ -301,10 +314,10 @@ static kiln_status direction(rnn_lower *L) {
         lir_expr *k;
         lir_stmt *copy = lir_seq(M), *copy_loop = lower_loop(c, "j", H, copy, &k);
         lir_expr *live = bin(c, LIR_LT, s, lens_v[e]);
-        if (!copy || !lir_seq_push(M, copy, to_scratch(L, L->h, H, 0, k, scratch(L, L->hn, H, 0, k))) ||
-            (has_out(c, 0) && !lir_seq_push(M, copy, lir_store(M, c->out[0], y_at(L, L->tt, k),
-                                                                lir_cast(M, c->out_type[0]->dtype, scratch(L, L->hn, H, 0, k))))) ||
-            !lir_seq_push(M, run, copy_loop) ||
+        if (!copy || (L->gru && (!lir_seq_push(M, copy, to_scratch(L, L->h, H, 0, k, scratch(L, L->hn, H, 0, k))) ||
+                                 (has_out(c, 0) && !lir_seq_push(M, copy, lir_store(M, c->out[0], y_at(L, L->tt, k),
+                                                                                    lir_cast(M, c->out_type[0]->dtype, scratch(L, L->hn, H, 0, k))))) ||
+                                 !lir_seq_push(M, run, copy_loop))) ||
             !lir_seq_push(M, step, lir_if(M, valid[e] ? bin(c, LIR_AND, valid[e], live) : live, run, NULL)))
             return lower_oom(c);
     }
@@ -350,10 +363,10 @@ static kiln_status recurrent(lower_ctx *c, int gates) {
     L.t = lower_compute_type(c->in_type[0]->dtype);
     L.clip = ir_node_attr(c->node, "clip") ? ir_attr_float(c->node, "clip") : 0;
     int64_t B = L.r.batch, H = L.r.hidden, rows = gates * H;
-    L.merged = gates != 3;
+    L.gru = gates == 3;
     if (!(L.h = lir_local(M, c->k, "h", L.t, B * H)) || !(L.hn = lir_local(M, c->k, "h_next", L.t, B * H)) ||
         !(L.gx = lir_local(M, c->k, "gates_x", L.t, B * rows)) ||
-        (!L.merged && !(L.gh = lir_local(M, c->k, "gates_h", L.t, B * rows))) ||
+        (L.gru && !(L.gh = lir_local(M, c->k, "gates_h", L.t, B * rows))) ||
         (gates == 4 && !(L.cell = lir_local(M, c->k, "c", L.t, B * H))) ||
         (gates == 3 && (!(L.z = lir_local(M, c->k, "z", L.t, B * H)) || !(L.rg = lir_local(M, c->k, "r", L.t, B * H)))))
         return lower_oom(c);
