@@ -6,9 +6,10 @@
  * lengths (steps past a sequence's end give zeros in Y), layout 0 or 1.
  *
  * One kernel; per direction, a loop over the batch whose iterations are independent (each
- * batch entry keeps its state in its own rows of the kernel's scratch: h, c, the input and
- * recurrent gate products, the next h), so the schedule may split it across threads. Each
- * step computes all gate rows (W x_t + Wb, R h + Rb), then the elementwise cell.
+ * batch entry keeps its state in its own rows of the kernel's scratch: h, c, the gate sums
+ * W x_t + Wb + R h + Rb, or for GRU the input and recurrent products apart and the next
+ * h), so the schedule may split it across threads. Each step computes all gate rows, then
+ * the elementwise cell.
  */
 #include "passes/lower.h"
 
@@ -33,7 +34,7 @@ typedef struct rnn_lower {
     int d;                     /* the direction being emitted */
     const shape_activation *f; /* its activations */
     double clip;               /* 0: none */
-    lir_buffer *h, *cell, *gx, *gh, *hn, *z, *rg; /* scratch, [batch, ...] */
+    lir_buffer *h, *cell, *gx, *gh, *hn, *z, *rg; /* scratch, [batch, ...] (gh, hn, z, rg: GRU) */
     lir_buffer *wt, *rt; /* W and R in panels: [directions, row panels, input or hidden, panel] */
     int64_t panel;       /* gate rows per panel: the vector width, or all rows */
     bool gru;            /* GRU's candidate needs R h apart (gh) and reads all of h after
@@ -248,7 +249,6 @@ static kiln_status cell(rnn_lower *L, lir_stmt *step) {
     return lir_seq_push(M, body2, to_scratch(L, L->hn, H, 0, j2, h_new)) ? KILN_OK : lower_oom(c);
 }
 
-
 /* One direction: batch entries in blocks of RNN_BATCH (the blocks may run on several
  * threads); in each, the steps in order, every entry of the block at its own time step,
  * its gate rows computed together; the cell of an entry runs while its sequence lasts. */
@@ -311,14 +311,17 @@ static kiln_status direction(rnn_lower *L) {
         lir_stmt *run = lir_seq(M);
         if (!run || (st = cell(L, run)))
             return st ? st : lower_oom(c);
-        lir_expr *k;
-        lir_stmt *copy = lir_seq(M), *copy_loop = lower_loop(c, "j", H, copy, &k);
+        if (L->gru) { /* h_next into h and Y after the whole cell (its candidate reads all of h) */
+            lir_expr *k;
+            lir_stmt *copy = lir_seq(M), *copy_loop = lower_loop(c, "j", H, copy, &k);
+            if (!copy || !lir_seq_push(M, copy, to_scratch(L, L->h, H, 0, k, scratch(L, L->hn, H, 0, k))) ||
+                (has_out(c, 0) && !lir_seq_push(M, copy, lir_store(M, c->out[0], y_at(L, L->tt, k),
+                                                                    lir_cast(M, c->out_type[0]->dtype, scratch(L, L->hn, H, 0, k))))) ||
+                !lir_seq_push(M, run, copy_loop))
+                return lower_oom(c);
+        }
         lir_expr *live = bin(c, LIR_LT, s, lens_v[e]);
-        if (!copy || (L->gru && (!lir_seq_push(M, copy, to_scratch(L, L->h, H, 0, k, scratch(L, L->hn, H, 0, k))) ||
-                                 (has_out(c, 0) && !lir_seq_push(M, copy, lir_store(M, c->out[0], y_at(L, L->tt, k),
-                                                                                    lir_cast(M, c->out_type[0]->dtype, scratch(L, L->hn, H, 0, k))))) ||
-                                 !lir_seq_push(M, run, copy_loop))) ||
-            !lir_seq_push(M, step, lir_if(M, valid[e] ? bin(c, LIR_AND, valid[e], live) : live, run, NULL)))
+        if (!lir_seq_push(M, step, lir_if(M, valid[e] ? bin(c, LIR_AND, valid[e], live) : live, run, NULL)))
             return lower_oom(c);
     }
     /* after: zeros in Y past each sequence's end, and the final states */
@@ -364,7 +367,7 @@ static kiln_status recurrent(lower_ctx *c, int gates) {
     L.clip = ir_node_attr(c->node, "clip") ? ir_attr_float(c->node, "clip") : 0;
     int64_t B = L.r.batch, H = L.r.hidden, rows = gates * H;
     L.gru = gates == 3;
-    if (!(L.h = lir_local(M, c->k, "h", L.t, B * H)) || !(L.hn = lir_local(M, c->k, "h_next", L.t, B * H)) ||
+    if (!(L.h = lir_local(M, c->k, "h", L.t, B * H)) || (L.gru && !(L.hn = lir_local(M, c->k, "h_next", L.t, B * H))) ||
         !(L.gx = lir_local(M, c->k, "gates_x", L.t, B * rows)) ||
         (L.gru && !(L.gh = lir_local(M, c->k, "gates_h", L.t, B * rows))) ||
         (gates == 4 && !(L.cell = lir_local(M, c->k, "c", L.t, B * H))) ||

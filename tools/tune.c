@@ -88,6 +88,11 @@ static int tune_knob(tuner *t, tuning_knob knob, const char *const *nodes, int c
         const char *node = nodes ? nodes[i] : base.origin[i];
         if (!node || (!nodes && base.origin_op[i] != op))
             continue;
+        bool seen = false; /* a node of several kernels: once */
+        for (int j = 0; !nodes && j < i && !seen; j++)
+            seen = base.origin[j] && !strcmp(base.origin[j], node);
+        if (seen)
+            continue;
         char s[3][256];
         double was = node_ms(&base, node, prefix, s[2], sizeof s[2]);
         double ms[2] = {node_ms(&tried[0], node, prefix, s[0], sizeof s[0]), node_ms(&tried[1], node, prefix, s[1], sizeof s[1])};
