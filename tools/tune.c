@@ -67,34 +67,35 @@ typedef struct tuner {
     kiln_tuning *choices; /* what the file will hold */
 } tuner;
 
-static int measure(tuner *t, bench_result *r) {
-    t->b.trial = t->choices;
+/* Builds and times the model following `with` (NULL: the cost rules alone). */
+static int measure(tuner *t, const kiln_tuning *with, bench_result *r) {
+    t->b.trial = with;
     return bench_one(&t->b, t->b.opts, t->given, r);
 }
 
 /* Tries both values of knob on every node in `nodes` (or, when nodes is NULL, on the nodes
  * of kernels whose op is `op`), keeping in t->choices each value that beat the cost rule. */
 static int tune_knob(tuner *t, tuning_knob knob, const char *const *nodes, int count, int op, bool prefix) {
-    bench_result base = {0}, tried[2] = {{0}};
-    int rc = measure(t, &base);
+    bench_result own = {0}, tried[2] = {{0}}, *base = &own; /* the earlier knobs' choices in place */
+    int rc = measure(t, t->choices, &own);
     for (int v = 0; !rc && v < 2; v++) {
         t->choices->all[knob] = v;
-        rc = measure(t, &tried[v]);
+        rc = measure(t, t->choices, &tried[v]);
     }
     t->choices->all[knob] = TUNE_UNSET;
     kiln_diag d = {0};
-    int total = nodes ? count : base.kernel_count;
+    int total = nodes ? count : base->kernel_count;
     for (int i = 0; !rc && i < total; i++) {
-        const char *node = nodes ? nodes[i] : base.origin[i];
-        if (!node || (!nodes && base.origin_op[i] != op))
+        const char *node = nodes ? nodes[i] : base->origin[i];
+        if (!node || (!nodes && base->origin_op[i] != op))
             continue;
         bool seen = false; /* a node of several kernels: once */
         for (int j = 0; !nodes && j < i && !seen; j++)
-            seen = base.origin[j] && !strcmp(base.origin[j], node);
+            seen = base->origin[j] && !strcmp(base->origin[j], node);
         if (seen)
             continue;
         char s[3][256];
-        double was = node_ms(&base, node, prefix, s[2], sizeof s[2]);
+        double was = node_ms(base, node, prefix, s[2], sizeof s[2]);
         double ms[2] = {node_ms(&tried[0], node, prefix, s[0], sizeof s[0]), node_ms(&tried[1], node, prefix, s[1], sizeof s[1])};
         if (was <= 0 || ms[0] < 0 || ms[1] < 0 || (knob == TUNE_CONV && !strcmp(s[0], s[1])))
             continue; /* not built, or (a conv Winograd cannot compute) built the same either way */
@@ -110,7 +111,7 @@ static int tune_knob(tuner *t, tuning_knob knob, const char *const *nodes, int c
             printf("  %-10s %-9s %-48s %8.4f -> %8.4f ms\n", tuning_knob_name(knob), tuning_value_name(knob, best), node, was,
                    ms[best]);
     }
-    bench_free(&base), bench_free(&tried[0]), bench_free(&tried[1]);
+    bench_free(&own), bench_free(&tried[0]), bench_free(&tried[1]);
     return rc;
 }
 
@@ -119,26 +120,22 @@ static int tune_knob(tuner *t, tuning_knob knob, const char *const *nodes, int c
  * other data in the caches than the one before it did when every conv was direct), so a
  * choice stays only where the node's kernels are still faster by the margin. */
 static int confirm(tuner *t) {
-    bench_result with = {0}, without = {0};
-    kiln_tuning *keep = t->choices, *none = tuning_new();
-    int rc = none ? measure(t, &with) : EXIT_MODEL;
-    t->choices = none;
+    bench_result with = {0}, without = {0}; /* back to back: the machine's speed drifts */
+    int rc = measure(t, t->choices, &with);
     if (!rc)
-        rc = measure(t, &without);
-    t->choices = keep;
+        rc = measure(t, NULL, &without);
     kiln_diag d = {0};
-    for (int i = keep->count - 1; !rc && i >= 0; i--) {
-        const tuning_choice *c = &keep->choices[i];
+    for (int i = t->choices->count - 1; !rc && i >= 0; i--) {
+        const tuning_choice *c = &t->choices->choices[i];
         bool prefix = c->knob == TUNE_CONV;
         double was = node_ms(&without, c->node, prefix, NULL, 0), now = node_ms(&with, c->node, prefix, NULL, 0);
         if (was < 0 || now < 0 || now <= TUNE_MARGIN * was)
             continue; /* kept (a conv_order node may exist only with its conv's choice) */
         printf("  dropped: %s %s %s (%.4f -> %.4f ms with every choice)\n", tuning_knob_name(c->knob),
                tuning_value_name(c->knob, c->value), c->node, was, now);
-        if (tuning_set(keep, c->knob, c->node, TUNE_UNSET, &d))
+        if (tuning_set(t->choices, c->knob, c->node, TUNE_UNSET, &d))
             rc = model_error(&d);
     }
-    tuning_free(none);
     bench_free(&with), bench_free(&without);
     return rc;
 }
@@ -147,22 +144,17 @@ static int confirm(tuner *t) {
  * speed drifts: 3 rounds each, the median of the medians). */
 static int compare(tuner *t, double *without, double *with) {
     double a[3], b[3];
-    kiln_tuning *keep = t->choices, *none = tuning_new();
-    int rc = none ? 0 : EXIT_MODEL;
+    int rc = 0;
     t->b.profile = false;
     for (int round = 0; !rc && round < 3; round++) {
         bench_result r = {0};
-        t->choices = none;
-        if (!(rc = measure(t, &r)))
+        if (!(rc = measure(t, NULL, &r)))
             a[round] = r.median;
         bench_free(&r);
-        t->choices = keep;
-        if (!rc && !(rc = measure(t, &r)))
+        if (!rc && !(rc = measure(t, t->choices, &r)))
             b[round] = r.median;
         bench_free(&r);
     }
-    t->choices = keep;
-    tuning_free(none);
     if (!rc) {
         qsort(a, 3, sizeof *a, compare_double), qsort(b, 3, sizeof *b, compare_double);
         *without = a[1], *with = b[1];
@@ -210,37 +202,41 @@ int cmd_tune(int argc, char **argv) {
     }
     if (!t.b.path || !out)
         return usage_error(usage_tune, "missing %s", t.b.path ? "-o FILE" : "MODEL");
-    /* the inputs (read once), and the original convs' names: what the conv knob is keyed by */
+    /* the original convs' names (what the conv knob is keyed by, gone once the layout pass
+     * has run), then the same graph as an interpreter model to read the inputs for (once) */
     kiln_diag d = {0};
     ir_graph *g;
     if (driver_load_graph(t.b.path, &g, &d))
         return model_error(&d);
-    kiln_model *names;
+    int nconv = 0, rc = 0;
+    char **convs = calloc((size_t)g->node_count + 1, sizeof *convs);
+    for (int i = 0; convs && !rc && i < g->node_count; i++)
+        if (g->nodes[i]->op == IR_OP_CONV && !(convs[nconv++] = strdup(g->nodes[i]->name)))
+            rc = EXIT_MODEL;
+    kiln_model *names = NULL;
     kiln_options plain = {.backend = KILN_BACKEND_INTERP};
-    if (kiln_model_load(t.b.path, &plain, &names, &d)) {
-        ir_graph_destroy(g);
+    if (driver_model_from_graph(g, &plain, &names, &d)) {
+        for (int i = 0; convs && i < nconv; i++)
+            free(convs[i]);
+        free(convs);
         return model_error(&d);
     }
-    int nin = kiln_model_input_count(names), nconv = 0, rc = 0;
+    int nin = kiln_model_input_count(names);
     t.given = calloc((size_t)nin + 1, sizeof *t.given);
-    const char **convs = calloc((size_t)g->node_count + 1, sizeof *convs);
     t.choices = tuning_new();
-    if (!t.given || !convs || !t.choices) {
+    if (rc || !t.given || !convs || !t.choices) {
         fprintf(stderr, "kiln: out of memory\n");
         rc = EXIT_MODEL;
     }
     if (!rc)
         rc = cli_read_inputs(names, t.b.path, feeds, nfeeds, t.given);
-    for (int i = 0; !rc && i < g->node_count; i++)
-        if (g->nodes[i]->op == IR_OP_CONV)
-            convs[nconv++] = g->nodes[i]->name;
     int threads = t.b.opts.threads ? t.b.opts.threads : kiln_rt_default_threads();
     double without = 0, with = 0;
     if (!rc)
         printf("%s: tuning for %d thread%s (%d timed runs per build)\n", t.b.path, threads, threads == 1 ? "" : "s",
                t.b.iterations);
     if (!rc && nconv)
-        rc = tune_knob(&t, TUNE_CONV, convs, nconv, -1, true);
+        rc = tune_knob(&t, TUNE_CONV, (const char *const *)convs, nconv, -1, true);
     if (!rc && threads > 1) /* one thread splits nothing */
         rc = tune_knob(&t, TUNE_CONV_ORDER, NULL, 0, IR_OP_CONV_NCHWC, false);
     if (!rc && t.choices->count)
@@ -269,9 +265,10 @@ int cmd_tune(int argc, char **argv) {
                t.choices->count == 1 ? "" : "s", out, without, with, with > 0 ? without / with : 0);
     for (int i = 0; t.given && i < nin; i++)
         kiln_tensor_free(t.given[i]);
+    for (int i = 0; convs && i < nconv; i++)
+        free(convs[i]);
     free(t.given), free(convs);
     tuning_free(t.choices);
     kiln_model_destroy(names);
-    ir_graph_destroy(g);
     return rc;
 }
