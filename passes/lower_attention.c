@@ -11,6 +11,8 @@
  *      exp(old max - new max), and the scores become their exponentials;
  *   3. P x V for the block adds into one accumulator row per query row (vectorized over
  *      V's columns), after scaling it by the same factor.
+ * With all the keys in one block (Lk <= 2 x ATTENTION_KEYS) the block's max and sum are the
+ * row's: nothing is rescaled, and the accumulators start at the first product.
  * At the end each row is divided by its sum and stored through the epilogue. The results
  * differ from the unfused graph's by rounding only (sums in another order, the division
  * after the product): the MatMul tolerance. A row whose scores are all -inf gives NaN, as
@@ -37,6 +39,7 @@ typedef struct attn {
     lir_expr *row[ATTENTION_ROWS];   /* the block's query rows, clamped to the last */
     lir_expr *j0, *len;              /* the key block's first key and length */
     bool vpairs;                     /* V's columns in pairs of vectors (acc[1]: the second of each pair) */
+    bool one_block;                  /* all keys in one block: no running max to rescale by */
     lir_buffer *s, *acc[2][ATTENTION_ROWS], *stats, *part;
     lir_expr *shift;                 /* the row's exponent shift (lane pass) */
     lir_expr *s_row;                 /* the row's scores in s (lane pass) */
@@ -154,6 +157,13 @@ static lir_stmt *online_softmax(attn *x) {
     lir_stmt *pmax = lower_lane_pass(c, x->part, part, x->len, x->w, LIR_MAX, ninf, score_max, x, mb);
     lir_stmt *psum = lower_lane_pass(c, x->part, part, x->len, x->w, LIR_ADD, lir_const(M, x->t, 0), score_exp, x, sum);
     lir_expr *m = ref(c, max);
+    if (x->one_block) { /* the block's max and sum are the row's: nothing to rescale (a scalar exp per row less) */
+        if (!body || !pmax || !psum || !lir_seq_push(M, body, pmax) || !lir_seq_push(M, body, lir_let(M, max, ref(c, mb))) ||
+            !lir_seq_push(M, body, lir_let(M, shift, lir_select(M, lir_binary(M, LIR_EQ, m, ninf), lir_const(M, x->t, 0), m))) ||
+            !lir_seq_push(M, body, psum) || !lir_seq_push(M, body, lir_store(M, x->stats, stat(x, r, 1), ref(c, sum))))
+            return NULL;
+        return lir_for(M, rv, I(c, 0), I(c, x->rows), body);
+    }
     if (!body || !pmax || !psum || !lir_seq_push(M, body, pmax) ||
         !lir_seq_push(M, body, lir_let(M, old, lir_load(M, x->stats, stat(x, r, 0)))) ||
         !lir_seq_push(M, body, lir_let(M, max, lir_max_any(M, LIR_MAX, ref(c, old), ref(c, mb)))) ||
@@ -194,7 +204,8 @@ static lir_stmt *times_v(attn *x) {
         lir_expr *p = lir_load(M, x->s, score_at(x, I(c, r), j));
         for (int h = 0; h < halves; h++) {
             a[h][r] = lower_var(c, "a", x->t);
-            lir_expr *start = mul(c, lir_load(M, x->acc[h][r], at[h]), lir_load(M, x->stats, stat(x, I(c, r), 2)));
+            lir_expr *start = x->one_block ? lir_const(M, x->t, 0)
+                                           : mul(c, lir_load(M, x->acc[h][r], at[h]), lir_load(M, x->stats, stat(x, I(c, r), 2)));
             if (!lir_seq_push(M, body, lir_let(M, a[h][r], start)) ||
                 !lir_seq_push(M, j_body, lir_assign(M, a[h][r], lir_fma(M, p, ref(c, vv[h]), ref(c, a[h][r])))))
                 return NULL;
@@ -209,9 +220,12 @@ static lir_stmt *times_v(attn *x) {
     return outer;
 }
 
-/* The block's rows: running max -inf, sums and accumulators 0. */
+/* The block's rows: running max -inf, sums and accumulators 0 (with one key block, the
+ * first block's results are the rows' own: nothing to start). */
 static lir_stmt *start_rows(attn *x) {
     lower_ctx *c = x->c;
+    if (x->one_block)
+        return lir_seq(M);
     int rv = lower_var(c, "r", KILN_I64);
     lir_stmt *s = lir_seq(M), *rows = lir_seq(M), *cols = lir_seq(M);
     lir_expr *ev, *lane = NULL;
@@ -305,6 +319,7 @@ kiln_status lower_attention(lower_ctx *c, const fuse_attention *a) {
     lir_stmt *k_body = lir_seq(M);
     int64_t blocks = x.lk ? (x.lk + x.block - 1) / x.block : 0;
     lir_stmt *k_loop = k_body ? lower_loop(c, "kblock", blocks, k_body, &kb) : NULL;
+    x.one_block = blocks == 1;
     if (!k_loop)
         return lower_oom(c);
     x.j0 = mul(c, kb, I(c, x.block));

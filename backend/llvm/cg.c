@@ -144,9 +144,18 @@ static LLVMValueRef cast(cg_ctx *g, LLVMValueRef v, kiln_dtype from, kiln_dtype 
     return LLVMBuildIntCast2(g->b, v, dst, !is_unsigned(from), "");
 }
 
+/* buf + index; an index `x + constant` as two steps, so the address is a known offset
+ * from buf + x: LLVM's GVN then forwards a stored vector's lanes to the scalar loads
+ * that fold it (lower_lane_pass's partials), where a single step hid the offset and
+ * every lane went through memory (and store-to-load forwarding) again. */
 static LLVMValueRef address(cg_ctx *g, const lir_buffer *buf, const lir_expr *index) {
+    LLVMTypeRef t = mem_type(g, buf->dtype);
+    if (index->kind == LIR_BINARY && index->op == LIR_ADD && index->b->kind == LIR_CONST) {
+        LLVMValueRef x = expr(g, index->a), k = expr(g, index->b);
+        return LLVMBuildGEP2(g->b, t, LLVMBuildGEP2(g->b, t, cg_buffer(g, buf), &x, 1, ""), &k, 1, "");
+    }
     LLVMValueRef idx = expr(g, index);
-    return LLVMBuildGEP2(g->b, mem_type(g, buf->dtype), cg_buffer(g, buf), &idx, 1, "");
+    return LLVMBuildGEP2(g->b, t, cg_buffer(g, buf), &idx, 1, "");
 }
 
 static LLVMValueRef binary(cg_ctx *g, const lir_expr *e) {
