@@ -158,6 +158,24 @@ static LLVMValueRef address(cg_ctx *g, const lir_buffer *buf, const lir_expr *in
     return LLVMBuildGEP2(g->b, t, cg_buffer(g, buf), &idx, 1, "");
 }
 
+/* select(a < b, b, a) is x86's max(b, a) exactly (b > a ? b : a: a NaN in either gives a,
+ * equal zeros give a), and select(a > b, b, a) its min: one vmaxps/vminps. LLVM finds
+ * this itself for a plain clamp, but once InstCombine has pushed a negation or another
+ * select through it (sigmoid's exp(-relu(x)), exp's own clamp) it keeps compare and
+ * masked moves, three instructions on the chain instead of one. 16-lane f32 on AVX-512. */
+static LLVMValueRef x86_minmax(cg_ctx *g, const lir_expr *cmp, const lir_expr *b, const lir_expr *c) {
+    if (!g->avx512 || cmp->a->type != KILN_F32 || !lir_expr_same(cmp->b, b) || !lir_expr_same(cmp->a, c))
+        return NULL;
+    LLVMValueRef bv = expr(g, b), cv = expr(g, c);
+    LLVMTypeRef t = LLVMTypeOf(bv);
+    if (LLVMTypeOf(cv) != t) /* a uniform operand beside a per-lane one: the plain select broadcasts */
+        return NULL;
+    if (LLVMGetTypeKind(t) != LLVMVectorTypeKind || LLVMGetVectorSize(t) != 16) /* the select, from the same values */
+        return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, cmp->op == LIR_LT ? LLVMRealOLT : LLVMRealOGT, cv, bv, ""), bv, cv, "");
+    LLVMValueRef args[3] = {bv, cv, LLVMConstInt(LLVMInt32TypeInContext(g->ctx), 4, 0)};
+    return cg_intrinsic(g, cmp->op == LIR_LT ? "llvm.x86.avx512.max.ps.512" : "llvm.x86.avx512.min.ps.512", NULL, 0, args, 3);
+}
+
 static LLVMValueRef binary(cg_ctx *g, const lir_expr *e) {
     if (e->op == LIR_ADD && e->i && e->b->kind == LIR_BINARY && e->b->op == LIR_MUL) { /* lir_fma */
         LLVMValueRef args[3] = {expr(g, e->b->a), expr(g, e->b->b), expr(g, e->a)};
@@ -252,7 +270,13 @@ LLVMValueRef cg_expr(cg_ctx *g, const lir_expr *e) {
                                LLVMBuildNeg(g->b, a, ""), a, "");
     }
     case LIR_BINARY: return binary(g, e);
-    case LIR_SELECT: return LLVMBuildSelect(g->b, expr(g, e->a), expr(g, e->b), expr(g, e->c), "");
+    case LIR_SELECT: {
+        const lir_expr *cmp = e->a;
+        LLVMValueRef v;
+        if (cmp->kind == LIR_BINARY && (cmp->op == LIR_LT || cmp->op == LIR_GT) && (v = x86_minmax(g, cmp, e->b, e->c)))
+            return v;
+        return LLVMBuildSelect(g->b, expr(g, e->a), expr(g, e->b), expr(g, e->c), "");
+    }
     case LIR_CAST: return cast(g, expr(g, e->a), e->a->type, e->type);
     case LIR_CALL: return call(g, e);
     }

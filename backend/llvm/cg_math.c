@@ -54,6 +54,22 @@ static LLVMValueRef fmuladd(cg_ctx *g, LLVMValueRef a, LLVMValueRef b, LLVMValue
     return cg_intrinsic(g, "llvm.fmuladd", &t, 1, args, 3);
 }
 
+/* x clamped to [lo, hi], NaN passed through: lo < x ? ... as selects, or on 16-lane AVX-512
+ * x86's own max(lo, x) and min(hi, x), which are those selects exactly (a NaN x comes back
+ * as x): LLVM leaves the selects as compare and masked move once they are nested. */
+static LLVMValueRef clamp(cg_ctx *g, LLVMValueRef x, LLVMValueRef lo, LLVMValueRef hi) {
+    LLVMTypeRef t = LLVMTypeOf(x);
+    if (g->avx512 && LLVMGetTypeKind(t) == LLVMVectorTypeKind && LLVMGetVectorSize(t) == 16 &&
+        LLVMGetElementType(t) == LLVMFloatTypeInContext(g->ctx)) {
+        LLVMValueRef cur = LLVMConstInt(LLVMInt32TypeInContext(g->ctx), 4, 0);
+        LLVMValueRef a[3] = {lo, x, cur};
+        LLVMValueRef y = cg_intrinsic(g, "llvm.x86.avx512.max.ps.512", NULL, 0, a, 3);
+        LLVMValueRef b[3] = {hi, y, cur};
+        return cg_intrinsic(g, "llvm.x86.avx512.min.ps.512", NULL, 0, b, 3);
+    }
+    return sel(g, olt(g, x, lo), lo, sel(g, olt(g, hi, x), hi, x));
+}
+
 /* 2^k for integer k in [-126, 127], built from its exponent bits. */
 static LLVMValueRef pow2(cg_ctx *g, LLVMValueRef k) {
     LLVMValueRef bits = LLVMBuildShl(g->b, LLVMBuildAdd(g->b, k, icst(g, k, 127), ""), icst(g, k, 23), "");
@@ -79,7 +95,7 @@ static LLVMValueRef scale2(cg_ctx *g, LLVMValueRef y, LLVMValueRef n, LLVMValueR
 
 LLVMValueRef cg_exp_f32(cg_ctx *g, LLVMValueRef x) {
     LLVMValueRef lo = cst(g, x, -104), hi = cst(g, x, 89);
-    LLVMValueRef xc = sel(g, olt(g, x, lo), lo, sel(g, olt(g, hi, x), hi, x)); /* NaN passes through */
+    LLVMValueRef xc = clamp(g, x, lo, hi);
     /* t + 1.5 * 2^23 rounds t to an integer (to even, |t| < 2^22) held in the low bits */
     LLVMValueRef magic = cst(g, x, 12582912.0);
     LLVMValueRef shifted = fmuladd(g, xc, cst(g, x, 1.44269504088896341), magic);
@@ -112,7 +128,7 @@ LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x) {
                                0.130858019, 1};
     static const double q[] = {0.000254894665, 0.0245031007, 0.464191318, 1};
     LLVMValueRef lo = cst(g, x, -9), hi = cst(g, x, 9);
-    LLVMValueRef xc = sel(g, olt(g, x, lo), lo, sel(g, olt(g, hi, x), hi, x)); /* NaN passes through */
+    LLVMValueRef xc = clamp(g, x, lo, hi);
     LLVMValueRef u = fmul(g, xc, xc), num = cst(g, x, p[0]), den = cst(g, x, q[0]);
     for (int i = 1; i < 7; i++)
         num = fmuladd(g, num, u, cst(g, x, p[i]));
