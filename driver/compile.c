@@ -99,7 +99,7 @@ kiln_status driver_compile(const char *model_path, const driver_compile_options 
     }
     lower_options lo = driver_lower_options(o->target_cpu, o->no_fuse, 0);
     lo.tuning = tuning;
-    if (!(st = driver_optimize_tuned(g, NULL, tuning, d)) && !(st = lower_graph(g, &lo, &m, NULL, d))) {
+    if (!(st = driver_optimize_tuned(g, NULL, tuning, 0, d)) && !(st = lower_graph(g, &lo, &m, NULL, d))) {
         if (o->emit == DRIVER_EMIT_C) {
             st = write_sources(m, o->out, o->name, false, d);
         } else if (o->emit == DRIVER_EMIT_LLVM || o->emit == DRIVER_EMIT_OBJ) {

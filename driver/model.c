@@ -58,11 +58,12 @@ kiln_status driver_read_tuning(const char *path, kiln_tuning **out, kiln_diag *d
 }
 
 kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d) {
-    return driver_optimize_tuned(g, stop_after, NULL, d);
+    return driver_optimize_tuned(g, stop_after, NULL, 0, d);
 }
 
-kiln_status driver_optimize_tuned(ir_graph *g, const char *stop_after, const kiln_tuning *tuning, kiln_diag *d) {
-    pass_ctx cx = {.d = d, .eval = interp_eval_node, .tuning = tuning};
+kiln_status driver_optimize_tuned(ir_graph *g, const char *stop_after, const kiln_tuning *tuning, int threads,
+                                  kiln_diag *d) {
+    pass_ctx cx = {.d = d, .eval = interp_eval_node, .tuning = tuning, .threads = threads};
 #ifdef NDEBUG
     bool verify = false;
 #else
@@ -218,7 +219,7 @@ kiln_status driver_model_tuned(ir_graph *g, const kiln_options *opts, const kiln
     else if (opts && opts->batch > 0)
         ir_graph_set_batch(g, opts->batch);
     if (!st)
-        st = driver_optimize_tuned(g, NULL, tuning, d);
+        st = driver_optimize_tuned(g, NULL, tuning, opts && opts->threads > 0 ? opts->threads : kiln_rt_default_threads(), d);
     if (st) {
         ir_graph_destroy(g);
         return st;
@@ -322,7 +323,7 @@ static kiln_status compile_for_inputs(kiln_model *m, const kiln_tensor *const *i
         if (!m->pinned[i] && feeds_static_slot(g, g->inputs[i]))
             st = pin_input(m, i, inputs[i], d);
     if (!st)
-        st = driver_optimize_tuned(g, NULL, m->tuning, d);
+        st = driver_optimize_tuned(g, NULL, m->tuning, m->threads > 0 ? m->threads : kiln_rt_default_threads(), d);
     return st ? st : compile(m, d);
 }
 

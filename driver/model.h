@@ -72,6 +72,8 @@ struct lower_options driver_lower_options(const char *target_cpu, bool no_fuse, 
 /* Runs the pipeline (up to `stop_after`, or all) with the interpreter as the evaluator,
  * following tuning's choices (NULL: none). */
 kiln_status driver_optimize(ir_graph *g, const char *stop_after, kiln_diag *d);
-kiln_status driver_optimize_tuned(ir_graph *g, const char *stop_after, const struct kiln_tuning *tuning, kiln_diag *d);
+/* ... following a tuning file (or NULL), for runs on `threads` threads (0: unknown, several) */
+kiln_status driver_optimize_tuned(ir_graph *g, const char *stop_after, const struct kiln_tuning *tuning, int threads,
+                                  kiln_diag *d);
 
 #endif

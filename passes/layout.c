@@ -64,6 +64,7 @@ typedef struct blocking {
     bool *plain_reader;  /* by value id: some node reads it that cannot take it blocked */
     bool *to_winograd;   /* by value id: it flows (through maps and pools) into a Winograd conv */
     const kiln_tuning *tuning; /* kiln tune's choices, or NULL */
+    int threads;               /* the threads runs will use (0: unknown, several) */
 } blocking;
 
 static bool same_dims(const kiln_tensor *a, const kiln_tensor *b) {
@@ -131,11 +132,19 @@ static bool rows_fill_lanes(const ir_node *n) {
  * over 16 / 4 = 4x the input and the output each, and the transformed weights are 16 / 9 of
  * the conv's. ResNet-18 at 1 thread 19.8 -> 15.2 ms, 2 threads 10.9 -> 9.0-9.4: a 64-channel
  * 56x56 conv took 1.15 ms direct, 0.52 (products, 196 GFLOP/s) + 0.14 + 0.08 (transforms).
- * With few tiles the weights' stream dominates: the 512-channel 7x7 convs (16 tiles, 16 MiB
- * of weights) are a draw (2 threads 0.72-0.84 ms against 0.79 direct, 1 thread slightly
- * ahead). With few input channels the transforms dominate: the bundled CNN's first conv (3
- * channels) took 0.16 ms direct, 0.53 as Winograd. */
-enum { WINOGRAD_MIN_TILES = 16, WINOGRAD_MIN_CHANNELS = 16, WINOGRAD_MAX_WEIGHTS = 16 << 20 };
+ * With few tiles the weights' stream dominates, the more so the more cores share the
+ * memory's bandwidth: the 512-channel 7x7 convs (16 tiles, 16 MiB of transformed weights
+ * against 9 MiB) run 1% faster as Winograd at 1 thread (ResNet-18 14.01-14.06 ms against
+ * 14.11-14.22 direct) but 2% slower at 2 (9.37-9.41 against 9.08-9.28; per conv 0.75-0.96
+ * ms and the transforms against 0.78-0.82 direct), so past WINOGRAD_SHARED_WEIGHTS they
+ * stay direct unless one thread runs. With few input channels the transforms dominate:
+ * the bundled CNN's first conv (3 channels) took 0.16 ms direct, 0.53 as Winograd. */
+enum {
+    WINOGRAD_MIN_TILES = 16,
+    WINOGRAD_MIN_CHANNELS = 16,
+    WINOGRAD_MAX_WEIGHTS = 16 << 20,   /* transformed weights, one thread */
+    WINOGRAD_SHARED_WEIGHTS = 8 << 20, /* ... several (or unknown) */
+};
 
 /* Whether Winograd F(2x2, 3x3) computes n at all: 3x3, stride and dilation 1, explicit pads. */
 static bool winograd_fits(const ir_node *n) {
@@ -158,8 +167,9 @@ static bool winograd_pays(const blocking *k, const ir_node *n) {
         return tuned == TUNE_WINOGRAD;
     const kiln_tensor *w = n->inputs[1]->init, *out = &n->outputs[0]->type;
     int64_t tiles = out->dims[0] * ((out->dims[2] + 1) / 2) * ((out->dims[3] + 1) / 2);
+    int64_t weights = 16 * w->dims[0] * w->dims[1] * 4;
     return tiles >= WINOGRAD_MIN_TILES && w->dims[1] >= WINOGRAD_MIN_CHANNELS &&
-           16 * w->dims[0] * w->dims[1] * 4 <= WINOGRAD_MAX_WEIGHTS;
+           weights <= (k->threads == 1 ? WINOGRAD_MAX_WEIGHTS : WINOGRAD_SHARED_WEIGHTS);
 }
 
 static bool conv_fits(const ir_node *n) {
@@ -390,7 +400,7 @@ static kiln_status reorder(ir_graph *g, int original, const int *made_end, kiln_
 }
 
 static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
-    blocking k = {.b = {.g = g, .d = cx->d}, .tuning = cx->tuning};
+    blocking k = {.b = {.g = g, .d = cx->d}, .tuning = cx->tuning, .threads = cx->threads};
     /* every lookup is of a value the original nodes read or write: ids below `ids` */
     int original = g->node_count, ids = g->value_ids;
     int *made_end = malloc(sizeof *made_end * (size_t)(original + 1));

@@ -28,6 +28,7 @@ typedef struct pass_ctx {
     kiln_diag *d;
     pass_eval_fn eval; /* NULL: fold does nothing */
     const struct kiln_tuning *tuning; /* kiln tune's per-node choices (passes/tuning.h), or NULL */
+    int threads;                      /* the threads runs will use (0: unknown, several) */
 } pass_ctx;
 
 typedef struct pass {

@@ -351,7 +351,7 @@ static int cmd_dump(int argc, char **argv) {
     }
     kiln_tuning *tuning = NULL;
     if ((tuning_path && driver_read_tuning(tuning_path, &tuning, &d)) ||
-        ((after || loops) && driver_optimize_tuned(g, after && strcmp(after, "all") ? after : NULL, tuning, &d))) {
+        ((after || loops) && driver_optimize_tuned(g, after && strcmp(after, "all") ? after : NULL, tuning, 0, &d))) {
         tuning_free(tuning);
         ir_graph_destroy(g);
         return model_error(&d);

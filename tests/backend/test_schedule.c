@@ -237,10 +237,53 @@ static void test_tuning_followed(void **state) {
     free(src), free(ref_src), free(values);
 }
 
+/* passes/layout.c's cost rule for Winograd: a 3x3 conv whose transformed weights pass
+ * WINOGRAD_SHARED_WEIGHTS (384 channels: 9 MiB) stays direct when several threads (or an
+ * unknown number) share the memory's bandwidth, and is Winograd at one thread; a smaller
+ * one (64 channels) is Winograd either way. The decision only: test_tuning_followed and
+ * test_jit compare both algorithms' results. */
+static void test_winograd_by_threads(void **state) {
+    (void)state;
+    char dir[] = "/tmp/kiln_wino_XXXXXX", npz[64], model[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(npz, sizeof npz, "%s/w.npz", dir), snprintf(model, sizeof model, "%s/m.kiln", dir);
+    static const struct { int channels, threads; bool winograd; } cases[] = {
+        {384, 1, true}, {384, 2, false}, {384, 0, false}, {64, 1, true}, {64, 2, true}};
+    for (int i = 0; i < ARRAY_LEN(cases); i++) {
+        int c = cases[i].channels;
+        const int64_t wd[4] = {c, c, 3, 3};
+        kiln_tensor *w = random_tensor(4, wd);
+        const char *keys[1] = {"w"};
+        const kiln_tensor *arrays[1] = {w};
+        kiln_diag d = {0};
+        assert_int_equal(kiln_npz_write(npz, 1, keys, arrays, &d), KILN_OK);
+        FILE *f = fopen(model, "w");
+        assert_non_null(f);
+        fprintf(f, "graph t {\n  input %%a: f32[1, %d, 8, 8]\n  const %%w: f32[%d, %d, 3, 3] = npz(\"w.npz\", \"w\")\n"
+                   "  %%c = Conv(%%a, %%w) {pads = [1, 1, 1, 1]}\n  output %%c\n}\n", c, c, c);
+        fclose(f);
+        ir_graph *g;
+        assert_int_equal(driver_load_graph(model, &g, &d), KILN_OK);
+        assert_int_equal(driver_optimize_tuned(g, NULL, NULL, cases[i].threads, &d), KILN_OK);
+        bool winograd = false;
+        for (int k = 0; k < g->node_count; k++)
+            winograd |= g->nodes[k]->op == IR_OP_WINOGRAD_INPUT;
+        if (winograd != cases[i].winograd) {
+            print_error("case %d: %d channels at %d threads: Winograd %d, expected %d\n", i, c, cases[i].threads, winograd,
+                        cases[i].winograd);
+            fail();
+        }
+        ir_graph_destroy(g);
+        kiln_tensor_free(w);
+    }
+    unlink(npz), unlink(model), rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedule_sized_for_l2),
         cmocka_unit_test(test_tuning_followed),
+        cmocka_unit_test(test_winograd_by_threads),
     };
     return cmocka_run_group_tests_name("schedule", tests, NULL, NULL);
 }
