@@ -143,7 +143,7 @@ static kiln_status c_library_run(kiln_model *m, const kiln_tensor *const *inputs
         outputs[j] = NULL;
     for (int j = 0; !st && j < g->output_count && j < IR_VARIADIC; j++) {
         const kiln_tensor *t = &g->outputs[j]->type;
-        if (!(st = kiln_tensor_create(t->dtype, t->rank, t->dims, &outputs[j], d)))
+        if (!(st = kiln_rt_tensor_create_uninit(t->dtype, t->rank, t->dims, &outputs[j], d)))
             out[j] = outputs[j]->data;
     }
     if (!st && m->c->run(m->c->ctx, in, out))

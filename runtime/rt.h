@@ -29,6 +29,10 @@ size_t kiln_rt_npy_header(const kiln_tensor *t, char *hdr, size_t cap);
  * nonzero code a chunk returned. Generated kernels call it with an outlined loop body. */
 int32_t kiln_rt_parallel_for(int32_t (*body)(void *const *args, int64_t begin, int64_t end), void *const *args,
                              int64_t n, int32_t threads);
+/* kiln_tensor_create without zeroing the data: for outputs the kernels write whole. A
+ * 16 MiB output's memset cost 0.4 ms a run, a fifth of the elementwise chain's time. */
+kiln_status kiln_rt_tensor_create_uninit(kiln_dtype dt, int rank, const int64_t *dims, kiln_tensor **out,
+                                         kiln_diag *diag);
 /* The number of processors OpenMP sees: the default thread count. */
 int kiln_rt_default_threads(void);
 

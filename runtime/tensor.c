@@ -91,8 +91,7 @@ int64_t kiln_max_memory(void) {
     return phys < KILN_TENSOR_MAX_BYTES ? phys : KILN_TENSOR_MAX_BYTES;
 }
 
-kiln_status kiln_tensor_create(kiln_dtype dt, int rank, const int64_t *dims, kiln_tensor **out,
-                               kiln_diag *diag) {
+static kiln_status create(kiln_dtype dt, int rank, const int64_t *dims, bool zero, kiln_tensor **out, kiln_diag *diag) {
     *out = NULL;
     if (kiln_dtype_size(dt) == 0)
         return kiln_rt_error(diag, KILN_ERR_INVALID, "tensor: invalid dtype %d", (int)dt);
@@ -105,10 +104,13 @@ kiln_status kiln_tensor_create(kiln_dtype dt, int rank, const int64_t *dims, kil
     if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(dt), &bytes) || bytes > kiln_max_memory())
         return kiln_rt_error(diag, KILN_ERR_OOM, "tensor: %lld elements of %s exceed the memory cap of %lld bytes",
                              (long long)count, kiln_dtype_name(dt), (long long)kiln_max_memory());
-    char *block = calloc(1, TENSOR_HEADER_BYTES + (size_t)bytes + 1);
+    size_t size = TENSOR_HEADER_BYTES + (size_t)bytes + 1;
+    char *block = zero ? calloc(1, size) : malloc(size);
     if (!block)
         return kiln_rt_error(diag, KILN_ERR_OOM, "tensor: out of memory for %lld bytes",
                              (long long)bytes);
+    if (!zero)
+        memset(block, 0, TENSOR_HEADER_BYTES);
     kiln_tensor *t = (kiln_tensor *)block;
     t->dtype = dt;
     t->rank = rank;
@@ -117,6 +119,15 @@ kiln_status kiln_tensor_create(kiln_dtype dt, int rank, const int64_t *dims, kil
     t->data = block + TENSOR_HEADER_BYTES;
     *out = t;
     return KILN_OK;
+}
+
+kiln_status kiln_tensor_create(kiln_dtype dt, int rank, const int64_t *dims, kiln_tensor **out, kiln_diag *diag) {
+    return create(dt, rank, dims, true, out, diag);
+}
+
+kiln_status kiln_rt_tensor_create_uninit(kiln_dtype dt, int rank, const int64_t *dims, kiln_tensor **out,
+                                         kiln_diag *diag) {
+    return create(dt, rank, dims, false, out, diag);
 }
 
 void kiln_tensor_free(kiln_tensor *t) {

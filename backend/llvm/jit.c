@@ -349,7 +349,7 @@ kiln_status cg_jit_run(cg_jit *j, const kiln_tensor *const *inputs, kiln_tensor 
     for (int k = 0; !st && k < g->output_count; k++) {
         const kiln_tensor *t = &g->outputs[k]->type;
         kiln_diag td = {0};
-        if ((st = kiln_tensor_create(t->dtype, t->rank, t->dims, &outputs[k], &td)))
+        if ((st = kiln_rt_tensor_create_uninit(t->dtype, t->rank, t->dims, &outputs[k], &td)))
             st = diag_error(d, LOC_NONE, st, "output '%s': %s", g->outputs[k]->name, td.message);
     }
     if (!st && m->persist_bytes && !j->persist && !(j->persist = aligned_alloc(64, (size_t)(m->persist_bytes + 63) / 64 * 64)))
