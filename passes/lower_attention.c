@@ -148,8 +148,7 @@ static lir_expr *score_exp(lower_ctx *c, lir_expr *j, lir_stmt *body, void *arg)
 static lir_stmt *online_softmax(attn *x) {
     lower_ctx *c = x->c;
     int rv = lower_var(c, "r", KILN_I64), mb = lower_var(c, "block_max", x->t), sum = lower_var(c, "block_sum", x->t);
-    int old = lower_var(c, "old_max", x->t), max = lower_var(c, "max", x->t), shift = lower_var(c, "shift", x->t);
-    int corr = lower_var(c, "rescale", x->t);
+    int max = lower_var(c, "max", x->t), shift = lower_var(c, "shift", x->t);
     lir_stmt *body = lir_seq(M);
     lir_expr *r = ref(c, rv), *part = mul(c, x->b, I(c, x->w));
     lir_expr *ninf = lir_const(M, x->t, -INFINITY);
@@ -164,6 +163,7 @@ static lir_stmt *online_softmax(attn *x) {
             return NULL;
         return lir_for(M, rv, I(c, 0), I(c, x->rows), body);
     }
+    int old = lower_var(c, "old_max", x->t), corr = lower_var(c, "rescale", x->t);
     if (!body || !pmax || !psum || !lir_seq_push(M, body, pmax) ||
         !lir_seq_push(M, body, lir_let(M, old, lir_load(M, x->stats, stat(x, r, 0)))) ||
         !lir_seq_push(M, body, lir_let(M, max, lir_max_any(M, LIR_MAX, ref(c, old), ref(c, mb)))) ||

@@ -167,13 +167,10 @@ static LLVMValueRef x86_minmax(cg_ctx *g, const lir_expr *cmp, const lir_expr *b
     if (!g->avx512 || cmp->a->type != KILN_F32 || !lir_expr_same(cmp->b, b) || !lir_expr_same(cmp->a, c))
         return NULL;
     LLVMValueRef bv = expr(g, b), cv = expr(g, c);
-    LLVMTypeRef t = LLVMTypeOf(bv);
-    if (LLVMTypeOf(cv) != t) /* a uniform operand beside a per-lane one: the plain select broadcasts */
+    if (LLVMTypeOf(cv) != LLVMTypeOf(bv)) /* a uniform operand beside a per-lane one: the plain select broadcasts */
         return NULL;
-    if (LLVMGetTypeKind(t) != LLVMVectorTypeKind || LLVMGetVectorSize(t) != 16) /* the select, from the same values */
-        return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, cmp->op == LIR_LT ? LLVMRealOLT : LLVMRealOGT, cv, bv, ""), bv, cv, "");
-    LLVMValueRef args[3] = {bv, cv, LLVMConstInt(LLVMInt32TypeInContext(g->ctx), 4, 0)};
-    return cg_intrinsic(g, cmp->op == LIR_LT ? "llvm.x86.avx512.max.ps.512" : "llvm.x86.avx512.min.ps.512", NULL, 0, args, 3);
+    LLVMValueRef v = cg_x86_minmax(g, cmp->op == LIR_LT, bv, cv);
+    return v ? v : LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, cmp->op == LIR_LT ? LLVMRealOLT : LLVMRealOGT, cv, bv, ""), bv, cv, "");
 }
 
 static LLVMValueRef binary(cg_ctx *g, const lir_expr *e) {

@@ -54,20 +54,21 @@ static LLVMValueRef fmuladd(cg_ctx *g, LLVMValueRef a, LLVMValueRef b, LLVMValue
     return cg_intrinsic(g, "llvm.fmuladd", &t, 1, args, 3);
 }
 
-/* x clamped to [lo, hi], NaN passed through: lo < x ? ... as selects, or on 16-lane AVX-512
- * x86's own max(lo, x) and min(hi, x), which are those selects exactly (a NaN x comes back
- * as x): LLVM leaves the selects as compare and masked move once they are nested. */
+LLVMValueRef cg_x86_minmax(cg_ctx *g, bool max, LLVMValueRef a, LLVMValueRef b) {
+    LLVMTypeRef t = LLVMTypeOf(a);
+    if (!g->avx512 || LLVMTypeOf(b) != t || LLVMGetTypeKind(t) != LLVMVectorTypeKind || LLVMGetVectorSize(t) != 16 ||
+        LLVMGetElementType(t) != LLVMFloatTypeInContext(g->ctx))
+        return NULL;
+    LLVMValueRef args[3] = {a, b, LLVMConstInt(LLVMInt32TypeInContext(g->ctx), 4, 0)}; /* the current rounding */
+    return cg_intrinsic(g, max ? "llvm.x86.avx512.max.ps.512" : "llvm.x86.avx512.min.ps.512", NULL, 0, args, 3);
+}
+
+/* x clamped to [lo, hi], NaN passed through: x < lo ? lo : hi < x ? hi : x, which is x86's
+ * min(hi, max(lo, x)) exactly (a NaN x comes back as x): LLVM leaves the nested selects as
+ * compares and masked moves. */
 static LLVMValueRef clamp(cg_ctx *g, LLVMValueRef x, LLVMValueRef lo, LLVMValueRef hi) {
-    LLVMTypeRef t = LLVMTypeOf(x);
-    if (g->avx512 && LLVMGetTypeKind(t) == LLVMVectorTypeKind && LLVMGetVectorSize(t) == 16 &&
-        LLVMGetElementType(t) == LLVMFloatTypeInContext(g->ctx)) {
-        LLVMValueRef cur = LLVMConstInt(LLVMInt32TypeInContext(g->ctx), 4, 0);
-        LLVMValueRef a[3] = {lo, x, cur};
-        LLVMValueRef y = cg_intrinsic(g, "llvm.x86.avx512.max.ps.512", NULL, 0, a, 3);
-        LLVMValueRef b[3] = {hi, y, cur};
-        return cg_intrinsic(g, "llvm.x86.avx512.min.ps.512", NULL, 0, b, 3);
-    }
-    return sel(g, olt(g, x, lo), lo, sel(g, olt(g, hi, x), hi, x));
+    LLVMValueRef y = cg_x86_minmax(g, true, lo, x);
+    return y ? cg_x86_minmax(g, false, hi, y) : sel(g, olt(g, x, lo), lo, sel(g, olt(g, hi, x), hi, x));
 }
 
 /* 2^k for integer k in [-126, 127], built from its exponent bits. */
