@@ -76,26 +76,26 @@ static int measure(tuner *t, const kiln_tuning *with, bench_result *r) {
 /* Tries both values of knob on every node in `nodes` (or, when nodes is NULL, on the nodes
  * of kernels whose op is `op`), keeping in t->choices each value that beat the cost rule. */
 static int tune_knob(tuner *t, tuning_knob knob, const char *const *nodes, int count, int op, bool prefix) {
-    bench_result own = {0}, tried[2] = {{0}}, *base = &own; /* the earlier knobs' choices in place */
-    int rc = measure(t, t->choices, &own);
+    bench_result base = {0}, tried[2] = {{0}}; /* base: with the earlier knobs' choices */
+    int rc = measure(t, t->choices, &base);
     for (int v = 0; !rc && v < 2; v++) {
         t->choices->all[knob] = v;
         rc = measure(t, t->choices, &tried[v]);
     }
     t->choices->all[knob] = TUNE_UNSET;
     kiln_diag d = {0};
-    int total = nodes ? count : base->kernel_count;
+    int total = nodes ? count : base.kernel_count;
     for (int i = 0; !rc && i < total; i++) {
-        const char *node = nodes ? nodes[i] : base->origin[i];
-        if (!node || (!nodes && base->origin_op[i] != op))
+        const char *node = nodes ? nodes[i] : base.origin[i];
+        if (!node || (!nodes && base.origin_op[i] != op))
             continue;
         bool seen = false; /* a node of several kernels: once */
         for (int j = 0; !nodes && j < i && !seen; j++)
-            seen = base->origin[j] && !strcmp(base->origin[j], node);
+            seen = base.origin[j] && !strcmp(base.origin[j], node);
         if (seen)
             continue;
         char s[3][256];
-        double was = node_ms(base, node, prefix, s[2], sizeof s[2]);
+        double was = node_ms(&base, node, prefix, s[2], sizeof s[2]);
         double ms[2] = {node_ms(&tried[0], node, prefix, s[0], sizeof s[0]), node_ms(&tried[1], node, prefix, s[1], sizeof s[1])};
         if (was <= 0 || ms[0] < 0 || ms[1] < 0 || (knob == TUNE_CONV && !strcmp(s[0], s[1])))
             continue; /* not built, or (a conv Winograd cannot compute) built the same either way */
@@ -111,7 +111,7 @@ static int tune_knob(tuner *t, tuning_knob knob, const char *const *nodes, int c
             printf("  %-10s %-9s %-48s %8.4f -> %8.4f ms\n", tuning_knob_name(knob), tuning_value_name(knob, best), node, was,
                    ms[best]);
     }
-    bench_free(&own), bench_free(&tried[0]), bench_free(&tried[1]);
+    bench_free(&base), bench_free(&tried[0]), bench_free(&tried[1]);
     return rc;
 }
 
