@@ -480,6 +480,43 @@ void lir_print(const lir_module *m, FILE *f) {
     }
 }
 
+/* select(v < k, t, v) with constant k >= 0 (or k > v, or <=): where v is chosen, v < k
+ * was false, so v >= k >= 0 or v is NaN (a ReLU, a threshold). */
+static bool below_replaced(const lir_expr *e) {
+    const lir_expr *cmp = e->a;
+    if (cmp->kind != LIR_BINARY || !lir_nonneg(e->b))
+        return false;
+    const lir_expr *v = cmp->op == LIR_LT || cmp->op == LIR_LE ? cmp->a : cmp->op == LIR_GT || cmp->op == LIR_GE ? cmp->b : NULL;
+    const lir_expr *k = v == cmp->a ? cmp->b : cmp->a;
+    return v && k->kind == LIR_CONST && k->f >= 0 && lir_expr_same(v, e->c);
+}
+
+bool lir_nonneg(const lir_expr *e) {
+    if (!ir_dtype_is_float(e->type)) /* integer sums and products wrap */
+        return false;
+    switch (e->kind) {
+    case LIR_CONST: return !(e->f < 0);
+    case LIR_CAST: return ir_dtype_is_float(e->a->type) && lir_nonneg(e->a); /* rounding keeps the sign */
+    case LIR_UNARY: return e->op == LIR_ABS;
+    case LIR_CALL: return e->op == LIR_EXP || e->op == LIR_SQRT || e->op == LIR_COSH;
+    case LIR_SELECT: return (lir_nonneg(e->b) && lir_nonneg(e->c)) || below_replaced(e);
+    case LIR_BINARY:
+        switch (e->op) {
+        case LIR_MUL: return lir_expr_same(e->a, e->b) || (lir_nonneg(e->a) && lir_nonneg(e->b));
+        case LIR_ADD:
+        case LIR_DIV:
+        case LIR_MIN: return lir_nonneg(e->a) && lir_nonneg(e->b);
+        case LIR_MAX: /* NaN-propagating; lir_max_any may pass over a NaN operand to the other */
+            if (e->i)
+                return (lir_nonneg(e->a) && lir_nonneg(e->b)) || (e->a->kind == LIR_CONST && e->a->f >= 0) ||
+                       (e->b->kind == LIR_CONST && e->b->f >= 0);
+            return lir_nonneg(e->a) || lir_nonneg(e->b);
+        default: return false;
+        }
+    default: return false;
+    }
+}
+
 bool lir_expr_same(const lir_expr *a, const lir_expr *b) {
     if (a == b)
         return true;

@@ -209,6 +209,11 @@ int64_t lir_stride(const lir_expr *e, int var, const bool *varying);
 
 /* Whether a and b are the same expression, node for node. */
 bool lir_expr_same(const lir_expr *a, const lir_expr *b);
+/* Whether float expression e is >= 0 (or -0, or NaN) wherever it is evaluated, by its
+ * form alone: constants, |x|, x * x, exp, sqrt, a ReLU's select(x < 0, 0, x), max with a
+ * non-negative operand, and sums, products, quotients, min and selects of such values.
+ * Conservative: false says nothing. */
+bool lir_nonneg(const lir_expr *e);
 
 const char *lir_op_name(lir_op op);
 const char *lir_intrinsic_name(lir_intrinsic fn);

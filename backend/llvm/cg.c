@@ -7,8 +7,8 @@
  */
 #include "backend/llvm/cg_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
-
 #include <string.h>
 
 static bool is_unsigned(kiln_dtype t) {
@@ -209,18 +209,33 @@ static LLVMValueRef binary(cg_ctx *g, const lir_expr *e) {
     return f ? LLVMBuildFCmp(g->b, fp[k], a, b, "") : LLVMBuildICmp(g->b, u ? up[k] : sp[k], a, b, "");
 }
 
+/* c where x is c * y or y * c for a constant c = 2^k, 1/64 <= c <= 256, which tanh folds
+ * into its coefficients exactly (sigmoid's tanh(x/2)); else 1. */
+static double tanh_scale(const lir_expr *x) {
+    if (x->kind != LIR_BINARY || x->op != LIR_MUL)
+        return 1;
+    const lir_expr *k = x->a->kind == LIR_CONST ? x->a : x->b->kind == LIR_CONST ? x->b : NULL;
+    int exponent;
+    return k && k->f > 0 && frexp(k->f, &exponent) == 0.5 && exponent >= -5 && exponent <= 9 ? k->f : 1;
+}
+
 static LLVMValueRef call(cg_ctx *g, const lir_expr *e) {
     static const char *const llvm_names[LIR_INTRINSIC_COUNT] = {
         [LIR_EXP] = "llvm.exp", [LIR_LOG] = "llvm.log", [LIR_SQRT] = "llvm.sqrt", [LIR_SIN] = "llvm.sin",
         [LIR_COS] = "llvm.cos", [LIR_FLOOR] = "llvm.floor", [LIR_CEIL] = "llvm.ceil",
         [LIR_ROUND_EVEN] = "llvm.roundeven", [LIR_POW] = "llvm.pow",
     };
+    if (e->type == KILN_F32 && e->op == LIR_TANH) { /* inline: vector loops stay vector */
+        const lir_expr *x = e->a;
+        double scale = tanh_scale(x);
+        return cg_tanh_f32(g, expr(g, scale == 1 ? x : x->a->kind == LIR_CONST ? x->b : x->a), scale);
+    }
     LLVMValueRef args[2] = {expr(g, e->a), e->b ? expr(g, e->b) : NULL};
     int n = e->b ? 2 : 1;
     if (e->op == LIR_FMOD)
         return LLVMBuildFRem(g->b, args[0], args[1], "");
-    if (e->type == KILN_F32 && (e->op == LIR_EXP || e->op == LIR_TANH)) /* inline: vector loops stay vector */
-        return e->op == LIR_EXP ? cg_exp_f32(g, args[0]) : cg_tanh_f32(g, args[0]);
+    if (e->type == KILN_F32 && e->op == LIR_EXP)
+        return cg_exp_f32(g, args[0]);
     if (llvm_names[e->op] && !(g->mvec && e->type == KILN_F32 && (e->op == LIR_LOG || e->op == LIR_SIN || e->op == LIR_COS)))
         return intrinsic(g, llvm_names[e->op], LLVMTypeOf(args[0]), args, n); /* log, sin, cos: libm calls on x86 */
     if (e->type != KILN_F32 && e->type != KILN_F64) { /* libm has float and double only */

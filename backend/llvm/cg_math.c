@@ -15,6 +15,8 @@
  */
 #include "backend/llvm/cg_internal.h"
 
+#include <math.h>
+
 /* The scalar constant `one` in x's shape: itself, or a vector of as many lanes as x. */
 static LLVMValueRef shaped(LLVMValueRef x, LLVMValueRef one) {
     LLVMTypeRef t = LLVMTypeOf(x);
@@ -124,16 +126,19 @@ LLVMValueRef cg_exp_f32(cg_ctx *g, LLVMValueRef x) {
  * back as x, the sign of zero kept. The f32 evaluation's rounding makes the error up to
  * 6 units of 2^-24 (5.3 measured over every float, largest near |x| = 7.5, where tanh x is
  * within 1e-6 of 1); 2.5 before, 8 for the functions from libmvec. */
-LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x) {
+LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x, double scale) {
     static const double p[] = {-8.56403232e-14, 5.31020748e-11, -2.02986481e-08, 1.11738573e-05, 0.00310592027,
                                0.130858019, 1};
     static const double q[] = {0.000254894665, 0.0245031007, 0.464191318, 1};
-    LLVMValueRef lo = cst(g, x, -9), hi = cst(g, x, 9);
+    /* tanh(s x) = x (s P(s^2 x^2)) / Q(s^2 x^2): for s a power of two the scaled
+     * coefficients are exact and every step rounds as it would on s x, without the multiply */
+    double s2 = scale * scale;
+    LLVMValueRef lo = cst(g, x, -9 / scale), hi = cst(g, x, 9 / scale);
     LLVMValueRef xc = clamp(g, x, lo, hi);
-    LLVMValueRef u = fmul(g, xc, xc), num = cst(g, x, p[0]), den = cst(g, x, q[0]);
+    LLVMValueRef u = fmul(g, xc, xc), num = cst(g, x, p[0] * scale * pow(s2, 6)), den = cst(g, x, q[0] * pow(s2, 3));
     for (int i = 1; i < 7; i++)
-        num = fmuladd(g, num, u, cst(g, x, p[i]));
+        num = fmuladd(g, num, u, cst(g, x, p[i] * scale * pow(s2, 6 - i)));
     for (int i = 1; i < 4; i++)
-        den = fmuladd(g, den, u, cst(g, x, q[i]));
+        den = fmuladd(g, den, u, cst(g, x, q[i] * pow(s2, 3 - i)));
     return LLVMBuildFDiv(g->b, fmul(g, xc, num), den, "");
 }

@@ -276,6 +276,10 @@ static void test_random_elementwise(void **state) {
         int64_t a[3] = {1 + uniform(3), 1 + uniform(4), 64 + uniform(937)}, b[1] = {a[2]};
         differential_threads = 1 + trial % 2;
         differential("%s = Sigmoid(%a)\n  %m = Mul(%s, %b)\n  %t = Tanh(%m)\n  %y = Mul(%t, %t)", 3, a, 1, b);
+        /* the bench's chain: sigmoid of a ReLU (through tanh), then tanh, clamped */
+        differential("%s = Mul(%a, %b)\n  %r = Relu(%s)\n  %g = Sigmoid(%r)\n  %m = Mul(%g, %a)\n"
+                     "  %t = Tanh(%m)\n  %q = Mul(%t, %t)\n  %u = Add(%q, %a)\n  %y = Clip(%u)",
+                     3, a, 1, b);
     }
     differential_threads = 0;
 }
@@ -1253,18 +1257,44 @@ static void test_concurrent_runs(void **state) {
  * (where tanh x is about x), plus the special values. The stated accuracy: exp within
  * 2 ulp (relative 2 * 2^-23 = 2.4e-7) where the result is normal, tanh within 6 (its
  * rational form rounds most near |x| = 7.5, where tanh x is within 1e-6 of 1). */
+static double sigmoid(double x) { return 1 / (1 + exp(-x)); }
+static double sigmoid_of_relu(double x) { return sigmoid(fmax(x, 0)); }
+
+/* exp, tanh and sigmoid where its input cannot be negative (a ReLU's output: computed
+ * through tanh) against double over 2^20 points, and their special values. */
 static void test_math_accuracy(void **state) {
     (void)state;
-    static const struct { const char *op; double lo, hi, ulps; double (*ref)(double); } fns[] = {
-        {"Exp", -104, 89, 2, exp}, {"Tanh", -12, 12, 6, tanh}};
+    static const struct {
+        const char *name, *body;
+        double lo, hi, ulps;
+        double (*ref)(double);
+        float at_inf, at_minus_inf, at_zero;
+        const char *calls; /* the one math function its kernel calls */
+    } fns[] = {
+        {"Exp", "%y = Exp(%a)", -104, 89, 2, exp, INFINITY, 0, 1, "exp("},
+        {"Tanh", "%y = Tanh(%a)", -12, 12, 6, tanh, 1, -1, 0, "tanh("},
+        {"Sigmoid", "%y = Sigmoid(%a)", -87, 20, 4, sigmoid, 1, 0, 0.5f, "exp("},
+        {"Sigmoid(Relu)", "%r = Relu(%a)\n  %y = Sigmoid(%r)", -4, 20, 4, sigmoid_of_relu, 1, 0.5f, 0.5f, "tanh("},
+    };
     for (int f = 0; f < ARRAY_LEN(fns); f++) {
         enum { N = 1 << 20 };
         char src[256];
-        snprintf(src, sizeof src, "graph m {\n  input %%a: f32[%d]\n  %%y = %s(%%a)\n  output %%y\n}\n", N + 5, fns[f].op);
+        snprintf(src, sizeof src, "graph m {\n  input %%a: f32[%d]\n  %s\n  output %%y\n}\n", N + 5, fns[f].body);
         kiln_options opts = {.backend = KILN_BACKEND_JIT};
         kiln_model *m;
         kiln_diag d = {0};
         assert_int_equal(kiln_model_parse(src, strlen(src), "m.kiln", &opts, &m, &d), KILN_OK);
+        char *lowered = NULL;
+        size_t lowered_size = 0;
+        FILE *lf = open_memstream(&lowered, &lowered_size);
+        lir_print(m->lowered, lf);
+        fclose(lf);
+        bool exp_called = strstr(lowered, "exp(") != NULL, tanh_called = strstr(lowered, "tanh(") != NULL;
+        if (!strstr(lowered, fns[f].calls) || exp_called + tanh_called != 1) {
+            print_error("%s: expected a kernel calling %s only\n%s", fns[f].name, fns[f].calls, lowered);
+            fail();
+        }
+        free(lowered);
         int64_t dims[1] = {N + 5};
         kiln_tensor *in, *out = NULL;
         assert_int_equal(kiln_tensor_create(KILN_F32, 1, dims, &in, &d), KILN_OK);
@@ -1283,12 +1313,12 @@ static void test_math_accuracy(void **state) {
             double err = fabs((double)y[i] - want) / (fabs(want) * FLT_EPSILON / 2);
             worst = err > worst ? err : worst;
         }
-        printf("jit %s: worst error %.2f ulp over %d points\n", fns[f].op, worst, N);
+        printf("jit %s: worst error %.2f ulp over %d points\n", fns[f].name, worst, N);
         assert_true(worst <= fns[f].ulps);
-        bool is_exp = f == 0;
-        assert_true(y[N] == (is_exp ? INFINITY : 1.0f) && y[N + 1] == (is_exp ? 0.0f : -1.0f) && isnan(y[N + 2]));
-        assert_true(y[N + 3] == (is_exp ? 1.0f : 0.0f) && (is_exp || signbit(y[N + 4])));
-        assert_true(!is_exp || (y[0] >= 0 && y[0] < 1e-44f)); /* exp(-104): the smallest subnormals */
+        assert_true(y[N] == fns[f].at_inf && y[N + 1] == fns[f].at_minus_inf && isnan(y[N + 2]));
+        assert_true(y[N + 3] == fns[f].at_zero && y[N + 4] == fns[f].at_zero);
+        assert_true(f != 1 || signbit(y[N + 4]));              /* tanh(-0) = -0 */
+        assert_true(f != 0 || (y[0] >= 0 && y[0] < 1e-44f)); /* exp(-104): the smallest subnormals */
         kiln_tensor_free(in), kiln_tensor_free(out);
         kiln_model_destroy(m);
     }

@@ -1,0 +1,71 @@
+/*
+ * test_loop.c — the loop IR's expression facts: lir_nonneg, which lowering trusts to pick
+ * cheaper formulas (sigmoid through tanh), holds for the forms it names and for nothing
+ * that can be negative.
+ */
+#include "../test_util.h"
+
+#include "ir/loop.h"
+
+static void test_nonneg(void **state) {
+    (void)state;
+    ir_graph *g;
+    lir_module *m;
+    kiln_diag d = {0};
+    assert_int_equal(ir_graph_create("g", "g.kiln", &g, &d), KILN_OK);
+    assert_int_equal(lir_module_create(g, &m, &d), KILN_OK);
+    lir_kernel *k = lir_kernel_add(m, "k", NULL);
+    assert_non_null(k);
+    lir_expr *x = lir_var_ref(m, k, lir_var_new(m, k, "x", KILN_F32));
+    lir_expr *y = lir_var_ref(m, k, lir_var_new(m, k, "y", KILN_F32));
+    lir_expr *n = lir_var_ref(m, k, lir_var_new(m, k, "n", KILN_I32));
+#define F(v) lir_const(m, KILN_F32, v)
+#define BIN(op, a, b) lir_binary(m, op, a, b)
+    lir_expr *relu = lir_select(m, BIN(LIR_LT, x, F(0)), F(0), x);
+    struct { const char *what; lir_expr *e; bool nonneg; } cases[] = {
+        {"0", F(0), true},
+        {"-0", F(-0.0), true},
+        {"-1", F(-1), false},
+        {"x", x, false},
+        {"relu(x)", relu, true},
+        {"0.5 > x ? 0 : x", lir_select(m, BIN(LIR_GT, F(0.5), x), F(0), x), true},
+        {"x < -1 ? 0 : x", lir_select(m, BIN(LIR_LT, x, F(-1)), F(0), x), false},
+        {"x < 0 ? -1 : x", lir_select(m, BIN(LIR_LT, x, F(0)), F(-1), x), false},
+        {"x < 0 ? 0 : y", lir_select(m, BIN(LIR_LT, x, F(0)), F(0), y), false},
+        {"x * x", BIN(LIR_MUL, x, x), true},
+        {"x * y", BIN(LIR_MUL, x, y), false},
+        {"relu(x) * 1.5 + 0.5", BIN(LIR_ADD, BIN(LIR_MUL, relu, F(1.5)), F(0.5)), true},
+        {"relu(x) - 0.5", BIN(LIR_SUB, relu, F(0.5)), false},
+        {"relu(x) / exp(y)", BIN(LIR_DIV, relu, lir_call(m, LIR_EXP, y, NULL)), true},
+        {"|x|", lir_unary(m, LIR_ABS, x), true},
+        {"-relu(x)", lir_unary(m, LIR_NEG, relu), false},
+        {"sqrt(x)", lir_call(m, LIR_SQRT, x, NULL), true},
+        {"tanh(relu(x))", lir_call(m, LIR_TANH, relu, NULL), false},
+        {"max(x, 0)", BIN(LIR_MAX, x, F(0)), true},
+        {"max(x, y)", BIN(LIR_MAX, x, y), false},
+        {"max_any(x, 0)", lir_max_any(m, LIR_MAX, x, F(0)), true},
+        {"max_any(x, |y|)", lir_max_any(m, LIR_MAX, x, lir_unary(m, LIR_ABS, y)), false},
+        {"min(relu(x), 6)", BIN(LIR_MIN, relu, F(6)), true},
+        {"min(relu(x), y)", BIN(LIR_MIN, relu, y), false},
+        {"f16(relu(x))", lir_cast(m, KILN_F16, relu), true},
+        {"f32(n * n)", lir_cast(m, KILN_F32, BIN(LIR_MUL, n, n)), false},
+    };
+#undef F
+#undef BIN
+    for (int i = 0; i < ARRAY_LEN(cases); i++) {
+        assert_non_null(cases[i].e);
+        if (lir_nonneg(cases[i].e) != cases[i].nonneg) {
+            print_error("lir_nonneg(%s) should be %s\n", cases[i].what, cases[i].nonneg ? "true" : "false");
+            fail();
+        }
+    }
+    lir_module_destroy(m);
+    ir_graph_destroy(g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nonneg),
+    };
+    return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
+}
