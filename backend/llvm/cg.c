@@ -228,7 +228,9 @@ static LLVMValueRef call(cg_ctx *g, const lir_expr *e) {
     if (e->type == KILN_F32 && e->op == LIR_TANH) { /* inline: vector loops stay vector */
         const lir_expr *x = e->a;
         double scale = tanh_scale(x);
-        return cg_tanh_f32(g, expr(g, scale == 1 ? x : x->a->kind == LIR_CONST ? x->b : x->a), scale);
+        if (scale != 1)
+            x = x->a->kind == LIR_CONST ? x->b : x->a;
+        return cg_tanh_f32(g, expr(g, x), scale, lir_nonneg(x));
     }
     LLVMValueRef args[2] = {expr(g, e->a), e->b ? expr(g, e->b) : NULL};
     int n = e->b ? 2 : 1;

@@ -65,12 +65,18 @@ LLVMValueRef cg_x86_minmax(cg_ctx *g, bool max, LLVMValueRef a, LLVMValueRef b) 
     return cg_intrinsic(g, max ? "llvm.x86.avx512.max.ps.512" : "llvm.x86.avx512.min.ps.512", NULL, 0, args, 3);
 }
 
+/* hi < x ? hi : x, NaN passed through: x86's min(hi, x) exactly. */
+static LLVMValueRef clamp_above(cg_ctx *g, LLVMValueRef x, LLVMValueRef hi) {
+    LLVMValueRef y = cg_x86_minmax(g, false, hi, x);
+    return y ? y : sel(g, olt(g, hi, x), hi, x);
+}
+
 /* x clamped to [lo, hi], NaN passed through: x < lo ? lo : hi < x ? hi : x, which is x86's
  * min(hi, max(lo, x)) exactly (a NaN x comes back as x): LLVM leaves the nested selects as
  * compares and masked moves. */
 static LLVMValueRef clamp(cg_ctx *g, LLVMValueRef x, LLVMValueRef lo, LLVMValueRef hi) {
     LLVMValueRef y = cg_x86_minmax(g, true, lo, x);
-    return y ? cg_x86_minmax(g, false, hi, y) : sel(g, olt(g, x, lo), lo, sel(g, olt(g, hi, x), hi, x));
+    return clamp_above(g, y ? y : sel(g, olt(g, x, lo), lo, x), hi);
 }
 
 /* 2^k for integer k in [-126, 127], built from its exponent bits. */
@@ -126,7 +132,7 @@ LLVMValueRef cg_exp_f32(cg_ctx *g, LLVMValueRef x) {
  * back as x, the sign of zero kept. The f32 evaluation's rounding makes the error up to
  * 6 units of 2^-24 (5.3 measured over every float, largest near |x| = 7.5, where tanh x is
  * within 1e-6 of 1); 2.5 before, 8 for the functions from libmvec. */
-LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x, double scale) {
+LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x, double scale, bool nonneg) {
     static const double p[] = {-8.56403232e-14, 5.31020748e-11, -2.02986481e-08, 1.11738573e-05, 0.00310592027,
                                0.130858019, 1};
     static const double q[] = {0.000254894665, 0.0245031007, 0.464191318, 1};
@@ -134,7 +140,7 @@ LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x, double scale) {
      * coefficients are exact and every step rounds as it would on s x, without the multiply */
     double s2 = scale * scale;
     LLVMValueRef lo = cst(g, x, -9 / scale), hi = cst(g, x, 9 / scale);
-    LLVMValueRef xc = clamp(g, x, lo, hi);
+    LLVMValueRef xc = nonneg ? clamp_above(g, x, hi) : clamp(g, x, lo, hi);
     LLVMValueRef u = fmul(g, xc, xc), num = cst(g, x, p[0] * scale * pow(s2, 6)), den = cst(g, x, q[0] * pow(s2, 3));
     for (int i = 1; i < 7; i++)
         num = fmuladd(g, num, u, cst(g, x, p[i] * scale * pow(s2, 6 - i)));
