@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Fits the coefficients of the JIT's f32 tanh (backend/llvm/cg_math.c, cg_tanh_f32):
-tanh x = x P(x^2) / Q(x^2) on [0, 9], P of degree 6, Q of degree 3, P(0) = Q(0) = 1,
+tanh x = x P(x^2) / Q(x^2) on [0, 9], P and Q of degree 4, P(0) = Q(0) = 1,
 minimizing the largest relative error.
 
 Lawson's iteration on the linearized problem: each round solves the weighted least
@@ -18,8 +18,8 @@ import mpmath
 import numpy as np
 
 CLAMP = 9.0  # past 9, tanh x rounds to 1 in f32
-NP, NQ = 6, 3
-NU = NP + 1 + NQ  # unknowns: p0..p6, q1..q3 (q0 = 1)
+NP, NQ = 4, 4
+NU = NP + 1 + NQ  # unknowns: p0..p4, q1..q4 (q0 = 1)
 
 x = np.concatenate([np.linspace(1e-4, CLAMP, 30000), np.geomspace(1e-4, 1, 3000)])
 x.sort()
@@ -45,7 +45,7 @@ def solve(fixed, rounds=40):
             b -= A0[:, i] * v
         s = np.sqrt(w) / (f * qprev)
         a = A0[:, free] * s[:, None]
-        scale = np.abs(a).max(axis=0)  # columns span 1 .. 81^6: scale them for the solver
+        scale = np.abs(a).max(axis=0)  # columns span 1 .. 81^4: scale them for the solver
         sol, *_ = np.linalg.lstsq(a / scale, b * s, rcond=None)
         coef = np.zeros(NU)
         for i, v in fixed.items():
@@ -63,7 +63,7 @@ def solve(fixed, rounds=40):
 fixed = {0: 1.0}
 coef, err = solve(fixed)
 print("fit in double: max relative error %.3g" % err, file=sys.stderr)
-for i in [6, 5, 4, 3, 9, 8, 7, 2, 1]:  # P's highest powers, then Q's, then the low ones
+for i in [4, 8, 3, 7, 2, 6, 1, 5]:  # highest powers first, P's and Q's in turn
     fixed[i] = float(np.float32(coef[i]))
     coef, err = solve(fixed)
 print("rounded to f32: max relative error %.3g (exact arithmetic)" % err, file=sys.stderr)

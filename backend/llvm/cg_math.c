@@ -124,27 +124,29 @@ LLVMValueRef cg_exp_f32(cg_ctx *g, LLVMValueRef x) {
 }
 
 /* tanh x = x P(x^2) / Q(x^2) on [-9, 9] (beyond, tanh x rounds to +-1 in f32 and x is
- * clamped to 9), P of degree 6 and Q of degree 3: 13 instructions per vector on AVX-512
- * and one division, where the expm1 formula before it took 22 and its dependency chain
- * was twice as long (the chain's tanh stage 4.0 -> 2.4 ns a vector). The coefficients are
- * a minimax fit of relative error, rounded to f32 one at a time with the rest refitted
- * (scripts/fit_tanh.py): 2.9e-8 in exact arithmetic. P(0) = Q(0) = 1, so tiny and subnormal x come
- * back as x, the sign of zero kept. The f32 evaluation's rounding makes the error up to
- * 6 units of 2^-24 (5.3 measured over every float, largest near |x| = 7.5, where tanh x is
- * within 1e-6 of 1); 2.5 before, 8 for the functions from libmvec. */
+ * clamped to 9), P and Q of degree 4 in x^2: 12 instructions per vector on AVX-512 and
+ * one division, where the expm1 formula before it took 22 and its dependency chain was
+ * twice as long (the chain's tanh stage 4.0 -> 2.4 ns a vector). Equal degrees fit best
+ * for the count: 2.2e-8 of relative error in double where degrees 6 and 3 (one multiply-add
+ * more) gave 2.9e-8. The coefficients are a minimax fit of relative error, rounded to f32
+ * one at a time with the rest refitted (scripts/fit_tanh.py): 3.7e-8 in exact arithmetic.
+ * P(0) = Q(0) = 1, so tiny and subnormal x come back as x, the sign of zero kept. The f32
+ * evaluation's rounding makes the error up to 6 units of 2^-24 (5.34 measured over every
+ * other float in [3e-5, 12], largest near |x| = 8.4, where tanh x is within 1e-7 of 1);
+ * 8 for the functions from libmvec. */
 LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x, double scale, bool nonneg) {
-    static const double p[] = {-8.56403232e-14, 5.31020748e-11, -2.02986481e-08, 1.11738573e-05, 0.00310592027,
-                               0.130858019, 1};
-    static const double q[] = {0.000254894665, 0.0245031007, 0.464191318, 1};
+    static const double p[] = {1.3421988e-08, 2.06628174e-05, 0.00349909044, 0.133840606, 1};
+    static const double q[] = {7.80561322e-07, 0.00032911927, 0.0258905664, 0.467173815, 1};
+    enum { NP = sizeof p / sizeof *p - 1, NQ = sizeof q / sizeof *q - 1 }; /* the degrees in x^2 */
     /* tanh(s x) = x (s P(s^2 x^2)) / Q(s^2 x^2): for s a power of two the scaled
      * coefficients are exact and every step rounds as it would on s x, without the multiply */
     double s2 = scale * scale;
     LLVMValueRef lo = cst(g, x, -9 / scale), hi = cst(g, x, 9 / scale);
     LLVMValueRef xc = nonneg ? clamp_above(g, x, hi) : clamp(g, x, lo, hi);
-    LLVMValueRef u = fmul(g, xc, xc), num = cst(g, x, p[0] * scale * pow(s2, 6)), den = cst(g, x, q[0] * pow(s2, 3));
-    for (int i = 1; i < 7; i++)
-        num = fmuladd(g, num, u, cst(g, x, p[i] * scale * pow(s2, 6 - i)));
-    for (int i = 1; i < 4; i++)
-        den = fmuladd(g, den, u, cst(g, x, q[i] * pow(s2, 3 - i)));
+    LLVMValueRef u = fmul(g, xc, xc), num = cst(g, x, p[0] * scale * pow(s2, NP)), den = cst(g, x, q[0] * pow(s2, NQ));
+    for (int i = 1; i <= NP; i++)
+        num = fmuladd(g, num, u, cst(g, x, p[i] * scale * pow(s2, NP - i)));
+    for (int i = 1; i <= NQ; i++)
+        den = fmuladd(g, den, u, cst(g, x, q[i] * pow(s2, NQ - i)));
     return LLVMBuildFDiv(g->b, fmul(g, xc, num), den, "");
 }
