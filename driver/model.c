@@ -186,7 +186,7 @@ static kiln_status compile(kiln_model *m, kiln_diag *d) {
     if (!st && m->backend == KILN_BACKEND_C)
         st = c_library_open(m, d);
     else if (!st)
-        st = cg_jit_compile(m->lowered, NULL, &m->jit, d);
+        st = cg_jit_compile(m->lowered, &(cg_options){.opt_level = 3, .compile_threads = m->compile_threads}, &m->jit, d);
     if (!st && m->threads > 0 && m->jit) /* the C backend's library was given them when opened */
         cg_jit_set_threads(m->jit, m->threads);
     if (st)
@@ -231,6 +231,7 @@ kiln_status driver_model_tuned(ir_graph *g, const kiln_options *opts, const kiln
     (*out)->graph = g;
     (*out)->backend = opts ? opts->backend : KILN_BACKEND_INTERP;
     (*out)->threads = opts ? opts->threads : 0;
+    (*out)->compile_threads = opts ? opts->compile_threads : 0;
     (*out)->no_fuse = opts && opts->no_fuse;
     (*out)->tuning = tuning;
     if ((*out)->backend != KILN_BACKEND_INTERP && !needs_run_inputs(g) && (st = compile(*out, d))) {

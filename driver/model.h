@@ -16,6 +16,7 @@ struct kiln_model {
     lir_module *lowered; /* JIT: the loop IR, kept alive for the compiled kernels */
     cg_jit *jit;
     int threads;         /* 0: the default */
+    int compile_threads; /* JIT: threads that compile; 0: every processor */
     bool no_fuse;        /* lower one kernel per node */
     const struct kiln_tuning *tuning; /* the per-node schedule choices followed, or NULL */
     struct kiln_tuning *own_tuning;   /* the table read from kiln_options' file (freed with m) */

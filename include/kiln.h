@@ -121,6 +121,8 @@ typedef struct kiln_options {
     bool no_fuse;  /* JIT and C: one kernel per node (to measure what fusion buys) */
     const char *tuning; /* JIT and C: a file `kiln tune` wrote, whose per-node schedule
                            choices the compiler follows (NULL: its cost rules decide) */
+    int compile_threads; /* JIT: threads that compile the kernels (LLVM), whatever `threads`
+                            is; 0: as many as there are processors */
 } kiln_options;
 
 /* Loads a .kiln model (weights referenced from .npy/.npz beside it), verifies it and infers

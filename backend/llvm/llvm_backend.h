@@ -24,6 +24,7 @@ typedef struct cg_options {
     const char *target_cpu; /* NULL: the host's (name and features); else an LLVM CPU name
                                such as x86-64-v3, with that CPU's own features */
     const char *prefix;     /* prepended to kernel and constant symbols (AOT: "NAME_") */
+    int compile_threads;    /* JIT: shares compiled at once; 0: one per processor */
 } cg_options;
 
 /* Compiles every kernel of m. m must outlive the result. */

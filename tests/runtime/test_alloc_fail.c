@@ -108,7 +108,7 @@ void __wrap_free(void *p) {
 
 /* Loads `path` for the JIT, runs it once on zeros, frees everything. */
 static kiln_status load_compile_run(const char *path, kiln_diag *d) {
-    kiln_options opts = {.backend = KILN_BACKEND_JIT, .threads = 1, .batch = 2};
+    kiln_options opts = {.backend = KILN_BACKEND_JIT, .threads = 1, .batch = 2, .compile_threads = 1};
     kiln_model *m = NULL;
     kiln_status st = kiln_model_load(path, &opts, &m, d);
     if (st)
