@@ -57,9 +57,9 @@ static double attr_f(lower_ctx *c, const char *name) { return ir_attr_float(c->n
 /* 1 / (1 + e^-x), which keeps its relative accuracy down the left tail, where the result
  * is e^x. Where x cannot be negative (a ReLU's output) the result is in [1/2, 1) and
  * 1/2 + tanh(x/2)/2 is as accurate: the JIT's tanh is a rational function that costs
- * less than exp and a division (the bench's chain: -9 instructions of 54 a vector), and
- * it folds the power-of-two scales into its coefficients. x/2 and tanh/2 are exact, so
- * the multiply-add rounds once either way. */
+ * less than exp and a division (the bench's chain lost its exp and the division's stage:
+ * 54 -> 49 instructions a vector), and it folds the power-of-two scale into its
+ * coefficients. x/2 and tanh/2 are exact, so the multiply-add rounds once either way. */
 static lir_expr *sigmoid(lower_ctx *c, lir_expr *x) {
     if (lir_nonneg(x))
         return lir_fma(M, num(c, x, 0.5), call(c, LIR_TANH, mul(c, num(c, x, 0.5), x)), num(c, x, 0.5));
