@@ -144,7 +144,7 @@ kiln_status shape_reduce_axes(const shape_ctx *c, bool *mask, bool *identity, bo
         return KILN_OK;
     }
     for (int k = 0; k < count; k++) {
-        int axis;
+        int axis = 0; /* set by shape_axis when it succeeds (GCC cannot tell) */
         if ((st = shape_axis(c, axes[k], rank, "reduction axis", &axis)))
             return st;
         if (mask[axis])

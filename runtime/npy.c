@@ -147,8 +147,8 @@ kiln_status kiln_npy_read_mem(const void *bytes, size_t size, const char *what, 
         return kiln_rt_error(d, KILN_ERR_OOM, "%s: out of memory", what);
     memcpy(hdr, b + hstart, hlen);
     hdr[hlen] = 0;
-    kiln_dtype dt;
-    int rank;
+    kiln_dtype dt = KILN_F32; /* set by parse_header when it succeeds (GCC cannot tell) */
+    int rank = 0;
     int64_t dims[KILN_MAX_RANK];
     kiln_status st = parse_header(hdr, what, &dt, &rank, dims, d);
     free(hdr);
