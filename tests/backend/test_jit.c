@@ -1210,6 +1210,9 @@ static void test_fusion_copies_limit(void **state) {
  * arena or, while another holds it, one of its own (backend/llvm/jit.c). Four threads, 25
  * runs each on inputs of their own, against the serial results to the bit. */
 enum { RACE_THREADS = 4, RACE_RUNS = 25 };
+/* several kernels, intermediates in the arena */
+static const char race_model[] = "graph r {\n  input %a: f32[64, 96]\n  %e = Exp(%a)\n  %s = Softmax(%e) {axis = -1}\n"
+                                 "  %t = Transpose(%s)\n  %y = MatMul(%a, %t)\n  %z = Tanh(%y)\n  output %z\n}\n";
 typedef struct race { kiln_model *m; kiln_tensor *in, *want; bool ok; } race;
 
 static void *race_runs(void *arg) {
@@ -1227,12 +1230,10 @@ static void *race_runs(void *arg) {
 
 static void test_concurrent_runs(void **state) {
     (void)state;
-    static const char text[] = "graph r {\n  input %a: f32[64, 96]\n  %e = Exp(%a)\n  %s = Softmax(%e) {axis = -1}\n"
-                               "  %t = Transpose(%s)\n  %y = MatMul(%a, %t)\n  %z = Tanh(%y)\n  output %z\n}\n";
     kiln_options opts = {.backend = KILN_BACKEND_JIT, .threads = 1};
     kiln_model *m;
     kiln_diag d = {0};
-    assert_int_equal(kiln_model_parse(text, strlen(text), "r.kiln", &opts, &m, &d), KILN_OK);
+    assert_int_equal(kiln_model_parse(race_model, strlen(race_model), "r.kiln", &opts, &m, &d), KILN_OK);
     assert_true(m->lowered->arena_bytes > 0); /* the intermediates live in the arena */
     const int64_t dims[2] = {64, 96};
     race r[RACE_THREADS];
@@ -1255,15 +1256,13 @@ static void test_concurrent_runs(void **state) {
  * run the same machine code: outputs equal to the bit. */
 static void test_compile_threads(void **state) {
     (void)state;
-    static const char text[] = "graph r {\n  input %a: f32[64, 96]\n  %e = Exp(%a)\n  %s = Softmax(%e) {axis = -1}\n"
-                               "  %t = Transpose(%s)\n  %y = MatMul(%a, %t)\n  %z = Tanh(%y)\n  output %z\n}\n";
     const int64_t dims[2] = {64, 96};
     kiln_tensor *in = random_tensor(2, dims), *out[2];
     for (int i = 0; i < 2; i++) {
         kiln_options opts = {.backend = KILN_BACKEND_JIT, .threads = 1, .compile_threads = i ? 0 : 1};
         kiln_model *m;
         kiln_diag d = {0};
-        assert_int_equal(kiln_model_parse(text, strlen(text), "r.kiln", &opts, &m, &d), KILN_OK);
+        assert_int_equal(kiln_model_parse(race_model, strlen(race_model), "r.kiln", &opts, &m, &d), KILN_OK);
         assert_true(m->lowered->kernel_count >= 2);
         assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)&in, &out[i], &d), KILN_OK);
         kiln_model_destroy(m);
