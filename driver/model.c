@@ -178,9 +178,15 @@ lower_options driver_lower_options(const char *target_cpu, bool no_fuse, int thr
                            .l2_bytes = l2 >= 64 << 10 && l2 <= 64 << 20 ? l2 : 0};
 }
 
+/* The threads a model's runs use: those it was given, else every processor. The passes
+ * (Winograd's cost rule), the lowering and the JIT all size their choices by it. */
+static int run_threads(int given) {
+    return given > 0 ? given : kiln_rt_default_threads();
+}
+
 /* Lowers the (static) graph and compiles it for the model's backend. */
 static kiln_status compile(kiln_model *m, kiln_diag *d) {
-    lower_options lo = driver_lower_options(NULL, m->no_fuse, m->threads > 0 ? m->threads : kiln_rt_default_threads());
+    lower_options lo = driver_lower_options(NULL, m->no_fuse, run_threads(m->threads));
     lo.tuning = m->tuning;
     kiln_status st = lower_graph(m->graph, &lo, &m->lowered, NULL, d);
     if (!st && m->backend == KILN_BACKEND_C)
@@ -219,7 +225,7 @@ kiln_status driver_model_tuned(ir_graph *g, const kiln_options *opts, const kiln
     else if (opts && opts->batch > 0)
         ir_graph_set_batch(g, opts->batch);
     if (!st)
-        st = driver_optimize_tuned(g, NULL, tuning, opts && opts->threads > 0 ? opts->threads : kiln_rt_default_threads(), d);
+        st = driver_optimize_tuned(g, NULL, tuning, run_threads(opts ? opts->threads : 0), d);
     if (st) {
         ir_graph_destroy(g);
         return st;
@@ -324,7 +330,7 @@ static kiln_status compile_for_inputs(kiln_model *m, const kiln_tensor *const *i
         if (!m->pinned[i] && feeds_static_slot(g, g->inputs[i]))
             st = pin_input(m, i, inputs[i], d);
     if (!st)
-        st = driver_optimize_tuned(g, NULL, m->tuning, m->threads > 0 ? m->threads : kiln_rt_default_threads(), d);
+        st = driver_optimize_tuned(g, NULL, m->tuning, run_threads(m->threads), d);
     return st ? st : compile(m, d);
 }
 

@@ -210,13 +210,17 @@ static LLVMValueRef binary(cg_ctx *g, const lir_expr *e) {
 }
 
 /* c where x is c * y or y * c for a constant c = 2^k, 1/64 <= c <= 256, which tanh folds
- * into its coefficients exactly (sigmoid's tanh(x/2)); else 1. */
-static double tanh_scale(const lir_expr *x) {
+ * into its coefficients exactly (sigmoid's tanh(x/2)), *y receiving y; else 1 and x. */
+static double tanh_scale(const lir_expr *x, const lir_expr **y) {
+    *y = x;
     if (x->kind != LIR_BINARY || x->op != LIR_MUL)
         return 1;
     const lir_expr *k = x->a->kind == LIR_CONST ? x->a : x->b->kind == LIR_CONST ? x->b : NULL;
     int exponent;
-    return k && k->f > 0 && frexp(k->f, &exponent) == 0.5 && exponent >= -5 && exponent <= 9 ? k->f : 1;
+    if (!k || !(k->f > 0) || frexp(k->f, &exponent) != 0.5 || exponent < -5 || exponent > 9)
+        return 1;
+    *y = k == x->a ? x->b : x->a;
+    return k->f;
 }
 
 static LLVMValueRef call(cg_ctx *g, const lir_expr *e) {
@@ -226,10 +230,8 @@ static LLVMValueRef call(cg_ctx *g, const lir_expr *e) {
         [LIR_ROUND_EVEN] = "llvm.roundeven", [LIR_POW] = "llvm.pow",
     };
     if (e->type == KILN_F32 && e->op == LIR_TANH) { /* inline: vector loops stay vector */
-        const lir_expr *x = e->a;
-        double scale = tanh_scale(x);
-        if (scale != 1)
-            x = x->a->kind == LIR_CONST ? x->b : x->a;
+        const lir_expr *x;
+        double scale = tanh_scale(e->a, &x);
         return cg_tanh_f32(g, expr(g, x), scale, lir_nonneg(x));
     }
     LLVMValueRef args[2] = {expr(g, e->a), e->b ? expr(g, e->b) : NULL};
