@@ -298,6 +298,11 @@ kiln_status shape_slice_params(const shape_ctx *c, shape_slice_spec *s, bool *kn
             s->count[axis] = IR_DIM_UNKNOWN;
             continue;
         }
+        /* A stride of at least the dimension takes one element at most, so
+         * bound it there: -INT64_MIN overflows below, and start + i * step
+         * must stay within int64_t wherever the slice is indexed. */
+        int64_t span = dim > 0 ? dim : 1;
+        step = clamp(step, -span, span);
         int64_t b = starts[k], e = ends[k];
         if (b < 0)
             b = b < -dim ? 0 : b + dim; /* avoids overflow with INT64_MIN */
