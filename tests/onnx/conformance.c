@@ -10,7 +10,9 @@
  * reported so it can be taken off the list.
  *
  * usage: conformance SCOPE DATA_DIR EXPECTED_FAILURES [--write-expected FILE] [--only NAME]
- *                    [--rtol R] [--atol A] [--backend interp|jit|c]
+ *                    [--rtol R] [--atol A] [--backend interp|jit|c] [--no-fuse]
+ * --no-fuse compiles one kernel per op (kiln_options.no_fuse): the same suite checks the
+ * unfused kernels, which the fused ones are compared against in `kiln bench --compare`.
  * It also checks the PyTorch-exported models in tests/models/torch, which use the same
  * layout, at rtol 1e-4 and atol 1e-5.
  */
@@ -171,21 +173,31 @@ static void failure_kind(const char *reason, char *kind, size_t cap) {
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: conformance SCOPE DATA_DIR EXPECTED_FAILURES [--write-expected FILE] "
-                        "[--only NAME] [--rtol R] [--atol A] [--backend interp|jit|c]\n");
+                        "[--only NAME] [--rtol R] [--atol A] [--backend interp|jit|c] [--no-fuse]\n");
         return 2;
     }
     const char *write_expected = NULL, *only = NULL;
-    for (int i = 4; i + 1 < argc; i += 2) {
+    for (int i = 4; i < argc; i++) {
+        const char *value = i + 1 < argc ? argv[i + 1] : "";
+        if (!strcmp(argv[i], "--no-fuse")) {
+            load_options.no_fuse = true;
+            continue;
+        }
         if (!strcmp(argv[i], "--write-expected"))
-            write_expected = argv[i + 1];
+            write_expected = value;
         else if (!strcmp(argv[i], "--only"))
-            only = argv[i + 1];
+            only = value;
         else if (!strcmp(argv[i], "--rtol"))
-            rel_tol = strtod(argv[i + 1], NULL);
+            rel_tol = strtod(value, NULL);
         else if (!strcmp(argv[i], "--atol"))
-            abs_tol = strtod(argv[i + 1], NULL);
+            abs_tol = strtod(value, NULL);
         else if (!strcmp(argv[i], "--backend"))
-            load_options.backend = !strcmp(argv[i + 1], "jit") ? KILN_BACKEND_JIT : !strcmp(argv[i + 1], "c") ? KILN_BACKEND_C : KILN_BACKEND_INTERP;
+            load_options.backend = !strcmp(value, "jit") ? KILN_BACKEND_JIT : !strcmp(value, "c") ? KILN_BACKEND_C : KILN_BACKEND_INTERP;
+        else {
+            fprintf(stderr, "conformance: unknown flag %s\n", argv[i]);
+            return 2;
+        }
+        i++;
     }
     char *scope = read_lines(argv[1]), *expected = read_lines(argv[3]);
     if (!scope) {
