@@ -333,6 +333,24 @@ static void test_random_matmul(void **state) {
                      trial % 2 ? bt : b);
         differential_atol_scale = 1;
     }
+    /* the sizes around the vector and block edges: 1, 7, 17, 63, 65, 129 for each of M, K,
+     * N (squares, and rotations so no two are equal), batched MatMul and Gemm with a bias */
+    static const int64_t edges[] = {1, 7, 17, 63, 65, 129};
+    for (int i = 0; i < ARRAY_LEN(edges); i++) {
+        int64_t m = edges[i], k = edges[(i + 2) % ARRAY_LEN(edges)], n = edges[(i + 4) % ARRAY_LEN(edges)];
+        int64_t sq[2] = {m, m}, a[3] = {2, m, k}, b[2] = {k, n};
+        differential_atol_scale = m > 36 ? (double)m / 36 : 1;
+        differential("%y = MatMul(%a, %b)", 2, sq, 2, sq);
+        differential_atol_scale = k > 36 ? (double)k / 36 : 1;
+        differential("%y = MatMul(%a, %b)", 3, a, 2, b);
+        char gemm[4096];
+        int len = snprintf(gemm, sizeof gemm, "const %%c: f32[%lld] = [", (long long)n);
+        for (int j = 0; j < n; j++)
+            len += snprintf(gemm + len, sizeof gemm - (size_t)len, "%s%d", j ? ", " : "", uniform(9) - 4);
+        snprintf(gemm + len, sizeof gemm - (size_t)len, "]\n  %%y = Gemm(%%a, %%b, %%c) {alpha = 0.5, beta = 2}");
+        differential(gemm, 2, a + 1, 2, b);
+    }
+    differential_atol_scale = 1;
     /* 1 to 3 rows (k outermost, sums in scratch), Gemm with transB and alpha too */
     for (int trial = 0; trial < 6; trial++) {
         int64_t m = 1 + uniform(3), k = 1 + uniform(40), n = 16 + uniform(60);
