@@ -5,6 +5,7 @@
 
 #include "ir/print.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -489,6 +490,29 @@ static bool below_replaced(const lir_expr *e) {
     const lir_expr *v = cmp->op == LIR_LT || cmp->op == LIR_LE ? cmp->a : cmp->op == LIR_GT || cmp->op == LIR_GE ? cmp->b : NULL;
     const lir_expr *k = v == cmp->a ? cmp->b : cmp->a;
     return v && k->kind == LIR_CONST && k->f >= 0 && lir_expr_same(v, e->c);
+}
+
+static bool is_tanh_f32(const lir_expr *e) { return e->kind == LIR_CALL && e->op == LIR_TANH && e->type == KILN_F32; }
+
+const lir_expr *lir_tanh_affine(const lir_expr *e, double *c, const lir_expr **d) {
+    if (e->kind != LIR_BINARY || e->op != LIR_ADD || e->type != KILN_F32)
+        return NULL;
+    const lir_expr *p = e->b;
+    if (e->i && p->kind == LIR_BINARY && p->op == LIR_MUL) { /* lir_fma: d + k * t or d + t * k */
+        const lir_expr *k = p->a->kind == LIR_CONST ? p->a : p->b->kind == LIR_CONST ? p->b : NULL;
+        const lir_expr *t = k == p->a ? p->b : p->a;
+        int exponent;
+        if (!k || !is_tanh_f32(t) || !(k->f > 0) || frexp(k->f, &exponent) != 0.5 || exponent < -9 || exponent > 11)
+            return NULL;
+        *c = k->f, *d = e->a;
+        return t;
+    }
+    if (e->i) /* another multiply-add: its product is not c * t */
+        return NULL;
+    const lir_expr *t = is_tanh_f32(e->a) ? e->a : is_tanh_f32(e->b) ? e->b : NULL;
+    if (t)
+        *c = 1, *d = t == e->a ? e->b : e->a;
+    return t;
 }
 
 bool lir_nonneg(const lir_expr *e) {

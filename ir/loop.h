@@ -214,6 +214,11 @@ bool lir_expr_same(const lir_expr *a, const lir_expr *b);
  * non-negative operand, and sums, products, quotients, min and selects of such values.
  * Conservative: false says nothing. */
 bool lir_nonneg(const lir_expr *e);
+/* The f32 tanh call t when e is c * t + d: a multiply-add (lir_fma) with a constant c =
+ * 2^k (1/1024 <= c <= 1024) beside t in the product, or an add t + d (c = 1); *c and *d
+ * receive the map. NULL for any other e. tanh's rational form takes c into its numerator
+ * and d into its last step (backend/llvm/cg_math.c), so stage.c keeps the map with the call. */
+const lir_expr *lir_tanh_affine(const lir_expr *e, double *c, const lir_expr **d);
 
 const char *lir_op_name(lir_op op);
 const char *lir_intrinsic_name(lir_intrinsic fn);

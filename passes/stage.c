@@ -46,12 +46,19 @@ typedef struct stager {
     lir_expr *slot;   /* where a stage's value for this element lies in its scratch */
 } stager;
 
-/* Post-order: an expensive node's own expensive operands are collected before it. */
+/* Post-order: an expensive node's own expensive operands are collected before it. A
+ * constant map of a tanh, c * tanh(y) + d (sigmoid's 1/2 + tanh(x/2)/2), is staged whole:
+ * the code generator folds it into tanh's last step, which it cannot see across a stage. */
 static void collect(stager *s, const lir_expr *e) {
     if (!e || s->overflow)
         return;
-    collect(s, e->a), collect(s, e->b), collect(s, e->c);
-    if (!expensive(e))
+    double c;
+    const lir_expr *d, *t = lir_tanh_affine(e, &c, &d);
+    if (t && d->kind == LIR_CONST)
+        collect(s, t->a);
+    else
+        collect(s, e->a), collect(s, e->b), collect(s, e->c);
+    if (!expensive(e) && !(t && d->kind == LIR_CONST))
         return;
     for (int i = 0; i < s->n; i++)
         if (lir_expr_same(s->node[i], e))

@@ -173,7 +173,13 @@ static LLVMValueRef x86_minmax(cg_ctx *g, const lir_expr *cmp, const lir_expr *b
     return v ? v : LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, cmp->op == LIR_LT ? LLVMRealOLT : LLVMRealOGT, cv, bv, ""), bv, cv, "");
 }
 
+static LLVMValueRef tanh_f32(cg_ctx *g, const lir_expr *t, double c, const lir_expr *d);
+
 static LLVMValueRef binary(cg_ctx *g, const lir_expr *e) {
+    double c;
+    const lir_expr *d, *tanh_call = lir_tanh_affine(e, &c, &d);
+    if (tanh_call)
+        return tanh_f32(g, tanh_call, c, d);
     if (e->op == LIR_ADD && e->i && e->b->kind == LIR_BINARY && e->b->op == LIR_MUL) { /* lir_fma */
         LLVMValueRef args[3] = {expr(g, e->b->a), expr(g, e->b->b), expr(g, e->a)};
         return intrinsic(g, "llvm.fmuladd", LLVMTypeOf(args[0]), args, 3);
@@ -223,17 +229,22 @@ static double tanh_scale(const lir_expr *x, const lir_expr **y) {
     return k->f;
 }
 
+/* c * tanh(y) + d for f32 (d NULL: c tanh(y)), inline: vector loops stay vector */
+static LLVMValueRef tanh_f32(cg_ctx *g, const lir_expr *t, double c, const lir_expr *d) {
+    const lir_expr *y;
+    double scale = tanh_scale(t->a, &y);
+    LLVMValueRef yv = expr(g, y);
+    return cg_tanh_f32(g, yv, scale, lir_nonneg(y), c, d ? expr(g, d) : NULL);
+}
+
 static LLVMValueRef call(cg_ctx *g, const lir_expr *e) {
     static const char *const llvm_names[LIR_INTRINSIC_COUNT] = {
         [LIR_EXP] = "llvm.exp", [LIR_LOG] = "llvm.log", [LIR_SQRT] = "llvm.sqrt", [LIR_SIN] = "llvm.sin",
         [LIR_COS] = "llvm.cos", [LIR_FLOOR] = "llvm.floor", [LIR_CEIL] = "llvm.ceil",
         [LIR_ROUND_EVEN] = "llvm.roundeven", [LIR_POW] = "llvm.pow",
     };
-    if (e->type == KILN_F32 && e->op == LIR_TANH) { /* inline: vector loops stay vector */
-        const lir_expr *x;
-        double scale = tanh_scale(e->a, &x);
-        return cg_tanh_f32(g, expr(g, x), scale, lir_nonneg(x));
-    }
+    if (e->type == KILN_F32 && e->op == LIR_TANH)
+        return tanh_f32(g, e, 1, NULL);
     LLVMValueRef args[2] = {expr(g, e->a), e->b ? expr(g, e->b) : NULL};
     int n = e->b ? 2 : 1;
     if (e->op == LIR_FMOD)

@@ -1,7 +1,8 @@
 /*
  * test_loop.c — the loop IR's expression facts: lir_nonneg, which lowering trusts to pick
  * cheaper formulas (sigmoid through tanh), holds for the forms it names and for nothing
- * that can be negative.
+ * that can be negative; lir_tanh_affine, which the stages and the JIT fold into tanh,
+ * finds c * tanh(y) + d only where c is a power of two beside an f32 tanh.
  */
 #include "../test_util.h"
 
@@ -63,9 +64,53 @@ static void test_nonneg(void **state) {
     ir_graph_destroy(g);
 }
 
+static void test_tanh_affine(void **state) {
+    (void)state;
+    ir_graph *g;
+    lir_module *m;
+    kiln_diag d = {0};
+    assert_int_equal(ir_graph_create("g", "g.kiln", &g, &d), KILN_OK);
+    assert_int_equal(lir_module_create(g, &m, &d), KILN_OK);
+    lir_kernel *k = lir_kernel_add(m, "k", NULL);
+    assert_non_null(k);
+    lir_expr *x = lir_var_ref(m, k, lir_var_new(m, k, "x", KILN_F32));
+    lir_expr *y = lir_var_ref(m, k, lir_var_new(m, k, "y", KILN_F32));
+    lir_expr *xd = lir_var_ref(m, k, lir_var_new(m, k, "xd", KILN_F64));
+    lir_expr *t = lir_call(m, LIR_TANH, x, NULL), *td = lir_call(m, LIR_TANH, xd, NULL);
+#define F(v) lir_const(m, KILN_F32, v)
+    struct { const char *what; lir_expr *e; double c; lir_expr *d; } cases[] = {
+        {"fma(0.5, tanh(x), 0.5)", lir_fma(m, F(0.5), t, F(0.5)), 0.5, NULL},
+        {"fma(tanh(x), 4, y)", lir_fma(m, t, F(4), y), 4, y},
+        {"1 + tanh(x)", lir_binary(m, LIR_ADD, F(1), t), 1, NULL},
+        {"tanh(x) + y", lir_binary(m, LIR_ADD, t, y), 1, y},
+        {"fma(0.3, tanh(x), 0.5): not a power of two", lir_fma(m, F(0.3), t, F(0.5)), 0, NULL},
+        {"fma(-0.5, tanh(x), 0.5): negative", lir_fma(m, F(-0.5), t, F(0.5)), 0, NULL},
+        {"fma(y, tanh(x), 0.5): not a constant", lir_fma(m, y, t, F(0.5)), 0, NULL},
+        {"fma(0.5, exp(x), 0.5)", lir_fma(m, F(0.5), lir_call(m, LIR_EXP, x, NULL), F(0.5)), 0, NULL},
+        {"fma(0.5, x, tanh(x)): tanh outside the product", lir_fma(m, F(0.5), x, t), 0, NULL},
+        {"tanh(x) - 1", lir_binary(m, LIR_SUB, t, F(1)), 0, NULL},
+        {"0.5 * tanh(x)", lir_binary(m, LIR_MUL, F(0.5), t), 0, NULL},
+        {"f64: 1 + tanh(xd)", lir_binary(m, LIR_ADD, lir_const(m, KILN_F64, 1), td), 0, NULL},
+    };
+#undef F
+    for (int i = 0; i < ARRAY_LEN(cases); i++) {
+        double c = 0;
+        const lir_expr *dd = NULL, *call = lir_tanh_affine(cases[i].e, &c, &dd);
+        bool want = cases[i].c != 0;
+        if ((call != NULL) != want || (want && (call != t || c != cases[i].c || (cases[i].d && dd != cases[i].d) ||
+                                                 (!cases[i].d && dd->kind != LIR_CONST)))) {
+            print_error("lir_tanh_affine(%s): got %s, c = %g\n", cases[i].what, call ? "a tanh" : "NULL", c);
+            fail();
+        }
+    }
+    lir_module_destroy(m);
+    ir_graph_destroy(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nonneg),
+        cmocka_unit_test(test_tanh_affine),
     };
     return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }
