@@ -178,11 +178,15 @@ int main(int argc, char **argv) {
     }
     const char *write_expected = NULL, *only = NULL;
     for (int i = 4; i < argc; i++) {
-        const char *value = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(argv[i], "--no-fuse")) {
             load_options.no_fuse = true;
             continue;
         }
+        if (i + 1 == argc) {
+            fprintf(stderr, "conformance: %s without a value\n", argv[i]);
+            return 2;
+        }
+        const char *value = argv[i + 1];
         if (!strcmp(argv[i], "--write-expected"))
             write_expected = value;
         else if (!strcmp(argv[i], "--only"))
