@@ -8,18 +8,37 @@
 
 #include "ir/loop.h"
 
-static void test_nonneg(void **state) {
-    (void)state;
+/* An empty module with one kernel: expressions to build, variables to declare. */
+typedef struct fixture {
     ir_graph *g;
     lir_module *m;
+    lir_kernel *k;
+} fixture;
+
+static int setup(void **state) {
+    static fixture f;
     kiln_diag d = {0};
-    assert_int_equal(ir_graph_create("g", "g.kiln", &g, &d), KILN_OK);
-    assert_int_equal(lir_module_create(g, &m, &d), KILN_OK);
-    lir_kernel *k = lir_kernel_add(m, "k", NULL);
-    assert_non_null(k);
-    lir_expr *x = lir_var_ref(m, k, lir_var_new(m, k, "x", KILN_F32));
-    lir_expr *y = lir_var_ref(m, k, lir_var_new(m, k, "y", KILN_F32));
-    lir_expr *n = lir_var_ref(m, k, lir_var_new(m, k, "n", KILN_I32));
+    if (ir_graph_create("g", "g.kiln", &f.g, &d) || lir_module_create(f.g, &f.m, &d) || !(f.k = lir_kernel_add(f.m, "k", NULL)))
+        return -1;
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    lir_module_destroy(f->m);
+    ir_graph_destroy(f->g);
+    return 0;
+}
+
+static lir_expr *var(void **state, const char *name, kiln_dtype t) {
+    fixture *f = *state;
+    return lir_var_ref(f->m, f->k, lir_var_new(f->m, f->k, name, t));
+}
+
+static void test_nonneg(void **state) {
+    lir_module *m = ((fixture *)*state)->m;
+    lir_expr *x = var(state, "x", KILN_F32), *y = var(state, "y", KILN_F32), *n = var(state, "n", KILN_I32);
 #define F(v) lir_const(m, KILN_F32, v)
 #define BIN(op, a, b) lir_binary(m, op, a, b)
     lir_expr *relu = lir_select(m, BIN(LIR_LT, x, F(0)), F(0), x);
@@ -60,22 +79,11 @@ static void test_nonneg(void **state) {
             fail();
         }
     }
-    lir_module_destroy(m);
-    ir_graph_destroy(g);
 }
 
 static void test_tanh_affine(void **state) {
-    (void)state;
-    ir_graph *g;
-    lir_module *m;
-    kiln_diag d = {0};
-    assert_int_equal(ir_graph_create("g", "g.kiln", &g, &d), KILN_OK);
-    assert_int_equal(lir_module_create(g, &m, &d), KILN_OK);
-    lir_kernel *k = lir_kernel_add(m, "k", NULL);
-    assert_non_null(k);
-    lir_expr *x = lir_var_ref(m, k, lir_var_new(m, k, "x", KILN_F32));
-    lir_expr *y = lir_var_ref(m, k, lir_var_new(m, k, "y", KILN_F32));
-    lir_expr *xd = lir_var_ref(m, k, lir_var_new(m, k, "xd", KILN_F64));
+    lir_module *m = ((fixture *)*state)->m;
+    lir_expr *x = var(state, "x", KILN_F32), *y = var(state, "y", KILN_F32), *xd = var(state, "xd", KILN_F64);
     lir_expr *t = lir_call(m, LIR_TANH, x, NULL), *td = lir_call(m, LIR_TANH, xd, NULL);
 #define F(v) lir_const(m, KILN_F32, v)
     struct { const char *what; lir_expr *e; double c; lir_expr *d; } cases[] = {
@@ -103,14 +111,12 @@ static void test_tanh_affine(void **state) {
             fail();
         }
     }
-    lir_module_destroy(m);
-    ir_graph_destroy(g);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nonneg),
-        cmocka_unit_test(test_tanh_affine),
+        cmocka_unit_test_setup_teardown(test_nonneg, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tanh_affine, setup, teardown),
     };
     return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }
