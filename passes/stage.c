@@ -54,11 +54,12 @@ static void collect(stager *s, const lir_expr *e) {
         return;
     double c;
     const lir_expr *d, *t = lir_tanh_affine(e, &c, &d);
-    if (t && d->kind == LIR_CONST)
+    bool tanh_map = t && d->kind == LIR_CONST;
+    if (tanh_map)
         collect(s, t->a);
     else
         collect(s, e->a), collect(s, e->b), collect(s, e->c);
-    if (!expensive(e) && !(t && d->kind == LIR_CONST))
+    if (!expensive(e) && !tanh_map)
         return;
     for (int i = 0; i < s->n; i++)
         if (lir_expr_same(s->node[i], e))

@@ -19,6 +19,31 @@
  * 2^-24 relative where the result is normal: exp within 2, tanh within 6 (its rational
  * form rounds most near |x| = 8.4, where tanh x is within 1e-7 of 1), sigmoid within 4.
  * Each kernel must call the function the row names, so the tanh path cannot go untested. */
+/* `body` (input %a: f32[n], output %y) compiled by the JIT; fails the test if it does not parse. */
+static kiln_model *jit_model(const char *body, int n) {
+    char src[256];
+    snprintf(src, sizeof src, "graph m {\n  input %%a: f32[%d]\n  %s\n  output %%y\n}\n", n, body);
+    kiln_options opts = {.backend = KILN_BACKEND_JIT};
+    kiln_model *m;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_model_parse(src, strlen(src), "m.kiln", &opts, &m, &d), KILN_OK);
+    return m;
+}
+
+/* The largest error of y[0..n) against ref(x) in units of 2^-24 relative, where the
+ * reference is a normal float (subnormal and overflowing results are checked apart). */
+static double worst_units(const float *x, const float *y, int n, double (*ref)(double)) {
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double want = ref((double)x[i]);
+        if (fabs(want) < FLT_MIN || fabs(want) > FLT_MAX)
+            continue;
+        double err = fabs((double)y[i] - want) / (fabs(want) * FLT_EPSILON / 2);
+        worst = err > worst ? err : worst;
+    }
+    return worst;
+}
+
 static double sigmoid(double x) { return 1 / (1 + exp(-x)); }
 static double sigmoid_of_relu(double x) { return sigmoid(fmax(x, 0)); }
 
@@ -38,12 +63,8 @@ static void test_math_accuracy(void **state) {
     };
     for (int f = 0; f < ARRAY_LEN(fns); f++) {
         enum { N = 1 << 20 };
-        char src[256];
-        snprintf(src, sizeof src, "graph m {\n  input %%a: f32[%d]\n  %s\n  output %%y\n}\n", N + 5, fns[f].body);
-        kiln_options opts = {.backend = KILN_BACKEND_JIT};
-        kiln_model *m;
+        kiln_model *m = jit_model(fns[f].body, N + 5);
         kiln_diag d = {0};
-        assert_int_equal(kiln_model_parse(src, strlen(src), "m.kiln", &opts, &m, &d), KILN_OK);
         char *lowered = NULL;
         size_t lowered_size = 0;
         FILE *lf = open_memstream(&lowered, &lowered_size);
@@ -65,14 +86,7 @@ static void test_math_accuracy(void **state) {
         x[N] = INFINITY, x[N + 1] = -INFINITY, x[N + 2] = NAN, x[N + 3] = 0.0f, x[N + 4] = -0.0f;
         assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)&in, &out, &d), KILN_OK);
         const float *y = out->data;
-        double worst = 0;
-        for (int i = 0; i < N; i++) {
-            double want = fns[f].ref((double)x[i]);
-            if (fabs(want) < FLT_MIN || fabs(want) > FLT_MAX) /* subnormal or overflowing results: checked below */
-                continue;
-            double err = fabs((double)y[i] - want) / (fabs(want) * FLT_EPSILON / 2);
-            worst = err > worst ? err : worst;
-        }
+        double worst = worst_units(x, y, N, fns[f].ref); /* subnormal and infinite results: checked below */
         printf("jit %s: worst error %.2f ulp over %d points\n", fns[f].name, worst, N);
         assert_true(worst <= fns[f].ulps);
         assert_true(y[N] == fns[f].at_inf && y[N + 1] == fns[f].at_minus_inf && isnan(y[N + 2]));
@@ -95,12 +109,10 @@ static void test_libm_accuracy(void **state) {
         {"Asinh", -20, 20, asinh}, {"Cosh", -10, 10, cosh}};
     for (int f = 0; f < ARRAY_LEN(fns); f++) {
         enum { N = 1 << 18 };
-        char src[256];
-        snprintf(src, sizeof src, "graph m {\n  input %%a: f32[%d]\n  %%y = %s(%%a)\n  output %%y\n}\n", N, fns[f].op);
-        kiln_options opts = {.backend = KILN_BACKEND_JIT};
-        kiln_model *m;
+        char body[64];
+        snprintf(body, sizeof body, "%%y = %s(%%a)", fns[f].op);
+        kiln_model *m = jit_model(body, N);
         kiln_diag d = {0};
-        assert_int_equal(kiln_model_parse(src, strlen(src), "m.kiln", &opts, &m, &d), KILN_OK);
         int64_t dims[1] = {N};
         kiln_tensor *in, *out = NULL;
         assert_int_equal(kiln_tensor_create(KILN_F32, 1, dims, &in, &d), KILN_OK);
@@ -108,15 +120,7 @@ static void test_libm_accuracy(void **state) {
         for (int i = 0; i < N; i++)
             x[i] = (float)(fns[f].lo + (fns[f].hi - fns[f].lo) * i / (N - 1));
         assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)&in, &out, &d), KILN_OK);
-        const float *y = out->data;
-        double worst = 0;
-        for (int i = 0; i < N; i++) {
-            double want = fns[f].ref((double)x[i]);
-            if (fabs(want) < FLT_MIN)
-                continue;
-            double err = fabs((double)y[i] - want) / (fabs(want) * FLT_EPSILON / 2);
-            worst = err > worst ? err : worst;
-        }
+        double worst = worst_units(x, out->data, N, fns[f].ref);
         printf("jit %s: worst error %.2f units of 2^-24 over %d points\n", fns[f].op, worst, N);
         assert_true(worst <= 8);
         kiln_tensor_free(in), kiln_tensor_free(out);
