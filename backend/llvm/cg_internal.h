@@ -36,6 +36,7 @@ typedef struct cg_ctx {
     int lanes;
     int vvar;             /* the vectorized loop's variable */
     LLVMValueRef mask;    /* the active lanes (<lanes x i1>), or NULL for all */
+    LLVMValueRef tail;    /* the tail's mask: lanes past the loop's end, iterations that do not exist */
     bool *varying;        /* scalars with a value per lane (declared in the loop's body) */
     LLVMValueRef *vvars;  /* their vector allocas, made on first use */
     bool oom;             /* an allocation failed: the kernel is abandoned (KILN_ERR_OOM) */

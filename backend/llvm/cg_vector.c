@@ -9,7 +9,7 @@
  * scalar and broadcast) or per lane. A load whose index moves by one element per
  * iteration is a vector load; any other per-lane index is a gather. A condition that
  * differs between lanes narrows the mask instead of branching (its body runs only when
- * some lane is active), and assignments under a mask keep the inactive lanes' values.
+ * some lane is active), and assignments under such a mask keep the inactive lanes' values.
  * The math is the scalar code's, lane by lane: no fast-math reassociation.
  */
 #include "backend/llvm/cg_internal.h"
@@ -153,9 +153,13 @@ bool cg_vector_stmt(cg_ctx *g, const lir_stmt *s) {
     case LIR_LET:
         LLVMBuildStore(g->b, cg_expr(g, s->value), vvar(g, s->var));
         return true;
-    case LIR_ASSIGN: { /* a scalar of the body's own; inactive lanes keep their value */
+    case LIR_ASSIGN: {
+        /* a scalar of the body's own; lanes a condition left inactive keep their value.
+         * Lanes past the end may take any (as a let gives them): they are never stored,
+         * and a select on every assignment of a loop-carried sum was two more
+         * instructions on its chain (the MLP's 64 x 512 x 10 classifier: 0.0080 -> 0.0062 ms) */
         LLVMValueRef v = cg_expr(g, s->value), at = vvar(g, s->var);
-        if (g->mask)
+        if (g->mask && g->mask != g->tail)
             v = LLVMBuildSelect(g->b, g->mask, v, LLVMBuildLoad2(g->b, LLVMTypeOf(v), at, ""), "");
         LLVMBuildStore(g->b, v, at);
         return true;
@@ -229,9 +233,9 @@ void cg_vector_loop(cg_ctx *g, const lir_stmt *s) {
     LLVMPositionBuilderAtEnd(g->b, tail);
     g->lanes = s->width;
     LLVMValueRef left = splat(g, LLVMBuildSub(g->b, end, i, ""));
-    g->mask = LLVMBuildICmp(g->b, LLVMIntSLT, iota(g), left, "");
+    g->mask = g->tail = LLVMBuildICmp(g->b, LLVMIntSLT, iota(g), left, "");
     cg_stmt(g, s->body);
-    g->lanes = 0, g->mask = NULL;
+    g->lanes = 0, g->mask = g->tail = NULL;
     LLVMBuildBr(g->b, exit);
     LLVMPositionBuilderAtEnd(g->b, exit);
     free(g->varying), free(g->vvars);
