@@ -13,7 +13,9 @@
  *   Reshape, Flatten, (Un)Squeeze): the reader computes the input element's address. A
  *   Transpose or Slice with a kernel of its own reads elements too; a reshape inlined
  *   reads its input's elements where its output's last axis divides its input's, else
- *   its stored input flat.
+ *   its input flat: stored, or a reshape inlined in turn, the same flat index (the
+ *   bundled CNN's Reshape back from the blocked layout under its Flatten: a copy kernel
+ *   of 0.0045 ms at 1 thread, 0.014 at 2, gone).
  * - A MatMul, Gemm or Conv whose output is read only by an elementwise node of the same
  *   shape takes that node as its epilogue, applied to the accumulator before the store;
  *   the chain goes on while each value has one reader of that shape. The fused kernel
@@ -320,8 +322,9 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
     bool *repeated = calloc((size_t)n_ids + 1, sizeof *repeated); /* inlined, computed several times per element */
     int *depth = calloc((size_t)n_ids + 1, sizeof *depth); /* inlined: how deep in its kernel's expression */
     int *copies = calloc((size_t)n_ids + 1, sizeof *copies); /* inlined: copies of it in its kernel's expression */
-    if (!repeated || !depth || !copies) {
-        free(uses), free(repeated), free(depth), free(copies);
+    bool *flat = calloc((size_t)n_ids + 1, sizeof *flat); /* an inlined reshape read by flat index */
+    if (!repeated || !depth || !copies || !flat) {
+        free(uses), free(repeated), free(depth), free(copies), free(flat);
         fuse_plan_free(p);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
@@ -338,7 +341,11 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
             continue;
         }
         const use *u = &uses[n->outputs[0]->id];
-        bool many;
+        /* a reshape that merges the last axes reads its input flat, as does one read flat:
+         * a reshape under it is one more flat index (the same), anything else is stored */
+        bool flat_reader = u->count == 1 && u->slot == 0 && inlined_view(p, u->reader) &&
+                           (flat[u->reader->id] || !lower_view_reads_elements(u->reader));
+        bool many = false;
         if (u->count == 0)
             p->why[n->id] = "nothing reads it";
         else if (u->count != 1)
@@ -347,10 +354,10 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
             p->why[n->id] = "its reader is a Winograd conv's input transform, which loads it whole";
         else if (p->role[u->reader->id] == FUSE_ATTENTION || p->attention[u->reader->id])
             p->why[n->id] = "its reader is an attention kernel, which loads it whole";
-        else if (inlined_view(p, u->reader) && !lower_view_reads_elements(u->reader))
+        else if (flat_reader && !lower_is_reshape(n->op))
             p->why[n->id] = "its reader is a reshape that merges the last axes, computed where it is read from a "
                             "stored input";
-        else if (!element_reader(p, u->reader, u->slot, &many))
+        else if (!flat_reader && !element_reader(p, u->reader, u->slot, &many))
             p->why[n->id] = "its reader loads it whole (not element by element)";
         else if ((many || repeated[u->reader->id]) && !cheap(n->op))
             p->why[n->id] = "its reader reads each element many times: recomputing it would cost more than storing it";
@@ -359,10 +366,10 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
         else if (u->slots > 1 && (!lower_scalar_rule(u->reader) || (copies[u->reader->id] ? copies[u->reader->id] : 1) * u->slots > FUSE_MAX_COPIES))
             p->why[n->id] = "its reader reads it in several places, and more copies of it would grow the kernel: stored";
         else
-            p->role[n->id] = FUSE_INLINE, repeated[n->id] = many || repeated[u->reader->id],
+            p->role[n->id] = FUSE_INLINE, flat[n->id] = flat_reader, repeated[n->id] = many || repeated[u->reader->id],
             depth[n->id] = depth[u->reader->id] + 1, copies[n->id] = (copies[u->reader->id] ? copies[u->reader->id] : 1) * u->slots;
     }
-    free(uses), free(repeated), free(depth), free(copies);
+    free(uses), free(repeated), free(depth), free(copies), free(flat);
     return KILN_OK;
 }
 

@@ -16,9 +16,11 @@
  * blocked value then flows on through the nodes that can take it as it is: elementwise
  * nodes whose other inputs are scalars or per-channel constants (reshaped to the blocks),
  * inference batch norms (as Mul and Add), 2-D pools (a 3-D pool over [H, W, b] with a
- * window of 1 along b) and further convs (which read either layout). Where an NCHW reader
- * remains (a Flatten, a global pool, a graph output), the NCHW value is made back from the
- * blocked one by a Transpose and a Reshape; an NCHW value no reader needs any more is
+ * window of 1 along b), further convs (which read either layout) and a classifier: a
+ * Flatten into a Gemm with constant weights reads the blocked value flattened, the
+ * weights' rows permuted to match (flat_gemm). Where an NCHW reader remains (a global
+ * pool, a graph output), the NCHW value is made back from the blocked one by a
+ * Transpose and a Reshape; an NCHW value no reader needs any more is
  * removed by dce, with the nodes that made it. A blocked conv sums over (kh, kw, ci) where
  * Conv's kernels sum over (ci, kh, kw), Winograd's over transformed tiles, and a batch
  * norm's S and T are rounded to f32: the results differ from the unblocked graph's by
@@ -63,6 +65,7 @@ typedef struct blocking {
     ir_value **twin;     /* by value id: the blocked value that stands for an NCHW one */
     bool *plain_reader;  /* by value id: some node reads it that cannot take it blocked */
     bool *to_winograd;   /* by value id: it flows (through maps and pools) into a Winograd conv */
+    const ir_node **reader;    /* by value id: its one reader (NULL: none, several, or a graph output) */
     const kiln_tuning *tuning; /* kiln tune's choices, or NULL */
     int threads;               /* the threads runs will use (0: unknown, several) */
 } blocking;
@@ -202,6 +205,52 @@ static bool constant_batch_norm(const ir_node *n) {
     return true;
 }
 
+/* A Gemm whose A is [N, C, H, W] flattened, [N, C H W], by its only reader r (a Flatten or
+ * a Reshape), with constant f32 weights: it can take the blocked value flattened instead,
+ * its weights' rows permuted to the blocked order (flat_gemm), where the NCHW value took a
+ * Transpose kernel to make (the bundled CNN's classifier). NULL if r is not such a node. */
+static const ir_node *flat_gemm_of(const blocking *k, const ir_node *r) {
+    if ((r->op != IR_OP_FLATTEN && r->op != IR_OP_RESHAPE) || r->output_count != 1 || !r->inputs[0])
+        return NULL;
+    const kiln_tensor *x = &r->inputs[0]->type, *f = &r->outputs[0]->type;
+    const ir_node *n = k->reader[r->outputs[0]->id];
+    if (x->rank != 4 || f->rank != 2 || f->dims[0] != x->dims[0] || f->dims[1] != x->dims[1] * x->dims[2] * x->dims[3] ||
+        x->dims[1] % NCHWC_BLOCK || !n || n->op != IR_OP_GEMM || n->inputs[0] != r->outputs[0] ||
+        ir_attr_int(n, "transA"))
+        return NULL;
+    const kiln_tensor *b = n->inputs[1]->init;
+    return b && b->rank == 2 && b->dtype == KILN_F32 && b->dims[ir_attr_int(n, "transB") ? 1 : 0] == f->dims[1] ? n : NULL;
+}
+
+/* Gemm n (flat_gemm_of) on the blocked value xb flattened: A's column k = (c H + h) W + w
+ * is now ((c / b H + h) W + w) b + c % b, and so is B's row (column, with transB). The
+ * sum runs over K in the blocked order: the result differs by rounding. */
+static ir_value *flat_gemm(blocking *k, const ir_node *n, ir_value *xb) {
+    const kiln_tensor *x = &n->inputs[0]->producer->inputs[0]->type, *w = n->inputs[1]->init;
+    int64_t b = NCHWC_BLOCK, hw = x->dims[2] * x->dims[3], kk = x->dims[1] * hw;
+    bool trans = ir_attr_int(n, "transB");
+    int64_t cols = w->dims[1];
+    ir_value *v = gb_tensor(&k->b, w->dtype, 2, w->dims, NULL);
+    if (!v)
+        return NULL;
+    float *to = v->init->data;
+    const float *from = w->data;
+    for (int64_t c = 0; c < x->dims[1]; c++)
+        for (int64_t p = 0; p < hw; p++) {
+            int64_t was = c * hw + p, now = ((c / b) * hw + p) * b + c % b;
+            if (trans)
+                for (int64_t o = 0; o < w->dims[0]; o++)
+                    to[o * kk + now] = from[o * kk + was];
+            else
+                memcpy(to + now * cols, from + was * cols, sizeof(float) * (size_t)cols);
+        }
+    ir_value *in[3] = {gb_reshape(&k->b, xb, &n->inputs[0]->type), v, n->input_count > 2 ? n->inputs[2] : NULL};
+    ir_node *m = in[0] ? gb_begin(&k->b, IR_OP_GEMM, in[2] ? 3 : 2, in) : NULL;
+    if (m)
+        copy_attrs(k, m, n);
+    return gb_done(&k->b, m);
+}
+
 /* Whether node r can read input `slot` blocked: a conv this pass blocks (either layout in),
  * a pool, an elementwise node (if its other inputs do not fit, it reads the NCHW value). A
  * conv whose output some other reader needs as NCHW stays as it is: blocking it would add a
@@ -215,6 +264,7 @@ static bool takes_blocked(const blocking *k, const ir_node *r, int slot) {
     case IR_OP_MAX_POOL: case IR_OP_AVERAGE_POOL: return blockable_pool(r);
     case IR_OP_BATCH_NORM: return slot == 0 && constant_batch_norm(r) && r->inputs[0]->type.rank == 4;
     case IR_OP_DROPOUT: return false;
+    case IR_OP_FLATTEN: case IR_OP_RESHAPE: return slot == 0 && flat_gemm_of(k, r);
     default: return ir_op_table[r->op].kind == IR_KIND_ELTWISE;
     }
 }
@@ -407,10 +457,21 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
     k.twin = calloc((size_t)ids + 1, sizeof *k.twin);
     k.plain_reader = calloc((size_t)ids + 1, sizeof *k.plain_reader);
     k.to_winograd = calloc((size_t)ids + 1, sizeof *k.to_winograd);
-    if (!made_end || !k.twin || !k.plain_reader || !k.to_winograd) {
-        free(made_end), free(k.twin), free(k.plain_reader), free(k.to_winograd);
+    k.reader = calloc((size_t)ids + 1, sizeof *k.reader);
+    bool *read = calloc((size_t)ids + 1, sizeof *read);
+    if (!made_end || !k.twin || !k.plain_reader || !k.to_winograd || !k.reader || !read) {
+        free(made_end), free(k.twin), free(k.plain_reader), free(k.to_winograd), free(k.reader), free(read);
         return diag_error(cx->d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
+    for (int i = 0; i < original; i++) /* each value's one reader, if it has one */
+        for (int j = 0; j < g->nodes[i]->input_count; j++) {
+            const ir_value *v = g->nodes[i]->inputs[j];
+            if (v)
+                k.reader[v->id] = read[v->id] ? NULL : g->nodes[i], read[v->id] = true;
+        }
+    for (int i = 0; i < g->output_count; i++)
+        k.reader[g->outputs[i]->id] = NULL;
+    free(read);
     for (int i = original - 1; i >= 0; i--) { /* readers first */
         const ir_node *n = g->nodes[i];
         bool passes = n->output_count == 1 && n->input_count && n->inputs[0] &&
@@ -435,6 +496,12 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
             t = affine_batch_norm(&k, n, xb);
         else if ((n->op == IR_OP_MAX_POOL || n->op == IR_OP_AVERAGE_POOL) && xb && n->inputs[0]->type.rank == 4)
             t = blocked_pool(&k, n, xb);
+        else if (n->op == IR_OP_GEMM && n->inputs[0]->producer && (xb = k.twin[n->inputs[0]->producer->inputs[0]->id]) &&
+                 flat_gemm_of(&k, n->inputs[0]->producer)) {
+            ir_value *y = flat_gemm(&k, n, xb); /* NCHW out: it takes the node's output over */
+            if (y && !k.b.st)
+                take_over(n->outputs[0], y);
+        }
         else if (any)
             t = blocked_map(&k, n);
         if (t && !k.b.st) {
@@ -447,7 +514,7 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
     kiln_status st = k.b.st;
     if (!st && g->node_count > original)
         st = reorder(g, original, made_end, cx->d);
-    free(made_end), free(k.twin), free(k.plain_reader), free(k.to_winograd);
+    free(made_end), free(k.twin), free(k.plain_reader), free(k.to_winograd), free(k.reader);
     return st;
 }
 

@@ -50,10 +50,24 @@ static lir_expr *node_value(const lower_ctx *c, const ir_node *n, lir_expr **coo
     return v ? lir_cast(c->m, lower_compute_type(out->dtype), lir_cast(c->m, out->dtype, v)) : NULL;
 }
 
-/* View n's value at coords (of its output's rank), inside c's kernel (lower_view_value). */
+/* View n's value at coords (of its output's rank), inside c's kernel (lower_view_value).
+ * Reshapes inlined into a reshape keep the elements' order all the way down: over a
+ * stored value, n's flat index is that value's (fuse.c inlines a reshape into one that
+ * reads flat, and only a reshape). */
 static lir_expr *view_value(const lower_ctx *c, const ir_node *n, lir_expr **coords) {
     lower_ctx s;
-    return sub_ctx(c, n, -1, 1, &s) ? NULL : lower_view_value(&s, inlined(c, n->inputs[0]), coords);
+    if (sub_ctx(c, n, -1, 1, &s))
+        return NULL;
+    const ir_value *v = n->inputs[0];
+    while (lower_is_reshape(n->op) && inlined(c, v) && lower_is_reshape(v->producer->op))
+        v = v->producer->inputs[0];
+    if (v != n->inputs[0] && !inlined(c, v)) {
+        if (!(s.in[0] = lir_param(c->m, c->k, v)))
+            return NULL;
+        s.in_type[0] = lower_value_type(v);
+        return lower_view_value(&s, false, coords);
+    }
+    return lower_view_value(&s, inlined(c, n->inputs[0]), coords);
 }
 
 lir_stmt *lower_store_out(lower_ctx *c, lir_expr **coords, lir_expr *value) {

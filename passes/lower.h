@@ -182,6 +182,8 @@ int lower_var(lower_ctx *c, const char *name, kiln_dtype type);
  * value at output coords, c being the view's own context. */
 bool lower_view(const ir_node *n);
 bool lower_view_reads_elements(const ir_node *n);
+/* Reshape, Flatten, Squeeze, Unsqueeze: the elements in the same order, another shape. */
+bool lower_is_reshape(ir_op op);
 lir_expr *lower_view_value(lower_ctx *c, bool input_inlined, lir_expr **coords);
 /* out[coords] = input 0 at the coordinates f fills (and, where f sets *outside, pad). */
 typedef kiln_status (*lower_index_fn)(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **outside, void *arg);

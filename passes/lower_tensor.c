@@ -165,7 +165,7 @@ kiln_status lower_slice(lower_ctx *c) {
  * it): vector loops keep consecutive loads. A reshape keeps the elements' order: of a
  * stored input, the output's flat index is the input's; of an inlined one, the input's
  * coordinates are needed (reshape_coords). */
-static bool is_reshape(ir_op op) {
+bool lower_is_reshape(ir_op op) {
     return op == IR_OP_RESHAPE || op == IR_OP_FLATTEN || op == IR_OP_SQUEEZE || op == IR_OP_UNSQUEEZE;
 }
 
@@ -213,11 +213,11 @@ bool lower_view(const ir_node *n) {
         bool known;
         return shape_slice_params(&s, &spec, &known) == KILN_OK && known && spec.step[last] == 1;
     }
-    return is_reshape(n->op);
+    return lower_is_reshape(n->op);
 }
 
 bool lower_view_reads_elements(const ir_node *n) {
-    return !is_reshape(n->op) || reshape_coords(NULL, lower_value_type(n->inputs[0]), &n->outputs[0]->type, NULL, NULL);
+    return !lower_is_reshape(n->op) || reshape_coords(NULL, lower_value_type(n->inputs[0]), &n->outputs[0]->type, NULL, NULL);
 }
 
 lir_expr *lower_view_value(lower_ctx *c, bool input_inlined, lir_expr **coords) {
@@ -226,9 +226,9 @@ lir_expr *lower_view_value(lower_ctx *c, bool input_inlined, lir_expr **coords) 
     for (int d = 0; d < out->rank; d++) /* a reader broadcasting the view passes any index on its size-1 axes */
         oc[d] = out->dims[d] == 1 ? i64(c, 0) : coords[d];
     shape_slice_spec spec;
-    if (is_reshape(c->node->op) && !input_inlined) /* the same flat index */
+    if (lower_is_reshape(c->node->op) && !input_inlined) /* the same flat index */
         return lir_cast(M, lower_compute_type(x->dtype), lir_load(M, c->in[0], lower_index(c, out, oc, out->rank)));
-    if (is_reshape(c->node->op)) {
+    if (lower_is_reshape(c->node->op)) {
         if (!reshape_coords(c, x, out, oc, ic))
             return NULL; /* fuse.c inlines nothing into such a view */
     } else if (c->node->op == IR_OP_SLICE ? slice_spec(c, &spec) || slice_index(c, oc, ic, NULL, &spec)

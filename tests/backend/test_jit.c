@@ -823,6 +823,23 @@ static void test_blocked_convs(void **state) {
         bool wino2 = winograd_pays(xb[0], 32, (xb[2] - 1) / s + 1, ow2); /* conv2 as one fused Winograd kernel */
         blocked_case(body, 4, xb, 4, wb, wino2 || ow2 % 16 ? 3 : 2, wino2, wino2 || ow2 % 16 ? 6 : -1, 300);
 
+        /* a classifier on the blocked value: conv (stride 2: blocked), Relu, MaxPool, then a
+         * Flatten or a Reshape to [N, C H W] into a Gemm (transB or not, with a bias or not),
+         * which takes the blocked value flattened with its weights' rows permuted: 3 kernels,
+         * no Transpose back to NCHW */
+        int64_t cf = 1 + uniform(8), co2 = 16 * (1 + uniform(2)), classes = 1 + uniform(20);
+        int64_t xf[4] = {1 + uniform(3), cf, 8 + uniform(12), 8 + uniform(12)};
+        int64_t feat = co2 * (((xf[2] - 1) / 2 + 1) / 2) * (((xf[3] - 1) / 2 + 1) / 2);
+        bool tb = uniform(2), fc_bias = uniform(2);
+        weight_spec wf[5] = {{"w", 4, {co2, cf, 3, 3}}, {"fc", 2, {tb ? classes : feat, tb ? feat : classes}}, {"fb", 1, {classes}}};
+        snprintf(body, sizeof body,
+                 "%%c = Conv(%%a, %%w) {pads = [1, 1, 1, 1], strides = [2, 2]}\n  %%r = Relu(%%c)\n"
+                 "  %%p = MaxPool(%%r) {kernel_shape = [2, 2], strides = [2, 2]}\n  %s\n"
+                 "  %%y = Gemm(%%f, %%fc%s) {transB = %d}",
+                 trial % 2 ? "%f = Flatten(%p) {axis = 1}" : "const %s: i64[2] = [0, -1]\n  %f = Reshape(%p, %s)",
+                 fc_bias ? ", %fb" : "", tb);
+        blocked_case(body, 4, xf, fc_bias ? 3 : 2, wf, 1, 0, 3, 300);
+
         /* Winograd: a 3x3 conv reading the NCHW input (blocked first where its channels are a
          * multiple of 16), then one reading the first's blocked output; pads of 0 to 2 per side,
          * odd and even sizes (a last tile half outside), with and without bias; fused (blocks
@@ -982,7 +999,8 @@ static void test_fused_equals_unfused(void **state) {
  * read by a MatMul; a head merge (a Reshape of the last two axes into one, which takes no
  * inlined producer: the Transpose before it stays a kernel); a Slice of size 1 broadcast
  * by its reader; a reshape splitting the last axis with an Exp inlined under it, read by
- * a reduction; Flatten and Unsqueeze / Squeeze read by a Gemm. */
+ * a reduction; Flatten and Unsqueeze / Squeeze read by a Gemm, over an Identity (stored:
+ * the Flatten reads its input flat) or a Reshape (inlined, one more flat index). */
 static void test_views_inlined(void **state) {
     (void)state;
     for (int trial = 0; trial < 10; trial++) {
@@ -1024,11 +1042,17 @@ static void test_views_inlined(void **state) {
                      "  %%y = ReduceSum(%%r) {axes = [2], keepdims = 0}",
                      (long long)l, (long long)h, (long long)d);
             break;
-        default: /* [N, H, L, D] flattened, unsqueezed and squeezed, times [H L D, K] */
+        default: /* [N, H, L, D] flattened, unsqueezed and squeezed, times [H L D, K]; the second
+                  * time reshaped to [N, H, L D] first: a reshape under one that reads flat (the
+                  * Flatten) is one more flat index, inlined too */
             ra = 4, a[0] = n, a[1] = h, a[2] = l, a[3] = d, rb = 2, b[0] = h * l * d, b[1] = k, kernels = 1;
             snprintf(src, sizeof src,
-                     "const %%ax: i64[1] = [1]\n  %%f = Flatten(%%a) {axis = 1}\n  %%u = Unsqueeze(%%f, %%ax)\n"
-                     "  %%s = Squeeze(%%u, %%ax)\n  %%y = Gemm(%%s, %%b)");
+                     "const %%ax: i64[1] = [1]\n  const %%sh: i64[3] = [%lld, %lld, %lld]\n  %%r = %s\n"
+                     "  %%f = Flatten(%%r) {axis = 1}\n  %%u = Unsqueeze(%%f, %%ax)\n"
+                     "  %%s = Squeeze(%%u, %%ax)\n  %%y = Gemm(%%s, %%b)",
+                     (long long)n, (long long)h, (long long)(l * d), trial < 5 ? "Identity(%a)" : "Reshape(%a, %sh)");
+            if (trial < 5)
+                kernels = 2; /* the Identity is stored: the Flatten reads it flat */
             break;
         }
         char ta[128], tb[128], full[2600];
