@@ -39,7 +39,8 @@ for d in "$out"/*/; do
     "$kiln" run "$d/model.onnx" --input input_0="$d/input_0.npy" --output-dir "$d/kiln" >/dev/null
     for t in 1 2; do
         # 200 runs after 3 warm-ups, as many as the peers' harnesses take at most (they stop
-        # at 2 s): 30 gave the MLP medians 5-10% above its 200-run ones
+        # at 2 s): short runs gave the MLP higher medians (50 runs: 0.43-0.47 ms where 2000
+        # gave 0.415-0.421, the same build in the same minutes)
         "$kiln" bench "$d/model.onnx" --input input_0="$d/input_0.npy" --threads $t --compare unfused --json \
             --iterations 200 >"$d/kiln_$t.json"
         for level in all disabled; do

@@ -496,9 +496,10 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
             t = affine_batch_norm(&k, n, xb);
         else if ((n->op == IR_OP_MAX_POOL || n->op == IR_OP_AVERAGE_POOL) && xb && n->inputs[0]->type.rank == 4)
             t = blocked_pool(&k, n, xb);
-        else if (n->op == IR_OP_GEMM && n->inputs[0]->producer && (xb = k.twin[n->inputs[0]->producer->inputs[0]->id]) &&
-                 flat_gemm_of(&k, n->inputs[0]->producer)) {
-            ir_value *y = flat_gemm(&k, n, xb); /* NCHW out: it takes the node's output over */
+        else if (n->op == IR_OP_GEMM) { /* its output stays NCHW: the new Gemm takes it over */
+            const ir_node *f = n->inputs[0]->producer;
+            ir_value *fb = f && f->inputs[0] ? k.twin[f->inputs[0]->id] : NULL;
+            ir_value *y = fb && flat_gemm_of(&k, f) ? flat_gemm(&k, n, fb) : NULL;
             if (y && !k.b.st)
                 take_over(n->outputs[0], y);
         }

@@ -999,8 +999,8 @@ static void test_fused_equals_unfused(void **state) {
  * read by a MatMul; a head merge (a Reshape of the last two axes into one, which takes no
  * inlined producer: the Transpose before it stays a kernel); a Slice of size 1 broadcast
  * by its reader; a reshape splitting the last axis with an Exp inlined under it, read by
- * a reduction; Flatten and Unsqueeze / Squeeze read by a Gemm, over an Identity (stored:
- * the Flatten reads its input flat) or a Reshape (inlined, one more flat index). */
+ * a reduction; Flatten and Unsqueeze / Squeeze read by a Gemm, over an Exp (stored: the
+ * Flatten reads its input flat) or a Reshape (inlined, one more flat index). */
 static void test_views_inlined(void **state) {
     (void)state;
     for (int trial = 0; trial < 10; trial++) {
@@ -1050,9 +1050,9 @@ static void test_views_inlined(void **state) {
                      "const %%ax: i64[1] = [1]\n  const %%sh: i64[3] = [%lld, %lld, %lld]\n  %%r = %s\n"
                      "  %%f = Flatten(%%r) {axis = 1}\n  %%u = Unsqueeze(%%f, %%ax)\n"
                      "  %%s = Squeeze(%%u, %%ax)\n  %%y = Gemm(%%s, %%b)",
-                     (long long)n, (long long)h, (long long)(l * d), trial < 5 ? "Identity(%a)" : "Reshape(%a, %sh)");
+                     (long long)n, (long long)h, (long long)(l * d), trial < 5 ? "Exp(%a)" : "Reshape(%a, %sh)");
             if (trial < 5)
-                kernels = 2; /* the Identity is stored: the Flatten reads it flat */
+                kernels = 2; /* the Exp is stored: the Flatten reads it flat */
             break;
         }
         char ta[128], tb[128], full[2600];
