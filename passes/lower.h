@@ -178,8 +178,8 @@ int lower_var(lower_ctx *c, const char *name, kiln_dtype type);
  * bounds and step 1 on it, Reshape, Flatten, Squeeze, Unsqueeze) can be computed inside an
  * element reader; whether, inlined, it reads its input element by element (lower_read: a
  * producer may be inlined into it in turn; a reshape only where its output's last axis
- * divides its input's); and its
- * value at output coords, c being the view's own context. */
+ * divides its input's, else it reads flat, and only a reshape is inlined into it); and
+ * its value at output coords, c being the view's own context. */
 bool lower_view(const ir_node *n);
 bool lower_view_reads_elements(const ir_node *n);
 /* Reshape, Flatten, Squeeze, Unsqueeze: the elements in the same order, another shape. */

@@ -230,7 +230,7 @@ lir_expr *lower_view_value(lower_ctx *c, bool input_inlined, lir_expr **coords) 
         return lir_cast(M, lower_compute_type(x->dtype), lir_load(M, c->in[0], lower_index(c, out, oc, out->rank)));
     if (lower_is_reshape(c->node->op)) {
         if (!reshape_coords(c, x, out, oc, ic))
-            return NULL; /* fuse.c inlines nothing into such a view */
+            return NULL; /* fuse.c inlines only reshapes into such a view, read flat (view_value, lower.c) */
     } else if (c->node->op == IR_OP_SLICE ? slice_spec(c, &spec) || slice_index(c, oc, ic, NULL, &spec)
                                           : transpose_index(c, oc, ic, NULL, NULL)) {
         return NULL;

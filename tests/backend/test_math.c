@@ -11,14 +11,6 @@
 #include <float.h>
 #include <stdlib.h>
 
-/* The JIT's own f32 exp and tanh (backend/llvm/cg_math.c), and sigmoid (through exp, or
- * through tanh where its input cannot be negative: a ReLU's output), against double over
- * 2^20 points: three quarters spread across their whole range (exp: [-104, 89], past
- * which results are 0 and inf; tanh: [-12, 12]), a quarter of magnitudes from 10^-30 to 1
- * (where tanh x is about x), plus the special values. The stated accuracy, in units of
- * 2^-24 relative where the result is normal: exp within 2, tanh within 6 (its rational
- * form rounds most near |x| = 8.4, where tanh x is within 1e-7 of 1), sigmoid within 4.
- * Each kernel must call the function the row names, so the tanh path cannot go untested. */
 /* `body` (input %a: f32[n], output %y) compiled by the JIT; fails the test if it does not parse. */
 static kiln_model *jit_model(const char *body, int n) {
     char src[256];
@@ -47,6 +39,14 @@ static double worst_units(const float *x, const float *y, int n, double (*ref)(d
 static double sigmoid(double x) { return 1 / (1 + exp(-x)); }
 static double sigmoid_of_relu(double x) { return sigmoid(fmax(x, 0)); }
 
+/* The JIT's own f32 exp and tanh (backend/llvm/cg_math.c), and sigmoid (through exp, or
+ * through tanh where its input cannot be negative: a ReLU's output), against double over
+ * 2^20 points: three quarters spread across their whole range (exp: [-104, 89], past
+ * which results are 0 and inf; tanh: [-12, 12]), a quarter of magnitudes from 10^-30 to 1
+ * (where tanh x is about x), plus the special values. The stated accuracy, in units of
+ * 2^-24 relative where the result is normal: exp within 2, tanh within 6 (its rational
+ * form rounds most near |x| = 8.4, where tanh x is within 1e-7 of 1), sigmoid within 4.
+ * Each kernel must call the function the row names, so the tanh path cannot go untested. */
 static void test_math_accuracy(void **state) {
     (void)state;
     static const struct {
