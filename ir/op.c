@@ -85,8 +85,8 @@ ATTRS(dropout_mask, A_REQUIRED("ratio", IR_ATTR_FLOAT), A_INT("salt", 0))
 ATTRS(gemm, A_FLOAT("alpha", 1.0), A_FLOAT("beta", 1.0), A_INT("transA", 0), A_INT("transB", 0))
 ATTRS(conv, A_STRING("auto_pad", "NOTSET"), A_INTS("dilations"), A_INT("group", 1),
       A_INTS("kernel_shape"), A_INTS("pads"), A_INTS("strides"))
-ATTRS(conv_nchwc, A_STRING("auto_pad", "NOTSET"), A_INTS("dilations"), A_INTS("kernel_shape"), A_INTS("pads"),
-      A_INTS("strides"))
+ATTRS(conv_nchwc, A_STRING("auto_pad", "NOTSET"), A_INTS("dilations"), A_INT("group", 1), A_INTS("kernel_shape"),
+      A_INTS("pads"), A_INTS("strides"))
 ATTRS(winograd_input, A_INTS("pads"))
 ATTRS(winograd_output, A_REQUIRED("output_size", IR_ATTR_INTS), A_INT("block", 16))
 ATTRS(conv_transpose, A_STRING("auto_pad", "NOTSET"), A_INTS("dilations"), A_INT("group", 1),

@@ -5,10 +5,10 @@
  * constant [K, N] and transB = 0: compiled code then reads B along n, consecutive elements
  * for consecutive lanes of its vector loop, instead of gathering with a stride of K.
  *
- * An inference Conv (one group, constant f32 weights, output channels a multiple of
- * NCHWC_BLOCK, rows that do not already fill the vectors, readers that can all take the
- * result blocked; rows that fill the vectors too if it takes Winograd's kernels or its
- * result flows into a conv that does) becomes
+ * An inference Conv (one group or depthwise, constant f32 weights, output channels a
+ * multiple of NCHWC_BLOCK, rows that do not already fill the vectors, readers that can all
+ * take the result blocked; rows that fill the vectors too if it is depthwise, takes
+ * Winograd's kernels, or its result flows into such a conv or its input from one) becomes
  * ConvNCHWc or, 3x3 with stride 1 where that pays (winograd_pays), WinogradInput -> MatMul
  * -> WinogradOutput; either way its output is [N, C / b, H, W, b], b channels innermost,
  * so its kernel's vectors run along channels and fill every lane whatever the image's
@@ -64,7 +64,8 @@ typedef struct blocking {
     grad_ctx b;          /* the graph builder (gb_*) */
     ir_value **twin;     /* by value id: the blocked value that stands for an NCHW one */
     bool *plain_reader;  /* by value id: some node reads it that cannot take it blocked */
-    bool *to_winograd;   /* by value id: it flows (through maps and pools) into a Winograd conv */
+    bool *to_blocked;    /* by value id: it flows (through maps and pools) into a Winograd or depthwise conv */
+    bool *from_blocked;  /* ... it flows from a conv blocked whatever its rows (a depthwise conv's, say) */
     const ir_node **reader;    /* by value id: its one reader (NULL: none, several, or a graph output) */
     const kiln_tuning *tuning; /* kiln tune's choices, or NULL */
     int threads;               /* the threads runs will use (0: unknown, several) */
@@ -108,8 +109,6 @@ static ir_value *blocked_channels(blocking *k, const ir_value *t, int64_t channe
 static void copy_attrs(blocking *k, ir_node *to, const ir_node *from) {
     for (int i = 0; i < from->attr_count && !k->b.st; i++) {
         const ir_attr *a = &from->attrs[i];
-        if (!strcmp(a->name, "group"))
-            continue;
         ir_attr *c = ir_node_add_attr(k->b.g, to, a->name, a->kind);
         if (!c) {
             k->b.st = diag_error(k->b.d, LOC_NONE, KILN_ERR_OOM, "out of memory");
@@ -157,7 +156,7 @@ static bool winograd_fits(const ir_node *n) {
         if ((s && s->count == 2 && s->ints[i] != 1) || (dl && dl->count == 2 && dl->ints[i] != 1))
             return false;
     return w->dims[2] == 3 && w->dims[3] == 3 && !strcmp(ir_attr_string(n, "auto_pad"), "NOTSET") &&
-           n->outputs[0]->type.rank == 4;
+           n->outputs[0]->type.rank == 4 && ir_attr_int(n, "group") == 1;
 }
 
 /* Winograd where it fits and the tuning file says so, or else where the cost rule above
@@ -175,19 +174,32 @@ static bool winograd_pays(const blocking *k, const ir_node *n) {
            weights <= (k->threads == 1 ? WINOGRAD_MAX_WEIGHTS : WINOGRAD_SHARED_WEIGHTS);
 }
 
+/* A depthwise conv (as many groups as channels, one output channel each: MobileNet's):
+ * blocked, its vectors are 16 channels of one pixel, each lane reading its own channel;
+ * unblocked it sums one channel at a time (lower_conv's grouped path, a few GFLOP/s). */
+static bool depthwise(const ir_node *n) {
+    const kiln_tensor *w = n->inputs[1]->init;
+    int64_t group = ir_attr_int(n, "group");
+    return group > 1 && w->dims[0] == group && w->dims[1] == 1 && n->inputs[0]->type.dims[1] == group;
+}
+
 static bool conv_fits(const ir_node *n) {
     const ir_value *x = n->inputs[0], *w = n->inputs[1];
-    return ir_attr_int(n, "group") == 1 && w->init && w->init->rank == 4 && w->init->dtype == KILN_F32 &&
-           x->type.dtype == KILN_F32 && x->type.rank == 4 && ir_type_known(&x->type) &&
-           w->init->dims[0] % NCHWC_BLOCK == 0 && n->output_count == 1;
+    return w->init && w->init->rank == 4 && w->init->dtype == KILN_F32 && x->type.dtype == KILN_F32 &&
+           x->type.rank == 4 && ir_type_known(&x->type) && w->init->dims[0] % NCHWC_BLOCK == 0 && n->output_count == 1 &&
+           (ir_attr_int(n, "group") == 1 || depthwise(n));
 }
 
 /* A conv whose rows fill the vectors is blocked too where its result flows into a Winograd
  * conv, which would otherwise block it itself (a Transpose and a Reshape): the bundled
  * CNN's first conv (3 -> 32 channels, 32 columns) runs a little slower blocked, the whole
- * CNN faster (1 thread 0.72-0.77 -> 0.66 ms, 2 threads 0.53 -> 0.48). */
+ * CNN faster (1 thread 0.72-0.77 -> 0.66 ms, 2 threads 0.53 -> 0.48); or into a depthwise
+ * conv, blocked whatever its rows, which would gather from an NCHW input; or where its
+ * input flows from such a conv (the Transpose back to NCHW cost as much as the conv:
+ * MobileNetV2's 1x1 conv after its first depthwise one, 0.14 ms each). */
 static bool blockable_conv(const blocking *k, const ir_node *n) {
-    return conv_fits(n) && (!rows_fill_lanes(n) || winograd_pays(k, n) || k->to_winograd[n->outputs[0]->id]);
+    return conv_fits(n) && (!rows_fill_lanes(n) || depthwise(n) || winograd_pays(k, n) || k->to_blocked[n->outputs[0]->id] ||
+                            k->from_blocked[n->inputs[0]->id]);
 }
 
 static bool blockable_pool(const ir_node *n) {
@@ -449,6 +461,12 @@ static kiln_status reorder(ir_graph *g, int original, const int *made_end, kiln_
     return KILN_OK;
 }
 
+/* A node the blocked layout flows through from its input 0: a map or a pool. */
+static bool passes_layout(const ir_node *n) {
+    return n->output_count == 1 && n->input_count && n->inputs[0] &&
+           (ir_op_table[n->op].kind == IR_KIND_ELTWISE || n->op == IR_OP_MAX_POOL || n->op == IR_OP_AVERAGE_POOL);
+}
+
 static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
     blocking k = {.b = {.g = g, .d = cx->d}, .tuning = cx->tuning, .threads = cx->threads};
     /* every lookup is of a value the original nodes read or write: ids below `ids` */
@@ -456,11 +474,12 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
     int *made_end = malloc(sizeof *made_end * (size_t)(original + 1));
     k.twin = calloc((size_t)ids + 1, sizeof *k.twin);
     k.plain_reader = calloc((size_t)ids + 1, sizeof *k.plain_reader);
-    k.to_winograd = calloc((size_t)ids + 1, sizeof *k.to_winograd);
+    k.to_blocked = calloc((size_t)ids + 1, sizeof *k.to_blocked);
+    k.from_blocked = calloc((size_t)ids + 1, sizeof *k.from_blocked);
     k.reader = calloc((size_t)ids + 1, sizeof *k.reader);
     bool *read = calloc((size_t)ids + 1, sizeof *read);
-    if (!made_end || !k.twin || !k.plain_reader || !k.to_winograd || !k.reader || !read) {
-        free(made_end), free(k.twin), free(k.plain_reader), free(k.to_winograd), free(k.reader), free(read);
+    if (!made_end || !k.twin || !k.plain_reader || !k.to_blocked || !k.from_blocked || !k.reader || !read) {
+        free(made_end), free(k.twin), free(k.plain_reader), free(k.to_blocked), free(k.from_blocked), free(k.reader), free(read);
         return diag_error(cx->d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
     for (int i = 0; i < original; i++) /* each value's one reader, if it has one */
@@ -474,10 +493,15 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
     free(read);
     for (int i = original - 1; i >= 0; i--) { /* readers first */
         const ir_node *n = g->nodes[i];
-        bool passes = n->output_count == 1 && n->input_count && n->inputs[0] &&
-                      (ir_op_table[n->op].kind == IR_KIND_ELTWISE || n->op == IR_OP_MAX_POOL || n->op == IR_OP_AVERAGE_POOL);
-        if ((n->op == IR_OP_CONV && conv_fits(n) && winograd_pays(&k, n)) || (passes && k.to_winograd[n->outputs[0]->id]))
-            k.to_winograd[n->inputs[0]->id] = true;
+        if ((n->op == IR_OP_CONV && conv_fits(n) && (winograd_pays(&k, n) || depthwise(n))) ||
+            (passes_layout(n) && k.to_blocked[n->outputs[0]->id]))
+            k.to_blocked[n->inputs[0]->id] = true;
+    }
+    for (int i = 0; i < original; i++) { /* producers first */
+        const ir_node *n = g->nodes[i];
+        if ((n->op == IR_OP_CONV && blockable_conv(&k, n)) ||
+            (passes_layout(n) && k.from_blocked[n->inputs[0]->id]))
+            k.from_blocked[n->outputs[0]->id] = true;
     }
     for (int i = 0; i < original; i++)
         for (int j = 0; j < g->nodes[i]->input_count; j++)
@@ -515,7 +539,7 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
     kiln_status st = k.b.st;
     if (!st && g->node_count > original)
         st = reorder(g, original, made_end, cx->d);
-    free(made_end), free(k.twin), free(k.plain_reader), free(k.to_winograd), free(k.reader);
+    free(made_end), free(k.twin), free(k.plain_reader), free(k.to_blocked), free(k.from_blocked), free(k.reader);
     return st;
 }
 

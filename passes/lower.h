@@ -188,6 +188,10 @@ lir_expr *lower_view_value(lower_ctx *c, bool input_inlined, lir_expr **coords);
 /* out[coords] = input 0 at the coordinates f fills (and, where f sets *outside, pad). */
 typedef kiln_status (*lower_index_fn)(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **outside, void *arg);
 kiln_status lower_gather_map(lower_ctx *c, lower_index_fn f, void *arg, lir_expr *pad);
+/* A depthwise ConvNCHWc (lower_depthwise.c; lower_conv_nchwc sends it there), kernel rows
+ * at most DEPTHWISE_MAX_KW wide (unrolled); w: its window. */
+enum { DEPTHWISE_MAX_KW = 16 };
+kiln_status lower_conv_depthwise(lower_ctx *c, const shape_window *w);
 /* One lane-partial pass over a row (a vector loop where one accumulator would serialize on
  * its own operations): `part` (w elements at `base`) starts at `start`, then for each
  * j = block * w + lane < len, part[base + lane] = op(part[base + lane], value(j)); `value`

@@ -451,8 +451,8 @@ typedef struct nchwc_plan {
     int64_t rows, cols, segs; /* per block: rows x cols pixels; segments per output row */
 } nchwc_plan;
 
-static nchwc_plan plan_nchwc(int64_t blocks, int64_t oh, int64_t ow) {
-    nchwc_plan p = {.v = blocks % 2 == 0 ? 2 : 1};
+static nchwc_plan plan_nchwc(int64_t blocks, bool pairs, int64_t oh, int64_t ow) {
+    nchwc_plan p = {.v = pairs && blocks % 2 == 0 ? 2 : 1};
     int64_t most = p.v == 2 ? 8 : 12; /* pixels per block */
     if (2 * ow <= most) { /* whole rows */
         p.cols = ow, p.segs = 1;
@@ -474,8 +474,14 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
         return st;
     bool blocked_in = x->rank == 5;
     int64_t xb = blocked_in ? x->dims[4] : 1, b = wt->dims[4], cin = wt->dims[3], blocks = wt->dims[0];
-    int64_t oh = out->dims[2], ow = out->dims[3];
-    nchwc_plan p = plan_nchwc(blocks, oh, ow);
+    int64_t oh = out->dims[2], ow = out->dims[3], cout_g = blocks * b / ir_attr_int(c->node, "group");
+    /* groups (shape_conv_nchwc checked that they divide the channels): a depthwise conv
+     * has a kernel of its own (lower_depthwise.c); here a block inside one group broadcasts
+     * from that group's channels, a block spanning groups gathers, lane by lane */
+    bool grouped = cout_g != blocks * b;
+    if (grouped && cin == 1 && cout_g == 1 && w.kernel[1] <= DEPTHWISE_MAX_KW)
+        return lower_conv_depthwise(c, &w);
+    nchwc_plan p = plan_nchwc(blocks, !grouped || cout_g % (2 * b) == 0, oh, ow);
     int64_t groups = (oh + p.rows - 1) / p.rows, wp = x->dims[3] + w.pad_begin[1] + w.pad_end[1];
     int64_t slack = ((p.rows * w.stride[0] + 1) * wp + p.segs * p.cols * w.stride[1] + w.kernel[1] * w.dilation[1]) * xb;
     /* On several threads, small weights: the rows in parallel, each thread on the rows the
@@ -510,7 +516,7 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
      * elements that pixel r + 1 shares with pixel r at the next tap in registers, 16 of
      * them live beside 28 accumulators: spills, 77 GFLOP/s on a 64-channel 56x56 conv */
     lir_stmt *take = lir_seq(M), *ci_loop;
-    if (blocked_in) { /* ci = block * xb + lane of the input's block: no division per step */
+    if (blocked_in && !grouped) { /* ci = block * xb + lane of the input's block: no division per step */
         lir_stmt *cl_loop = loop(c, "cl", xb, take, &cl);
         ci_loop = loop(c, "cb", cin / xb, seq1(c, cl_loop), &cib);
         ci = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, cib, lir_int(M, xb)), cl);
@@ -525,8 +531,10 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
     lir_expr *col0 = lir_binary(M, LIR_MUL, nc[3], lir_int(M, p.cols));
     int64_t pixels = p.rows * p.cols;
     int xv[12], acc[2][12];
-    lir_expr *prow[12], *pcol[12];
-    for (int64_t r = 0; r < pixels; r++) { /* pixel r's input element, the same for all lanes */
+    lir_expr *prow[12], *pcol[12], *cb[2];
+    for (int v = 0; v < p.v; v++)
+        cb[v] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, nc[1], lir_int(M, p.v)), lir_int(M, v));
+    for (int64_t r = 0; r < pixels; r++) { /* pixel r's input element, the same for all lanes (but across groups) */
         prow[r] = lir_binary(M, LIR_ADD, row0, lir_int(M, r / p.cols));
         pcol[r] = lir_binary(M, LIR_ADD, col0, lir_int(M, r % p.cols));
         lir_expr *ih = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, prow[r], lir_int(M, w.stride[0])),
@@ -534,14 +542,21 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
         lir_expr *iw = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, pcol[r], lir_int(M, w.stride[1])),
                                   lir_binary(M, LIR_MUL, kw, lir_int(M, w.dilation[1])));
         lir_expr *xc[5] = {nc[0], blocked_in ? cib : ci, ih, iw, cl}; /* blocked: [n, ci / xb, ih, iw, ci % xb] */
+        if (grouped) { /* group g's channel ci, g = m / cout_g for output channel m (a pair of blocks: one group) */
+            lir_expr *m = lir_binary(M, LIR_MUL, cb[0], lir_int(M, b));
+            if (cout_g % b) /* the group changes within the block */
+                m = lir_binary(M, LIR_ADD, m, nc[4]);
+            lir_expr *ch = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_DIV, m, lir_int(M, cout_g)),
+                                                             lir_int(M, cin)), ci);
+            xc[1] = blocked_in ? lir_binary(M, LIR_DIV, ch, lir_int(M, xb)) : ch;
+            xc[4] = blocked_in ? lir_binary(M, LIR_REM, ch, lir_int(M, xb)) : NULL;
+        }
         xv[r] = lower_var(c, "x", t);
         lir_expr *xval = xp ? lir_cast(M, t, lir_load(M, xp, lower_index(c, &xs, xc, xs.rank))) : read(c, 0, xc);
         if (!lir_seq_push(M, take, lir_let(M, xv[r], xval)))
             return lower_oom(c);
     }
-    lir_expr *cb[2];
     for (int v = 0; v < p.v; v++) {
-        cb[v] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, nc[1], lir_int(M, p.v)), lir_int(M, v));
         lir_expr *wc[5] = {cb[v], kh, kw, ci, nc[4]}, *weight = read(c, 1, wc), *init = num(c, t, 0);
         if (c->node->input_count > 2 && c->in[2])
             init = read(c, 2, (lir_expr *[]){lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, cb[v], lir_int(M, b)), nc[4])});

@@ -151,9 +151,12 @@ kiln_status shape_conv_nchwc(shape_ctx *c) {
                            x->rank, w->rank);
     kiln_tensor plain;
     shape_nchwc_plain(x, &plain);
-    if (plain.dims[1] >= 0 && w->dims[3] != plain.dims[1])
-        return shape_error(c, "X has %lld channels but W expects %lld", (long long)plain.dims[1], (long long)w->dims[3]);
-    int64_t out_ch = w->dims[0] * w->dims[4];
+    int64_t group = ir_attr_int(c->node, "group"), out_ch = w->dims[0] * w->dims[4];
+    if (group < 1 || out_ch % group)
+        return shape_error(c, "group %lld does not divide the %lld output channels", (long long)group, (long long)out_ch);
+    if (plain.dims[1] >= 0 && w->dims[3] * group != plain.dims[1])
+        return shape_error(c, "X has %lld channels but W expects %lld (%lld per group, %lld groups)", (long long)plain.dims[1],
+                           (long long)(w->dims[3] * group), (long long)w->dims[3], (long long)group);
     if (c->in_count > 2 && c->in[2] && (c->in[2]->rank != 1 || c->in[2]->dims[0] != out_ch))
         return shape_error(c, "B must be 1-D with %lld elements", (long long)out_ch);
     shape_window win;

@@ -131,7 +131,8 @@ kiln_status interp_conv(interp_ctx *c) {
     return KILN_OK;
 }
 
-/* ConvNCHWc: the same sums as Conv, in double, read and written through the blocked layouts. */
+/* ConvNCHWc: the same sums as Conv (groups too), in double, read and written through the
+ * blocked layouts. */
 kiln_status interp_conv_nchwc(interp_ctx *c) {
     const kiln_tensor *x = c->s.in[0], *wt = c->s.in[1];
     const kiln_tensor *bias = c->s.in_count > 2 ? c->s.in[2] : NULL;
@@ -143,6 +144,7 @@ kiln_status interp_conv_nchwc(interp_ctx *c) {
     bool blocked_in = x->rank == 5;
     int64_t xb = blocked_in ? x->dims[4] : 1, b = wt->dims[4], cin = wt->dims[3];
     int64_t h = x->dims[2], wd = x->dims[3], kh = wt->dims[1], kw = wt->dims[2];
+    int64_t cout_g = wt->dims[0] * b / ir_attr_int(c->s.node, "group"), chans = x->dims[1] * xb;
     int64_t oh = w.out[0], ow = w.out[1];
     for (int64_t nb = 0; nb < x->dims[0]; nb++)
         for (int64_t m = 0; m < wt->dims[0] * b; m++)
@@ -156,7 +158,8 @@ kiln_status interp_conv_nchwc(interp_ctx *c) {
                                 int64_t z = j * w.stride[1] - w.pad_begin[1] + q * w.dilation[1];
                                 if (y < 0 || y >= h || z < 0 || z >= wd)
                                     continue;
-                                int64_t xi = (((nb * (cin / xb) + ci / xb) * h + y) * wd + z) * xb + ci % xb;
+                                int64_t ch = m / cout_g * cin + ci; /* group m / cout_g's channel ci */
+                                int64_t xi = (((nb * (chans / xb) + ch / xb) * h + y) * wd + z) * xb + ch % xb;
                                 int64_t wi = (((m / b * kh + p) * kw + q) * cin + ci) * b + m % b;
                                 acc += ir_tensor_get(x, xi) * ir_tensor_get(wt, wi);
                             }
