@@ -76,6 +76,8 @@ def models():
         ("mlp", MLP(), (64, 784)),
         ("cnn", CNN(), (16, 3, 32, 32)),
         ("resnet18", torchvision.models.resnet18(weights=None), (1, 3, 224, 224)),
+        # depthwise 3x3 convs between 1x1 ones, channels 16 to 1280 (24 not a multiple of 16)
+        ("mobilenet_v2", torchvision.models.mobilenet_v2(weights=None), (1, 3, 224, 224)),
         ("transformer", layer, (8, 128, 256)),
         ("lstm", LSTM(), (16, 50, 64)),
         ("eltwise", Chain(), (1, 16, 512, 512)),

@@ -88,8 +88,12 @@ static kiln_status transpose_tiled(lower_ctx *c, int q) {
     lir_stmt *lanes = lower_loop(c, "lane", TRANSPOSE_TILE, lane_body, &lane), *nest = lanes;
     nest = nest && lir_seq_push(M, body, nest) ? lower_loop(c, "q", out->dims[q], body, &oc[q]) : NULL;
     nest = nest ? lower_loop(c, "tile", tiles, lower_seq1(c, nest), &tile) : NULL;
+    /* no loops over axes of 1: the outermost loop is the parallel one, and a batch of 1
+     * outside left the blocked layout's Transposes serial (MobileNetV2's, at 2 threads) */
     for (int d = last - 1; nest && d >= 0; d--)
-        if (d != q)
+        if (d != q && out->dims[d] == 1)
+            oc[d] = lir_int(M, 0);
+        else if (d != q)
             nest = lower_loop(c, "i", out->dims[d], lower_seq1(c, nest), &oc[d]);
     if (!nest)
         return lower_oom(c);
