@@ -5,14 +5,15 @@
  * constant [K, N] and transB = 0: compiled code then reads B along n, consecutive elements
  * for consecutive lanes of its vector loop, instead of gathering with a stride of K.
  *
- * An inference Conv (one group or depthwise, constant f32 weights, output channels a
- * multiple of NCHWC_BLOCK, rows that do not already fill the vectors, readers that can all
- * take the result blocked; rows that fill the vectors too if it is depthwise, takes
- * Winograd's kernels, or its result flows into such a conv or its input from one) becomes
- * ConvNCHWc or, 3x3 with stride 1 where that pays (winograd_pays), WinogradInput -> MatMul
- * -> WinogradOutput; either way its output is [N, C / b, H, W, b], b channels innermost,
- * so its kernel's vectors run along channels and fill every lane whatever the image's
- * width (lower_window.c), with its weights packed once here, [Cout / b, KH, KW, Cin, b]. The
+ * An inference Conv (one group or depthwise, constant f32 weights, rows that do not already
+ * fill the vectors, readers that can all take the result blocked; rows that fill the
+ * vectors too if it is depthwise, takes Winograd's kernels, or its result flows into such
+ * a conv or its input from one) becomes ConvNCHWc or, 3x3 with stride 1 where that pays
+ * (winograd_pays), WinogradInput -> MatMul -> WinogradOutput; either way its output is
+ * [N, C' / b, H, W, b], b channels innermost, C' the channels padded to a multiple of b
+ * (padded(): MobileNetV2's 24), so its kernel's vectors run along channels and fill every
+ * lane whatever the image's width (lower_window.c), with its weights packed once here,
+ * [Cout' / b, KH, KW, Cin', b], zero for padding channels. The
  * blocked value then flows on through the nodes that can take it as it is: elementwise
  * nodes whose other inputs are scalars or per-channel constants (reshaped to the blocks),
  * inference batch norms (as Mul and Add), 2-D pools (a 3-D pool over [H, W, b] with a
@@ -20,7 +21,7 @@
  * Flatten into a Gemm with constant weights reads the blocked value flattened, the
  * weights' rows permuted to match (flat_gemm). Where an NCHW reader remains (a global
  * pool, a graph output), the NCHW value is made back from the blocked one by a
- * Transpose and a Reshape; an NCHW value no reader needs any more is
+ * Transpose and a Reshape (and a Slice, past padding); an NCHW value no reader needs any more is
  * removed by dce, with the nodes that made it. A blocked conv sums over (kh, kw, ci) where
  * Conv's kernels sum over (ci, kh, kw), Winograd's over transformed tiles, and a batch
  * norm's S and T are rounded to f32: the results differ from the unblocked graph's by
@@ -60,6 +61,12 @@ static kiln_status transpose_b(ir_graph *g, ir_node *n, kiln_diag *d) {
 
 enum { NCHWC_BLOCK = 16 };
 
+/* Channels as the blocked layout holds them: a whole number of blocks. The channels past
+ * C in the last block are padding: a conv writes zeros there (zero weights and bias), maps
+ * that keep values finite (keeps_finite) keep them finite, and readers ignore them (a
+ * conv's weights for those input channels are zero, the NCHW value slices them off). */
+static int64_t padded(int64_t channels) { return (channels + NCHWC_BLOCK - 1) / NCHWC_BLOCK * NCHWC_BLOCK; }
+
 typedef struct blocking {
     grad_ctx b;          /* the graph builder (gb_*) */
     ir_value **twin;     /* by value id: the blocked value that stands for an NCHW one */
@@ -75,11 +82,12 @@ static bool same_dims(const kiln_tensor *a, const kiln_tensor *b) {
     return a->rank == b->rank && !memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank);
 }
 
-/* The conv's weights [Cout, Cin, KH, KW] as a constant [Cout / b, KH, KW, Cin, b]: the
- * order the kernel's loops read them in (input channels innermost, see lower_window.c). */
-static ir_value *packed_weights(blocking *k, const kiln_tensor *w) {
+/* The conv's weights [Cout, Cin, KH, KW] as a constant [Cout' / b, KH, KW, Cin', b]: the
+ * order the kernel's loops read them in (input channels innermost, see lower_window.c),
+ * zero for the padding channels Cout' = padded(Cout) and, for a padded input, Cin'. */
+static ir_value *packed_weights(blocking *k, const kiln_tensor *w, int64_t cin_p) {
     int64_t b = NCHWC_BLOCK, cin = w->dims[1], taps = w->dims[2] * w->dims[3];
-    int64_t dims[5] = {w->dims[0] / b, w->dims[2], w->dims[3], cin, b};
+    int64_t dims[5] = {padded(w->dims[0]) / b, w->dims[2], w->dims[3], cin_p, b};
     ir_value *v = gb_tensor(&k->b, w->dtype, 5, dims, NULL);
     if (!v)
         return NULL;
@@ -88,18 +96,30 @@ static ir_value *packed_weights(blocking *k, const kiln_tensor *w) {
     for (int64_t o = 0; o < w->dims[0]; o++)
         for (int64_t i = 0; i < cin; i++)
             for (int64_t t = 0; t < taps; t++)
-                to[((o / b * taps + t) * cin + i) * b + o % b] = from[(o * cin + i) * taps + t];
+                to[((o / b * taps + t) * cin_p + i) * b + o % b] = from[(o * cin + i) * taps + t];
     return v;
 }
 
+/* A conv's bias (or any [C] constant) padded to padded(C) with zeros. */
+static ir_value *padded_vector(blocking *k, ir_value *v) {
+    const kiln_tensor *t = v->init;
+    int64_t n = padded(t->dims[0]);
+    if (n == t->dims[0])
+        return v;
+    ir_value *p = gb_tensor(&k->b, t->dtype, 1, &n, NULL);
+    if (p)
+        memcpy(p->init->data, t->data, kiln_tensor_bytes(t));
+    return p;
+}
+
 /* A constant read per channel ([C, 1, 1] or [1, C, 1, 1] against [N, C, H, W]) as the
- * same data shaped [1, C / b, 1, 1, b]; NULL if t is not one. */
+ * same data shaped [1, C' / b, 1, 1, b], C' = padded(C), zeros past C; NULL if t is not one. */
 static ir_value *blocked_channels(blocking *k, const ir_value *t, int64_t channels) {
     const kiln_tensor *c = t->init;
     if (!c || c->rank < 3 || c->rank > 4 || (c->rank == 4 && c->dims[0] != 1) || c->dims[c->rank - 3] != channels ||
         c->dims[c->rank - 2] != 1 || c->dims[c->rank - 1] != 1)
         return NULL;
-    int64_t dims[5] = {1, channels / NCHWC_BLOCK, 1, 1, NCHWC_BLOCK};
+    int64_t dims[5] = {1, padded(channels) / NCHWC_BLOCK, 1, 1, NCHWC_BLOCK};
     ir_value *v = gb_tensor(&k->b, c->dtype, 5, dims, NULL);
     if (v)
         memcpy(v->init->data, c->data, kiln_tensor_bytes(c));
@@ -109,6 +129,8 @@ static ir_value *blocked_channels(blocking *k, const ir_value *t, int64_t channe
 static void copy_attrs(blocking *k, ir_node *to, const ir_node *from) {
     for (int i = 0; i < from->attr_count && !k->b.st; i++) {
         const ir_attr *a = &from->attrs[i];
+        if (!strcmp(a->name, "group")) /* a blocked conv's is set for its padded channels */
+            continue;
         ir_attr *c = ir_node_add_attr(k->b.g, to, a->name, a->kind);
         if (!c) {
             k->b.st = diag_error(k->b.d, LOC_NONE, KILN_ERR_OOM, "out of memory");
@@ -156,7 +178,7 @@ static bool winograd_fits(const ir_node *n) {
         if ((s && s->count == 2 && s->ints[i] != 1) || (dl && dl->count == 2 && dl->ints[i] != 1))
             return false;
     return w->dims[2] == 3 && w->dims[3] == 3 && !strcmp(ir_attr_string(n, "auto_pad"), "NOTSET") &&
-           n->outputs[0]->type.rank == 4 && ir_attr_int(n, "group") == 1;
+           n->outputs[0]->type.rank == 4 && ir_attr_int(n, "group") == 1 && w->dims[0] % NCHWC_BLOCK == 0;
 }
 
 /* Winograd where it fits and the tuning file says so, or else where the cost rule above
@@ -183,10 +205,15 @@ static bool depthwise(const ir_node *n) {
     return group > 1 && w->dims[0] == group && w->dims[1] == 1 && n->inputs[0]->type.dims[1] == group;
 }
 
+/* Output channels not a multiple of the block are padded (padded()), if there are more than
+ * a block of them (8 would waste half the lanes, where the row schedule wastes 4 of 32 on
+ * the bundled CNN's 28-column rows); the bias, if any, must then be a constant, to pad too. */
 static bool conv_fits(const ir_node *n) {
-    const ir_value *x = n->inputs[0], *w = n->inputs[1];
+    const ir_value *x = n->inputs[0], *w = n->inputs[1], *bias = n->input_count > 2 ? n->inputs[2] : NULL;
+    int64_t cout = w->init ? w->init->dims[0] : 0;
     return w->init && w->init->rank == 4 && w->init->dtype == KILN_F32 && x->type.dtype == KILN_F32 &&
-           x->type.rank == 4 && ir_type_known(&x->type) && w->init->dims[0] % NCHWC_BLOCK == 0 && n->output_count == 1 &&
+           x->type.rank == 4 && ir_type_known(&x->type) && n->output_count == 1 &&
+           (cout % NCHWC_BLOCK == 0 || (cout > NCHWC_BLOCK && (!bias || (bias->init && bias->init->rank == 1)))) &&
            (ir_attr_int(n, "group") == 1 || depthwise(n));
 }
 
@@ -202,8 +229,12 @@ static bool blockable_conv(const blocking *k, const ir_node *n) {
                             k->from_blocked[n->inputs[0]->id]);
 }
 
+static bool global_pool(ir_op op) { return op == IR_OP_GLOBAL_AVERAGE_POOL || op == IR_OP_GLOBAL_MAX_POOL; }
+
 static bool blockable_pool(const ir_node *n) {
     const ir_attr *ks = ir_node_attr(n, "kernel_shape");
+    if (global_pool(n->op))
+        return n->output_count == 1 && n->inputs[0]->type.rank == 4 && ir_type_known(&n->inputs[0]->type);
     return n->output_count == 1 && !strcmp(ir_attr_string(n, "auto_pad"), "NOTSET") && ks && ks->count == 2 &&
            n->inputs[0]->type.rank == 4;
 }
@@ -273,7 +304,8 @@ static bool takes_blocked(const blocking *k, const ir_node *r, int slot) {
         return false;
     switch (r->op) {
     case IR_OP_CONV: return blockable_conv(k, r);
-    case IR_OP_MAX_POOL: case IR_OP_AVERAGE_POOL: return blockable_pool(r);
+    case IR_OP_MAX_POOL: case IR_OP_AVERAGE_POOL: case IR_OP_GLOBAL_AVERAGE_POOL: case IR_OP_GLOBAL_MAX_POOL:
+        return blockable_pool(r);
     case IR_OP_BATCH_NORM: return slot == 0 && constant_batch_norm(r) && r->inputs[0]->type.rank == 4;
     case IR_OP_DROPOUT: return false;
     case IR_OP_FLATTEN: case IR_OP_RESHAPE: return slot == 0 && flat_gemm_of(k, r);
@@ -281,11 +313,11 @@ static bool takes_blocked(const blocking *k, const ir_node *r, int slot) {
     }
 }
 
-/* The conv's weights g [Cout, Cin, 3, 3] as U [16, Cin, Cout], U[4 i + j] = (G g G^T)[i][j]
- * computed in double: the B operand of the 16 products. */
-static ir_value *winograd_weights(blocking *k, const kiln_tensor *w) {
+/* The conv's weights g [Cout, Cin, 3, 3] as U [16, Cin', Cout], U[4 i + j] = (G g G^T)[i][j]
+ * computed in double: the B operand of the 16 products (zero past Cin, for a padded input). */
+static ir_value *winograd_weights(blocking *k, const kiln_tensor *w, int64_t cin_p) {
     static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-    int64_t cout = w->dims[0], cin = w->dims[1], dims[3] = {16, cin, cout};
+    int64_t cout = w->dims[0], cin = w->dims[1], dims[3] = {16, cin_p, cout};
     ir_value *v = gb_tensor(&k->b, w->dtype, 3, dims, NULL);
     if (!v)
         return NULL;
@@ -300,7 +332,7 @@ static ir_value *winograd_weights(blocking *k, const kiln_tensor *w) {
                     gg[i][q] = G[i][0] * g[q] + G[i][1] * g[3 + q] + G[i][2] * g[6 + q];
             for (int i = 0; i < 4; i++)
                 for (int j = 0; j < 4; j++)
-                    to[((i * 4 + j) * cin + c) * cout + o] = (float)(gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2]);
+                    to[((i * 4 + j) * cin_p + c) * cout + o] = (float)(gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2]);
         }
     return v;
 }
@@ -323,7 +355,8 @@ static ir_value *winograd_conv(blocking *k, const ir_node *n, ir_value *x) {
     }
     ir_node *in = gb_begin(&k->b, IR_OP_WINOGRAD_INPUT, 1, &x);
     gb_attr_ints(&k->b, in, "pads", 4, pads);
-    ir_value *prod = gb2(&k->b, IR_OP_MATMUL, gb_done(&k->b, in), winograd_weights(k, n->inputs[1]->init));
+    int64_t cin_p = x->type.rank == 5 ? x->type.dims[1] * x->type.dims[4] : x->type.dims[1];
+    ir_value *prod = gb2(&k->b, IR_OP_MATMUL, gb_done(&k->b, in), winograd_weights(k, n->inputs[1]->init, cin_p));
     ir_value *args[2] = {prod, n->input_count > 2 ? n->inputs[2] : NULL};
     ir_node *o = prod ? gb_begin(&k->b, IR_OP_WINOGRAD_OUTPUT, args[1] ? 2 : 1, args) : NULL;
     gb_attr_ints(&k->b, o, "output_size", 2, size);
@@ -338,19 +371,32 @@ static ir_value *blocked_conv(blocking *k, const ir_node *n) {
         return NULL;
     if (winograd_pays(k, n))
         return winograd_conv(k, n, xb ? xb : (ir_value *)x);
-    ir_value *in[3] = {xb ? xb : (ir_value *)x, packed_weights(k, w->init), n->input_count > 2 ? n->inputs[2] : NULL};
+    /* the input's channels as the conv reads them: padded if blocked */
+    int64_t cin_p = xb ? xb->type.dims[1] * xb->type.dims[4] : x->type.dims[1];
+    if (depthwise(n) && cin_p != padded(x->type.dims[1])) /* a group per padded channel needs them all */
+        return NULL;
+    ir_value *bias = n->input_count > 2 ? n->inputs[2] : NULL;
+    ir_value *in[3] = {xb ? xb : (ir_value *)x, packed_weights(k, w->init, depthwise(n) ? 1 : cin_p),
+                       bias && bias->init ? padded_vector(k, bias) : bias};
     ir_node *c = in[1] ? gb_begin(&k->b, IR_OP_CONV_NCHWC, in[2] ? 3 : 2, in) : NULL;
-    if (c)
+    if (c) {
         copy_attrs(k, c, n);
+        gb_attr_int(&k->b, c, "group", depthwise(n) ? cin_p : 1);
+    }
     return gb_done(&k->b, c);
 }
 
-/* A 2-D pool as a 3-D one over [H, W, b], its window 1 wide along b. */
+/* A 2-D pool as a 3-D one over [H, W, b], its window 1 wide along b; a global pool as one
+ * whose window is the whole image (its NCHW value, [N, C, 1, 1], is then the blocked one
+ * reshaped: unblock). */
 static ir_value *blocked_pool(blocking *k, const ir_node *n, ir_value *xb) {
     const ir_attr *ks = ir_node_attr(n, "kernel_shape");
     if (!blockable_pool(n))
         return NULL;
-    int64_t kernel[3] = {ks->ints[0], ks->ints[1], 1}, strides[3] = {1, 1, 1}, dil[3] = {1, 1, 1}, pads[6] = {0};
+    const int64_t *image = n->inputs[0]->type.dims + 2;
+    int64_t kernel[3] = {global_pool(n->op) ? image[0] : ks->ints[0], global_pool(n->op) ? image[1] : ks->ints[1], 1};
+    int64_t strides[3] = {1, 1, 1}, dil[3] = {1, 1, 1}, pads[6] = {0};
+    ir_op op = n->op == IR_OP_GLOBAL_AVERAGE_POOL ? IR_OP_AVERAGE_POOL : n->op == IR_OP_GLOBAL_MAX_POOL ? IR_OP_MAX_POOL : n->op;
     const ir_attr *a;
     if ((a = ir_node_attr(n, "strides")) && a->count == 2)
         strides[0] = a->ints[0], strides[1] = a->ints[1];
@@ -358,23 +404,37 @@ static ir_value *blocked_pool(blocking *k, const ir_node *n, ir_value *xb) {
         dil[0] = a->ints[0], dil[1] = a->ints[1];
     if ((a = ir_node_attr(n, "pads")) && a->count == 4)
         pads[0] = a->ints[0], pads[1] = a->ints[1], pads[3] = a->ints[2], pads[4] = a->ints[3];
-    ir_node *p = gb_begin(&k->b, n->op, 1, &xb);
+    ir_node *p = gb_begin(&k->b, op, 1, &xb);
     gb_attr_ints(&k->b, p, "kernel_shape", 3, kernel);
     gb_attr_ints(&k->b, p, "strides", 3, strides);
     gb_attr_ints(&k->b, p, "dilations", 3, dil);
     gb_attr_ints(&k->b, p, "pads", 6, pads);
-    gb_attr_int(&k->b, p, "ceil_mode", ir_attr_int(n, "ceil_mode"));
+    gb_attr_int(&k->b, p, "ceil_mode", global_pool(n->op) ? 0 : ir_attr_int(n, "ceil_mode"));
     if (n->op == IR_OP_AVERAGE_POOL)
         gb_attr_int(&k->b, p, "count_include_pad", ir_attr_int(n, "count_include_pad"));
     return gb_done(&k->b, p);
 }
 
+/* Whether op gives finite values on finite inputs (zeros, in the padding channels): not a
+ * division, a logarithm, a square root, a power. */
+static bool keeps_finite(ir_op op) {
+    switch (op) {
+    case IR_OP_ADD: case IR_OP_SUB: case IR_OP_MUL: case IR_OP_MAX: case IR_OP_MIN: case IR_OP_RELU:
+    case IR_OP_LEAKY_RELU: case IR_OP_CLIP: case IR_OP_SIGMOID: case IR_OP_HARD_SIGMOID: case IR_OP_HARD_SWISH:
+    case IR_OP_TANH: case IR_OP_NEG: case IR_OP_ABS: case IR_OP_IDENTITY: case IR_OP_ELU: case IR_OP_GELU:
+        return true;
+    default: return false;
+    }
+}
+
 /* An elementwise node whose inputs are blocked values of its output's shape, scalars or
- * per-channel constants: the same node on the blocked values. */
+ * per-channel constants: the same node on the blocked values (with padding channels, only
+ * one that keeps them finite). */
 static ir_value *blocked_map(blocking *k, const ir_node *n) {
     const kiln_tensor *out = &n->outputs[0]->type;
     if (ir_op_table[n->op].kind != IR_KIND_ELTWISE || n->op == IR_OP_BATCH_NORM || n->op == IR_OP_DROPOUT ||
-        n->output_count != 1 || out->rank != 4 || n->input_count > 8)
+        n->output_count != 1 || out->rank != 4 || n->input_count > 8 ||
+        (out->dims[1] % NCHWC_BLOCK && !keeps_finite(n->op)))
         return NULL;
     ir_value *in[8];
     bool any = false;
@@ -418,7 +478,7 @@ static ir_value *affine_batch_norm(blocking *k, const ir_node *n, ir_value *xb) 
     int64_t ch = x->type.dims[1], dims[5] = {1, 1, 1, 1, 1};
     int rank = xb ? 5 : x->type.rank - 1;
     if (xb)
-        dims[1] = ch / NCHWC_BLOCK, dims[4] = NCHWC_BLOCK;
+        dims[1] = padded(ch) / NCHWC_BLOCK, dims[4] = NCHWC_BLOCK;
     else
         dims[0] = ch;
     ir_value *s = gb_tensor(&k->b, KILN_F32, rank, dims, NULL), *t = gb_tensor(&k->b, KILN_F32, rank, dims, NULL);
@@ -437,10 +497,21 @@ static ir_value *affine_batch_norm(blocking *k, const ir_node *n, ir_value *xb) 
     return xb ? y : NULL;
 }
 
-/* v (NCHW) made from its blocked twin: [N, C / b, H, W, b] -> [N, C / b, b, H, W] -> [N, C, H, W]. */
+/* v (NCHW) made from its blocked twin: [N, C' / b, H, W, b] -> [N, C' / b, b, H, W] ->
+ * [N, C', H, W], then the first C channels of padded C'. */
 static void unblock(blocking *k, ir_value *v) {
-    int64_t perm[5] = {0, 1, 4, 2, 3};
-    ir_value *r = gb_reshape(&k->b, gb_transpose(&k->b, k->twin[v->id], perm), &v->type);
+    int64_t perm[5] = {0, 1, 4, 2, 3}, channels = v->type.dims[1];
+    kiln_tensor whole = v->type;
+    whole.dims[1] = padded(channels);
+    ir_value *t = k->twin[v->id];
+    /* one pixel per image (a global pool's): the blocked order is NCHW's already */
+    ir_value *r = gb_reshape(&k->b, v->type.dims[2] * v->type.dims[3] == 1 ? t : gb_transpose(&k->b, t, perm), &whole);
+    if (r && whole.dims[1] != channels) {
+        int64_t zero = 0, one = 1;
+        ir_value *in[4] = {r, gb_i64s(&k->b, 1, &zero), gb_i64s(&k->b, 1, &channels), gb_i64s(&k->b, 1, &one)};
+        ir_node *s = gb_begin(&k->b, IR_OP_SLICE, 4, in);
+        r = gb_done(&k->b, s);
+    }
     if (r)
         take_over(v, r);
 }
@@ -518,7 +589,7 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
             t = blocked_conv(&k, n);
         else if (n->op == IR_OP_BATCH_NORM)
             t = affine_batch_norm(&k, n, xb);
-        else if ((n->op == IR_OP_MAX_POOL || n->op == IR_OP_AVERAGE_POOL) && xb && n->inputs[0]->type.rank == 4)
+        else if ((n->op == IR_OP_MAX_POOL || n->op == IR_OP_AVERAGE_POOL || global_pool(n->op)) && xb && n->inputs[0]->type.rank == 4)
             t = blocked_pool(&k, n, xb);
         else if (n->op == IR_OP_GEMM) { /* its output stays NCHW: the new Gemm takes it over */
             const ir_node *f = n->inputs[0]->producer;

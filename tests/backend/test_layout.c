@@ -223,6 +223,38 @@ static void test_depthwise_convs(void **state) {
     }
 }
 
+/* Channels that are not a multiple of the block (17 to 40, padded: layout.c's padded()),
+ * blocked from the first conv to the last: conv + bias + Relu, a per-channel Mul and Add,
+ * a depthwise conv over the padded channels (stride 1 or 2), Relu and a scalar Add (the
+ * padding is 0.5 there), then a 3x3 conv (Winograd's where it pays, reading the padded
+ * input; NCHW below 16 channels) to 1 to 40 channels, then the output itself (sliced back), a
+ * MaxPool or a GlobalMaxPool (blocked: its NCHW value is the blocked one reshaped); a Div
+ * (which could make the padding infinite) keeps its input NCHW. */
+static void test_padded_channels(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 12; trial++) {
+        blocked_threads = trial % 3 ? 0 : 1;
+        int64_t cin = 1 + uniform(8), c1 = 17 + uniform(24), c3 = 1 + uniform(40), st = 1 + uniform(2);
+        int64_t x[4] = {1 + uniform(2), cin, 4 + uniform(14), 4 + uniform(30)};
+        weight_spec w[6] = {{"w1", 4, {c1, cin, 3, 3}}, {"b1", 1, {c1}}, {"scale", 3, {c1, 1, 1}},
+                            {"shift", 3, {c1, 1, 1}}, {"wd", 4, {c1, 1, 3, 3}}, {"w3", 4, {c3, c1, 3, 3}}};
+        bool pool = trial % 2, div = trial % 4 == 3;
+        char body[900];
+        snprintf(body, sizeof body,
+                 "%%c1 = Conv(%%a, %%w1, %%b1) {pads = [1, 1, 1, 1]}\n  %%r1 = Relu(%%c1)\n  %%m = Mul(%%r1, %%scale)\n"
+                 "  %%s = Add(%%m, %%shift)\n  %%d = Conv(%%s, %%wd) {group = %lld, pads = [1, 1, 1, 1], strides = [%lld, %lld]}\n"
+                 "  %%r = Relu(%%d)\n  const %%half: f32[1] = [0.5]\n  %%r2 = Add(%%r, %%half)\n"
+                 "  %%c3 = Conv(%%r2, %%w3) {pads = [1, 1, 1, 1]}\n  %%%s = %s%s",
+                 (long long)c1, (long long)st, (long long)st, pool ? "y" : div ? "q" : "y",
+                 pool ? (trial % 4 == 1 ? "GlobalMaxPool(%c3)" : "MaxPool(%c3) {kernel_shape = [2, 2], strides = [2, 2]}")
+                      : div ? "Div(%c3, %c3)" : "Relu(%c3)",
+                 !pool && div ? "\n  %y = Add(%q, %c3)" : "");
+        int64_t oh = (x[2] - 1) / st + 1, ow = (x[3] - 1) / st + 1;
+        bool wino = c3 % 16 == 0 && winograd_pays(x[0], c1, oh, ow);
+        blocked_case(body, 4, x, 6, w, 2 + (c3 >= 16), wino, -1, (double)(c1 * 9) / 36 + 1); /* fewer than 16: NCHW */
+    }
+}
+
 /* Runs `src` (inputs %a and %w, output %y) in the interpreter, the JIT and the unfused JIT. */
 static void same_as_interpreter(const char *src, kiln_tensor *const *in, double atol_scale) {
     kiln_options jit = {.backend = KILN_BACKEND_JIT}, unfused = {.backend = KILN_BACKEND_JIT, .no_fuse = true};
@@ -283,6 +315,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocked_convs),
         cmocka_unit_test(test_depthwise_convs),
+        cmocka_unit_test(test_padded_channels),
         cmocka_unit_test(test_grouped_nchwc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
