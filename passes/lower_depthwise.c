@@ -26,7 +26,7 @@ static lir_expr *I(lower_ctx *c, int64_t v) { return lir_int(M, v); }
 static lir_expr *add(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_ADD, a, b); }
 static lir_expr *mul(lower_ctx *c, lir_expr *a, lir_expr *b) { return lir_binary(M, LIR_MUL, a, b); }
 
-enum { DW_PIXELS = 16, DW_BLOCKS = 2 };
+enum { DW_PIXELS = 12, DW_BLOCKS = 2 }; /* the most pixels (one block: 12) and blocks per lane loop */
 
 typedef struct dw {
     lower_ctx *c;
@@ -63,6 +63,13 @@ static lir_expr *input_at(dw *k, lir_expr *cb, lir_expr *ih, lir_expr *iw, bool 
     return inside ? lir_select(M, inside, v, lir_const(M, k->t, 0)) : v;
 }
 
+/* The block pixel (column within a block row) that tap q reads at input column offset o
+ * from the block's first pixel, x sw + q dilation = o; -1 if none. */
+static int64_t tap_pixel(const dw *k, int64_t o, int64_t q) {
+    int64_t from = o - q * k->w.dilation[1];
+    return from >= 0 && from % k->w.stride[1] == 0 && from / k->w.stride[1] < k->cols ? from / k->w.stride[1] : -1;
+}
+
 /* The sums over the taps: a loop over the kernel's rows, its columns unrolled. */
 static lir_stmt *taps(dw *k, bool clamp) {
     lower_ctx *c = k->c;
@@ -80,15 +87,14 @@ static lir_stmt *taps(dw *k, bool clamp) {
                 return NULL;
         }
     /* per pixel row of the block, the input columns its taps read, left to right: column
-     * offset o (from the block's first pixel) serves each (pixel x, tap q) with
-     * x sw + q dwid = o */
+     * offset o serves each (pixel, tap) tap_pixel pairs with it */
     int64_t span = (k->cols - 1) * sw + (kw_n - 1) * dwid + 1;
     for (int64_t ry = 0; ry < k->rows; ry++) {
         lir_expr *ih = add(c, mul(c, add(c, k->row0, I(c, ry)), I(c, k->w.stride[0])), mul(c, kh, I(c, k->w.dilation[0])));
         for (int64_t o = 0; o < span; o++) {
             bool used = false;
-            for (int64_t q = 0; q < kw_n && !used; q++)
-                used = o >= q * dwid && (o - q * dwid) % sw == 0 && (o - q * dwid) / sw < k->cols;
+            for (int64_t q = 0; q < kw_n; q++)
+                used |= tap_pixel(k, o, q) >= 0;
             if (!used)
                 continue;
             lir_expr *iw = add(c, mul(c, k->col0, I(c, sw)), I(c, o));
@@ -97,8 +103,8 @@ static lir_stmt *taps(dw *k, bool clamp) {
                 if (!lir_seq_push(M, body, lir_let(M, xv, input_at(k, k->cb[v], ih, iw, clamp))))
                     return NULL;
                 for (int64_t q = 0; q < kw_n; q++) {
-                    int64_t rx = (o - q * dwid) / sw;
-                    if (o < q * dwid || (o - q * dwid) % sw || rx >= k->cols)
+                    int64_t rx = tap_pixel(k, o, q);
+                    if (rx < 0)
                         continue;
                     int a = k->acc[v][ry * k->cols + rx];
                     lir_expr *sum = lir_fma(M, lir_var_ref(M, c->k, xv), lir_var_ref(M, c->k, wv[v][q]), lir_var_ref(M, c->k, a));
