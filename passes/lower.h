@@ -188,6 +188,14 @@ lir_expr *lower_view_value(lower_ctx *c, bool input_inlined, lir_expr **coords);
 /* out[coords] = input 0 at the coordinates f fills (and, where f sets *outside, pad). */
 typedef kiln_status (*lower_index_fn)(lower_ctx *c, lir_expr **oc, lir_expr **ic, lir_expr **outside, void *arg);
 kiln_status lower_gather_map(lower_ctx *c, lower_index_fn f, void *arg, lir_expr *pad);
+/* A blocked conv's pixels per lane loop (lower_window.c): V channel blocks (2 where `pairs`
+ * and the blocks pair up) x rows x cols pixels (8 with two blocks, else 12: whole rows on
+ * narrow images, else a segment of a row), segs segments per output row. */
+typedef struct nchwc_plan {
+    int v;
+    int64_t rows, cols, segs;
+} nchwc_plan;
+nchwc_plan lower_nchwc_plan(int64_t blocks, bool pairs, int64_t oh, int64_t ow);
 /* A depthwise ConvNCHWc (lower_depthwise.c; lower_conv_nchwc sends it there), kernel rows
  * at most DEPTHWISE_MAX_KW wide (unrolled); w: its window. */
 enum { DEPTHWISE_MAX_KW = 16 };

@@ -134,16 +134,9 @@ kiln_status lower_conv_depthwise(lower_ctx *c, const shape_window *w) {
     k.xb = x->rank == 5 ? x->dims[4] : 1;
     /* two channel blocks where the weights of a kernel row leave room: V (R + KW) + R
      * registers at most, of 32 */
-    k.v = blocks % 2 == 0 && kw_n <= 5 ? 2 : 1;
-    int64_t most = k.v == 2 ? 8 : 12;
-    int64_t segs = 1;
-    if (2 * ow <= most) { /* whole rows */
-        k.cols = ow;
-        k.rows = most / ow < oh ? most / ow : oh;
-    } else {
-        k.rows = 1, segs = (ow + most - 1) / most;
-        k.cols = (ow + segs - 1) / segs;
-    }
+    nchwc_plan p = lower_nchwc_plan(blocks, kw_n <= 5, oh, ow);
+    int64_t segs = p.segs;
+    k.v = p.v, k.rows = p.rows, k.cols = p.cols;
     int64_t groups = (oh + k.rows - 1) / k.rows;
     /* rows in parallel on several threads (the weights are small), as lower_conv_nchwc's */
     int tuned = tuning_get(c->plan ? c->plan->tuning : NULL, TUNE_CONV_ORDER, c->node->name);

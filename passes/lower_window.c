@@ -446,12 +446,7 @@ kiln_status lower_conv(lower_ctx *c) {
  * 56x56, 256 at 14x14, 512 at 7x7; peak 215): V 2 R 8: 206, 206, 191 (R = 7 there);
  * R 10: 191, 205, 179; R 14: 105, 145, 84 (spills); V 4 R 5: 187, 189, 124; V 1 R 15:
  * 161, 185, 116. The old row schedule: about 180, 180, 153. */
-typedef struct nchwc_plan {
-    int v;                  /* channel blocks per lane loop */
-    int64_t rows, cols, segs; /* per block: rows x cols pixels; segments per output row */
-} nchwc_plan;
-
-static nchwc_plan plan_nchwc(int64_t blocks, bool pairs, int64_t oh, int64_t ow) {
+nchwc_plan lower_nchwc_plan(int64_t blocks, bool pairs, int64_t oh, int64_t ow) {
     nchwc_plan p = {.v = pairs && blocks % 2 == 0 ? 2 : 1};
     int64_t most = p.v == 2 ? 8 : 12; /* pixels per block */
     if (2 * ow <= most) { /* whole rows */
@@ -481,7 +476,7 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
     bool grouped = cout_g != blocks * b;
     if (grouped && cin == 1 && cout_g == 1 && w.kernel[1] <= DEPTHWISE_MAX_KW)
         return lower_conv_depthwise(c, &w);
-    nchwc_plan p = plan_nchwc(blocks, !grouped || cout_g % (2 * b) == 0, oh, ow);
+    nchwc_plan p = lower_nchwc_plan(blocks, !grouped || cout_g % (2 * b) == 0, oh, ow);
     int64_t groups = (oh + p.rows - 1) / p.rows, wp = x->dims[3] + w.pad_begin[1] + w.pad_end[1];
     int64_t slack = ((p.rows * w.stride[0] + 1) * wp + p.segs * p.cols * w.stride[1] + w.kernel[1] * w.dilation[1]) * xb;
     /* On several threads, small weights: the rows in parallel, each thread on the rows the
