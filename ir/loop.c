@@ -163,6 +163,69 @@ int64_t lir_stride(const lir_expr *e, int var, const bool *varying) {
     }
 }
 
+/* e at var = v, where e is made of integer constants, var and integer operators alone. */
+static bool value_at(const lir_expr *e, int var, int64_t v, int64_t *out) {
+    int64_t a, b;
+    switch (e->kind) {
+    case LIR_CONST: *out = e->i; return !ir_dtype_is_float(e->type);
+    case LIR_VAR: *out = v; return e->var == var;
+    case LIR_BINARY:
+        if (e->type != KILN_I64 || !value_at(e->a, var, v, &a) || !value_at(e->b, var, v, &b))
+            return false;
+        switch ((lir_op)e->op) {
+        case LIR_ADD: *out = a + b; return true;
+        case LIR_SUB: *out = a - b; return true;
+        case LIR_MUL: *out = a * b; return true;
+        case LIR_DIV: *out = b ? a / b : 0; return b != 0;
+        case LIR_REM: *out = b ? a % b : 0; return b != 0;
+        case LIR_MIN: *out = a < b ? a : b; return true;
+        case LIR_MAX: *out = a > b ? a : b; return true;
+        default: return false;
+        }
+    default: return false;
+    }
+}
+
+bool lir_lane_offsets(const lir_expr *e, int var, const bool *varying, int64_t first, int lanes, int64_t *off) {
+    int64_t v0, v, other[64];
+    if (lanes > 64)
+        return false;
+    if (lir_stride(e, var, varying) == 0) {
+        for (int l = 0; l < lanes; l++)
+            off[l] = 0;
+        return true;
+    }
+    if (value_at(e, var, first, &v0)) {
+        for (int l = 0; l < lanes; l++) {
+            if (!value_at(e, var, first + l, &v))
+                return false;
+            off[l] = v - v0;
+        }
+        return true;
+    }
+    if (e->kind != LIR_BINARY || e->type != KILN_I64)
+        return false;
+    switch ((lir_op)e->op) {
+    case LIR_ADD:
+    case LIR_SUB:
+        if (!lir_lane_offsets(e->a, var, varying, first, lanes, off) ||
+            !lir_lane_offsets(e->b, var, varying, first, lanes, other))
+            return false;
+        for (int l = 0; l < lanes; l++)
+            off[l] = e->op == LIR_ADD ? off[l] + other[l] : off[l] - other[l];
+        return true;
+    case LIR_MUL: { /* by a constant */
+        const lir_expr *k = e->b->kind == LIR_CONST ? e->b : e->a->kind == LIR_CONST ? e->a : NULL;
+        if (!k || !lir_lane_offsets(k == e->b ? e->a : e->b, var, varying, first, lanes, off))
+            return false;
+        for (int l = 0; l < lanes; l++)
+            off[l] *= k->i;
+        return true;
+    }
+    default: return false;
+    }
+}
+
 lir_expr *lir_max_any(lir_module *m, lir_op op, lir_expr *a, lir_expr *b) {
     lir_expr *e = lir_binary(m, op, a, b);
     if (e && ir_dtype_is_float(e->type) && (op == LIR_MAX || op == LIR_MIN))

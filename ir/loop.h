@@ -206,6 +206,10 @@ lir_stmt *lir_fail(lir_module *m, const char *message);
  * varying unless their own index has stride 0. */
 #define LIR_STRIDE_VARYING INT64_MIN
 int64_t lir_stride(const lir_expr *e, int var, const bool *varying);
+/* Whether i64 index e is a part uniform in loop variable `var` plus a part made of var and
+ * constants alone (lane - lane % 4, say), so that its value at var = first + l, less its
+ * value at first, is known before the kernel runs: off[l] for l < lanes (lanes <= 64). */
+bool lir_lane_offsets(const lir_expr *e, int var, const bool *varying, int64_t first, int lanes, int64_t *off);
 
 /* Whether a and b are the same expression, node for node. */
 bool lir_expr_same(const lir_expr *a, const lir_expr *b);

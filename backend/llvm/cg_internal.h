@@ -35,6 +35,8 @@ typedef struct cg_ctx {
     /* inside a vectorized loop (cg_vector.c); lanes is 0 elsewhere */
     int lanes;
     int vvar;             /* the vectorized loop's variable */
+    bool vonce;           /* ... which runs one whole vector from a constant start: */
+    int64_t vfirst;       /* its lane 0's value */
     LLVMValueRef mask;    /* the active lanes (<lanes x i1>), or NULL for all */
     LLVMValueRef tail;    /* the tail's mask: lanes past the loop's end, iterations that do not exist */
     bool *varying;        /* scalars with a value per lane (declared in the loop's body) */

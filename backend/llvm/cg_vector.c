@@ -7,9 +7,11 @@
  *
  * Inside the body an expression is uniform (the same for every lane: computed once as a
  * scalar and broadcast) or per lane. A load whose index moves by one element per
- * iteration is a vector load; any other per-lane index is a gather. A condition that
- * differs between lanes narrows the mask instead of branching (its body runs only when
- * some lane is active), and assignments under such a mask keep the inactive lanes' values.
+ * iteration is a vector load; one whose lanes read within a window of `lanes` elements at
+ * offsets known before the run is a load and a shuffle; any other per-lane index is a
+ * gather. A condition that differs between lanes narrows the mask instead of branching
+ * (its body runs only when some lane is active), and assignments under such a mask keep
+ * the inactive lanes' values.
  * The math is the scalar code's, lane by lane: no fast-math reassociation.
  */
 #include "backend/llvm/cg_internal.h"
@@ -58,10 +60,19 @@ static LLVMValueRef all_lanes(cg_ctx *g) {
     return LLVMConstAllOnes(vec(g, LLVMInt1TypeInContext(g->ctx)));
 }
 
+/* The width of the range off[0..n) spans; *lo receives its least value. */
+static int64_t span(const int64_t *off, int n, int64_t *lo) {
+    int64_t hi = off[0];
+    *lo = off[0];
+    for (int l = 1; l < n; l++)
+        *lo = off[l] < *lo ? off[l] : *lo, hi = off[l] > hi ? off[l] : hi;
+    return hi - *lo;
+}
+
 static LLVMValueRef load(cg_ctx *g, const lir_expr *e) {
     LLVMTypeRef et = cg_mem_type(g, e->buf->dtype), vt = vec(g, et), ptr = LLVMPointerTypeInContext(g->ctx, 0);
     LLVMValueRef base = cg_buffer(g, e->buf), align = LLVMConstInt(i32_type(g), align_of(e->buf), 0), v;
-    int64_t stride = lir_stride(e->a, g->vvar, g->varying);
+    int64_t off[64], lo, stride = lir_stride(e->a, g->vvar, g->varying);
     if (stride == 1) { /* consecutive: lane 0's index is the scalar one */
         LLVMValueRef idx = cg_scalar(g, e->a), at = LLVMBuildGEP2(g->b, et, base, &idx, 1, "");
         if (g->mask) {
@@ -89,6 +100,25 @@ static LLVMValueRef load(cg_ctx *g, const lir_expr *e) {
         LLVMValueRef args[4] = {at, align, LLVMConstVector(bits, (unsigned)n), LLVMConstNull(wide)};
         LLVMValueRef all = cg_intrinsic(g, "llvm.masked.load", types, 2, args, 4);
         v = LLVMBuildShuffleVector(g->b, all, LLVMGetUndef(wide), LLVMConstVector(pick, (unsigned)g->lanes), "");
+    } else if (!g->mask && g->vonce && lir_lane_offsets(e->a, g->vvar, g->varying, g->vfirst, g->lanes, off) &&
+               span(off, g->lanes, &lo) < g->lanes) {
+        /* lanes that read elements of one window of `lanes` (a grouped conv's lanes read
+         * their group's channel of one input block: lane - lane % c + ci): the elements
+         * read, loaded together, and a shuffle to the lanes, where a gather loads each */
+        LLVMTypeRef i1 = LLVMInt1TypeInContext(g->ctx);
+        LLVMValueRef bits[64], pick[64];
+        for (int l = 0; l < g->lanes; l++)
+            bits[l] = LLVMConstInt(i1, 0, 0);
+        for (int l = 0; l < g->lanes; l++) {
+            bits[off[l] - lo] = LLVMConstInt(i1, 1, 0);
+            pick[l] = LLVMConstInt(i32_type(g), (unsigned long long)(off[l] - lo), 0);
+        }
+        LLVMValueRef idx = LLVMBuildAdd(g->b, cg_scalar(g, e->a), LLVMConstInt(i64_type(g), (unsigned long long)lo, 1), "");
+        LLVMValueRef at = LLVMBuildGEP2(g->b, et, base, &idx, 1, "");
+        LLVMTypeRef types[2] = {vt, ptr};
+        LLVMValueRef args[4] = {at, align, LLVMConstVector(bits, (unsigned)g->lanes), LLVMConstNull(vt)};
+        LLVMValueRef all = cg_intrinsic(g, "llvm.masked.load", types, 2, args, 4);
+        v = LLVMBuildShuffleVector(g->b, all, LLVMGetUndef(vt), LLVMConstVector(pick, (unsigned)g->lanes), "");
     } else { /* a gather */
         LLVMValueRef idx = cg_expr(g, e->a), at = LLVMBuildGEP2(g->b, et, base, &idx, 1, "");
         LLVMTypeRef types[2] = {vt, vec(g, ptr)};
@@ -222,8 +252,10 @@ void cg_vector_loop(cg_ctx *g, const lir_stmt *s) {
     LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLE, LLVMBuildAdd(g->b, i, w, ""), end, ""), body, check);
     LLVMPositionBuilderAtEnd(g->b, body);
     g->lanes = s->width, g->vvar = s->var, g->mask = NULL;
+    g->vonce = s->begin->kind == LIR_CONST && s->end->kind == LIR_CONST && s->end->i - s->begin->i == s->width;
+    g->vfirst = s->begin->i;
     cg_stmt(g, s->body);
-    g->lanes = 0;
+    g->lanes = 0, g->vonce = false;
     LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, i64, var, ""), w, ""), var);
     LLVMBuildBr(g->b, head);
     /* the rest, end - i < lanes of them, under a mask */

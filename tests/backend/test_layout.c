@@ -1,6 +1,6 @@
 /*
  * test_layout.c — the blocked layout (passes/layout.c): convolutions run as ConvNCHWc
- * (direct, depthwise) or Winograd's kernels, the blocked values carried through maps,
+ * (direct, depthwise, grouped) or Winograd's kernels, the blocked values carried through maps,
  * pools and into a classifier, against the same graphs unblocked. Each graph runs with its
  * weights as graph inputs (the interpreter's plain Conv: the reference) and as constants,
  * which the layout pass blocks, through the interpreter, the JIT and the unfused JIT:
@@ -255,6 +255,53 @@ static void test_padded_channels(void **state) {
     }
 }
 
+/* Grouped convs that are not depthwise (layout.c's grouped()): groups of c input and c
+ * output channels, c = 2, 4 or 8, that tile the blocks (a shuffle of the input block;
+ * 24 or 40 channels are padded with whole groups; taps shared at stride 1), groups of 16
+ * or 32 output channels (a broadcast, as a dense conv's), and groupings that stay NCHW
+ * (3 or 6 channels, or more input than output channels per group below a block). Kernels
+ * 1 to 3 (5 wide), pads 0 to 2, strides and dilations 1 or 2, with and without bias, a
+ * Relu after; on a 1x1 conv's blocked output, or on the NCHW input, where groups that tile
+ * would gather and stay NCHW. */
+static void test_grouped_convs(void **state) {
+    (void)state;
+    static const struct { int64_t cin_g, cout_g, channels; } groupings[] = {
+        {2, 2, 32}, {4, 4, 32}, {8, 8, 48}, {8, 8, 24}, {4, 4, 40}, /* tile the blocks */
+        {16, 16, 32}, {32, 32, 64}, {8, 16, 32},                   /* a block inside a group */
+        {3, 3, 48}, {6, 6, 24}, {8, 4, 32},                        /* NCHW */
+    };
+    for (int trial = 0; trial < 2 * ARRAY_LEN(groupings); trial++) {
+        blocked_threads = trial % 3 ? 0 : 1;
+        int64_t cin_g = groupings[trial / 2].cin_g, cout_g = groupings[trial / 2].cout_g;
+        int64_t ch_in = groupings[trial / 2].channels, groups = ch_in / cin_g, ch_out = groups * cout_g;
+        int64_t kh = 1 + uniform(3), kw = trial % 5 == 4 ? 5 : 1 + uniform(3);
+        bool after_conv = trial % 2 == 0, bias = uniform(2);
+        int64_t cin = after_conv ? 1 + uniform(20) : ch_in;
+        int64_t x[4] = {1 + uniform(2), cin, 3 + uniform(18), 3 + uniform(38)};
+        int p[4] = {uniform(3), uniform(3), uniform(3), uniform(3)}, st = 1 + uniform(2), dl = 1 + uniform(2);
+        int64_t oh = (x[2] + p[0] + p[2] - dl * (kh - 1) - 1) / st + 1, ow = (x[3] + p[1] + p[3] - dl * (kw - 1) - 1) / st + 1;
+        if (x[2] + p[0] + p[2] < dl * (kh - 1) + 1 || x[3] + p[1] + p[3] < dl * (kw - 1) + 1 || oh < 1 || ow < 1) {
+            trial--; /* the window does not fit: draw again */
+            continue;
+        }
+        weight_spec w[3] = {{"w", 4, {ch_out, cin_g, kh, kw}}, {"bias", 1, {ch_out}}, {"w0", 4, {ch_in, cin, 1, 1}}};
+        char body[600];
+        snprintf(body, sizeof body,
+                 "%s%%c = Conv(%%%s, %%w%s) {group = %lld, pads = [%d, %d, %d, %d], strides = [%d, %d], dilations = [%d, %d]}\n"
+                 "  %%y = Relu(%%c)",
+                 after_conv ? "%e = Conv(%a, %w0)\n  " : "", after_conv ? "e" : "a", bias ? ", %bias" : "", (long long)groups,
+                 p[0], p[1], p[2], p[3], st, st, dl, dl);
+        if (after_conv && !bias) /* the weights in the order the body names them */
+            w[1] = w[2];
+        bool tiles = cin_g == cout_g && 16 % cout_g == 0, in_block = cout_g % 16 == 0;
+        /* blocked: both convs, where the grouped one is (the 1x1 conv blocked for it); on the
+         * NCHW input, only a conv whose blocks lie inside groups */
+        int blocked = after_conv ? 2 * (tiles || in_block) : in_block;
+        blocked_case(body, 4, x, 1 + bias + after_conv, w, blocked, 0, -1,
+                     (double)(cin_g * kh * kw) / 36 + 1 + after_conv * cin / 8.0);
+    }
+}
+
 /* Runs `src` (inputs %a and %w, output %y) in the interpreter, the JIT and the unfused JIT. */
 static void same_as_interpreter(const char *src, kiln_tensor *const *in, double atol_scale) {
     kiln_options jit = {.backend = KILN_BACKEND_JIT}, unfused = {.backend = KILN_BACKEND_JIT, .no_fuse = true};
@@ -281,13 +328,15 @@ static void same_as_interpreter(const char *src, kiln_tensor *const *in, double 
 
 /* ConvNCHWc with groups, as the .kiln text can write it (the layout pass makes only the
  * depthwise ones): output blocks inside one group in pairs (a broadcast of the group's
- * channel) or one at a time, groups narrower than a block (a gather per lane), depthwise
+ * channel) or one at a time, groups narrower than a block (a shuffle of the input block
+ * where a group's input and output channels are as many, else a gather per lane), depthwise
  * on either input layout and 17 taps wide (past the depthwise kernel's unrolled rows:
  * the general path), blocked or NCHW input. */
 static void test_grouped_nchwc(void **state) {
     (void)state;
     static const struct { int64_t groups, cin_g, cout; int kw; } cases[] = {
         {2, 3, 64, 3}, {3, 5, 48, 2}, {4, 4, 32, 3}, {16, 2, 32, 1}, {32, 1, 32, 3}, {16, 1, 16, 17}, {2, 16, 32, 3},
+        {8, 4, 32, 3}, {6, 8, 48, 3}, {16, 2, 32, 3}, /* groups that tile a block: a shuffle of its input block */
     };
     for (int i = 0; i < ARRAY_LEN(cases); i++)
         for (int blocked = 0; blocked < 2; blocked++) {
@@ -316,6 +365,7 @@ int main(void) {
         cmocka_unit_test(test_blocked_convs),
         cmocka_unit_test(test_depthwise_convs),
         cmocka_unit_test(test_padded_channels),
+        cmocka_unit_test(test_grouped_convs),
         cmocka_unit_test(test_grouped_nchwc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

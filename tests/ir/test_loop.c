@@ -2,7 +2,9 @@
  * test_loop.c — the loop IR's expression facts: lir_nonneg, which lowering trusts to pick
  * cheaper formulas (sigmoid through tanh), holds for the forms it names and for nothing
  * that can be negative; lir_tanh_affine, which the stages and the JIT fold into tanh,
- * finds c * tanh(y) + d only where c is a power of two beside an f32 tanh.
+ * finds c * tanh(y) + d only where c is a power of two beside an f32 tanh; lir_lane_offsets,
+ * which turns a grouped conv's per-lane reads into a load and a shuffle, knows the lanes'
+ * offsets only where the lane enters apart from the rest.
  */
 #include "../test_util.h"
 
@@ -113,10 +115,47 @@ static void test_tanh_affine(void **state) {
     }
 }
 
+/* lir_lane_offsets: the lanes of a vector loop over `lane` (16 of them, from 0) read
+ * base + f(lane) with f known before the run (cg_vector.c loads the window and shuffles),
+ * or the offsets are not known (a gather). */
+static void test_lane_offsets(void **state) {
+    lir_module *m = ((fixture *)*state)->m;
+    lir_expr *lane = var(state, "lane", KILN_I64), *ci = var(state, "ci", KILN_I64), *p = var(state, "p", KILN_I64);
+    lir_expr *sc = var(state, "scalar", KILN_I64); /* declared inside the loop: differs by lane */
+    bool varying[8] = {false};
+    varying[sc->var] = true;
+#define I(v) lir_int(m, v)
+#define B(op, a, b) lir_binary(m, LIR_##op, a, b)
+    lir_expr *group4 = B(SUB, lane, B(REM, lane, I(4))); /* lane - lane % 4 */
+    struct { const char *what; lir_expr *e; bool known; int64_t off[16]; } cases[] = {
+        {"p 16 + ci + (lane - lane % 4)", B(ADD, B(MUL, p, I(16)), B(ADD, ci, group4)), true,
+         {0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12}},
+        {"(p + lane / 8) * 3", B(MUL, B(ADD, p, B(DIV, lane, I(8))), I(3)), true, {0, 0, 0, 0, 0, 0, 0, 0, 3, 3, 3, 3, 3, 3, 3, 3}},
+        {"p - lane", B(SUB, p, lane), true, {0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15}},
+        {"ci: uniform", ci, true, {0}},
+        {"(p + lane) / 4: a uniform part under the division", B(DIV, B(ADD, p, lane), I(4)), false, {0}},
+        {"lane * p: a product of both", B(MUL, lane, p), false, {0}},
+        {"scalar + lane: a value per lane", B(ADD, sc, lane), false, {0}},
+    };
+#undef I
+#undef B
+    for (int i = 0; i < ARRAY_LEN(cases); i++) {
+        int64_t off[16];
+        bool known = lir_lane_offsets(cases[i].e, lane->var, varying, 0, 16, off);
+        bool same = known == cases[i].known && (!known || !memcmp(off, cases[i].off, sizeof off));
+        if (!same) {
+            print_error("lir_lane_offsets(%s): got %s, offsets %lld %lld ... %lld\n", cases[i].what, known ? "known" : "unknown",
+                        (long long)off[0], (long long)off[1], (long long)off[15]);
+            fail();
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_nonneg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tanh_affine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lane_offsets, setup, teardown),
     };
     return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }
