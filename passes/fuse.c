@@ -16,10 +16,12 @@
  *   its input flat: stored, or a reshape inlined in turn, the same flat index (the
  *   bundled CNN's Reshape back from the blocked layout under its Flatten: a copy kernel
  *   of 0.0045 ms at 1 thread, 0.014 at 2, gone).
- * - A MatMul, Gemm or Conv whose output is read only by an elementwise node of the same
- *   shape takes that node as its epilogue, applied to the accumulator before the store;
- *   the chain goes on while each value has one reader of that shape. The fused kernel
- *   runs where the chain's last node was, when every other input of the chain is ready.
+ * - A MatMul, Gemm or Conv whose output is read only by elementwise nodes of the same
+ *   shape takes them as its epilogue, applied to the accumulator before the store; the
+ *   epilogue goes on while its nodes' values are read only by later nodes of it, several
+ *   of them or one (SiLU's x * sigmoid(x) reads x twice), and ends on a node whose value
+ *   is the one stored. The fused kernel runs where the epilogue's last node was, when
+ *   every other input of it is ready.
  * - Attention as PyTorch exports it, Softmax(scale * Q x KT [+ mask]) x V along the last
  *   axis, each value between read only by the next node, is one kernel (the P x V MatMul's;
  *   lower_attention.c) that never stores the scores whole. Its inputs are loaded whole,
@@ -107,6 +109,29 @@ static bool anchor(ir_op op) {
 }
 
 enum { FUSE_MAX_INLINE = 32, FUSE_MAX_COPIES = 4 };
+
+/* Whether input `slot` of r is a matrix product's A or a conv's input that it reads once
+ * for each of three or more column pairs or channel blocks: the product loads A's element
+ * of a row once per pair of output vectors (lower_nn.c), the blocked conv an input element
+ * once per block of 16 output channels, so an inlined producer's arithmetic is redone that
+ * many times, where the product's own step is one load for a multiply-add or two. ViT's
+ * GELU tail ((erf + 1) x 0.5) inlined into its second MLP layer's A (N = 768): 74 GFLOP/s
+ * there, 153-159 with the tail stored by a kernel of its own (0.30 ms, erf and all,
+ * against 6.5 ms saved per layer). EfficientNet's squeeze-and-excitation x * scale inlined
+ * into the 1x1 conv after it: 87-91 GFLOP/s on 672 -> 112 channels at 14 x 14; stored,
+ * the whole model 8.2-9.5 -> 8.7-8.9 ms at 1 thread, 6.7 -> 5.6-6.6 at 2 (a noisy hour).
+ * Views cost an address. */
+static bool rereads_input(const ir_node *r, int slot) {
+    const kiln_tensor *out = &r->outputs[0]->type;
+    if (slot != 0 || out->rank < 1)
+        return false;
+    if (r->op == IR_OP_CONV || r->op == IR_OP_CONV_NCHWC) {
+        int64_t channels = r->op == IR_OP_CONV_NCHWC && out->rank == 5 ? out->dims[1] * out->dims[4] : out->dims[1];
+        return out->rank >= 2 && (channels > 32 || channels < 0);
+    }
+    int64_t n = out->dims[out->rank - 1];
+    return (r->op == IR_OP_MATMUL || r->op == IR_OP_GEMM) && (n > 64 || n < 0);
+}
 
 void fuse_plan_free(fusion_plan *p) {
     if (p->chain)
@@ -213,6 +238,42 @@ static bool match_attention(const ir_node *pv, const use *uses, fuse_attention *
     return true;
 }
 
+/* The epilogue of anchor g->nodes[at]: elementwise nodes of its shape, in graph order,
+ * each reading a value the anchor or an earlier one of them made, up to the last node
+ * where every value made before it has no reader outside the epilogue (nor is a graph
+ * output). A value may have several readers inside: SiLU's x * sigmoid(x) and GELU's
+ * x * 0.5 * (1 + erf(x / sqrt 2)) read the accumulator twice (EfficientNet's convs stored
+ * x, ran Sigmoid as a kernel of its own and multiplied in the next conv's reads). The
+ * number of nodes; at most `most`. */
+static int epilogue(const ir_graph *g, const fusion_plan *p, const use *uses, int at, const ir_node **chain, int most) {
+    const ir_node *a = g->nodes[at];
+    const ir_value *made[65] = {a->outputs[0]};
+    int inside[65] = {0}, n = 0, valid = 0; /* inside: readers of made[k] in the chain */
+    if (most > 64)
+        most = 64;
+    for (int i = at + 1; i < g->node_count && n < most; i++) {
+        const ir_node *r = g->nodes[i];
+        bool reads = false;
+        for (int k = 0; k <= n; k++) {
+            bool here = false;
+            for (int j = 0; j < r->input_count; j++)
+                here |= r->inputs[j] == made[k];
+            inside[k] += here, reads |= here;
+        }
+        if (!reads)
+            continue;
+        if (!lower_scalar_rule(r) || r->output_count != 1 || !same_shape(&r->outputs[0]->type, &a->outputs[0]->type) ||
+            p->role[r->id] != FUSE_OWN)
+            break;
+        chain[n++] = r, made[n] = r->outputs[0];
+        bool closed = true;
+        for (int k = 0; k < n; k++)
+            closed &= inside[k] == uses[made[k]->id].count;
+        valid = closed ? n : valid;
+    }
+    return valid;
+}
+
 kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p, kiln_diag *d) {
     bool enabled = !o || !o->no_fuse;
     int n_ids = g->node_ids;
@@ -288,21 +349,13 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
         const ir_node *a = g->nodes[i];
         if (!anchor(a->op) || a->output_count != 1 || p->role[a->id] != FUSE_OWN)
             continue;
-        const ir_value *cur = a->outputs[0];
         const ir_node *chain[64];
-        int n = 0;
-        while (n < (int)ARRAY_LEN(chain) && uses[cur->id].count == 1 && uses[cur->id].slots == 1) {
-            const ir_node *r = uses[cur->id].reader;
-            if (!lower_scalar_rule(r) || r->output_count != 1 || !same_shape(&r->outputs[0]->type, &a->outputs[0]->type) ||
-                p->role[r->id] != FUSE_OWN)
-                break;
-            chain[n++] = r;
-            cur = r->outputs[0];
-        }
+        int n = epilogue(g, p, uses, i, chain, (int)ARRAY_LEN(chain));
         if (!n) {
+            const ir_value *cur = a->outputs[0];
             const ir_node *r = uses[cur->id].reader;
-            p->why[a->id] = uses[cur->id].count != 1 || uses[cur->id].slots != 1
-                                ? "no epilogue: its output is read more than once or is a graph output"
+            p->why[a->id] = uses[cur->id].count != 1 ? "no epilogue: its output is read by other than elementwise "
+                                                      "nodes of its shape, or is a graph output"
                             : !lower_scalar_rule(r) ? "no epilogue: its reader is not elementwise"
                                                     : "no epilogue: its reader's output has another shape";
             continue;
@@ -323,8 +376,9 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
     int *depth = calloc((size_t)n_ids + 1, sizeof *depth); /* inlined: how deep in its kernel's expression */
     int *copies = calloc((size_t)n_ids + 1, sizeof *copies); /* inlined: copies of it in its kernel's expression */
     bool *flat = calloc((size_t)n_ids + 1, sizeof *flat); /* an inlined reshape read by flat index */
-    if (!repeated || !depth || !copies || !flat) {
-        free(uses), free(repeated), free(depth), free(copies), free(flat);
+    bool *into_rows = calloc((size_t)n_ids + 1, sizeof *into_rows); /* an inlined view that rereads_input's reader reads */
+    if (!repeated || !depth || !copies || !flat || !into_rows) {
+        free(uses), free(repeated), free(depth), free(copies), free(flat), free(into_rows);
         fuse_plan_free(p);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
@@ -361,15 +415,19 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
             p->why[n->id] = "its reader loads it whole (not element by element)";
         else if ((many || repeated[u->reader->id]) && !cheap(n->op))
             p->why[n->id] = "its reader reads each element many times: recomputing it would cost more than storing it";
+        else if ((rereads_input(u->reader, u->slot) || into_rows[u->reader->id]) && !lower_view(n))
+            p->why[n->id] = "its reader (a matrix product's A, a conv's input) reads each element once per 32 output "
+                            "columns or 16 channels: arithmetic redone there costs more than one store";
         else if (depth[u->reader->id] >= FUSE_MAX_INLINE)
             p->why[n->id] = "the chain inlined into its reader is as deep as allowed: stored";
         else if (u->slots > 1 && (!lower_scalar_rule(u->reader) || (copies[u->reader->id] ? copies[u->reader->id] : 1) * u->slots > FUSE_MAX_COPIES))
             p->why[n->id] = "its reader reads it in several places, and more copies of it would grow the kernel: stored";
         else
             p->role[n->id] = FUSE_INLINE, flat[n->id] = flat_reader, repeated[n->id] = many || repeated[u->reader->id],
+            into_rows[n->id] = rereads_input(u->reader, u->slot) || into_rows[u->reader->id],
             depth[n->id] = depth[u->reader->id] + 1, copies[n->id] = (copies[u->reader->id] ? copies[u->reader->id] : 1) * u->slots;
     }
-    free(uses), free(repeated), free(depth), free(copies), free(flat);
+    free(uses), free(repeated), free(depth), free(copies), free(flat), free(into_rows);
     return KILN_OK;
 }
 

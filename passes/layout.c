@@ -446,9 +446,11 @@ static bool keeps_finite(ir_op op) {
     }
 }
 
-/* An elementwise node whose inputs are blocked values of its output's shape, scalars or
- * per-channel constants: the same node on the blocked values (with padding channels, only
- * one that keeps them finite). */
+/* An elementwise node whose inputs are blocked values of its output's shape or per channel
+ * ([N, C, 1, 1]: a squeeze-and-excitation block's scales, which broadcast over the blocked
+ * pixels as over the NCHW ones), scalars or per-channel constants: the same node on the
+ * blocked values (with padding channels, only one that keeps them finite). EfficientNet's
+ * x * scale ran NCHW, behind a Transpose of x per block. */
 static ir_value *blocked_map(blocking *k, const ir_node *n) {
     const kiln_tensor *out = &n->outputs[0]->type;
     if (ir_op_table[n->op].kind != IR_KIND_ELTWISE || n->op == IR_OP_BATCH_NORM || n->op == IR_OP_DROPOUT ||
@@ -461,8 +463,11 @@ static ir_value *blocked_map(blocking *k, const ir_node *n) {
         const ir_value *v = n->inputs[i];
         if (!v)
             return NULL;
-        if ((in[i] = k->twin[v->id]) && same_dims(&v->type, out))
-            any = true;
+        const kiln_tensor *t = &v->type;
+        bool per_channel = t->rank == 4 && t->dims[0] == out->dims[0] && t->dims[1] == out->dims[1] && t->dims[2] == 1 &&
+                           t->dims[3] == 1;
+        if ((in[i] = k->twin[v->id]) && (same_dims(t, out) || per_channel))
+            any |= same_dims(t, out);
         else if (ir_type_count(&v->type) == 1)
             in[i] = (ir_value *)v;
         else if (!(in[i] = blocked_channels(k, v, out->dims[1])))

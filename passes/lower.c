@@ -13,15 +13,31 @@ static bool inlined(const lower_ctx *c, const ir_value *v) {
     return c->plan && v && v->producer && c->plan->role[v->producer->id] == FUSE_INLINE;
 }
 
+/* The values an epilogue has made at one output element, in order: the anchor's output,
+ * then each node's, with their expressions (in the values' dtypes). */
+enum { EPILOGUE_MAX = 64 };
+typedef struct made_values {
+    const ir_value *v[EPILOGUE_MAX + 1];
+    lir_expr *e[EPILOGUE_MAX + 1];
+    int n;
+} made_values;
+
+static lir_expr *made_expr(const made_values *k, const ir_value *v) {
+    for (int i = 0; k && i < k->n; i++)
+        if (k->v[i] == v)
+            return k->e[i];
+    return NULL;
+}
+
 /* A context for node n computed inside c's kernel: its first `read` inputs are c's
- * kernel's parameters (or inlined in turn), but for input `known`, whose value the caller
- * has; the others (a view's shape or bounds) only give their types and constant data. */
-static kiln_status sub_ctx(const lower_ctx *c, const ir_node *n, int known, int read, lower_ctx *s) {
+ * kernel's parameters (or inlined in turn), but for those `known` has the values of;
+ * the others (a view's shape or bounds) only give their types and constant data. */
+static kiln_status sub_ctx(const lower_ctx *c, const ir_node *n, const made_values *known, int read, lower_ctx *s) {
     *s = (lower_ctx){.m = c->m, .k = c->k, .node = n, .plan = c->plan, .d = c->d};
     for (int j = 0; j < n->input_count; j++) {
         const ir_value *v = n->inputs[j];
         s->in_type[j] = lower_value_type(v);
-        if (v && j < read && j != known && !inlined(c, v) && !(s->in[j] = lir_param(c->m, c->k, v)))
+        if (v && j < read && !made_expr(known, v) && !inlined(c, v) && !(s->in[j] = lir_param(c->m, c->k, v)))
             return lower_oom(c);
     }
     s->out_type[0] = &n->outputs[0]->type;
@@ -29,12 +45,12 @@ static kiln_status sub_ctx(const lower_ctx *c, const ir_node *n, int known, int 
 }
 
 /* Elementwise node n's value at coords (of its output's rank), in its compute type,
- * rounded through its output dtype as a store and a load would. `known` (slot `slot`)
- * supplies one input's value (the epilogue's accumulator). */
-static lir_expr *node_value(const lower_ctx *c, const ir_node *n, lir_expr **coords, int slot, lir_expr *known) {
+ * rounded through its output dtype as a store and a load would. `known` supplies the
+ * values of inputs an epilogue made (the accumulator's, its earlier nodes'). */
+static lir_expr *node_value(const lower_ctx *c, const ir_node *n, lir_expr **coords, const made_values *known) {
     lower_ctx s;
     lower_scalar_fn f = lower_scalar_rule(n);
-    if (!f || sub_ctx(c, n, slot, n->input_count, &s))
+    if (!f || sub_ctx(c, n, known, n->input_count, &s))
         return NULL;
     const kiln_tensor *out = &n->outputs[0]->type;
     lir_expr *x[IR_VARIADIC];
@@ -42,7 +58,9 @@ static lir_expr *node_value(const lower_ctx *c, const ir_node *n, lir_expr **coo
         const kiln_tensor *t = s.in_type[j];
         lir_expr **at = !t ? NULL : n->op == IR_OP_BATCH_NORM && j > 0 ? coords + 1 /* per channel */
                                                                         : coords + (out->rank - t->rank);
-        x[j] = j == slot ? known : t ? lower_read(&s, j, at) : NULL;
+        lir_expr *made = made_expr(known, n->inputs[j]);
+        /* a made value flows in with its own dtype (a comparison's is bool) */
+        x[j] = made ? lir_cast(c->m, lower_compute_type(n->inputs[j]->type.dtype), made) : t ? lower_read(&s, j, at) : NULL;
         if (t && !x[j])
             return NULL;
     }
@@ -56,7 +74,7 @@ static lir_expr *node_value(const lower_ctx *c, const ir_node *n, lir_expr **coo
  * reads flat, and only a reshape). */
 static lir_expr *view_value(const lower_ctx *c, const ir_node *n, lir_expr **coords) {
     lower_ctx s;
-    if (sub_ctx(c, n, -1, 1, &s))
+    if (sub_ctx(c, n, NULL, 1, &s))
         return NULL;
     const ir_value *v = n->inputs[0];
     while (lower_is_reshape(n->op) && inlined(c, v) && lower_is_reshape(v->producer->op))
@@ -72,20 +90,16 @@ static lir_expr *view_value(const lower_ctx *c, const ir_node *n, lir_expr **coo
 
 lir_stmt *lower_store_out(lower_ctx *c, lir_expr **coords, lir_expr *value) {
     const kiln_tensor *out = c->out_type[0];
-    lir_expr *v = lir_cast(c->m, out->dtype, value);
-    const ir_value *prev = c->node->outputs[0];
-    for (int e = 0; e < c->epilogue_count && v; e++) {
+    made_values made = {.v = {c->node->outputs[0]}, .e = {lir_cast(c->m, out->dtype, value)}, .n = 1};
+    if (c->epilogue_count > EPILOGUE_MAX)
+        return NULL;
+    for (int e = 0; e < c->epilogue_count && made.e[made.n - 1]; e++, made.n++) {
         const ir_node *n = c->epilogue[e];
-        int slot = 0;
-        while (n->inputs[slot] != prev)
-            slot++;
-        /* the value flowing in has the previous node's dtype (a comparison's is bool) */
-        v = node_value(c, n, coords, slot, lir_cast(c->m, lower_compute_type(prev->type.dtype), v));
-        prev = n->outputs[0];
-        if (v)
-            v = lir_cast(c->m, prev->type.dtype, v);
+        lir_expr *v = node_value(c, n, coords, &made);
+        made.v[made.n] = n->outputs[0], made.e[made.n] = v ? lir_cast(c->m, n->outputs[0]->type.dtype, v) : NULL;
     }
-    return v ? lir_store(c->m, c->out[0], lower_index(c, &prev->type, coords, out->rank), v) : NULL;
+    lir_expr *v = made.e[made.n - 1];
+    return v ? lir_store(c->m, c->out[0], lower_index(c, &made.v[made.n - 1]->type, coords, out->rank), v) : NULL;
 }
 
 /* Ops whose loop lowering has not been written yet: compiling a model that uses one
@@ -194,7 +208,7 @@ lir_expr *lower_read(lower_ctx *c, int i, lir_expr **coords) {
     const kiln_tensor *t = c->in_type[i];
     const ir_value *v = c->node->inputs[i];
     if (inlined(c, v))
-        return lower_scalar_rule(v->producer) ? node_value(c, v->producer, coords, -1, NULL)
+        return lower_scalar_rule(v->producer) ? node_value(c, v->producer, coords, NULL)
                                                : view_value(c, v->producer, coords);
     if (v->kind == IR_VAL_CONST && v->init && ir_type_count(t) == 1) /* a literal LLVM folds into the code */
         return ir_dtype_is_float(t->dtype) ? lir_const(c->m, lower_compute_type(t->dtype), ir_tensor_get(v->init, 0))

@@ -46,10 +46,10 @@ lower_scalar_fn lower_scalar_rule(const ir_node *n);
 
 /* ---- fusion (fuse.c) ----------------------------------------------------------------------
  * Which nodes get a kernel of their own. An elementwise node whose only reader is another
- * kernel's input read (lower_read) is computed inside that read instead (inlined); a
- * chain of elementwise nodes after a MatMul, Gemm or Conv, each the only reader of the
- * one before and of its shape, is applied to the accumulator before the store (the
- * epilogue), and that kernel runs where the chain's last node was. */
+ * kernel's input read (lower_read) is computed inside that read instead (inlined);
+ * elementwise nodes of its shape after a MatMul, Gemm or Conv whose values only later ones
+ * read (a chain, or SiLU's x * sigmoid(x)) are applied to the accumulator before the store
+ * (the epilogue), and that kernel runs where the epilogue's last node was. */
 typedef enum fuse_role { FUSE_OWN, FUSE_INLINE, FUSE_EPILOGUE, FUSE_ATTENTION, FUSE_WINOGRAD } fuse_role;
 /* Attention as PyTorch exports it: P = Softmax(scale * MatMul(Q, KT) [+ mask], axis -1),
  * then MatMul(P, V), each value between read only by the next node. The second MatMul's

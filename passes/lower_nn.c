@@ -36,12 +36,17 @@ typedef struct gemm_lowering {
 /* B's columns in tiles whose K x tile slice fits in a quarter of the L2 (256 KiB of 1 MiB),
  * visited outermost, so that every block of rows reuses the tile from cache instead of
  * streaming all of B (1 MiB for a 256 x 1024 weight) once per block of GEMM_ROWS rows. n
- * when B fits already or no multiple of 16 divides n. */
+ * when B fits already or no multiple of 16 divides n. Deep sums (K = 3072: ViT's second
+ * MLP layer) get tiles of 32 columns, two vectors, past the budget while they fit the L2
+ * itself: 16 columns would leave half the accumulators and the packed panel unused (41-44
+ * GFLOP/s there, 74 with 32, then 153-159 once its A was stored: fuse.c's rereads_input). */
 static int64_t column_tile(int64_t k, int64_t n, int64_t esize, int64_t l2_bytes) {
     const int64_t budget = l2_bytes / 4;
     if (k * n * esize <= budget)
         return n;
     int64_t most = budget / (k * esize);
+    if (most < 32 && k * 32 * esize <= l2_bytes / 2)
+        most = 32;
     for (int64_t tile = most - most % 16; tile >= 16; tile -= 16)
         if (n % tile == 0)
             return tile;
@@ -261,8 +266,15 @@ kiln_status lower_matmul(lower_ctx *c) {
     const kiln_tensor *a = c->in_type[0], *b = c->in_type[1];
     gemm_lowering g = {.row_dim = matmul_batch(c), .depth = a->dims[a->rank - 1], .a_at = matmul_a, .b_at = matmul_b,
                        .finish = plain, .b_shared = b->rank == 2};
+    /* B shared by every batch (a weight): rows may block along a batch dim as well, where
+     * A's own rows are fewer than a block (A [S, 1, E], the sequence first with one batch,
+     * as ViT's attention projects it: 197 products of one row each, every one streaming
+     * all of B, at 37 GFLOP/s) */
+    const kiln_tensor *out = c->out_type[0];
+    for (int d = 0; g.b_shared && a->rank >= 2 && d < g.row_dim; d++)
+        if (out->dims[g.row_dim] < GEMM_ROWS && out->dims[d] > out->dims[g.row_dim])
+            g.row_dim = d;
     if (a->rank < 2 || b->rank < 2) { /* a vector operand: no rows to block, one accumulator per output */
-        const kiln_tensor *out = c->out_type[0];
         kiln_dtype t = lower_compute_type(out->dtype);
         lir_expr *oc[KILN_MAX_RANK], *p;
         lir_stmt *inner, *outer;

@@ -329,6 +329,16 @@ static void test_random_matmul(void **state) {
         differential(gemm, 2, a + 1, 2, b);
     }
     differential_atol_scale = 1;
+    /* rows blocked along a batch dim, where A's own rows are fewer than a block ([S, 1 to 3,
+     * K], the sequence first, times a shared B), and a deep sum (K = 3072: column tiles of
+     * 32, past the quarter of the L2 the tiles are sized for) */
+    for (int trial = 0; trial < 4; trial++) {
+        int64_t k = trial < 2 ? 1 + uniform(40) : 3072, n = trial < 2 ? 16 + uniform(60) : 64 + 32 * uniform(2);
+        int64_t a[3] = {8 + uniform(40), 1 + uniform(3), k}, b[2] = {k, n};
+        differential_atol_scale = k > 36 ? (double)k / 36 : 1;
+        differential("%y = MatMul(%a, %b)", trial < 2 ? 3 : 2, trial < 2 ? a : a + 1, 2, b);
+    }
+    differential_atol_scale = 1;
     /* 1 to 3 rows (k outermost, sums in scratch), Gemm with transB and alpha too */
     for (int trial = 0; trial < 6; trial++) {
         int64_t m = 1 + uniform(3), k = 1 + uniform(40), n = 16 + uniform(60);
@@ -1024,6 +1034,61 @@ static void test_fusion_depth_limit(void **state) {
     kiln_model_destroy(m);
 }
 
+/* Fusion outcomes, each graph exactly `kernels` kernels, equal to the unfused build to the
+ * bit and to the interpreter within the JIT tolerance: epilogues whose values are read
+ * twice inside them (SiLU x * sigmoid(x) on a Conv, GELU's erf form on a MatMul, a
+ * sigmoid read by two nodes that meet again) are one kernel; one whose middle value has a
+ * reader outside (a Concat) is not an epilogue at all; a Relu
+ * feeding a MatMul's A is inlined where the product has 64 columns or fewer and stored
+ * past them, and likewise before a conv with 32 output channels or more. */
+static void test_fusion_outcomes(void **state) {
+    (void)state;
+    static const struct { const char *body; int64_t a[4], b[4]; int ra, rb, kernels; } graphs[] = {
+        {"%c = Conv(%a, %b) {pads = [1, 1, 1, 1]}\n  %s = Sigmoid(%c)\n  %y = Mul(%c, %s)", {2, 3, 9, 13}, {8, 3, 3, 3}, 4, 4, 1},
+        {"%m = MatMul(%a, %b)\n  %d = Div(%m, %sqrt2)\n  %e = Erf(%d)\n  %p = Add(%e, %one)\n  %q = Mul(%m, %p)\n"
+         "  %y = Mul(%q, %half)", {7, 29}, {29, 40}, 2, 2, 1},
+        {"%m = MatMul(%a, %b)\n  %s = Sigmoid(%m)\n  %t = Mul(%m, %s)\n  %r = Relu(%s)\n  %y = Add(%t, %r)", {7, 29}, {29, 40}, 2, 2, 1},
+        {"%m = MatMul(%a, %b)\n  %s = Sigmoid(%m)\n  %t = Mul(%m, %s)\n  %z = Relu(%s)\n  %y = Concat(%t, %z) {axis = 0}",
+         {7, 29}, {29, 40}, 2, 2, 5},
+        {"%r = Relu(%a)\n  %y = MatMul(%r, %b)", {9, 33}, {33, 64}, 2, 2, 1},
+        {"%r = Relu(%a)\n  %y = MatMul(%r, %b)", {9, 33}, {33, 96}, 2, 2, 2},
+        {"%r = Relu(%a)\n  %y = Conv(%r, %b)", {1, 5, 7, 9}, {32, 5, 3, 3}, 4, 4, 1},
+        {"%r = Relu(%a)\n  %y = Conv(%r, %b)", {1, 5, 7, 9}, {48, 5, 3, 3}, 4, 4, 2},
+    };
+    for (int i = 0; i < ARRAY_LEN(graphs); i++) {
+        char ta[128], tb[128], src[2048];
+        shape_text(graphs[i].ra, graphs[i].a, ta, sizeof ta);
+        shape_text(graphs[i].rb, graphs[i].b, tb, sizeof tb);
+        snprintf(src, sizeof src, "graph f {\n  input %%a: %s\n  input %%b: %s\n  const %%sqrt2: f32[1] = [1.4142135]\n"
+                 "  const %%one: f32[1] = [1]\n  const %%half: f32[1] = [0.5]\n  %s\n  output %%y\n}\n",
+                 ta, tb, graphs[i].body);
+        kiln_tensor *in[2] = {random_tensor(graphs[i].ra, graphs[i].a), random_tensor(graphs[i].rb, graphs[i].b)}, *out[3];
+        int kernels = 0;
+        for (int u = 0; u < 3; u++) {
+            kiln_options opts = {.backend = KILN_BACKEND_JIT, .no_fuse = u == 1};
+            kiln_model *m;
+            kiln_diag d = {0};
+            if (kiln_model_parse(src, strlen(src), "f.kiln", u < 2 ? &opts : NULL, &m, &d)) {
+                print_error("%s\n%s", d.message, src);
+                fail();
+            }
+            if (u == 0)
+                kernels = m->lowered->kernel_count;
+            assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)in, &out[u], &d), KILN_OK);
+            kiln_model_destroy(m);
+        }
+        if (kernels != graphs[i].kernels || memcmp(out[0]->data, out[1]->data, kiln_tensor_bytes(out[0])) ||
+            !test_tensor_close(out[0], out[2], JIT_ATOL * 2, JIT_RTOL, graphs[i].body)) {
+            print_error("%s: %d kernels (expected %d), fused %s unfused\n", graphs[i].body, kernels, graphs[i].kernels,
+                        memcmp(out[0]->data, out[1]->data, kiln_tensor_bytes(out[0])) ? "differs from" : "equals");
+            fail();
+        }
+        for (int u = 0; u < 3; u++)
+            kiln_tensor_free(out[u]);
+        kiln_tensor_free(in[0]), kiln_tensor_free(in[1]);
+    }
+}
+
 /* A value read twice by one node is inlined into both reads, but at most 4 copies of a
  * node go into one expression (FUSE_MAX_COPIES): 12 chained squarings x = x * x are 4
  * kernels (each inlines the two squarings before it, 2 and 4 copies), not one expression
@@ -1229,6 +1294,7 @@ int main(void) {
         cmocka_unit_test(test_packed_constants),
         cmocka_unit_test(test_views_inlined),
         cmocka_unit_test(test_fused_equals_unfused),
+        cmocka_unit_test(test_fusion_outcomes),
         cmocka_unit_test(test_fusion_depth_limit),
         cmocka_unit_test(test_fusion_copies_limit),
         cmocka_unit_test(test_random_resize),

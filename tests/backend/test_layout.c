@@ -302,6 +302,29 @@ static void test_grouped_convs(void **state) {
     }
 }
 
+/* Squeeze and excitation (EfficientNet's, RegNetY's): a blocked conv's output x scaled by
+ * per-channel values computed from it, sigmoid(conv(relu(conv(mean over pixels)))), then a
+ * 1x1 conv. x * scale stays blocked, the [N, C, 1, 1] scale broadcasting over the blocked
+ * pixels (layout.c's blocked_map): 16 to 40 channels (padded: the padding's sigmoid is 0.5,
+ * times x's zeros), squeezed to 4 to 8 (an NCHW conv), the last conv to 16 or 48. */
+static void test_squeeze_excitation(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 6; trial++) {
+        blocked_threads = trial % 3 ? 0 : 1;
+        int64_t cin = 1 + uniform(8), c = 16 + uniform(25), sq = 4 + uniform(5), cout = trial % 2 ? 48 : 16;
+        int64_t x[4] = {1 + uniform(2), cin, 4 + uniform(12), 4 + uniform(20)};
+        weight_spec w[4] = {{"w1", 4, {c, cin, 3, 3}}, {"w2", 4, {sq, c, 1, 1}}, {"w3", 4, {c, sq, 1, 1}}, {"w4", 4, {cout, c, 1, 1}}};
+        const char *body = "%c = Conv(%a, %w1) {pads = [1, 1, 1, 1]}\n  %x = Relu(%c)\n  %g = GlobalAveragePool(%x)\n"
+                           "  %f = Conv(%g, %w2)\n  %r = Relu(%f)\n  %e = Conv(%r, %w3)\n  %s = Sigmoid(%e)\n"
+                           "  %m = Mul(%x, %s)\n  %y = Conv(%m, %w4)";
+        /* blocked: the first conv, the excitation (rows of one pixel) and the last conv;
+         * kernels: conv + Relu, the pool, the squeeze, the excitation + Sigmoid, the last
+         * conv with x * scale inlined (16 channels) or a kernel of x * scale before it (48:
+         * fuse.c's rereads_input), the Transpose back to NCHW and the Reshape after it */
+        blocked_case(body, 4, x, 4, w, 3, 0, trial % 2 ? 8 : 7, (double)(c * 9) / 36 + 1);
+    }
+}
+
 /* Runs `src` (inputs %a and %w, output %y) in the interpreter, the JIT and the unfused JIT. */
 static void same_as_interpreter(const char *src, kiln_tensor *const *in, double atol_scale) {
     kiln_options jit = {.backend = KILN_BACKEND_JIT}, unfused = {.backend = KILN_BACKEND_JIT, .no_fuse = true};
@@ -366,6 +389,7 @@ int main(void) {
         cmocka_unit_test(test_depthwise_convs),
         cmocka_unit_test(test_padded_channels),
         cmocka_unit_test(test_grouped_convs),
+        cmocka_unit_test(test_squeeze_excitation),
         cmocka_unit_test(test_grouped_nchwc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
