@@ -329,14 +329,16 @@ static void test_random_matmul(void **state) {
         differential(gemm, 2, a + 1, 2, b);
     }
     differential_atol_scale = 1;
-    /* rows blocked along a batch dim, where A's own rows are fewer than a block ([S, 1 to 3,
-     * K], the sequence first, times a shared B), and a deep sum (K = 3072: column tiles of
-     * 32, past the quarter of the L2 the tiles are sized for) */
+    /* a shared B's rows blocked across the batch dims, one flat run of rows ([S, 1 to 3, K],
+     * the sequence first; [N, H, W, C]), and a deep sum (K = 3072: column tiles of 32, past
+     * the quarter of the L2 the tiles are sized for) */
     for (int trial = 0; trial < 4; trial++) {
         int64_t k = trial < 2 ? 1 + uniform(40) : 3072, n = trial < 2 ? 16 + uniform(60) : 64 + 32 * uniform(2);
         int64_t a[3] = {8 + uniform(40), 1 + uniform(3), k}, b[2] = {k, n};
         differential_atol_scale = k > 36 ? (double)k / 36 : 1;
         differential("%y = MatMul(%a, %b)", trial < 2 ? 3 : 2, trial < 2 ? a : a + 1, 2, b);
+        int64_t a4[4] = {1 + uniform(3), 1 + uniform(7), 1 + uniform(7), k}; /* [N, H, W, C] x [C, C']: ConvNeXt's */
+        differential("%y = MatMul(%a, %b)", 4, a4, 2, b);
     }
     differential_atol_scale = 1;
     /* 1 to 3 rows (k outermost, sums in scratch), Gemm with transB and alpha too */
