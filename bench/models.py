@@ -3,7 +3,9 @@
 
 usage: bench/models.py OUT [THREADS ...]
 
-For each model writes OUT/NAME/model.onnx, OUT/NAME/input_0.npy and OUT/NAME/torch_out.npy
+KILN_BENCH_SET=zoo picks the other set: torchvision models at batch 1 beyond the reference
+ones (grouped convs, squeeze-and-excitation, SiLU and GELU, NHWC blocks, a ViT). For each
+model writes OUT/NAME/model.onnx, OUT/NAME/input_0.npy and OUT/NAME/torch_out.npy
 (PyTorch's output, what every engine is checked against), then times PyTorch eager and
 TorchScript at each thread count (default 1 2) and writes OUT/NAME/torch.json with the
 medians in milliseconds. Seeded, eval mode (batch norm with randomized statistics).
@@ -87,6 +89,20 @@ def models():
     ]
 
 
+def zoo():
+    """Models a user might bring, each exercising paths the reference set does not."""
+    import torchvision
+    vit = torchvision.models.vit_b_16(weights=None)
+    torch.nn.init.normal_(vit.heads.head.weight, std=0.02)  # zeros as built: every output 0
+    return [
+        ("resnext50", torchvision.models.resnext50_32x4d(weights=None), (1, 3, 224, 224)),  # groups of 4 to 32
+        ("regnet_y_400mf", torchvision.models.regnet_y_400mf(weights=None), (1, 3, 224, 224)),  # groups of 8, SE
+        ("efficientnet_b0", torchvision.models.efficientnet_b0(weights=None), (1, 3, 224, 224)),  # SiLU, SE
+        ("convnext_tiny", torchvision.models.convnext_tiny(weights=None), (1, 3, 224, 224)),  # NHWC LayerNorm, GELU
+        ("vit_b_16", vit, (1, 3, 224, 224)),
+    ]
+
+
 def median_ms(fn, x):
     for _ in range(3):
         fn(x)
@@ -113,7 +129,7 @@ def blas_threads(t):
 def main():
     out = sys.argv[1]
     threads = [int(t) for t in sys.argv[2:]] or [1, 2]
-    for name, model, shape in models():
+    for name, model, shape in zoo() if os.environ.get("KILN_BENCH_SET") == "zoo" else models():
         model.eval()
         randomize_bn(model)
         d = os.path.join(out, name)

@@ -3,6 +3,8 @@
 # (bench/models.py), same inputs, same machine, same run, at 1 and 2 threads.
 #
 #   bench/run.sh [OUT]        (default OUT: /tmp/kiln-bench; takes several minutes)
+#   KILN_BENCH_SET=zoo bench/run.sh OUT   (other torchvision models: bench/models.py's zoo;
+#                                          30 kiln runs each, about 15 minutes)
 #
 # Needs python3-torch, python3-torchvision and libopenblas0-pthread (Debian; without an
 # optimized BLAS, PyTorch falls back to the reference one, 15x slower) and onnxruntime-node
@@ -33,6 +35,8 @@ cc -O3 -march=native -fopenmp bench/limits.c -o "$out/limits"
 echo "limits: $(cat "$out/limits.json")"
 # the models and PyTorch's timings; kept between runs of the same OUT (delete OUT to redo)
 [ -f "$out/torch.done" ] || { /usr/bin/python3 bench/models.py "$out" 1 2 && touch "$out/torch.done"; }
+runs=200
+[ "${KILN_BENCH_SET:-}" = zoo ] && runs=30 # ViT-B runs 0.2 s each
 for d in "$out"/*/; do
     name=$(basename "$d")
     [ -f "$d/model.onnx" ] || continue
@@ -42,7 +46,7 @@ for d in "$out"/*/; do
         # at 2 s): short runs gave the MLP higher medians (50 runs: 0.43-0.47 ms where 2000
         # gave 0.415-0.421, the same build in the same minutes)
         "$kiln" bench "$d/model.onnx" --input input_0="$d/input_0.npy" --threads $t --compare unfused --json \
-            --iterations 200 >"$d/kiln_$t.json"
+            --iterations $runs >"$d/kiln_$t.json"
         for level in all disabled; do
             NODE_PATH="$modules" node bench/ort_bench.js "$d/model.onnx" "$d/input_0.npy" "$d/ort_out.npy" $t $level \
                 >"$d/ort_${level}_$t.json"

@@ -125,9 +125,10 @@ static bool rereads_input(const ir_node *r, int slot) {
     const kiln_tensor *out = &r->outputs[0]->type;
     if (slot != 0 || out->rank < 1)
         return false;
-    if (r->op == IR_OP_CONV || r->op == IR_OP_CONV_NCHWC) {
+    if (r->op == IR_OP_CONV || r->op == IR_OP_CONV_NCHWC) { /* an input channel feeds its group's outputs */
         int64_t channels = r->op == IR_OP_CONV_NCHWC && out->rank == 5 ? out->dims[1] * out->dims[4] : out->dims[1];
-        return out->rank >= 2 && (channels > 32 || channels < 0);
+        int64_t group = ir_attr_int(r, "group");
+        return out->rank >= 2 && (channels / (group > 0 ? group : 1) > 32 || channels < 0);
     }
     int64_t n = out->dims[out->rank - 1];
     return (r->op == IR_OP_MATMUL || r->op == IR_OP_GEMM) && (n > 64 || n < 0);

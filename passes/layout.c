@@ -73,6 +73,7 @@ typedef struct blocking {
     bool *plain_reader;  /* by value id: some node reads it that cannot take it blocked */
     bool *to_blocked;    /* by value id: it flows (through maps and pools) into a Winograd or grouped conv */
     bool *from_blocked;  /* ... it flows from a conv blocked whatever its rows (a depthwise conv's, say) */
+    bool *to_conv;       /* ... it flows (through maps and pools, in any slot) into a conv that may be blocked */
     const ir_node **reader;    /* by value id: its one reader (NULL: none, several, or a graph output) */
     const kiln_tuning *tuning; /* kiln tune's choices, or NULL */
     int threads;               /* the threads runs will use (0: unknown, several) */
@@ -308,6 +309,37 @@ static ir_value *flat_gemm(blocking *k, const ir_node *n, ir_value *xb) {
     return gb_done(&k->b, m);
 }
 
+/* A 4-D Transpose between NCHW and NHWC (`to_nhwc`: perm [0, 2, 3, 1], else [0, 3, 1, 2]),
+ * of whole channel blocks: ConvNeXt's around each LayerNorm and MLP. */
+static bool nhwc_transpose(const ir_node *n, bool to_nhwc) {
+    static const int64_t there[4] = {0, 2, 3, 1}, back[4] = {0, 3, 1, 2};
+    const ir_attr *a = n->op == IR_OP_TRANSPOSE ? ir_node_attr(n, "perm") : NULL;
+    const kiln_tensor *x = &n->inputs[0]->type;
+    if (!a || a->count != 4 || memcmp(a->ints, to_nhwc ? there : back, sizeof there) || x->rank != 4 || !ir_type_known(x) ||
+        x->dtype != KILN_F32)
+        return false;
+    return x->dims[to_nhwc ? 1 : 3] % NCHWC_BLOCK == 0;
+}
+
+/* NHWC from blocked xb: [N, C / b, H, W, b] -> [N, H, W, C / b, b] -> [N, H, W, C], whole
+ * blocks moved (a view where its reader takes one: it keeps the last axis), where NCHW's
+ * transpose moves one element at a time. */
+static ir_value *nhwc_of_blocked(blocking *k, const ir_node *n, ir_value *xb) {
+    static const int64_t perm[5] = {0, 2, 3, 1, 4};
+    if (xb->type.dims[1] * xb->type.dims[4] != n->inputs[0]->type.dims[1]) /* padded: NHWC has no room for it */
+        return NULL;
+    return gb_reshape(&k->b, gb_transpose(&k->b, xb, perm), &n->outputs[0]->type);
+}
+
+/* The blocked twin of NHWC x transposed to NCHW: [N, H, W, C] -> [N, H, W, C / b, b] ->
+ * [N, C / b, H, W, b], views both. */
+static ir_value *blocked_of_nhwc(blocking *k, const ir_node *n) {
+    static const int64_t perm[5] = {0, 3, 1, 2, 4};
+    const kiln_tensor *x = &n->inputs[0]->type;
+    kiln_tensor split = {.dtype = x->dtype, .rank = 5, .dims = {x->dims[0], x->dims[1], x->dims[2], x->dims[3] / NCHWC_BLOCK, NCHWC_BLOCK}};
+    return gb_transpose(&k->b, gb_reshape(&k->b, n->inputs[0], &split), perm);
+}
+
 /* Whether node r can read input `slot` blocked: a conv this pass blocks (either layout in),
  * a pool, an elementwise node (if its other inputs do not fit, it reads the NCHW value). A
  * conv whose output some other reader needs as NCHW stays as it is: blocking it would add a
@@ -323,6 +355,7 @@ static bool takes_blocked(const blocking *k, const ir_node *r, int slot) {
     case IR_OP_BATCH_NORM: return slot == 0 && constant_batch_norm(r) && r->inputs[0]->type.rank == 4;
     case IR_OP_DROPOUT: return false;
     case IR_OP_FLATTEN: case IR_OP_RESHAPE: return slot == 0 && flat_gemm_of(k, r);
+    case IR_OP_TRANSPOSE: return nhwc_transpose(r, true);
     default: return ir_op_table[r->op].kind == IR_KIND_ELTWISE;
     }
 }
@@ -571,10 +604,12 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
     k.plain_reader = calloc((size_t)ids + 1, sizeof *k.plain_reader);
     k.to_blocked = calloc((size_t)ids + 1, sizeof *k.to_blocked);
     k.from_blocked = calloc((size_t)ids + 1, sizeof *k.from_blocked);
+    k.to_conv = calloc((size_t)ids + 1, sizeof *k.to_conv);
     k.reader = calloc((size_t)ids + 1, sizeof *k.reader);
     bool *read = calloc((size_t)ids + 1, sizeof *read);
-    if (!made_end || !k.twin || !k.plain_reader || !k.to_blocked || !k.from_blocked || !k.reader || !read) {
-        free(made_end), free(k.twin), free(k.plain_reader), free(k.to_blocked), free(k.from_blocked), free(k.reader), free(read);
+    if (!made_end || !k.twin || !k.plain_reader || !k.to_blocked || !k.from_blocked || !k.to_conv || !k.reader || !read) {
+        free(made_end), free(k.twin), free(k.plain_reader), free(k.to_blocked), free(k.from_blocked), free(k.to_conv),
+            free(k.reader), free(read);
         return diag_error(cx->d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
     for (int i = 0; i < original; i++) /* each value's one reader, if it has one */
@@ -591,6 +626,13 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
         if ((n->op == IR_OP_CONV && conv_fits(n) && (winograd_pays(&k, n) || ir_attr_int(n, "group") > 1)) ||
             (passes_layout(n) && k.to_blocked[n->outputs[0]->id]))
             k.to_blocked[n->inputs[0]->id] = true;
+        /* to_conv: any input of a map of its shape counts (ConvNeXt's residual Add reads the
+         * transposed MLP output through a per-channel Mul in either slot) */
+        if (n->op == IR_OP_CONV && conv_fits(n))
+            k.to_conv[n->inputs[0]->id] = true;
+        for (int j = 0; passes_layout(n) && k.to_conv[n->outputs[0]->id] && j < n->input_count; j++)
+            if (n->inputs[j] && same_dims(&n->inputs[j]->type, &n->outputs[0]->type))
+                k.to_conv[n->inputs[j]->id] = true;
     }
     for (int i = 0; i < original; i++) { /* producers first */
         const ir_node *n = g->nodes[i];
@@ -615,6 +657,15 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
             t = affine_batch_norm(&k, n, xb);
         else if ((n->op == IR_OP_MAX_POOL || n->op == IR_OP_AVERAGE_POOL || global_pool(n->op)) && xb && n->inputs[0]->type.rank == 4)
             t = blocked_pool(&k, n, xb);
+        else if (xb && nhwc_transpose(n, true)) { /* NHWC from the blocked value: it takes the output over */
+            ir_value *y = nhwc_of_blocked(&k, n, xb);
+            if (y && !k.b.st)
+                take_over(n->outputs[0], y);
+        } else if (nhwc_transpose(n, false) && k.to_conv[n->outputs[0]->id]) { /* NCHW made blocked too */
+            ir_value *y = blocked_of_nhwc(&k, n);
+            if (y && !k.b.st)
+                k.twin[n->outputs[0]->id] = y, any = true;
+        }
         else if (n->op == IR_OP_GEMM) { /* its output stays NCHW: the new Gemm takes it over */
             const ir_node *f = n->inputs[0]->producer;
             ir_value *fb = f && f->inputs[0] ? k.twin[f->inputs[0]->id] : NULL;
@@ -634,7 +685,8 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
     kiln_status st = k.b.st;
     if (!st && g->node_count > original)
         st = reorder(g, original, made_end, cx->d);
-    free(made_end), free(k.twin), free(k.plain_reader), free(k.to_blocked), free(k.from_blocked), free(k.reader);
+    free(made_end), free(k.twin), free(k.plain_reader), free(k.to_blocked), free(k.from_blocked), free(k.to_conv),
+        free(k.reader);
     return st;
 }
 

@@ -325,6 +325,36 @@ static void test_squeeze_excitation(void **state) {
     }
 }
 
+/* ConvNeXt's block after a 1x1 conv: a depthwise 7x7 conv, a Transpose to NHWC, LayerNorm
+ * over channels, a MatMul, the Transpose back to NCHW, a per-channel Mul, the residual Add
+ * (of the 1x1 conv's output), and the next depthwise conv. The Transposes move whole channel blocks (layout.c's nhwc_of_blocked,
+ * blocked_of_nhwc): the convs stay blocked with the Add between them, 16 to 48 channels,
+ * images 1x1 to 14x20, 1 or 2 images. */
+static void test_nhwc_blocks(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 6; trial++) {
+        blocked_threads = trial % 3 ? 0 : 1;
+        int64_t c = 16 * (1 + uniform(3)), x[4] = {1 + uniform(2), c, 1 + uniform(14), 1 + uniform(20)};
+        int64_t cin = 1 + uniform(8);
+        x[1] = cin;
+        weight_spec w[7] = {{"w0", 4, {c, cin, 1, 1}}, {"d1", 4, {c, 1, 7, 7}}, {"ln_s", 1, {c}}, {"ln_b", 1, {c}},
+                            {"fc", 2, {c, c}}, {"gamma", 3, {c, 1, 1}}, {"d2", 4, {c, 1, 3, 3}}};
+        char body[900];
+        snprintf(body, sizeof body,
+                 "%%e = Conv(%%a, %%w0)\n  %%d = Conv(%%e, %%d1) {group = %lld, pads = [3, 3, 3, 3]}\n"
+                 "  %%t = Transpose(%%d) {perm = [0, 2, 3, 1]}\n"
+                 "  %%n = LayerNormalization(%%t, %%ln_s, %%ln_b) {axis = -1}\n  %%m = MatMul(%%n, %%fc)\n"
+                 "  %%u = Transpose(%%m) {perm = [0, 3, 1, 2]}\n  %%g = Mul(%%gamma, %%u)\n  %%r = Add(%%g, %%e)\n"
+                 "  %%y = Conv(%%r, %%d2) {group = %lld, pads = [1, 1, 1, 1]}",
+                 (long long)c, (long long)c);
+        /* blocked: the 1x1 conv (the residual) and both depthwise convs; kernels: those
+         * three, the NHWC block move and its reshape, LayerNorm, MatMul (the Mul and Add
+         * inlined into the second depthwise conv, the move back a view), and the Transpose
+         * and Reshape back to NCHW */
+        blocked_case(body, 4, x, 7, w, 3, 0, 9, (double)c / 36 + 2);
+    }
+}
+
 /* Runs `src` (inputs %a and %w, output %y) in the interpreter, the JIT and the unfused JIT. */
 static void same_as_interpreter(const char *src, kiln_tensor *const *in, double atol_scale) {
     kiln_options jit = {.backend = KILN_BACKEND_JIT}, unfused = {.backend = KILN_BACKEND_JIT, .no_fuse = true};
@@ -390,6 +420,7 @@ int main(void) {
         cmocka_unit_test(test_padded_channels),
         cmocka_unit_test(test_grouped_convs),
         cmocka_unit_test(test_squeeze_excitation),
+        cmocka_unit_test(test_nhwc_blocks),
         cmocka_unit_test(test_grouped_nchwc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
