@@ -336,7 +336,8 @@ static ir_value *nhwc_of_blocked(blocking *k, const ir_node *n, ir_value *xb) {
 static ir_value *blocked_of_nhwc(blocking *k, const ir_node *n) {
     static const int64_t perm[5] = {0, 3, 1, 2, 4};
     const kiln_tensor *x = &n->inputs[0]->type;
-    kiln_tensor split = {.dtype = x->dtype, .rank = 5, .dims = {x->dims[0], x->dims[1], x->dims[2], x->dims[3] / NCHWC_BLOCK, NCHWC_BLOCK}};
+    kiln_tensor split = {.dtype = x->dtype, .rank = 5,
+                         .dims = {x->dims[0], x->dims[1], x->dims[2], x->dims[3] / NCHWC_BLOCK, NCHWC_BLOCK}};
     return gb_transpose(&k->b, gb_reshape(&k->b, n->inputs[0], &split), perm);
 }
 

@@ -440,7 +440,8 @@ kiln_status lower_conv(lower_ctx *c) {
  * a last, partial block would read past the input, the input (NCHW or blocked) is first
  * copied with its zero padding, so no load needs a bounds check, and with slack past its
  * end for the partial block's pixels, which load what lies there and store nothing. Each
- * sum runs over (kh, kw, ci), input channels innermost. */
+ * sum runs over (kh, kw, ci), input channels innermost (groups that share a row's taps:
+ * (kh, ci, kw), below). */
 /* V = 2, R = 8: LLVM loads the R input elements of a step before its multiply-adds, so
  * V R + V + R registers are live of 32. On 3x3 convs at 1 thread (GFLOP/s for 64 channels
  * 56x56, 256 at 14x14, 512 at 7x7; peak 215): V 2 R 8: 206, 206, 191 (R = 7 there);
@@ -582,7 +583,7 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
                 return lower_oom(c);
             for (int64_t r = 0; r < pixels; r++) {
                 lir_expr *init = num(c, t, 0);
-                if (c->node->input_count > 2 && c->in[2])
+                if (q == 0 && c->node->input_count > 2 && c->in[2])
                     init = read(c, 2, (lir_expr *[]){lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, cb[v], lir_int(M, b)), nc[4])});
                 if (q == 0 && !lir_seq_push(M, inner, lir_let(M, acc[v][r] = lower_var(c, "acc", t), init)))
                     return lower_oom(c);
