@@ -73,7 +73,7 @@ typedef struct blocking {
     bool *plain_reader;  /* by value id: some node reads it that cannot take it blocked */
     bool *to_blocked;    /* by value id: it flows (through maps and pools) into a Winograd or grouped conv */
     bool *from_blocked;  /* ... it flows from a conv blocked whatever its rows (a depthwise conv's, say) */
-    bool *to_conv;       /* ... it flows (through maps and pools, in any slot) into a conv that may be blocked */
+    bool *to_conv;       /* ... it flows (through maps and pools, in any slot) into a conv blocked in any case */
     const ir_node **reader;    /* by value id: its one reader (NULL: none, several, or a graph output) */
     const kiln_tuning *tuning; /* kiln tune's choices, or NULL */
     int threads;               /* the threads runs will use (0: unknown, several) */
@@ -627,9 +627,12 @@ static kiln_status block_convs(ir_graph *g, pass_ctx *cx) {
         if ((n->op == IR_OP_CONV && conv_fits(n) && (winograd_pays(&k, n) || ir_attr_int(n, "group") > 1)) ||
             (passes_layout(n) && k.to_blocked[n->outputs[0]->id]))
             k.to_blocked[n->inputs[0]->id] = true;
-        /* to_conv: any input of a map of its shape counts (ConvNeXt's residual Add reads the
-         * transposed MLP output through a per-channel Mul in either slot) */
-        if (n->op == IR_OP_CONV && conv_fits(n))
+        /* to_conv: into a conv blocked whatever flows in (where only a blocked input would
+         * block it, the twin could cost a Transpose back); any input of a map of its shape
+         * counts (ConvNeXt's residual Add reads the transposed MLP output through a
+         * per-channel Mul, in its second slot) */
+        if (n->op == IR_OP_CONV && conv_fits(n) &&
+            (!rows_fill_lanes(n) || ir_attr_int(n, "group") > 1 || winograd_pays(&k, n)))
             k.to_conv[n->inputs[0]->id] = true;
         for (int j = 0; passes_layout(n) && k.to_conv[n->outputs[0]->id] && j < n->input_count; j++)
             if (n->inputs[j] && same_dims(&n->inputs[j]->type, &n->outputs[0]->type))
