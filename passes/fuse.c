@@ -149,6 +149,7 @@ typedef struct use {
     const ir_node *reader; /* the one reader, if count == 1 */
     int slot, count;
     int slots; /* how many of that reader's inputs it is (x * x: 2) */
+    int last;  /* where its last reader is in the graph's order */
 } use;
 
 static bool one_reader(const use *uses, const ir_value *v, const ir_node *r) {
@@ -250,9 +251,10 @@ static int epilogue(const ir_graph *g, const fusion_plan *p, const use *uses, in
     const ir_node *a = g->nodes[at];
     const ir_value *made[65] = {a->outputs[0]};
     int inside[65] = {0}, n = 0, valid = 0; /* inside: readers of made[k] in the chain */
+    int horizon = uses[made[0]->id].last; /* no node past the last reader of a made value reads one */
     if (most > 64)
         most = 64;
-    for (int i = at + 1; i < g->node_count && n < most; i++) {
+    for (int i = at + 1; i < g->node_count && i <= horizon && n < most; i++) {
         const ir_node *r = g->nodes[i];
         bool reads = false;
         for (int k = 0; k <= n; k++) {
@@ -267,6 +269,7 @@ static int epilogue(const ir_graph *g, const fusion_plan *p, const use *uses, in
             p->role[r->id] != FUSE_OWN)
             break;
         chain[n++] = r, made[n] = r->outputs[0];
+        horizon = uses[made[n]->id].last > horizon ? uses[made[n]->id].last : horizon;
         bool closed = true;
         for (int k = 0; k < n; k++)
             closed &= inside[k] == uses[made[k]->id].count;
@@ -298,7 +301,7 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
             if (v && uses[v->id].count && uses[v->id].reader == g->nodes[i])
                 uses[v->id].slots++; /* the same reader again: still one reader */
             else if (v)
-                uses[v->id] = (use){g->nodes[i], j, uses[v->id].count + 1, 1};
+                uses[v->id] = (use){g->nodes[i], j, uses[v->id].count + 1, 1, i};
         }
     for (int i = 0; i < g->output_count; i++)
         uses[g->outputs[i]->id].count += 2; /* stored for the caller, whatever reads it */

@@ -191,6 +191,16 @@ static void test_blocked_convs(void **state) {
     }
 }
 
+/* A random window over image x [N, C, H, W] for a kh x kw kernel: pads p of 0 to 2 per
+ * side, stride and dilation 1 or 2; false where the dilated kernel does not fit the padded
+ * image (the caller draws again). */
+static bool draw_window(const int64_t *x, int64_t kh, int64_t kw, int *p, int *st, int *dl) {
+    for (int i = 0; i < 4; i++)
+        p[i] = uniform(3);
+    *st = 1 + uniform(2), *dl = 1 + uniform(2);
+    return x[2] + p[0] + p[2] >= *dl * (kh - 1) + 1 && x[3] + p[1] + p[3] >= *dl * (kw - 1) + 1;
+}
+
 /* Depthwise convs (lower_depthwise.c): 16 to 48 channels (one or two channel blocks per
  * lane loop), kernels 1 to 5 wide and high (7 wide: one block), pads of 0 to 2 per side,
  * strides and dilations 1 or 2, images from 1 x 1 (whole rows per block, partial blocks)
@@ -204,9 +214,8 @@ static void test_depthwise_convs(void **state) {
         bool after_conv = trial % 2, bias = uniform(2);
         int64_t cin = after_conv ? 1 + uniform(20) : ch;
         int64_t x[4] = {1 + uniform(2), cin, 1 + uniform(20), 1 + uniform(40)};
-        int p[4] = {uniform(3), uniform(3), uniform(3), uniform(3)}, st = 1 + uniform(2), dl = 1 + uniform(2);
-        int64_t oh = (x[2] + p[0] + p[2] - dl * (kh - 1) - 1) / st + 1, ow = (x[3] + p[1] + p[3] - dl * (kw - 1) - 1) / st + 1;
-        if (x[2] + p[0] + p[2] < dl * (kh - 1) + 1 || x[3] + p[1] + p[3] < dl * (kw - 1) + 1 || oh < 1 || ow < 1) {
+        int p[4], st, dl;
+        if (!draw_window(x, kh, kw, p, &st, &dl)) {
             trial--; /* the window does not fit: draw again */
             continue;
         }
@@ -278,9 +287,8 @@ static void test_grouped_convs(void **state) {
         bool after_conv = trial % 2 == 0, bias = uniform(2);
         int64_t cin = after_conv ? 1 + uniform(20) : ch_in;
         int64_t x[4] = {1 + uniform(2), cin, 3 + uniform(18), 3 + uniform(38)};
-        int p[4] = {uniform(3), uniform(3), uniform(3), uniform(3)}, st = 1 + uniform(2), dl = 1 + uniform(2);
-        int64_t oh = (x[2] + p[0] + p[2] - dl * (kh - 1) - 1) / st + 1, ow = (x[3] + p[1] + p[3] - dl * (kw - 1) - 1) / st + 1;
-        if (x[2] + p[0] + p[2] < dl * (kh - 1) + 1 || x[3] + p[1] + p[3] < dl * (kw - 1) + 1 || oh < 1 || ow < 1) {
+        int p[4], st, dl;
+        if (!draw_window(x, kh, kw, p, &st, &dl)) {
             trial--; /* the window does not fit: draw again */
             continue;
         }
