@@ -249,11 +249,11 @@ static bool match_attention(const ir_node *pv, const use *uses, fuse_attention *
  * number of nodes; at most `most`. */
 static int epilogue(const ir_graph *g, const fusion_plan *p, const use *uses, int at, const ir_node **chain, int most) {
     const ir_node *a = g->nodes[at];
-    const ir_value *made[65] = {a->outputs[0]};
-    int inside[65] = {0}, n = 0, valid = 0; /* inside: readers of made[k] in the chain */
+    const ir_value *made[FUSE_EPILOGUE_MAX + 1] = {a->outputs[0]};
+    int inside[FUSE_EPILOGUE_MAX + 1] = {0}, n = 0, valid = 0; /* inside: readers of made[k] in the chain */
     int horizon = uses[made[0]->id].last; /* no node past the last reader of a made value reads one */
-    if (most > 64)
-        most = 64;
+    if (most > FUSE_EPILOGUE_MAX)
+        most = FUSE_EPILOGUE_MAX;
     for (int i = at + 1; i < g->node_count && i <= horizon && n < most; i++) {
         const ir_node *r = g->nodes[i];
         bool reads = false;
@@ -353,7 +353,7 @@ kiln_status fuse_plan(const ir_graph *g, const lower_options *o, fusion_plan *p,
         const ir_node *a = g->nodes[i];
         if (!anchor(a->op) || a->output_count != 1 || p->role[a->id] != FUSE_OWN)
             continue;
-        const ir_node *chain[64];
+        const ir_node *chain[FUSE_EPILOGUE_MAX];
         int n = epilogue(g, p, uses, i, chain, (int)ARRAY_LEN(chain));
         if (!n) {
             const ir_value *cur = a->outputs[0];

@@ -15,10 +15,9 @@ static bool inlined(const lower_ctx *c, const ir_value *v) {
 
 /* The values an epilogue has made at one output element, in order: the anchor's output,
  * then each node's, with their expressions (in the values' dtypes). */
-enum { EPILOGUE_MAX = 64 };
 typedef struct made_values {
-    const ir_value *v[EPILOGUE_MAX + 1];
-    lir_expr *e[EPILOGUE_MAX + 1];
+    const ir_value *v[FUSE_EPILOGUE_MAX + 1];
+    lir_expr *e[FUSE_EPILOGUE_MAX + 1];
     int n;
 } made_values;
 
@@ -91,7 +90,7 @@ static lir_expr *view_value(const lower_ctx *c, const ir_node *n, lir_expr **coo
 lir_stmt *lower_store_out(lower_ctx *c, lir_expr **coords, lir_expr *value) {
     const kiln_tensor *out = c->out_type[0];
     made_values made = {.v = {c->node->outputs[0]}, .e = {lir_cast(c->m, out->dtype, value)}, .n = 1};
-    if (c->epilogue_count > EPILOGUE_MAX)
+    if (c->epilogue_count > FUSE_EPILOGUE_MAX) /* fuse.c makes none longer */
         return NULL;
     for (int e = 0; e < c->epilogue_count && made.e[made.n - 1]; e++, made.n++) {
         const ir_node *n = c->epilogue[e];

@@ -51,6 +51,7 @@ lower_scalar_fn lower_scalar_rule(const ir_node *n);
  * read (a chain, or SiLU's x * sigmoid(x)) are applied to the accumulator before the store
  * (the epilogue), and that kernel runs where the epilogue's last node was. */
 typedef enum fuse_role { FUSE_OWN, FUSE_INLINE, FUSE_EPILOGUE, FUSE_ATTENTION, FUSE_WINOGRAD } fuse_role;
+enum { FUSE_EPILOGUE_MAX = 64 }; /* nodes in one epilogue */
 /* Attention as PyTorch exports it: P = Softmax(scale * MatMul(Q, KT) [+ mask], axis -1),
  * then MatMul(P, V), each value between read only by the next node. The second MatMul's
  * kernel computes all of it (lower_attention.c) and the others (role FUSE_ATTENTION)
