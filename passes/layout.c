@@ -5,27 +5,29 @@
  * constant [K, N] and transB = 0: compiled code then reads B along n, consecutive elements
  * for consecutive lanes of its vector loop, instead of gathering with a stride of K.
  *
- * An inference Conv (one group or depthwise, constant f32 weights, rows that do not already
- * fill the vectors, readers that can all take the result blocked; rows that fill the
- * vectors too if it is depthwise, takes Winograd's kernels, or its result flows into such
- * a conv or its input from one) becomes ConvNCHWc or, 3x3 with stride 1 where that pays
- * (winograd_pays), WinogradInput -> MatMul -> WinogradOutput; either way its output is
- * [N, C' / b, H, W, b], b channels innermost, C' the channels padded to a multiple of b
- * (padded(): MobileNetV2's 24), so its kernel's vectors run along channels and fill every
- * lane whatever the image's width (lower_window.c), with its weights packed once here,
- * [Cout' / b, KH, KW, Cin', b], zero for padding channels. The
- * blocked value then flows on through the nodes that can take it as it is: elementwise
- * nodes whose other inputs are scalars or per-channel constants (reshaped to the blocks),
- * inference batch norms (as Mul and Add), 2-D pools (a 3-D pool over [H, W, b] with a
- * window of 1 along b), further convs (which read either layout) and a classifier: a
- * Flatten into a Gemm with constant weights reads the blocked value flattened, the
- * weights' rows permuted to match (flat_gemm). Where an NCHW reader remains (a global
- * pool, a graph output), the NCHW value is made back from the blocked one by a
- * Transpose and a Reshape (and a Slice, past padding); an NCHW value no reader needs any more is
- * removed by dce, with the nodes that made it. A blocked conv sums over (kh, kw, ci) where
- * Conv's kernels sum over (ci, kh, kw), Winograd's over transformed tiles, and a batch
- * norm's S and T are rounded to f32: the results differ from the unblocked graph's by
- * rounding.
+ * An inference Conv (one group, or groups that fit the blocks: grouped(); constant f32
+ * weights, rows that do not already fill the vectors, readers that can all take the result
+ * blocked; rows that fill the vectors too if it is grouped, takes Winograd's kernels, or
+ * its result flows into such a conv or its input from one) becomes ConvNCHWc or, 3x3 with
+ * stride 1 where that pays (winograd_pays), WinogradInput -> MatMul -> WinogradOutput;
+ * either way its output is [N, C' / b, H, W, b], b channels innermost, C' the channels
+ * padded to a multiple of b (padded(): MobileNetV2's 24), so its kernel's vectors run
+ * along channels and fill every lane whatever the image's width (lower_window.c), with its
+ * weights packed once here, [Cout' / b, KH, KW, Cin' or Cin / group, b], zero for padding
+ * channels. The blocked value then flows on through the nodes that can take it as it is:
+ * elementwise nodes whose other inputs are scalars, per-channel constants (reshaped to the
+ * blocks) or blocked [N, C, 1, 1] values (a squeeze-and-excitation scale), inference batch
+ * norms (as Mul and Add), 2-D and global pools (a 3-D pool over [H, W, b] with a window of
+ * 1 along b), further convs (which read either layout), a Transpose to NHWC (whole blocks
+ * moved) and a classifier: a Flatten into a Gemm with constant weights reads the blocked
+ * value flattened, the weights' rows permuted to match (flat_gemm). A Transpose from NHWC
+ * back to NCHW whose value flows into a blocked conv gets a blocked twin of views. Where an
+ * NCHW reader remains (a graph output, an op with no blocked form), the NCHW value is made
+ * back from the blocked one by a Transpose and a Reshape (and a Slice, past padding); an
+ * NCHW value no reader needs any more is removed by dce, with the nodes that made it. A
+ * blocked conv sums over (kh, kw, ci) where Conv's kernels sum over (ci, kh, kw),
+ * Winograd's over transformed tiles, and a batch norm's S and T are rounded to f32: the
+ * results differ from the unblocked graph's by rounding.
  */
 #include "passes/autodiff.h"
 #include "passes/pass.h"

@@ -111,7 +111,8 @@ static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
     int block = rows < GEMM_ROWS ? (int)(rows > 0 ? rows : 1) : GEMM_ROWS;
     int last = out->rank - 1;
     int64_t n = out->dims[last], lanes = c->m->vector_bits / (8 * (int64_t)kiln_dtype_size(t));
-    if (g->row_dim != last && rows < 4 && n >= lanes && lanes >= 4 && ir_type_count(out) <= (1 << 22) && !folded)
+    /* (folded or not: few_rows walks every output coordinate itself) */
+    if (g->row_dim != last && rows < 4 && n >= lanes && lanes >= 4 && ir_type_count(out) <= (1 << 22))
         return few_rows(c, g);
     int64_t tile = g->row_dim == last ? n : column_tile(g->depth, n, (int64_t)kiln_dtype_size(t), c->m->l2_bytes);
     /* two vectors of columns per lane loop: each A element loaded serves 2 x block
