@@ -80,8 +80,9 @@ bool kiln_shape_count(int rank, const int64_t *dims, int64_t *out);
 #define KILN_TENSOR_MAX_BYTES ((int64_t)1 << 36)
 void kiln_set_max_memory(int64_t bytes); /* <= 0: back to the default */
 int64_t kiln_max_memory(void);
-/* Allocates a tensor and its zeroed data in one block; caller frees with kiln_tensor_free.
- * Refuses shapes whose byte size overflows or passes kiln_max_memory(). */
+/* Allocates a tensor and its zeroed data in one block, the data aligned to 64 bytes (a
+ * cache line, an AVX-512 vector); caller frees with kiln_tensor_free. Refuses shapes whose
+ * byte size overflows or passes kiln_max_memory(). */
 kiln_status kiln_tensor_create(kiln_dtype dt, int rank, const int64_t *dims, kiln_tensor **out,
                                kiln_diag *diag);
 void kiln_tensor_free(kiln_tensor *t); /* NULL is a no-op */

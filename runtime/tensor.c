@@ -1,8 +1,9 @@
 /*
  * tensor.c — dense tensors, dtype facts and checked size arithmetic.
  *
- * A kiln_tensor and its data live in one malloc block (header first, data aligned to 64
- * bytes after it), so one free releases both. Sizes are checked before anything is
+ * A kiln_tensor and its data live in one block aligned to 64 bytes (header first, padded
+ * to 64, then the data: a cache line of its own, so vector loads never straddle two), so
+ * one free releases both. Sizes are checked before anything is
  * allocated: a hostile shape becomes KILN_ERR_OOM or KILN_ERR_SHAPE, never a huge malloc.
  */
 #include "runtime/rt.h"
@@ -104,13 +105,12 @@ static kiln_status create(kiln_dtype dt, int rank, const int64_t *dims, bool zer
     if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(dt), &bytes) || bytes > kiln_max_memory())
         return kiln_rt_error(diag, KILN_ERR_OOM, "tensor: %lld elements of %s exceed the memory cap of %lld bytes",
                              (long long)count, kiln_dtype_name(dt), (long long)kiln_max_memory());
-    size_t size = TENSOR_HEADER_BYTES + (size_t)bytes + 1;
-    char *block = zero ? calloc(1, size) : malloc(size);
+    size_t size = (TENSOR_HEADER_BYTES + (size_t)bytes + 64) / 64 * 64;
+    char *block = aligned_alloc(64, size);
     if (!block)
         return kiln_rt_error(diag, KILN_ERR_OOM, "tensor: out of memory for %lld bytes",
                              (long long)bytes);
-    if (!zero)
-        memset(block, 0, TENSOR_HEADER_BYTES);
+    memset(block, 0, zero ? size : TENSOR_HEADER_BYTES);
     kiln_tensor *t = (kiln_tensor *)block;
     t->dtype = dt;
     t->rank = rank;

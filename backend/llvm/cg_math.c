@@ -123,34 +123,41 @@ LLVMValueRef cg_exp_f32(cg_ctx *g, LLVMValueRef x) {
     return scale2(g, y, n, k);
 }
 
-/* tanh x = x P(x^2) / Q(x^2) on [-9, 9] (beyond, tanh x rounds to +-1 in f32 and x is
- * clamped to 9), P and Q of degree 4 in x^2: 12 instructions per vector on AVX-512 and
- * one division, where the expm1 formula before it took 22 and its dependency chain was
- * twice as long (the chain's tanh stage 4.0 -> 2.4 ns a vector). Equal degrees fit best
- * for the count: 2.2e-8 of relative error in double where degrees 6 and 3 (one multiply-add
- * more) gave 2.9e-8. The coefficients are a minimax fit of relative error, rounded to f32
- * one at a time with the rest refitted (scripts/fit_tanh.py): 3.7e-8 in exact arithmetic.
- * P(0) = Q(0) = 1, so tiny and subnormal x come back as x, the sign of zero kept. The f32
- * evaluation's rounding makes the error up to 6 units of 2^-24 (5.34 measured over every
- * other float in [3e-5, 12], largest near |x| = 8.4, where tanh x is within 1e-7 of 1);
- * 8 for the functions from libmvec. */
+/* tanh x = x (a + R(x^2) / Q(x^2)) on [-9, 9] (beyond, tanh x rounds to +-1 in f32 and x
+ * is clamped to 9), Q monic of degree 4 in x^2 and R of degree 3: a rational function of
+ * degrees 4 and 4 in x^2 (equal degrees fit best for the count: 2.2e-8 of relative error
+ * in double where degrees 6 and 3, one multiply-add more, gave 2.9e-8, and 3 and 4 gave
+ * 4e-7), written so its multiplies are few. On Zen 5 multiplies and multiply-adds share two
+ * pipes while adds, min and max have two more, and the chain's tanh stages were bound by
+ * the former: Q's leading 1 makes its first step an add, and P / Q = a + R / Q (a, P's
+ * leading coefficient) moves P's into an add after the division: 9 multiplies a vector
+ * where x P / Q took 11 (the bench's chain, sigmoid then tanh: 1.42 -> 1.29 ms at 1 thread,
+ * 0.83 -> 0.74 at 2).
+ * The coefficients are a minimax fit of relative error, a rounded to f32 first and the rest
+ * one at a time with the others refitted (scripts/fit_tanh.py): 3.8e-8 in exact arithmetic.
+ * a + R(0) / Q(0) rounds to 1 exactly, so tiny and subnormal x come back as x, the sign of
+ * zero kept. The f32 evaluation's rounding makes the error up to 6 units of 2^-24 (5.28
+ * measured over every third float in [3e-5, 12], largest near |x| = 5.7); 8 for the
+ * functions from libmvec. */
 LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x, double scale, bool nonneg, double c, LLVMValueRef d) {
-    static const double p[] = {1.3421988e-08, 2.06628174e-05, 0.00349909044, 0.133840606, 1};
-    static const double q[] = {7.80561322e-07, 0.00032911927, 0.0258905664, 0.467173815, 1};
-    enum { NP = sizeof p / sizeof *p - 1, NQ = sizeof q / sizeof *q - 1 }; /* the degrees in x^2 */
-    /* tanh(s x) = x (s P(s^2 x^2)) / Q(s^2 x^2): for s a power of two the scaled
-     * coefficients are exact and every step rounds as it would on s x, without the multiply */
-    double s2 = scale * scale;
+    static const double a = 0.0171953216;
+    static const double q[] = {1, 421.643646, 33169.082, 598508.625, 1281126.38}; /* highest power first */
+    static const double r[] = {19.2214184, 3912.42456, 161175.141, 1259097};
+    enum { NQ = sizeof q / sizeof *q - 1, NR = sizeof r / sizeof *r - 1 }; /* the degrees in x^2 */
+    /* c tanh(s x) + d = x (c s a + c s R'(x^2) / Q'(x^2)) + d, where Q'(u) = Q(s^2 u) / s^8
+     * (still monic) and R'(u) = R(s^2 u) / s^8: for c and s powers of two the scaled
+     * coefficients are exact and every step rounds as it would on s x, without the multiply
+     * (sigmoid's 1/2 tanh(x/2) + 1/2 is one multiply-add at the end) */
+    double s2 = scale * scale, cs = c * scale;
     LLVMValueRef lo = cst(g, x, -9 / scale), hi = cst(g, x, 9 / scale);
     LLVMValueRef xc = nonneg ? clamp_above(g, x, hi) : clamp(g, x, lo, hi);
-    LLVMValueRef u = fmul(g, xc, xc), num = cst(g, x, c * p[0] * scale * pow(s2, NP)), den = cst(g, x, q[0] * pow(s2, NQ));
-    for (int i = 1; i <= NP; i++)
-        num = fmuladd(g, num, u, cst(g, x, c * p[i] * scale * pow(s2, NP - i)));
-    for (int i = 1; i <= NQ; i++)
-        den = fmuladd(g, den, u, cst(g, x, q[i] * pow(s2, NQ - i)));
-    /* c tanh + d = x (c P / Q) + d, one multiply-add where x (c P) / Q then c t + d took a
-     * multiply more (sigmoid's 1/2 tanh(x/2) + 1/2); c is exact in the coefficients */
-    if (d)
-        return fmuladd(g, xc, LLVMBuildFDiv(g->b, num, den, ""), d);
-    return LLVMBuildFDiv(g->b, fmul(g, xc, num), den, "");
+    LLVMValueRef u = fmul(g, xc, xc);
+    LLVMValueRef den = fadd(g, u, cst(g, x, q[1] / s2));
+    for (int i = 2; i <= NQ; i++)
+        den = fmuladd(g, den, u, cst(g, x, q[i] / pow(s2, i)));
+    LLVMValueRef num = cst(g, x, cs * r[0] / pow(s2, NQ - NR));
+    for (int i = 1; i <= NR; i++)
+        num = fmuladd(g, num, u, cst(g, x, cs * r[i] / pow(s2, NQ - NR + i)));
+    LLVMValueRef ratio = fadd(g, LLVMBuildFDiv(g->b, num, den, ""), cst(g, x, cs * a));
+    return d ? fmuladd(g, xc, ratio, d) : fmul(g, xc, ratio);
 }

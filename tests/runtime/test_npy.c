@@ -205,6 +205,14 @@ static void test_tensor_caps(void **state) {
     d = (kiln_diag){0};
     assert_int_equal(kiln_tensor_create(KILN_F32, 1, neg, &t, &d), KILN_ERR_SHAPE);
     assert_null(t);
+    for (int64_t n = 0; n < 300; n += 7) { /* data on a cache line of its own, zeroed */
+        int64_t dims[1] = {n};
+        assert_int_equal(kiln_tensor_create(KILN_I8, 1, dims, &t, &d), KILN_OK);
+        assert_int_equal((uintptr_t)t->data % 64, 0);
+        for (int64_t i = 0; i < n; i++)
+            assert_int_equal(((const signed char *)t->data)[i], 0);
+        kiln_tensor_free(t);
+    }
 }
 
 int main(void) {
