@@ -13,6 +13,7 @@
  * fails cleanly instead.
  */
 #include "frontend/pb_guard.h"
+#include "runtime/rt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,14 +144,15 @@ typedef struct capped {
     bool exceeded, oom;
 } capped;
 
-/* Each block carries its size in front (16 bytes, so the rest stays aligned). */
+/* Each block carries its size in front (16 bytes, so the rest stays aligned). Big ones
+ * (raw_data: a model's weights, copied by protobuf-c) are whole pages: see runtime/pages.c. */
 static void *capped_alloc(void *data, size_t size) {
     capped *c = data;
     if (size > c->cap - c->used || size > SIZE_MAX - 16) {
         c->exceeded = true;
         return NULL;
     }
-    size_t *block = malloc(size + 16);
+    size_t *block = size + 16 >= KILN_RT_PAGES_MIN ? kiln_rt_pages_alloc(size + 16) : malloc(size + 16);
     if (!block) {
         c->oom = true;
         return NULL;
@@ -166,7 +168,10 @@ static void capped_free(void *data, void *ptr) {
     capped *c = data;
     size_t *block = (size_t *)((char *)ptr - 16);
     c->used -= block[0];
-    free(block);
+    if (block[0] + 16 >= KILN_RT_PAGES_MIN)
+        kiln_rt_pages_free(block, block[0] + 16);
+    else
+        free(block);
 }
 
 ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *desc, const void *data, size_t size, char *why,

@@ -1,15 +1,20 @@
 /*
  * arena.c — a chain of blocks; each allocation bumps a pointer in the newest block.
- * Large requests get a block of their own so small ones do not waste its tail.
+ * Large requests get a block of their own so small ones do not waste its tail; those of
+ * a MiB or more (a model's weights) are whole pages from the kernel, zeroed as they are
+ * mapped (runtime/pages.c), where malloc's memory needed a memset before the copy.
  */
 #include "ir/arena.h"
+#include "runtime/rt.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct arena_block {
     struct arena_block *next;
     size_t size, used;
+    bool pages; /* from kiln_rt_pages_alloc */
     _Alignas(64) unsigned char data[];
 } arena_block;
 
@@ -32,7 +37,10 @@ void arena_destroy(arena *a) {
         return;
     for (arena_block *b = a->head, *next; b; b = next) {
         next = b->next;
-        free(b);
+        if (b->pages)
+            kiln_rt_pages_free(b, sizeof(arena_block) + b->size);
+        else
+            free(b);
     }
     free(a);
 }
@@ -51,9 +59,12 @@ void *arena_alloc(arena *a, size_t size, size_t align) {
     size_t want = size > ARENA_BLOCK_BYTES / 4 ? size : ARENA_BLOCK_BYTES;
     if (want > SIZE_MAX - sizeof(arena_block) || (a->cap && a->total + want > a->cap))
         return NULL;
-    arena_block *nb = malloc(sizeof(arena_block) + want);
+    bool pages = want >= KILN_RT_PAGES_MIN;
+    size_t bytes = (sizeof(arena_block) + want + 63) / 64 * 64; /* aligned_alloc wants a multiple */
+    arena_block *nb = pages ? kiln_rt_pages_alloc(bytes) : aligned_alloc(64, bytes);
     if (!nb)
         return NULL;
+    nb->pages = pages;
     nb->size = want;
     nb->used = size;
     a->total += want;
@@ -64,7 +75,7 @@ void *arena_alloc(arena *a, size_t size, size_t align) {
         nb->next = b;
         a->head = nb;
     }
-    return memset(nb->data, 0, size);
+    return pages ? nb->data : memset(nb->data, 0, size);
 }
 
 void *arena_array(arena *a, size_t elem, int64_t count, size_t align) {

@@ -21,6 +21,12 @@ kiln_status kiln_rt_error(kiln_diag *d, kiln_status st, const char *fmt, ...) KI
 /* Reads a whole file, refusing files over `cap` bytes. Caller frees *buf (NUL-terminated). */
 kiln_status kiln_rt_read_file(const char *path, size_t cap, unsigned char **buf, size_t *size,
                               kiln_diag *d);
+/* Blocks of at least KILN_RT_PAGES_MIN bytes for the compiler's big copies: whole pages
+ * mapped for the block, zeroed, 2 MiB aligned (huge pages where the kernel grants them).
+ * NULL when out of memory. Free with the size given. */
+#define KILN_RT_PAGES_MIN ((size_t)1 << 20)
+void *kiln_rt_pages_alloc(size_t size);
+void kiln_rt_pages_free(void *p, size_t size);
 /* Writes the .npy 1.0 header (magic through padding) for `t` into hdr; returns its length,
  * 0 if it does not fit in `cap`. */
 size_t kiln_rt_npy_header(const kiln_tensor *t, char *hdr, size_t cap);
