@@ -89,7 +89,7 @@ static txt_token lex_number(txt_lexer *lx, txt_token t) {
         t.fval = strtod(buf, &endp);
     } else {
         t.ival = strtoll(buf, &endp, 10);
-        t.fval = (double)t.ival;
+        t.fval = buf[0] == '-' && t.ival == 0 ? -0.0 : (double)t.ival; /* "-0" in a float tensor */
         if (errno == ERANGE && buf[0] != '-') { /* maybe a u64 past INT64_MAX */
             errno = 0;
             unsigned long long u = strtoull(buf, &endp, 10);

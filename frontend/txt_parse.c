@@ -12,6 +12,7 @@
 #include "runtime/rt.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,7 +221,7 @@ static kiln_status parse_literal(parser *p, const kiln_tensor *type, kiln_tensor
             return error_at(p, &at, KILN_ERR_INVALID, "value %lld is out of range for %s", (long long)i,
                             kiln_dtype_name(type->dtype));
         }
-        if (items[i].is_float)
+        if (items[i].is_float || (items[i].i == 0 && signbit(items[i].f))) /* "-0": a float's sign, not an integer's */
             ir_tensor_set(*out, i, items[i].f);
         else
             ir_tensor_set_int(*out, i, items[i].i);

@@ -10,6 +10,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *c_type(kiln_dtype t) {
@@ -491,13 +492,20 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
         fputs("\n};\n", c);
     }
     emitter e = {.f = c, .m = m};
+    int *same = malloc(((size_t)m->kernel_count + 1) * sizeof *same);
+    if (!same)
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    lir_same_kernels(m, same);
     for (int i = 0; i < m->kernel_count; i++) {
-        if (external)
-            fprintf(c, "extern int32_t %s_%s(void *const *args, int32_t threads);\n#define %s %s_%s\n", name, m->kernels[i]->name,
-                    m->kernels[i]->name, name, m->kernels[i]->name);
+        const char *kn = m->kernels[i]->name, *first = m->kernels[same[i]]->name;
+        if (same[i] != i) /* the same code as an earlier kernel (lir_kernel_same): that one runs */
+            fprintf(c, "#define %s %s\n", kn, first);
+        else if (external)
+            fprintf(c, "extern int32_t %s_%s(void *const *args, int32_t threads);\n#define %s %s_%s\n", name, kn, kn, name, kn);
         else
             kernel(&e, m->kernels[i]);
     }
+    free(same);
     /* the program: each kernel's arguments, bound by the memory plan */
     if (external) /* the parallel-for the object's kernels call (kiln's runtime has the same) */
         fputs("\n__attribute__((visibility(\"hidden\")))\n"

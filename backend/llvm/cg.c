@@ -503,8 +503,8 @@ static kiln_status kernel(cg_ctx *g, const lir_kernel *k, kiln_diag *d) {
 kiln_status cg_module(cg_ctx *g, const lir_module *m, kiln_diag *d) {
     g->b = LLVMCreateBuilderInContext(g->ctx);
     kiln_status st = KILN_OK;
-    for (int i = 0; !st && i < m->kernel_count; i++)
-        if (g->parts <= 1 || i % g->parts == g->part)
+    for (int i = 0, n = 0; !st && i < m->kernel_count; i++)
+        if ((!g->same || g->same[i] == i) && (g->parts <= 1 || n++ % g->parts == g->part))
             st = kernel(g, m->kernels[i], d);
     LLVMDisposeBuilder(g->b);
     char *msg = NULL;

@@ -31,7 +31,9 @@ typedef struct cg_ctx {
     bool hidden;          /* AOT: symbols stay inside the library */
     bool avx512;          /* the target has AVX-512F: cg_math.c may use its instructions */
     bool mvec;            /* and glibc's libmvec is there: f32 libm functions by vector */
-    int part, parts;      /* this module holds the kernels i with i % parts == part */
+    int part, parts;      /* this module holds the kernels numbered n % parts == part ... */
+    const int *same;      /* ... counting only those with same[i] == i (NULL: all): a kernel
+                             whose code is kernel same[i]'s is not emitted (lir_kernel_same) */
     /* inside a vectorized loop (cg_vector.c); lanes is 0 elsewhere */
     int lanes;
     int vvar;             /* the vectorized loop's variable */
@@ -44,8 +46,8 @@ typedef struct cg_ctx {
     bool oom;             /* an allocation failed: the kernel is abandoned (KILN_ERR_OOM) */
 } cg_ctx;
 
-/* Emits m's kernels of this part (all when parts <= 1) into g->mod (created by the caller
- * in g->ctx) and verifies it. */
+/* Emits m's kernels of this part (all when parts <= 1; those g->same leaves) into g->mod
+ * (created by the caller in g->ctx) and verifies it. */
 kiln_status cg_module(cg_ctx *g, const lir_module *m, kiln_diag *d);
 LLVMValueRef cg_buffer(cg_ctx *g, const lir_buffer *buf);
 

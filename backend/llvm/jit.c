@@ -127,9 +127,9 @@ static void embed_constants(cg_ctx *g, const lir_module *m) {
 }
 
 /* Generates and optimizes m's kernels of `part` (of `parts`) into a new module of ctx. */
-static kiln_status build(const lir_module *m, const cg_options *o, int part, int parts, LLVMContextRef ctx,
-                         LLVMModuleRef *out, kiln_diag *d) {
-    cg_ctx g = {.ctx = ctx, .prefix = o && o->prefix ? o->prefix : "", .hidden = o && o->prefix, .part = part, .parts = parts,
+static kiln_status build(const lir_module *m, const cg_options *o, int part, int parts, const int *same,
+                         LLVMContextRef ctx, LLVMModuleRef *out, kiln_diag *d) {
+    cg_ctx g = {.ctx = ctx, .prefix = o && o->prefix ? o->prefix : "", .hidden = o && o->prefix, .part = part, .parts = parts, .same = same,
                .avx512 = cg_vector_bits(o ? o->target_cpu : NULL) == 512};
     g.mvec = g.avx512 && cg_vector_math();
     LLVMTargetMachineRef tm;
@@ -165,10 +165,15 @@ static kiln_status build(const lir_module *m, const cg_options *o, int part, int
 }
 
 kiln_status cg_emit_object(const lir_module *m, const cg_options *o, const char *path, kiln_diag *d) {
+    int *same = malloc(((size_t)m->kernel_count + 1) * sizeof *same);
+    if (!same)
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    lir_same_kernels(m, same); /* cemit_source's runner calls each kernel by its first twin's name */
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod;
     LLVMTargetMachineRef tm = NULL;
-    kiln_status st = build(m, o, 0, 1, ctx, &mod, d);
+    kiln_status st = build(m, o, 0, 1, same, ctx, &mod, d);
+    free(same);
     if (!st && !(st = target_machine(o, &tm, NULL, d))) {
         char *err = NULL;
         if (LLVMTargetMachineEmitToFile(tm, mod, (char *)path, LLVMObjectFile, &err)) {
@@ -186,7 +191,7 @@ kiln_status cg_emit_object(const lir_module *m, const cg_options *o, const char 
 kiln_status cg_print_llvm(const lir_module *m, const cg_options *o, FILE *f, kiln_diag *d) {
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod;
-    kiln_status st = build(m, o, 0, 1, ctx, &mod, d);
+    kiln_status st = build(m, o, 0, 1, NULL, ctx, &mod, d);
     if (!st) {
         char *text = LLVMPrintModuleToString(mod);
         fputs(text, f);
@@ -204,6 +209,7 @@ typedef struct compile_share {
     const lir_module *m;
     const cg_options *o;
     int part, parts;
+    const int *same;
     LLVMMemoryBufferRef object;
     kiln_status st;
     kiln_diag d;
@@ -214,7 +220,7 @@ static void *compile_share_run(void *arg) {
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod;
     LLVMTargetMachineRef tm;
-    if (!(s->st = build(s->m, s->o, s->part, s->parts, ctx, &mod, &s->d))) {
+    if (!(s->st = build(s->m, s->o, s->part, s->parts, s->same, ctx, &mod, &s->d))) {
         if (!(s->st = target_machine(s->o, &tm, NULL, &s->d))) {
             char *err = NULL;
             if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &s->object)) {
@@ -230,12 +236,12 @@ static void *compile_share_run(void *arg) {
 }
 
 /* Compiles m's kernels in `parts` shares, parts - 1 of them on threads of their own. */
-static kiln_status compile_shares(const lir_module *m, const cg_options *o, int parts, compile_share *shares,
-                                  kiln_diag *d) {
+static kiln_status compile_shares(const lir_module *m, const cg_options *o, int parts, const int *same,
+                                  compile_share *shares, kiln_diag *d) {
     pthread_t threads[COMPILE_SHARES_MAX];
     bool started[COMPILE_SHARES_MAX] = {0};
     for (int p = 0; p < parts; p++)
-        shares[p] = (compile_share){.m = m, .o = o, .part = p, .parts = parts};
+        shares[p] = (compile_share){.m = m, .o = o, .part = p, .parts = parts, .same = same};
     for (int p = 1; p < parts; p++)
         started[p] = !pthread_create(&threads[p], NULL, compile_share_run, &shares[p]);
     compile_share_run(&shares[0]);
@@ -263,17 +269,25 @@ kiln_status cg_jit_compile(const lir_module *m, const cg_options *o, cg_jit **ou
     atomic_init(&j->spare, NULL);
     j->m = m;
     j->threads = kiln_rt_default_threads();
+    /* kernels that compile to the same code as an earlier one (ViT-B's 12 layers: 199
+     * kernels with the packing ones, 21 distinct) are compiled once, called under each name */
+    int *same = malloc(((size_t)m->kernel_count + 1) * sizeof *same);
+    if (!same) {
+        cg_jit_destroy(j);
+        return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+    }
+    int distinct = lir_same_kernels(m, same);
     /* a share per processor, though the runs may be held to fewer threads: compiling is
      * once, before the first run (ResNet-18 at --threads 1: 1.3-2.0 s on one, ~0.8-1.1 on two) */
     int parts = o && o->compile_threads > 0 ? o->compile_threads : j->threads;
     parts = parts < COMPILE_SHARES_MAX ? parts : COMPILE_SHARES_MAX;
-    parts = parts > m->kernel_count ? m->kernel_count : parts;
+    parts = parts > distinct ? distinct : parts;
     parts = parts < 1 ? 1 : parts;
     compile_share shares[COMPILE_SHARES_MAX] = {0};
     LLVMTargetMachineRef tm = NULL;
     kiln_status st = target_machine(o, &tm, NULL, d); /* first: it initializes LLVM's target */
     if (!st)
-        st = compile_shares(m, o, parts, shares, d);
+        st = compile_shares(m, o, parts, same, shares, d);
     if (!st) { /* the JIT takes the target machine over */
         LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
         LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
@@ -298,6 +312,10 @@ kiln_status cg_jit_compile(const lir_module *m, const cg_options *o, cg_jit **ou
         }
         for (int i = 0; !err && i < m->kernel_count; i++) {
             LLVMOrcExecutorAddress addr;
+            if (same[i] != i) {
+                j->fns[i] = j->fns[same[i]];
+                continue;
+            }
             err = LLVMOrcLLJITLookup(j->jit, &addr, m->kernels[i]->name);
             j->fns[i] = (kernel_fn)(uintptr_t)addr;
         }
@@ -309,6 +327,7 @@ kiln_status cg_jit_compile(const lir_module *m, const cg_options *o, cg_jit **ou
     for (int p = 0; p < parts; p++)
         if (shares[p].object)
             LLVMDisposeMemoryBuffer(shares[p].object);
+    free(same);
     if (st) {
         cg_jit_destroy(j);
         return st;

@@ -8,6 +8,7 @@
 #include "../test_util.h"
 
 #include "driver/model.h"
+#include "ir/loop.h"
 
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -135,21 +136,61 @@ static void test_bundled_models(void **state) {
     check_model("../examples/models/cnn.kiln", "cnn_c", 2, true);
 }
 
+/* A new model file `file` in the tests' folder, its path in path[600]. */
+static FILE *model_file(const char *file, char *path) {
+    snprintf(path, 600, "%s/%s", tmp_dir, file);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    return f;
+}
+
+/* Writes the line `const %NAME: f32[ROWS, COLS] = [...]` of random values. */
+static void random_const(FILE *f, const char *name, int rows, int cols) {
+    fprintf(f, "  const %%%s: f32[%d, %d] = [", name, rows, cols);
+    for (int i = 0; i < rows * cols; i++)
+        fprintf(f, "%s%.4f", i ? ", " : "", random_float());
+    fputs("]\n", f);
+}
+
 /* Constant weights packed by `once` kernels into the library's persistent block, on its
  * first run (a 300 x 256 B: wider than an L2 tile, so packed into column panels). */
 static void test_packed_weights(void **state) {
     (void)state;
     char path[600];
-    snprintf(path, sizeof path, "%s/packed.kiln", tmp_dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("graph packed {\n  input %x: f32[9, 300]\n  const %w: f32[300, 256] = [", f);
-    for (int i = 0; i < 300 * 256; i++)
-        fprintf(f, "%s%.4f", i ? ", " : "", random_float());
-    fputs("]\n  %m = MatMul(%x, %w)\n  %y = Relu(%m)\n  output %y\n}\n", f);
+    FILE *f = model_file("packed.kiln", path);
+    fputs("graph packed {\n  input %x: f32[9, 300]\n", f);
+    random_const(f, "w", 300, 256);
+    fputs("  %m = MatMul(%x, %w)\n  %y = Relu(%m)\n  output %y\n}\n", f);
     assert_int_equal(fclose(f), 0);
     check_model(path, "packed", 0, false);
     check_model(path, "packed_c", 0, true);
+}
+
+/* Twin kernels (the same code on other buffers: lir_kernel_same) are compiled once; the
+ * library calls that one code for each, on each kernel's own weights and values. y1's and
+ * y2's kernels are twins; y3's differs from them by its constant. */
+static void test_twin_kernels(void **state) {
+    (void)state;
+    char path[600];
+    FILE *f = model_file("twins.kiln", path);
+    fputs("graph twins {\n  input %x: f32[5, 40]\n", f);
+    random_const(f, "w1", 40, 24);
+    random_const(f, "w2", 40, 24);
+    fputs("  const %three: f32[] = [3]\n  const %five: f32[] = [5]\n"
+          "  %m1 = MatMul(%x, %w1)\n  %r1 = Relu(%m1)\n  %y1 = Mul(%r1, %three)\n"
+          "  %m2 = MatMul(%x, %w2)\n  %r2 = Relu(%m2)\n  %y2 = Mul(%r2, %three)\n"
+          "  %m3 = MatMul(%x, %w1)\n  %r3 = Relu(%m3)\n  %y3 = Mul(%r3, %five)\n  output %y1, %y2, %y3\n}\n", f);
+    assert_int_equal(fclose(f), 0);
+    kiln_options opts = {.backend = KILN_BACKEND_JIT}; /* lowered as the library's kernels are */
+    kiln_model *m;
+    kiln_diag d = {0};
+    assert_int_equal(kiln_model_load(path, &opts, &m, &d), KILN_OK);
+    int same[64];
+    assert_true(m->lowered->kernel_count <= 64);
+    assert_int_equal(lir_same_kernels(m->lowered, same), m->lowered->kernel_count - 1); /* y2's is y1's */
+    kiln_model_destroy(m);
+    check_model(path, "twins", 0, false);
+    check_model(path, "twins_c", 0, true);
 }
 
 static void test_torch_exports(void **state) {
@@ -187,6 +228,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bundled_models),
         cmocka_unit_test(test_packed_weights),
+        cmocka_unit_test(test_twin_kernels),
         cmocka_unit_test(test_torch_exports),
         cmocka_unit_test(test_kernel_error),
     };

@@ -1286,6 +1286,75 @@ static void test_pinned_inputs(void **state) {
     kiln_model_destroy(mi), kiln_model_destroy(mj);
 }
 
+/* The kernel of the node that makes value `name`. */
+static const lir_kernel *kernel_making(const lir_module *m, const char *name) {
+    for (int k = 0; k < m->kernel_count; k++) {
+        const ir_node *n = m->kernels[k]->origin;
+        if (n && n->output_count && !strcmp(n->outputs[0]->name, name))
+            return m->kernels[k];
+    }
+    fail_msg("no kernel makes %s", name);
+    return NULL;
+}
+
+/* Kernels that compile to the same code are compiled once and called under each name
+ * (lir_kernel_same; ViT-B's 12 layers): the same op on other buffers of the same type is
+ * the same kernel; another constant, its sign of zero, or another size is not. Each
+ * kernel, shared or not, computes its own values. */
+static void test_same_kernels(void **state) {
+    (void)state;
+    const char *src = "graph g {\n  input %a: f32[37]\n  input %b: f32[37]\n  input %c: f32[41]\n"
+                      "  const %three: f32[] = [3]\n  const %three2: f32[] = [3]\n  const %five: f32[] = [5]\n"
+                      "  const %zero: f32[] = [0]\n  const %minus_zero: f32[] = [-0]\n"
+                      "  %y0 = Mul(%a, %three)\n  %y1 = Mul(%b, %three2)\n  %y2 = Mul(%a, %five)\n  %y3 = Mul(%c, %three)\n"
+                      "  %y4 = Mul(%a, %zero)\n  %y5 = Mul(%b, %minus_zero)\n  output %y0, %y1, %y2, %y3, %y4, %y5\n}\n";
+    kiln_options opts = {.backend = KILN_BACKEND_JIT};
+    kiln_model *m;
+    kiln_diag d = {0};
+    if (kiln_model_parse(src, strlen(src), "same.kiln", &opts, &m, &d)) {
+        print_error("%s\n%s", d.message, src);
+        fail();
+    }
+    const lir_module *lm = m->lowered;
+    const lir_kernel *k[6];
+    for (int i = 0; i < 6; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "y%d", i);
+        k[i] = kernel_making(lm, name);
+    }
+    assert_true(lir_kernel_same(k[0], k[1]));
+    assert_false(lir_kernel_same(k[0], k[2])); /* 3 and 5 */
+    assert_false(lir_kernel_same(k[0], k[3])); /* 37 and 41 elements */
+    assert_false(lir_kernel_same(k[4], k[5])); /* 0 and -0 */
+    assert_true(lir_kernel_same(k[2], k[2]));
+    int64_t n37[1] = {37}, n41[1] = {41};
+    kiln_tensor *in[3], *out[6];
+    assert_int_equal(kiln_tensor_create(KILN_F32, 1, n37, &in[0], &d), KILN_OK);
+    assert_int_equal(kiln_tensor_create(KILN_F32, 1, n37, &in[1], &d), KILN_OK);
+    assert_int_equal(kiln_tensor_create(KILN_F32, 1, n41, &in[2], &d), KILN_OK);
+    for (int i = 0; i < 41; i++) {
+        if (i < 37)
+            ((float *)in[0]->data)[i] = (float)i - 18.5f, ((float *)in[1]->data)[i] = 0.25f * (float)i - 4;
+        ((float *)in[2]->data)[i] = 1.0f / (float)(i + 1);
+    }
+    assert_int_equal(kiln_model_run(m, (const kiln_tensor *const *)in, out, &d), KILN_OK);
+    static const struct { int in; float k; } want[6] = {{0, 3}, {1, 3}, {0, 5}, {2, 3}, {0, 0}, {1, -0.0f}};
+    for (int o = 0; o < 6; o++) {
+        const float *x = in[want[o].in]->data, *y = out[o]->data;
+        for (int64_t i = 0; i < kiln_tensor_count(out[o]); i++) {
+            float w = x[i] * want[o].k;
+            if (memcmp(&w, &y[i], sizeof w)) {
+                print_error("y%d[%lld] = %g, expected %g\n", o, (long long)i, (double)y[i], (double)w);
+                fail();
+            }
+        }
+        kiln_tensor_free(out[o]);
+    }
+    for (int i = 0; i < 3; i++)
+        kiln_tensor_free(in[i]);
+    kiln_model_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_named),
@@ -1297,6 +1366,7 @@ int main(void) {
         cmocka_unit_test(test_views_inlined),
         cmocka_unit_test(test_fused_equals_unfused),
         cmocka_unit_test(test_fusion_outcomes),
+        cmocka_unit_test(test_same_kernels),
         cmocka_unit_test(test_fusion_depth_limit),
         cmocka_unit_test(test_fusion_copies_limit),
         cmocka_unit_test(test_random_resize),
