@@ -217,9 +217,9 @@ bool lir_expr_same(const lir_expr *a, const lir_expr *b);
  * on the same variables, constants equal to the bit, buffers matched by parameter position
  * with the same element type and size. Names, origins and storage may differ. */
 bool lir_kernel_same(const lir_kernel *a, const lir_kernel *b);
-/* same[i] = the first kernel whose code kernel i's is (i itself if none before it); returns
- * how many are their own. same holds m->kernel_count entries. */
-int lir_same_kernels(const lir_module *m, int *same);
+/* A new array (the caller frees it; NULL when out of memory): at i, the first kernel whose
+ * code kernel i's is (i itself if none before it). *distinct receives how many are their own. */
+int *lir_same_kernels(const lir_module *m, int *distinct);
 /* Whether float expression e is >= 0 (or -0, or NaN) wherever it is evaluated, by its
  * form alone: constants, |x|, x * x, exp, sqrt, a ReLU's select(x < 0, 0, x), max with a
  * non-negative operand, and sums, products, quotients, min and selects of such values.

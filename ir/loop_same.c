@@ -7,6 +7,7 @@
  */
 #include "ir/loop.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct pair {
@@ -62,14 +63,17 @@ bool lir_kernel_same(const lir_kernel *a, const lir_kernel *b) {
     return stmt_same(&k, a->body, b->body);
 }
 
-int lir_same_kernels(const lir_module *m, int *same) {
-    int distinct = 0;
+int *lir_same_kernels(const lir_module *m, int *distinct) {
+    int *same = malloc(((size_t)m->kernel_count + 1) * sizeof *same);
+    if (!same)
+        return NULL;
+    *distinct = 0;
     for (int i = 0; i < m->kernel_count; i++) {
         same[i] = i;
         for (int r = 0; r < i && same[i] == i; r++)
             if (same[r] == r && lir_kernel_same(m->kernels[r], m->kernels[i]))
                 same[i] = r;
-        distinct += same[i] == i;
+        *distinct += same[i] == i;
     }
-    return distinct;
+    return same;
 }

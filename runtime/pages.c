@@ -1,14 +1,14 @@
 /*
- * pages.c — big blocks straight from the kernel, for what the compiler holds while it
- * imports a model (the weights' copies): zeroed by the kernel as it maps them (no memset
- * pass), and backed by 2 MiB pages where transparent huge pages are on request (madvise,
- * Debian's default), so filling a block takes one page fault per 2 MiB instead of 512. In
- * this machine's VM each fault of a 4 KiB page cost several microseconds: importing ViT-B
- * (346 MB of weights, three copies of them on their way into the graph) spent most of its
- * time in faults.
+ * pages.c — big blocks straight from the kernel, for what a model holds once: the
+ * compiler's copies of the weights as it imports them, and the JIT's persistent block (the
+ * packed weights). Zeroed by the kernel as it maps them (no memset pass), and backed by
+ * 2 MiB pages where transparent huge pages are on request (madvise, Debian's default), so
+ * filling a block takes one page fault per 2 MiB instead of 512. In this machine's VM each
+ * fault of a 4 KiB page cost several microseconds: importing ViT-B (346 MB of weights,
+ * three copies of them on their way into the graph) spent most of its time in faults.
  *
- * Run-time buffers do not come from here: a caller who keeps freed memory with glibc's
- * malloc tunables (as bench/run.sh does) would lose that for them.
+ * Buffers allocated at every run do not come from here: a caller who keeps freed memory
+ * with glibc's malloc tunables (as bench/run.sh does) would lose that for them.
  */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MADV_HUGEPAGE */
 #include "runtime/rt.h"
@@ -29,8 +29,7 @@ void *kiln_rt_pages_alloc(size_t size) {
     size_t head = (HUGE_PAGE - (uintptr_t)p % HUGE_PAGE) % HUGE_PAGE;
     if (head)
         munmap(p, head);
-    if (HUGE_PAGE - head)
-        munmap(p + head + len, HUGE_PAGE - head);
+    munmap(p + head + len, HUGE_PAGE - head); /* head < HUGE_PAGE: a tail is always left */
     p += head;
 #ifdef MADV_HUGEPAGE
     madvise(p, len, MADV_HUGEPAGE); /* advice: where refused, 4 KiB pages serve as well */

@@ -492,10 +492,9 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
         fputs("\n};\n", c);
     }
     emitter e = {.f = c, .m = m};
-    int *same = malloc(((size_t)m->kernel_count + 1) * sizeof *same);
+    int distinct, *same = lir_same_kernels(m, &distinct);
     if (!same)
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
-    lir_same_kernels(m, same);
     for (int i = 0; i < m->kernel_count; i++) {
         const char *kn = m->kernels[i]->name, *first = m->kernels[same[i]]->name;
         if (same[i] != i) /* the same code as an earlier kernel (lir_kernel_same): that one runs */

@@ -165,10 +165,9 @@ static kiln_status build(const lir_module *m, const cg_options *o, int part, int
 }
 
 kiln_status cg_emit_object(const lir_module *m, const cg_options *o, const char *path, kiln_diag *d) {
-    int *same = malloc(((size_t)m->kernel_count + 1) * sizeof *same);
+    int distinct, *same = lir_same_kernels(m, &distinct); /* cemit_source's runner calls each kernel by its first twin's name */
     if (!same)
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
-    lir_same_kernels(m, same); /* cemit_source's runner calls each kernel by its first twin's name */
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod;
     LLVMTargetMachineRef tm = NULL;
@@ -271,12 +270,11 @@ kiln_status cg_jit_compile(const lir_module *m, const cg_options *o, cg_jit **ou
     j->threads = kiln_rt_default_threads();
     /* kernels that compile to the same code as an earlier one (ViT-B's 12 layers: 199
      * kernels with the packing ones, 21 distinct) are compiled once, called under each name */
-    int *same = malloc(((size_t)m->kernel_count + 1) * sizeof *same);
+    int distinct, *same = lir_same_kernels(m, &distinct);
     if (!same) {
         cg_jit_destroy(j);
         return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
     }
-    int distinct = lir_same_kernels(m, same);
     /* a share per processor, though the runs may be held to fewer threads: compiling is
      * once, before the first run (ResNet-18 at --threads 1: 1.3-2.0 s on one, ~0.8-1.1 on two) */
     int parts = o && o->compile_threads > 0 ? o->compile_threads : j->threads;
