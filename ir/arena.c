@@ -60,8 +60,9 @@ void *arena_alloc(arena *a, size_t size, size_t align) {
     if (want > SIZE_MAX - sizeof(arena_block) || (a->cap && a->total + want > a->cap))
         return NULL;
     bool pages = want >= KILN_RT_PAGES_MIN;
-    size_t bytes = (sizeof(arena_block) + want + 63) / 64 * 64; /* aligned_alloc wants a multiple */
-    arena_block *nb = pages ? kiln_rt_pages_alloc(bytes) : aligned_alloc(64, bytes);
+    size_t bytes = sizeof(arena_block) + want;
+    void *mem = NULL;
+    arena_block *nb = pages ? kiln_rt_pages_alloc(bytes) : posix_memalign(&mem, 64, bytes) ? NULL : mem;
     if (!nb)
         return NULL;
     nb->pages = pages;
