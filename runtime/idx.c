@@ -44,7 +44,7 @@ kiln_status kiln_idx_read(const char *path, kiln_tensor **out, kiln_diag *d) {
     for (int i = 0; !st && i < head[3]; i++)
         dims[i] = (int64_t)dimbuf[4 * i] << 24 | dimbuf[4 * i + 1] << 16 | dimbuf[4 * i + 2] << 8 | dimbuf[4 * i + 3];
     if (!st)
-        st = kiln_tensor_create(dt, head[3], dims, out, d); /* checks the cap */
+        st = kiln_rt_tensor_create_uninit(dt, head[3], dims, out, d); /* checks the cap; read whole or freed */
     if (!st) {
         size_t want = kiln_tensor_bytes(*out), got = 0;
         unsigned char *p = (*out)->data;

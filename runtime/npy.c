@@ -162,7 +162,7 @@ kiln_status kiln_npy_read_mem(const void *bytes, size_t size, const char *what, 
     if ((uint64_t)nbytes != avail) /* short: truncated; long: not what the header says */
         return kiln_rt_error(d, KILN_ERR_INVALID, "%s: npy data has %zu bytes, the shape needs %lld", what,
                              avail, (long long)nbytes);
-    if ((st = kiln_tensor_create(dt, rank, dims, out, d)))
+    if ((st = kiln_rt_tensor_create_uninit(dt, rank, dims, out, d))) /* every byte copied below */
         return st;
     memcpy((*out)->data, b + hstart + hlen, (size_t)nbytes);
     if (dt == KILN_BOOL) /* numpy bools are 0/1 bytes; normalize anything else */
