@@ -5,16 +5,13 @@ a + R(0) / Q(0) = 1, minimizing the largest relative error. The form is the rati
 function P / Q of degrees 4 and 4 (a is P's leading coefficient, R = P - a Q), written so
 Q's first step is an add and P's leading term an add after the division.
 
-Lawson's iteration on the linearized problem: each round solves the weighted least
-squares P(u) - f(u) Q(u) = 0 (f(u) = tanh(sqrt u) / sqrt u), scaled by the previous Q so
-the residual is the relative error, and multiplies each point's weight by its error, so
-the weights gather where the error peaks (the minimax solution). a is rounded to f32
-first; with a fixed, the problem in Q and R is linear again, and their coefficients are
-rounded one at a time, highest power first, with the rest refitted around each rounded
-one, so rounding them costs ~2e-8 of relative error instead of ~1e-7. Last, R's constant
-is nudged until a + R(0) / Q(0) rounds to 1, and the f32 evaluation (as the JIT does it,
-with multiply-adds) is measured against tanh in double over every third float in
-[3e-5, 12].
+Lawson's iteration (scripts/minimax.py) on the linearized problem P(u) - f(u) Q(u) = 0,
+f(u) = tanh(sqrt u) / sqrt u. a is rounded to f32 first; with a fixed, the problem in Q
+and R is linear again, and their coefficients are rounded one at a time, highest power
+first, with the rest refitted around each rounded one, so rounding them costs ~2e-8 of
+relative error instead of ~1e-7. Last, R's constant is nudged until a + R(0) / Q(0)
+rounds to 1, and the f32 evaluation (as the JIT does it, with multiply-adds) is measured
+against tanh in double over every third float in [3e-5, 12].
 
     /usr/bin/python3 scripts/fit_tanh.py      (numpy and mpmath: Debian python3-numpy, python3-mpmath)
 """
@@ -23,6 +20,8 @@ import sys
 import mpmath
 import numpy as np
 
+from minimax import fma, lawson
+
 CLAMP = 9.0  # past 9, tanh x rounds to 1 in f32
 
 x = np.concatenate([np.linspace(1e-4, CLAMP, 30000), np.geomspace(1e-4, 1, 3000)])
@@ -30,30 +29,6 @@ x.sort()
 mpmath.mp.dps = 30
 f = np.array([float(mpmath.tanh(mpmath.mpf(v)) / mpmath.mpf(v)) for v in x])
 u = x * x
-
-
-def lawson(cols, rhs, error_of, fixed, rounds=40):
-    """Minimax fit of sum_k c_k cols[k] = rhs, with the coefficients in `fixed` (index ->
-    value) held. error_of(c) gives each point's row scale (to relative error) and its
-    relative error. Returns (coefficients, largest relative error)."""
-    coef = np.zeros(len(cols))
-    for i, v in fixed.items():
-        coef[i] = v
-    free = [i for i in range(len(cols)) if i not in fixed]
-    scale_rows, err = np.ones_like(u), error_of(coef)[1]
-    w = np.ones_like(u)
-    for r in range(rounds if free else 0):
-        b = rhs - sum(cols[i] * v for i, v in fixed.items())
-        s = np.sqrt(w) * scale_rows
-        a = np.stack([cols[i] for i in free], axis=1) * s[:, None]
-        scale = np.abs(a).max(axis=0)  # columns span 1 .. 81^4: scale them for the solver
-        sol, *_ = np.linalg.lstsq(a / scale, b * s, rcond=None)
-        coef[free] = sol / scale
-        scale_rows, err = error_of(coef)
-        if r >= 3:
-            w = w * (np.abs(err) + 1e-13)
-            w /= w.sum()
-    return coef, np.abs(err).max()
 
 
 # P / Q, Q = u^4 + q3 u^3 + .. + q0, P = p4 u^4 + .. + p0, p0 = q0: unknowns q0 (= p0), p1..p4, q1..q3
@@ -95,10 +70,6 @@ while F(F(r[0] / q[0]) + a) != 1:  # tiny x must come back as x
 print("a = %.9g" % a)
 print("q (highest power first) = 1, " + ", ".join("%.9g" % v for v in q[::-1]))
 print("r (highest power first) = " + ", ".join("%.9g" % v for v in r[::-1]))
-
-
-def fma(x, y, z):  # the product is exact in double; the sum rounds twice only in rare ties
-    return (x.astype(np.float64) * y + z).astype(np.float32)
 
 
 xs = np.arange(F(3e-5).view(np.int32), F(12).view(np.int32), 3, dtype=np.int32).view(np.float32)

@@ -50,10 +50,10 @@ static LLVMValueRef intrinsic(cg_ctx *g, const char *name, LLVMTypeRef type, LLV
 }
 
 /* The loop IR's libm functions glibc's vector math (libmvec) has as 16-lane AVX-512
- * functions, within 4 ulp (f32 exp and tanh are inline, cg_math.c). */
+ * functions, within 4 ulp (f32 exp, tanh and erf are inline, cg_math.c). */
 static bool in_libmvec(const char *name) {
-    static const char *const names[] = {"acos", "acosh", "asin", "asinh", "atan", "atanh", "cos", "cosh",
-                                        "erf",  "log",   "log1p", "sin", "sinh", "tan"};
+    static const char *const names[] = {"acos", "acosh", "asin", "asinh", "atan", "atanh", "cos",
+                                        "cosh", "log",   "log1p", "sin",   "sinh",  "tan"};
     for (int i = 0; i < ARRAY_LEN(names); i++)
         if (!strcmp(name, names[i]))
             return true;
@@ -251,6 +251,8 @@ static LLVMValueRef call(cg_ctx *g, const lir_expr *e) {
         return LLVMBuildFRem(g->b, args[0], args[1], "");
     if (e->type == KILN_F32 && e->op == LIR_EXP)
         return cg_exp_f32(g, args[0]);
+    if (e->type == KILN_F32 && e->op == LIR_ERF)
+        return cg_erf_f32(g, args[0]);
     if (llvm_names[e->op] && !(g->mvec && e->type == KILN_F32 && (e->op == LIR_LOG || e->op == LIR_SIN || e->op == LIR_COS)))
         return intrinsic(g, llvm_names[e->op], LLVMTypeOf(args[0]), args, n); /* log, sin, cos: libm calls on x86 */
     if (e->type != KILN_F32 && e->type != KILN_F64) { /* libm has float and double only */

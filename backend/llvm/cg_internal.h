@@ -64,11 +64,13 @@ bool cg_vector_expr(cg_ctx *g, const lir_expr *e, LLVMValueRef *out);
 /* Vector mode: emits s when it needs lanes (stores, scalars, conditions that differ
  * between lanes); false for what the scalar code emits as is (sequences, inner loops). */
 bool cg_vector_stmt(cg_ctx *g, const lir_stmt *s);
-/* f32 exp and tanh inline, on a float or a vector of floats (cg_math.c). */
+/* f32 exp, tanh and erf inline, on a float or a vector of floats (cg_math.c). */
 LLVMValueRef cg_exp_f32(cg_ctx *g, LLVMValueRef x);
 /* c tanh(scale x) + d for scale and c powers of two (d NULL: no add); nonneg: x is >= 0
  * or NaN (lir_nonneg), so one clamp does */
 LLVMValueRef cg_tanh_f32(cg_ctx *g, LLVMValueRef x, double scale, bool nonneg, double c, LLVMValueRef d);
+/* f32 erf inline, within 6 units of 2^-24 relative */
+LLVMValueRef cg_erf_f32(cg_ctx *g, LLVMValueRef x);
 /* x86's max(a, b) = a > b ? a : b (max) or min(a, b) = a < b ? a : b as one vmaxps/vminps,
  * for 16-lane f32 on AVX-512; NULL for other types or targets (cg_math.c). */
 LLVMValueRef cg_x86_minmax(cg_ctx *g, bool max, LLVMValueRef a, LLVMValueRef b);
