@@ -80,8 +80,11 @@ static void blocked_case(const char *body, int rank_a, const int64_t *a, int nw,
                     winograd, body);
         fail();
     }
-    if (kernels >= 0 && m[1]->lowered->kernel_count != kernels) {
-        print_error("%d kernels, expected %d:\n%s\n", m[1]->lowered->kernel_count, kernels, body);
+    int every_run = 0; /* the kernels a run runs: not those that pack constants once */
+    for (int k = 0; k < m[1]->lowered->kernel_count; k++)
+        every_run += !m[1]->lowered->kernels[k]->once;
+    if (kernels >= 0 && every_run != kernels) {
+        print_error("%d kernels, expected %d:\n%s\n", every_run, kernels, body);
         fail();
     }
     kiln_tensor *ref, *got;
