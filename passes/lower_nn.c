@@ -17,9 +17,9 @@ static lir_expr *num(lower_ctx *c, kiln_dtype t, double v) { return lir_const(M,
 #define read lower_read
 
 /* MatMul and Gemm: out[..., m, n] = finish(sum over k of A(m, k) * B(k, n)), rows in
- * blocks (of GEMM_ROWS, or fewer: gemm_block) with an accumulator each, so each B element loaded serves the whole
- * block (the n loop is the one the schedule vectorizes: B and the output move by one
- * element per lane, A's element is the same for all lanes). Rows past the end of a last,
+ * blocks (of GEMM_ROWS, or fewer: gemm_block) with an accumulator each, so each B element
+ * loaded serves the whole block (the n loop is the one the schedule vectorizes: B and the
+ * output move by one element per lane, A's element is the same for all lanes). Rows past the end of a last,
  * partial block read the last row and store nothing. Each sum runs over k in order, as
  * the interpreter's does. Packing and tiling for the caches come with issue 5's GEMM. */
 enum { GEMM_ROWS = 8, GEMM_ROWS_MIN = 5 };
@@ -107,6 +107,13 @@ static kiln_status few_rows(lower_ctx *c, const gemm_lowering *g) {
         !lir_seq_push(M, inner, z_loop) || !lir_seq_push(M, inner, k_loop) || !lir_seq_push(M, inner, s_loop))
         return lower_oom(c);
     return lower_emit(c, outer);
+}
+
+/* Where the packed B panel (row_blocked) holds column `within` of pair `pair` (counted
+ * over all tiles) at step k: [pair][K][w2]. */
+static lir_expr *panel_at(lower_ctx *c, lir_expr *pair, int64_t depth, lir_expr *k, int64_t w2, lir_expr *within) {
+    lir_expr *step = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, pair, lir_int(M, depth)), k);
+    return lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, step, lir_int(M, w2)), within);
 }
 
 /* The output coordinates of flat row `row` (of dims row_first..row_dim) into oc. */
@@ -208,7 +215,6 @@ static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
                 return lower_oom(c);
             c->k->once = true;
         }
-        /* panel[tile][pair][k][2 lanes] */
         int64_t w2 = 2 * lanes, pairs = tile / w2;
         lir_expr *tt, *pp, *pk, *j, *pc[KILN_MAX_RANK];
         lir_stmt *jb = lir_seq(M);
@@ -221,11 +227,11 @@ static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
         lower_parallel(t_loop);
         for (int d = 0; d < last; d++)
             pc[d] = lir_int(M, 0);
-        lir_expr *tp = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, tt, lir_int(M, pairs)), pp); /* the pair, counted over tiles */
+        /* the pair, counted over tiles */
+        lir_expr *tp = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, tt, lir_int(M, pairs)), pp);
         pc[last] = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, tp, lir_int(M, w2)), j);
-        lir_expr *to = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, tp, lir_int(M, g->depth)), pk),
-                                                         lir_int(M, w2)), j);
-        if (!lir_seq_push(M, jb, lir_store(M, panel, to, g->b_at(c, pc, pk))) || (st = lower_emit(c, t_loop)))
+        if (!lir_seq_push(M, jb, lir_store(M, panel, panel_at(c, tp, g->depth, pk, w2, j), g->b_at(c, pc, pk))) ||
+            (st = lower_emit(c, t_loop)))
             return st ? st : lower_oom(c);
         panel->persistent = packed_once;
         c->k = kernel, c->in[1] = b_in;
@@ -245,11 +251,10 @@ static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
                 return lower_oom(c);
         }
         lir_expr *bval = g->b_at(c, rc[0], p);
-        if (panel) { /* panel[tile][pair][p][column in the pair] */
+        if (panel) { /* the tile's pair nc[cols], its half h */
             lir_expr *tp = lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, nc[0], lir_int(M, tile / (2 * lanes))), nc[cols]);
-            lir_expr *row = lir_binary(M, LIR_MUL, lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, tp, lir_int(M, g->depth)), p),
-                                       lir_int(M, 2 * lanes));
-            bval = lir_load(M, panel, lir_binary(M, LIR_ADD, row, lir_binary(M, LIR_ADD, lir_int(M, h * lanes), nc[cols + 1])));
+            lir_expr *within = lir_binary(M, LIR_ADD, lir_int(M, h * lanes), nc[cols + 1]);
+            bval = lir_load(M, panel, panel_at(c, tp, g->depth, p, 2 * lanes, within));
         }
         if (!lir_seq_push(M, body, lir_let(M, bv[h], bval)))
             return lower_oom(c);

@@ -470,6 +470,10 @@ nchwc_plan lower_nchwc_plan(int64_t blocks, bool pairs, int64_t oh, int64_t ow) 
  * MobileNetV2 3.67 -> 3.46, EfficientNet-B0 6.49 -> 6.09 (medians of 4-6 alternating
  * runs); ResNet-18's JIT compile takes 40-60 ms more, its first run 13 ms more (46 MB
  * copied). Returns the copy, or NULL (with no error) for weights that are not constant. */
+static kiln_tensor pair_shape(const kiln_tensor *wt) {
+    return (kiln_tensor){.dtype = wt->dtype, .rank = 6, .dims = {wt->dims[0] / 2, wt->dims[1], wt->dims[2], wt->dims[3], 2, wt->dims[4]}};
+}
+
 static lir_buffer *pair_weights(lower_ctx *c, kiln_status *st) {
     const kiln_tensor *wt = c->in_type[1];
     lir_buffer *w_in = c->in[1];
@@ -486,8 +490,7 @@ static lir_buffer *pair_weights(lower_ctx *c, kiln_status *st) {
         return NULL;
     }
     c->k->once = true;
-    /* the nest over the packed order: [pair, KH, KW, Cin, 2, b] */
-    kiln_tensor nest = {.dtype = wt->dtype, .rank = 6, .dims = {wt->dims[0] / 2, wt->dims[1], wt->dims[2], wt->dims[3], 2, wt->dims[4]}};
+    kiln_tensor nest = pair_shape(wt); /* the packed order */
     lir_expr *pc[6];
     lir_stmt *inner, *outer;
     if ((*st = lower_nest(c, &nest, pc, &inner, &outer)))
@@ -628,7 +631,7 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
         for (int64_t q = 0; q < taps; q++) {
             lir_expr *wc[5] = {cb[v], kh, share ? lir_int(M, q) : kw, ci, nc[4]}, *wval;
             if (w_pairs) { /* [pair, KH, KW, Cin, 2, b] */
-                kiln_tensor pairs = {.rank = 6, .dims = {blocks / 2, wt->dims[1], wt->dims[2], cin, 2, b}};
+                kiln_tensor pairs = pair_shape(wt);
                 lir_expr *pc[6] = {nc[1], wc[1], wc[2], ci, lir_int(M, v), nc[4]};
                 wval = lir_load(M, w_pairs, lower_index(c, &pairs, pc, 6));
             } else {
