@@ -139,6 +139,20 @@ kiln_status lower_emit(lower_ctx *c, lir_stmt *s) {
     return lir_seq_push(c->m, c->k->body, s) ? KILN_OK : lower_oom(c);
 }
 
+bool lower_input_constant(const lower_ctx *c, int i) {
+    const lir_buffer *b = c->in[i];
+    return b && b->kind == LIR_BUF_VALUE && b->value->init;
+}
+
+lir_kernel *lower_pack_kernel(lower_ctx *c) {
+    char name[300];
+    snprintf(name, sizeof name, "%s_pack", c->k->name);
+    lir_kernel *k = lir_kernel_add(c->m, name, c->node);
+    if (k)
+        k->once = true;
+    return k;
+}
+
 int lower_var(lower_ctx *c, const char *name, kiln_dtype type) {
     return lir_var_new(c->m, c->k, name, type);
 }

@@ -173,6 +173,11 @@ lir_stmt *lower_store_out(lower_ctx *c, lir_expr **coords, lir_expr *value);
 kiln_dtype lower_compute_type(kiln_dtype t);
 /* Pushes a statement into the kernel's top-level sequence. */
 kiln_status lower_emit(lower_ctx *c, lir_stmt *s);
+/* Whether input i is a constant: data a `once` kernel may pack before the first run. */
+bool lower_input_constant(const lower_ctx *c, int i);
+/* A new `once` kernel for the node's packing (NAME_pack, after the current kernel): it runs
+ * before the first run, reads constants and writes persistent buffers. NULL: out of memory. */
+lir_kernel *lower_pack_kernel(lower_ctx *c);
 int lower_var(lower_ctx *c, const char *name, kiln_dtype type);
 
 /* Views (lower_tensor.c): whether n (Transpose keeping the last axis, Slice with constant

@@ -204,17 +204,13 @@ static kiln_status row_blocked(lower_ctx *c, const gemm_lowering *g) {
      * MLP at 1 thread 0.47 -> 0.40 ms, at 2 threads 0.32 -> 0.22 (its per-run copies of
      * 2.6 MB of weights were a third of the time) */
     lir_buffer *panel = NULL;
-    bool packed_once = c->in[1] && c->in[1]->kind == LIR_BUF_VALUE && c->in[1]->value->init;
+    bool packed_once = lower_input_constant(c, 1);
     if (tiled && halves == 2 && g->b_shared && (rows >= 64 || packed_once)) {
         lir_kernel *kernel = c->k;
         lir_buffer *b_in = c->in[1];
-        if (packed_once) { /* the pack nest goes into its own kernel, reading the constant */
-            char name[300];
-            snprintf(name, sizeof name, "%s_pack", kernel->name);
-            if (!(c->k = lir_kernel_add(M, name, c->node)) || !(c->in[1] = lir_param(M, c->k, b_in->value)))
-                return lower_oom(c);
-            c->k->once = true;
-        }
+        if (packed_once && /* the pack nest goes into its own kernel, reading the constant */
+            (!(c->k = lower_pack_kernel(c)) || !(c->in[1] = lir_param(M, c->k, b_in->value))))
+            return lower_oom(c);
         int64_t w2 = 2 * lanes, pairs = tile / w2;
         lir_expr *tt, *pp, *pk, *j, *pc[KILN_MAX_RANK];
         lir_stmt *jb = lir_seq(M);

@@ -385,14 +385,11 @@ static kiln_status recurrent(lower_ctx *c, int gates) {
     for (int which = 0; which < 2; which++) {
         int64_t cols = which ? H : I, P = L.panel;
         lir_buffer *src_buf = c->in[1 + which], *packed = which ? L.rt : L.wt;
-        bool once = src_buf && src_buf->kind == LIR_BUF_VALUE && src_buf->value->init;
-        if (once) {
-            char name[300];
-            snprintf(name, sizeof name, "%s_pack", kernel->name);
-            if ((!pack && !(pack = lir_kernel_add(M, name, c->node))) || !(c->in[1 + which] = lir_param(M, pack, src_buf->value)) ||
+        if (lower_input_constant(c, 1 + which)) {
+            if ((!pack && !(pack = lower_pack_kernel(c))) || !(c->in[1 + which] = lir_param(M, pack, src_buf->value)) ||
                 !lir_kernel_use(M, pack, packed))
                 return lower_oom(c);
-            pack->once = packed->persistent = true;
+            packed->persistent = true;
             c->k = pack;
         }
         lir_expr *dp, *k, *lane;

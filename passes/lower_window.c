@@ -469,44 +469,36 @@ nchwc_plan lower_nchwc_plan(int64_t blocks, bool pairs, int64_t oh, int64_t ow) 
  * ms, EfficientNet-B0 7.14 -> 6.87, ResNet-18 14.5 -> 14.1, ResNeXt-50 45.7 -> 45.2; at 2,
  * MobileNetV2 3.67 -> 3.46, EfficientNet-B0 6.49 -> 6.09 (medians of 4-6 alternating
  * runs); ResNet-18's JIT compile takes 40-60 ms more, its first run 13 ms more (46 MB
- * copied). Returns the copy, or NULL (with no error) for weights that are not constant. */
+ * copied). *out: the copy, or NULL for weights that are not constant. */
 static kiln_tensor pair_shape(const kiln_tensor *wt) {
     return (kiln_tensor){.dtype = wt->dtype, .rank = 6, .dims = {wt->dims[0] / 2, wt->dims[1], wt->dims[2], wt->dims[3], 2, wt->dims[4]}};
 }
 
-static lir_buffer *pair_weights(lower_ctx *c, kiln_status *st) {
+static kiln_status pair_weights(lower_ctx *c, lir_buffer **out) {
     const kiln_tensor *wt = c->in_type[1];
-    lir_buffer *w_in = c->in[1];
-    *st = KILN_OK;
-    if (!w_in || w_in->kind != LIR_BUF_VALUE || !w_in->value->init || wt->dims[0] % 2)
-        return NULL;
+    lir_buffer *w_in = c->in[1], *packed;
     lir_kernel *kernel = c->k;
-    char name[300];
-    snprintf(name, sizeof name, "%s_pack", kernel->name);
-    lir_buffer *packed = NULL;
-    if (!(c->k = lir_kernel_add(M, name, c->node)) || !(c->in[1] = lir_param(M, c->k, w_in->value)) ||
-        !(packed = lir_local(M, c->k, "w_pairs", lower_compute_type(wt->dtype), ir_type_count(wt)))) {
-        *st = lower_oom(c);
-        return NULL;
-    }
-    c->k->once = true;
+    *out = NULL;
+    if (!lower_input_constant(c, 1))
+        return KILN_OK;
+    if (!(c->k = lower_pack_kernel(c)) || !(c->in[1] = lir_param(M, c->k, w_in->value)) ||
+        !(packed = lir_local(M, c->k, "w_pairs", lower_compute_type(wt->dtype), ir_type_count(wt))))
+        return lower_oom(c);
     kiln_tensor nest = pair_shape(wt); /* the packed order */
     lir_expr *pc[6];
     lir_stmt *inner, *outer;
-    if ((*st = lower_nest(c, &nest, pc, &inner, &outer)))
-        return NULL;
+    kiln_status st = lower_nest(c, &nest, pc, &inner, &outer);
+    if (st)
+        return st;
     lir_expr *from[5] = {lir_binary(M, LIR_ADD, lir_binary(M, LIR_MUL, pc[0], lir_int(M, 2)), pc[4]), pc[1], pc[2], pc[3], pc[5]};
-    if (!lir_seq_push(M, inner, lir_store(M, packed, lower_index(c, &nest, pc, 6), read(c, 1, from))) || (*st = lower_emit(c, outer))) {
-        *st = *st ? *st : lower_oom(c);
-        return NULL;
-    }
+    if (!lir_seq_push(M, inner, lir_store(M, packed, lower_index(c, &nest, pc, 6), read(c, 1, from))) || (st = lower_emit(c, outer)))
+        return st ? st : lower_oom(c);
     packed->persistent = true;
     c->k = kernel, c->in[1] = w_in;
-    if (!lir_kernel_use(M, kernel, packed)) {
-        *st = lower_oom(c);
-        return NULL;
-    }
-    return packed;
+    if (!lir_kernel_use(M, kernel, packed))
+        return lower_oom(c);
+    *out = packed;
+    return KILN_OK;
 }
 
 kiln_status lower_conv_nchwc(lower_ctx *c) {
@@ -532,8 +524,8 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
     if (grouped && cin == 1 && cout_g == 1 && w.kernel[1] <= DEPTHWISE_MAX_KW)
         return lower_conv_depthwise(c, &w);
     nchwc_plan p = lower_nchwc_plan(blocks, !grouped || cout_g % (2 * b) == 0, oh, ow);
-    lir_buffer *w_pairs = p.v == 2 ? pair_weights(c, &st) : NULL;
-    if (st)
+    lir_buffer *w_pairs = NULL;
+    if (p.v == 2 && (st = pair_weights(c, &w_pairs)))
         return st;
     int64_t groups = (oh + p.rows - 1) / p.rows, wp = x->dims[3] + w.pad_begin[1] + w.pad_end[1];
     int64_t slack = ((p.rows * w.stride[0] + 1) * wp + p.segs * p.cols * w.stride[1] + w.kernel[1] * w.dilation[1]) * xb;

@@ -105,8 +105,9 @@ static kiln_status create(kiln_dtype dt, int rank, const int64_t *dims, bool zer
     if (!kiln_mul_ok(count, (int64_t)kiln_dtype_size(dt), &bytes) || bytes > kiln_max_memory())
         return kiln_rt_error(diag, KILN_ERR_OOM, "tensor: %lld elements of %s exceed the memory cap of %lld bytes",
                              (long long)count, kiln_dtype_name(dt), (long long)kiln_max_memory());
-    /* the exact size (aligned_alloc would round it up to 64: AddressSanitizer would miss a
-     * read just past the data, which sanitizer_proof makes) */
+    /* the exact size, + 1 so that a tensor of no elements has a block too (aligned_alloc
+     * would round it up to 64: AddressSanitizer would miss a read just past the data,
+     * which sanitizer_proof makes) */
     size_t size = TENSOR_HEADER_BYTES + (size_t)bytes + 1;
     void *mem;
     char *block = posix_memalign(&mem, 64, size) ? NULL : mem;
