@@ -344,6 +344,16 @@ lir_stmt *lir_store(lir_module *m, lir_buffer *b, lir_expr *index, lir_expr *val
     return s;
 }
 
+lir_stmt *lir_transpose(lir_module *m, lir_buffer *dst, lir_expr *index, int64_t dst_stride, lir_expr *src,
+                        int64_t src_stride, int rows, int cols, int width) {
+    bool ok = dst && index && src && src->kind == LIR_LOAD && rows >= 1 && cols >= 1 && rows <= width && cols <= width;
+    lir_stmt *s = ok ? stmt(m, LIR_TRANSPOSE) : NULL;
+    if (s)
+        s->buf = dst, s->index = index, s->value = src, s->strides[0] = dst_stride, s->strides[1] = src_stride,
+        s->rows = rows, s->cols = cols, s->width = width;
+    return s;
+}
+
 lir_stmt *lir_let(lir_module *m, int var, lir_expr *value) {
     lir_stmt *s = var >= 0 && value ? stmt(m, LIR_LET) : NULL;
     if (s)
@@ -509,6 +519,14 @@ static void print_stmt(const lir_module *m, const lir_kernel *k, const lir_stmt 
         return;
     case LIR_FAIL:
         fprintf(f, "fail %d  # %s", s->var, m->errors[s->var - 1]);
+        break;
+    case LIR_TRANSPOSE:
+        fprintf(f, "transpose %dx%d of %d: %s[", s->rows, s->cols, s->width, s->buf->name);
+        print_expr(k, s->index, f);
+        fprintf(f, " + a * %lld + b] = ", (long long)s->strides[0]);
+        fprintf(f, "%s[", s->value->buf->name);
+        print_expr(k, s->value->a, f);
+        fprintf(f, " + b * %lld + a]", (long long)s->strides[1]);
         break;
     case LIR_SEQ:
         fprintf(f, "{\n");

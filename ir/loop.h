@@ -74,6 +74,11 @@ typedef enum lir_stmt_kind {
     LIR_IF,     /* if cond: body else other */
     LIR_SEQ,    /* items in order */
     LIR_FAIL,   /* stops the kernel with error `var` (1-based, into the module's messages) */
+    LIR_TRANSPOSE, /* a tile turned over: buf[index + a * strides[0] + b] = value's buffer at
+                      value's index + b * strides[1] + a, for a < rows and b < cols (at most
+                      `width`, the vector's lanes); value is a LIR_LOAD of the tile's first
+                      element. One load per source row and one store per destination row,
+                      the lanes moved across in registers, where a vector loop would gather. */
 } lir_stmt_kind;
 
 struct lir_stmt {
@@ -82,7 +87,9 @@ struct lir_stmt {
     lir_expr *begin, *end, *index, *value, *cond;
     int64_t step;
     lir_loop_kind loop;
-    int width; /* LIR_VECTOR lanes or LIR_UNROLL factor */
+    int width; /* LIR_VECTOR lanes or LIR_UNROLL factor; LIR_TRANSPOSE's tile */
+    int rows, cols;      /* LIR_TRANSPOSE */
+    int64_t strides[2];  /* LIR_TRANSPOSE: the destination's between rows, the source's */
     lir_buffer *buf;
     lir_stmt *body, *other;
     lir_stmt **items;
@@ -196,6 +203,11 @@ lir_stmt *lir_store(lir_module *m, lir_buffer *b, lir_expr *index, lir_expr *val
 lir_stmt *lir_let(lir_module *m, int var, lir_expr *value);
 lir_stmt *lir_assign(lir_module *m, int var, lir_expr *value);
 lir_stmt *lir_if(lir_module *m, lir_expr *cond, lir_stmt *then, lir_stmt *other);
+/* A rows x cols tile of src (a LIR_LOAD of its first element, source rows src_stride
+ * apart) stored turned over at dst[index] (destination rows dst_stride apart), in tiles
+ * of `width` lanes (rows, cols <= width). */
+lir_stmt *lir_transpose(lir_module *m, lir_buffer *dst, lir_expr *index, int64_t dst_stride, lir_expr *src,
+                        int64_t src_stride, int rows, int cols, int width);
 /* A statement that stops the kernel, reporting `message` (copied into the module). */
 lir_stmt *lir_fail(lir_module *m, const char *message);
 

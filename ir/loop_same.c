@@ -40,6 +40,7 @@ static bool stmt_same(const pair *k, const lir_stmt *a, const lir_stmt *b) {
     if (!a || !b)
         return a == b;
     if (a->kind != b->kind || a->var != b->var || a->step != b->step || a->loop != b->loop || a->width != b->width ||
+        a->rows != b->rows || a->cols != b->cols || a->strides[0] != b->strides[0] || a->strides[1] != b->strides[1] ||
         a->count != b->count || !buf_same(k, a->buf, b->buf) || !expr_same(k, a->begin, b->begin) ||
         !expr_same(k, a->end, b->end) || !expr_same(k, a->index, b->index) || !expr_same(k, a->value, b->value) ||
         !expr_same(k, a->cond, b->cond) || !stmt_same(k, a->body, b->body) || !stmt_same(k, a->other, b->other))

@@ -29,6 +29,7 @@ static int64_t work(const lir_stmt *s) {
         return trips > 0 && inner > INT64_MAX / 2 / trips ? INT64_MAX / 2 : (trips > 0 ? trips : 0) * inner;
     }
     case LIR_IF: return work(s->body) + (s->other ? work(s->other) : 0);
+    case LIR_TRANSPOSE: return (int64_t)s->rows * s->cols;
     default: return 1;
     }
 }
@@ -83,7 +84,8 @@ static void self_contained(const lir_stmt *s, bool *defined, bool *ok) {
         if (!defined[s->var])
             *ok = false;
         return;
-    case LIR_STORE: expr_vars(s->index, defined, ok), expr_vars(s->value, defined, ok); return;
+    case LIR_STORE:
+    case LIR_TRANSPOSE: expr_vars(s->index, defined, ok), expr_vars(s->value, defined, ok); return;
     case LIR_FAIL: return;
     }
 }
@@ -191,6 +193,7 @@ static void check_stmt(const lir_stmt *s, vec_check *v) {
         check_stmt(s->body, v);
         return;
     case LIR_FAIL: v->ok = false; return;
+    case LIR_TRANSPOSE: v->ok = false; return; /* vector code of its own */
     }
 }
 

@@ -369,6 +369,18 @@ static void stmt(emitter *e, const lir_stmt *s, int depth) {
         }
         return;
     case LIR_FAIL: fprintf(f, "return %d; /* %s */\n", s->var, e->m->errors[s->var - 1]); return;
+    case LIR_TRANSPOSE: /* element by element: the C compiler's vectorizer sees plain loops */
+        fprintf(f, "for (int64_t a = 0; a < %d; a++)\n%*sfor (int64_t b = 0; b < %d; b++)\n%*s", s->rows,
+                4 * depth + 4, "", s->cols, 4 * depth + 8, "");
+        buf_name(e, s->buf);
+        fputs("[", f);
+        expr(e, s->index);
+        fprintf(f, " + a * %" PRId64 " + b] = ", s->strides[0]);
+        buf_name(e, s->value->buf);
+        fputs("[", f);
+        expr(e, s->value->a);
+        fprintf(f, " + b * %" PRId64 " + a];\n", s->strides[1]);
+        return;
     }
 }
 

@@ -397,6 +397,7 @@ void cg_stmt(cg_ctx *g, const lir_stmt *s) {
     }
     case LIR_LET:
     case LIR_ASSIGN: LLVMBuildStore(g->b, expr(g, s->value), g->vars[s->var]); return;
+    case LIR_TRANSPOSE: cg_transpose(g, s); return;
     case LIR_FAIL: /* return the error code; what follows is unreachable but must have a block */
         LLVMBuildRet(g->b, LLVMConstInt(LLVMInt32TypeInContext(g->ctx), (unsigned long long)s->var, 0));
         LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, g->fn, "dead"));

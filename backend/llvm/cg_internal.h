@@ -74,6 +74,8 @@ LLVMValueRef cg_erf_f32(cg_ctx *g, LLVMValueRef x);
 /* x86's max(a, b) = a > b ? a : b (max) or min(a, b) = a < b ? a : b as one vmaxps/vminps,
  * for 16-lane f32 on AVX-512; NULL for other types or targets (cg_math.c). */
 LLVMValueRef cg_x86_minmax(cg_ctx *g, bool max, LLVMValueRef a, LLVMValueRef b);
+/* A LIR_TRANSPOSE tile: vector loads, shuffles, vector stores (cg_vector.c). */
+void cg_transpose(cg_ctx *g, const lir_stmt *s);
 /* A LIR_VECTOR loop: full vectors, then one masked tail. */
 void cg_vector_loop(cg_ctx *g, const lir_stmt *s);
 

@@ -194,6 +194,21 @@ static void test_twin_kernels(void **state) {
     check_model(path, "twins_c", 0, true);
 }
 
+/* Transposes that move the contiguous axis: register tiles (LIR_TRANSPOSE) in the LLVM
+ * library, plain loops in the C one; whole and partial tiles along both axes, and an input
+ * read through a Reshape. */
+static void test_transposes(void **state) {
+    (void)state;
+    char path[600];
+    FILE *f = model_file("transposes.kiln", path);
+    fputs("graph transposes {\n  input %x: f32[3, 37, 50]\n  input %k: f32[20, 3, 48]\n"
+          "  const %sh: i64[3] = [20, 12, 12]\n  %y = Transpose(%x) {perm = [0, 2, 1]}\n"
+          "  %r = Reshape(%k, %sh)\n  %z = Transpose(%r) {perm = [1, 2, 0]}\n  output %y, %z\n}\n", f);
+    assert_int_equal(fclose(f), 0);
+    check_model(path, "transposes", 0, false);
+    check_model(path, "transposes_c", 0, true);
+}
+
 static void test_torch_exports(void **state) {
     (void)state;
     check_model("models/torch/cnn_bn_opset13/model.onnx", "cnn_bn", 0, false);
@@ -230,6 +245,7 @@ int main(void) {
         cmocka_unit_test(test_bundled_models),
         cmocka_unit_test(test_packed_weights),
         cmocka_unit_test(test_twin_kernels),
+        cmocka_unit_test(test_transposes),
         cmocka_unit_test(test_torch_exports),
         cmocka_unit_test(test_kernel_error),
     };

@@ -63,9 +63,11 @@ static void check_error_case(const op_case *c) {
 
 static void differential(const char *body, int rank_a, const int64_t *a, int rank_b, const int64_t *b);
 
+/* Vector loops, and register-tile transposes (vector code of their own). */
 static int count_vector_loops(const lir_stmt *s) {
     switch (s->kind) {
     case LIR_FOR: return (s->loop == LIR_VECTOR) + count_vector_loops(s->body);
+    case LIR_TRANSPOSE: return 1;
     case LIR_IF: return count_vector_loops(s->body) + (s->other ? count_vector_loops(s->other) : 0);
     case LIR_SEQ: {
         int n = 0;
@@ -378,6 +380,60 @@ static void test_random_reductions_softmax_transpose(void **state) {
         int64_t s1[1] = {a[2]}, s2[2] = {a[1], a[2]}, s3[2] = {1, a[2]};
         differential("%y = LayerNormalization(%a, %b, %b) {axis = -1}", 3, a, 1, s1);
         differential("%y = LayerNormalization(%a, %b) {axis = 1}", 3, a, 2, trial % 2 ? s2 : s3);
+    }
+}
+
+/* LIR_TRANSPOSE tiles in the statements under s. */
+static int count_transposes(const lir_stmt *s) {
+    int n = s->kind == LIR_TRANSPOSE;
+    for (int i = 0; i < s->count; i++)
+        n += count_transposes(s->items[i]);
+    return n + (s->body ? count_transposes(s->body) : 0) + (s->other ? count_transposes(s->other) : 0);
+}
+
+/* Transposes that move the input's contiguous axis run as register tiles (LIR_TRANSPOSE),
+ * each of the graphs below checked to take that path at 512-bit vectors (16 x 16 tiles of
+ * f32, 8 x 8 of i64): whole tiles and the partial ones at the ends of both axes, axes
+ * shorter than a tile, 8-byte elements (an ArgMax's i64 output), and an input read through
+ * a Reshape (the Transformer's K^T: / and % in the read's index, which keep the tile's
+ * strides). Each against the interpreter on random sizes, where the values must agree to
+ * the bit (a transpose moves them). */
+static void test_register_transposes(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 12; trial++) {
+        /* the output's last axis at least 4 long: shorter ones are not tiled at all */
+        int64_t a[3] = {1 + uniform(3), 4 + uniform(70), 4 + uniform(70)};
+        int64_t e[3] = {4 + uniform(30), 1 + uniform(3), 12 * (1 + uniform(3))}, b[4] = {a[0], a[1], a[2], 3};
+        char shape[64], body[512];
+        snprintf(shape, sizeof shape, "const %%sh: i64[3] = [%lld, %lld, 12]\n  ", (long long)e[0],
+                 (long long)(e[1] * e[2] / 12));
+        const char *bodies[3] = {"%y = Transpose(%a) {perm = [0, 2, 1]}",
+                                 "%m = ArgMax(%a) {axis = 3, keepdims = 0}\n  %t = Transpose(%m) {perm = [2, 0, 1]}\n"
+                                 "  %y = Cast(%t) {to = \"f32\"}",
+                                 "%r = Reshape(%a, %sh)\n  %y = Transpose(%r) {perm = [1, 2, 0]}"};
+        const int64_t *dims[3] = {a, b, e};
+        int ranks[3] = {3, 4, 3};
+        for (int g = 0; g < 3; g++) {
+            snprintf(body, sizeof body, "%s%s", g == 2 ? shape : "", bodies[g]);
+            char ta[128], src[1024];
+            shape_text(ranks[g], dims[g], ta, sizeof ta);
+            snprintf(src, sizeof src, "graph t {\n  input %%a: %s\n  %s\n  output %%y\n}\n", ta, body);
+            kiln_model *m;
+            kiln_diag d = {0};
+            lir_module *lm;
+            assert_int_equal(kiln_model_parse(src, strlen(src), "t.kiln", NULL, &m, &d), KILN_OK);
+            assert_int_equal(lower_graph(m->graph, &(lower_options){.vector_bits = 512}, &lm, NULL, &d), KILN_OK);
+            int tiles = 0;
+            for (int k = 0; k < lm->kernel_count; k++)
+                tiles += count_transposes(lm->kernels[k]->body);
+            if (!tiles) {
+                print_error("no register tiles for\n%s", src);
+                fail();
+            }
+            lir_module_destroy(lm);
+            kiln_model_destroy(m);
+            differential(body, ranks[g], dims[g], 0, NULL);
+        }
     }
 }
 
@@ -1376,6 +1432,7 @@ int main(void) {
         cmocka_unit_test(test_random_matmul),
         cmocka_unit_test(test_random_einsum),
         cmocka_unit_test(test_random_reductions_softmax_transpose),
+        cmocka_unit_test(test_register_transposes),
         cmocka_unit_test(test_random_conv_pool),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_concurrent_runs),
