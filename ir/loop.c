@@ -346,7 +346,8 @@ lir_stmt *lir_store(lir_module *m, lir_buffer *b, lir_expr *index, lir_expr *val
 
 lir_stmt *lir_transpose(lir_module *m, lir_buffer *dst, lir_expr *index, int64_t dst_stride, lir_expr *src,
                         int64_t src_stride, int rows, int cols, int width) {
-    bool ok = dst && index && src && src->kind == LIR_LOAD && rows >= 1 && cols >= 1 && rows <= width && cols <= width;
+    bool ok = dst && index && src && src->kind == LIR_LOAD && rows >= 1 && cols >= 1 && rows <= width && cols <= width &&
+              width <= 64 && !(width & (width - 1)); /* the shuffle rounds halve it */
     lir_stmt *s = ok ? stmt(m, LIR_TRANSPOSE) : NULL;
     if (s)
         s->buf = dst, s->index = index, s->value = src, s->strides[0] = dst_stride, s->strides[1] = src_stride,

@@ -205,7 +205,7 @@ lir_stmt *lir_assign(lir_module *m, int var, lir_expr *value);
 lir_stmt *lir_if(lir_module *m, lir_expr *cond, lir_stmt *then, lir_stmt *other);
 /* A rows x cols tile of src (a LIR_LOAD of its first element, source rows src_stride
  * apart) stored turned over at dst[index] (destination rows dst_stride apart), in tiles
- * of `width` lanes (rows, cols <= width). */
+ * of `width` lanes (a power of two up to 64; rows, cols <= width). */
 lir_stmt *lir_transpose(lir_module *m, lir_buffer *dst, lir_expr *index, int64_t dst_stride, lir_expr *src,
                         int64_t src_stride, int rows, int cols, int width);
 /* A statement that stops the kernel, reporting `message` (copied into the module). */

@@ -274,26 +274,27 @@ void cg_vector_loop(cg_ctx *g, const lir_stmt *s) {
     g->varying = NULL, g->vvars = NULL;
 }
 
+enum { MAX_W = 64 }; /* the widest tile: 64 lanes */
+
+/* <w x i1> with the first n lanes on. */
+static LLVMValueRef first_lanes(cg_ctx *g, int n, int w) {
+    LLVMValueRef lanes[MAX_W];
+    for (int l = 0; l < w; l++)
+        lanes[l] = LLVMConstInt(LLVMInt1TypeInContext(g->ctx), l < n, 0);
+    return LLVMConstVector(lanes, (unsigned)w);
+}
+
 /* A LIR_TRANSPOSE tile of w x w lanes: the source's cols rows loaded as vectors (rows lanes
  * of each, under a mask when fewer than w), turned over in registers by log2 w rounds of
  * two-vector shuffles, each round swapping the off-diagonal h x h blocks of every 2h x 2h
  * block (h = w/2, ..., 1), and the first `rows` vectors stored (cols lanes each). 64
  * shuffles for 16 x 16 f32, where the tiled loop gathered 8 lanes at a time. */
 void cg_transpose(cg_ctx *g, const lir_stmt *s) {
-    enum { MAX_W = 64 };
     int w = s->width;
     const lir_buffer *src = s->value->buf, *dst = s->buf;
     LLVMTypeRef et = cg_mem_type(g, dst->dtype), vt = LLVMVectorType(et, (unsigned)w), i64 = i64_type(g), i32 = i32_type(g);
-    LLVMTypeRef ptr = LLVMPointerTypeInContext(g->ctx, 0), i1 = LLVMInt1TypeInContext(g->ctx);
-    LLVMValueRef row[MAX_W], lanes[MAX_W];
-    /* the masks of the first n lanes */
-    LLVMValueRef src_mask, dst_mask;
-    for (int l = 0; l < w; l++)
-        lanes[l] = LLVMConstInt(i1, l < s->rows, 0);
-    src_mask = LLVMConstVector(lanes, (unsigned)w);
-    for (int l = 0; l < w; l++)
-        lanes[l] = LLVMConstInt(i1, l < s->cols, 0);
-    dst_mask = LLVMConstVector(lanes, (unsigned)w);
+    LLVMTypeRef ptr = LLVMPointerTypeInContext(g->ctx, 0);
+    LLVMValueRef row[MAX_W], src_mask = first_lanes(g, s->rows, w), dst_mask = first_lanes(g, s->cols, w);
     LLVMValueRef from = cg_scalar(g, s->value->a), to = cg_scalar(g, s->index);
     unsigned align = (unsigned)kiln_dtype_size(dst->dtype);
     for (int b = 0; b < w; b++) {
