@@ -19,9 +19,10 @@ static lir_expr *num(lower_ctx *c, kiln_dtype t, double v) { return lir_const(M,
 /* MatMul and Gemm: out[..., m, n] = finish(sum over k of A(m, k) * B(k, n)), rows in
  * blocks (of GEMM_ROWS, or fewer: gemm_block) with an accumulator each, so each B element
  * loaded serves the whole block (the n loop is the one the schedule vectorizes: B and the
- * output move by one element per lane, A's element is the same for all lanes). Rows past the end of a last,
- * partial block read the last row and store nothing. Each sum runs over k in order, as
- * the interpreter's does. Packing and tiling for the caches come with issue 5's GEMM. */
+ * output move by one element per lane, A's element is the same for all lanes). Rows past
+ * the end of a last, partial block read the last row and store nothing. Each sum runs over
+ * k in order, as the interpreter's does. B in column tiles sized to the L2 (column_tile),
+ * packed into panels (row_blocked). */
 enum { GEMM_ROWS = 8, GEMM_ROWS_MIN = 5 };
 
 /* Rows a block: GEMM_ROWS, unless a block of GEMM_ROWS_MIN..GEMM_ROWS - 1 rows pads the

@@ -130,12 +130,14 @@ static bool tile_affine(const lir_expr *e, const int var[2], int64_t k[2]) {
     int64_t c = e->b->kind == LIR_CONST ? e->b->i : 0;
     switch (e->op) {
     case LIR_ADD: k[0] = a[0] + b[0], k[1] = a[1] + b[1]; return true;
-    case LIR_MUL:
-        if (b_free && c) /* a constant factor keeps the form; other factors only without u, v */
-            k[0] = a[0] * c, k[1] = a[1] * c;
-        else if (a_free && e->a->kind == LIR_CONST)
-            k[0] = b[0] * e->a->i, k[1] = b[1] * e->a->i;
-        return (b_free && c) || (a_free && e->a->kind == LIR_CONST) || (a_free && b_free);
+    case LIR_MUL: { /* by a constant (>= 0, as every constant here is) the form holds */
+        const lir_expr *f = e->b->kind == LIR_CONST ? e->b : e->a->kind == LIR_CONST ? e->a : NULL;
+        const int64_t *x = f == e->b ? a : b;
+        if (!f) /* other factors only without u and v */
+            return a_free && b_free;
+        k[0] = x[0] * f->i, k[1] = x[1] * f->i;
+        return true;
+    }
     case LIR_DIV:
     case LIR_REM:
         if (c <= 0 || a[0] % c || a[1] % c)

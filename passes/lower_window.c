@@ -461,6 +461,11 @@ nchwc_plan lower_nchwc_plan(int64_t blocks, bool pairs, int64_t oh, int64_t ow) 
     return p;
 }
 
+/* The shape pair_weights copies a [blocks, KH, KW, Cin, b] weight into. */
+static kiln_tensor pair_shape(const kiln_tensor *wt) {
+    return (kiln_tensor){.dtype = wt->dtype, .rank = 6, .dims = {wt->dims[0] / 2, wt->dims[1], wt->dims[2], wt->dims[3], 2, wt->dims[4]}};
+}
+
 /* A constant weight [blocks, KH, KW, Cin, b] read a pair of blocks at a time, copied once
  * (a kernel of its own, before the first run, into the persistent block) pair by pair
  * with the pair's two blocks interleaved, [blocks / 2, KH, KW, Cin, 2, b], so each step's
@@ -470,10 +475,6 @@ nchwc_plan lower_nchwc_plan(int64_t blocks, bool pairs, int64_t oh, int64_t ow) 
  * MobileNetV2 3.67 -> 3.46, EfficientNet-B0 6.49 -> 6.09 (medians of 4-6 alternating
  * runs); ResNet-18's JIT compile takes 40-60 ms more, its first run 13 ms more (46 MB
  * copied). *out: the copy, or NULL for weights that are not constant. */
-static kiln_tensor pair_shape(const kiln_tensor *wt) {
-    return (kiln_tensor){.dtype = wt->dtype, .rank = 6, .dims = {wt->dims[0] / 2, wt->dims[1], wt->dims[2], wt->dims[3], 2, wt->dims[4]}};
-}
-
 static kiln_status pair_weights(lower_ctx *c, lir_buffer **out) {
     const kiln_tensor *wt = c->in_type[1];
     lir_buffer *w_in = c->in[1], *packed;
@@ -619,11 +620,11 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
         if (!lir_seq_push(M, take, lir_let(M, xv[i], xval)))
             return lower_oom(c);
     }
+    kiln_tensor pairs = pair_shape(wt);
     for (int v = 0; v < p.v; v++)
         for (int64_t q = 0; q < taps; q++) {
             lir_expr *wc[5] = {cb[v], kh, share ? lir_int(M, q) : kw, ci, nc[4]}, *wval;
             if (w_pairs) { /* [pair, KH, KW, Cin, 2, b] */
-                kiln_tensor pairs = pair_shape(wt);
                 lir_expr *pc[6] = {nc[1], wc[1], wc[2], ci, lir_int(M, v), nc[4]};
                 wval = lir_load(M, w_pairs, lower_index(c, &pairs, pc, 6));
             } else {
