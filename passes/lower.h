@@ -137,6 +137,10 @@ void lir_schedule(lir_module *m);
  * over tiles held in scratch (stage.c), so each stage's dependent chain is short. Runs
  * before the memory plan; lower_graph calls it. */
 kiln_status lir_stage(lir_module *m, kiln_diag *d);
+/* Whether kernel k may write `out` over the bytes of `in`, which it reads (in_place.c):
+ * every load of `in` sits in the one store to `out`, at the store's index, and that index
+ * visits each element once. The memory plan hands a dying input's block to the output. */
+bool lower_in_place_safe(const lir_kernel *k, const lir_buffer *in, const lir_buffer *out);
 /* Whether op has a lowering rule yet. */
 bool lower_supported(ir_op op);
 

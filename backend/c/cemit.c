@@ -405,7 +405,21 @@ static void string_literal(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static void kernel(emitter *e, const lir_kernel *k) {
+/* Whether parameter p of kernel k shares its bytes with another of its parameters (an
+ * output written in place of an input, passes/in_place.c). */
+static bool param_shared(const lir_module *m, const lir_kernel *k, int p) {
+    const lir_storage *s = lir_buffer_storage(m, k->params[p]);
+    for (int q = 0; q < k->param_count; q++) {
+        const lir_storage *t = lir_buffer_storage(m, k->params[q]);
+        if (q != p && s->kind == LIR_STORE_ARENA && t->kind == LIR_STORE_ARENA && s->offset == t->offset)
+            return true;
+    }
+    return false;
+}
+
+/* A kernel's function; `shared` marks the parameters that, in some kernel calling it, share
+ * their bytes with another parameter: those are not `restrict`. */
+static void kernel(emitter *e, const lir_kernel *k, const bool *shared) {
     FILE *f = e->f;
     e->k = k;
     fputs("\n/* node '", f);
@@ -413,7 +427,7 @@ static void kernel(emitter *e, const lir_kernel *k) {
     fprintf(f, "' (%s) */\nstatic int32_t %s(void *const *args, int32_t threads) {\n", ir_op_table[k->origin->op].name, k->name);
     fputs("    (void)threads;\n", f);
     for (int i = 0; i < k->param_count; i++) {
-        fprintf(f, "    %s *restrict p%d = args[%d]; /* ", c_type(k->params[i]->dtype), i, i);
+        fprintf(f, "    %s *%sp%d = args[%d]; /* ", c_type(k->params[i]->dtype), shared[i] ? "" : "restrict ", i, i);
         comment_text(f, k->params[i]->name);
         fputs(" */\n", f);
     }
@@ -513,8 +527,18 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
             fprintf(c, "#define %s %s\n", kn, first);
         else if (external)
             fprintf(c, "extern int32_t %s_%s(void *const *args, int32_t threads);\n#define %s %s_%s\n", name, kn, kn, name, kn);
-        else
-            kernel(&e, m->kernels[i]);
+        else {
+            bool *shared = calloc((size_t)m->kernels[i]->param_count + 1, sizeof *shared);
+            if (!shared) {
+                free(same);
+                return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
+            }
+            for (int j = i; j < m->kernel_count; j++)
+                for (int p = 0; same[j] == i && p < m->kernels[j]->param_count; p++)
+                    shared[p] |= param_shared(m, m->kernels[j], p);
+            kernel(&e, m->kernels[i], shared);
+            free(shared);
+        }
     }
     free(same);
     /* the program: each kernel's arguments, bound by the memory plan */

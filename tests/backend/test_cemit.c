@@ -53,10 +53,12 @@ static void *symbol(library *l, const char *name, const char *fn) {
 }
 
 /* Compiles `model` (batch `batch`) into a library, with LLVM or the C backend, and opens it. */
-static library build(const char *model, const char *name, int64_t batch, bool c_backend) {
+/* libNAME.so from MODEL: LLVM's objects or (c_backend) C source alone; no_fuse: one kernel
+ * per node. */
+static library build(const char *model, const char *name, int64_t batch, bool c_backend, bool no_fuse) {
     char so[512];
     snprintf(so, sizeof so, "%s/lib%s.so", tmp_dir, name);
-    driver_compile_options o = {.out = so, .name = name, .batch = batch, .c_backend = c_backend};
+    driver_compile_options o = {.out = so, .name = name, .batch = batch, .c_backend = c_backend, .no_fuse = no_fuse};
     kiln_diag d = {0};
     if (driver_compile(model, &o, &d)) {
         print_error("%s\n", d.message);
@@ -84,8 +86,8 @@ static float random_float(void) {
     return (float)((double)(rng >> 11) / 9007199254740992.0 * 4 - 2);
 }
 
-static void check_model(const char *model, const char *name, int64_t batch, bool c_backend) {
-    library l = build(model, name, batch, c_backend);
+static void check_model(const char *model, const char *name, int64_t batch, bool c_backend, bool no_fuse) {
+    library l = build(model, name, batch, c_backend, no_fuse);
     kiln_options opts = {.batch = batch};
     kiln_model *m;
     kiln_diag d = {0};
@@ -130,10 +132,10 @@ static void check_model(const char *model, const char *name, int64_t batch, bool
 
 static void test_bundled_models(void **state) {
     (void)state;
-    check_model("../examples/models/mlp.kiln", "mlp", 3, false);
-    check_model("../examples/models/cnn.kiln", "cnn", 2, false);
-    check_model("../examples/models/mlp.kiln", "mlp_c", 3, true);
-    check_model("../examples/models/cnn.kiln", "cnn_c", 2, true);
+    check_model("../examples/models/mlp.kiln", "mlp", 3, false, false);
+    check_model("../examples/models/cnn.kiln", "cnn", 2, false, false);
+    check_model("../examples/models/mlp.kiln", "mlp_c", 3, true, false);
+    check_model("../examples/models/cnn.kiln", "cnn_c", 2, true, false);
 }
 
 /* A new model file `file` in the tests' folder, its path in path[600]. */
@@ -162,8 +164,8 @@ static void test_packed_weights(void **state) {
     random_const(f, "w", 300, 256);
     fputs("  %m = MatMul(%x, %w)\n  %y = Relu(%m)\n  output %y\n}\n", f);
     assert_int_equal(fclose(f), 0);
-    check_model(path, "packed", 0, false);
-    check_model(path, "packed_c", 0, true);
+    check_model(path, "packed", 0, false, false);
+    check_model(path, "packed_c", 0, true, false);
 }
 
 /* Twin kernels (the same code on other buffers: lir_kernel_same) are compiled once; the
@@ -190,8 +192,8 @@ static void test_twin_kernels(void **state) {
     assert_int_equal(distinct, m->lowered->kernel_count - 1); /* y2's is y1's */
     free(same);
     kiln_model_destroy(m);
-    check_model(path, "twins", 0, false);
-    check_model(path, "twins_c", 0, true);
+    check_model(path, "twins", 0, false, false);
+    check_model(path, "twins_c", 0, true, false);
 }
 
 /* Transposes that move the contiguous axis: register tiles (LIR_TRANSPOSE) in the LLVM
@@ -205,16 +207,33 @@ static void test_transposes(void **state) {
           "  const %sh: i64[3] = [20, 12, 12]\n  %y = Transpose(%x) {perm = [0, 2, 1]}\n"
           "  %r = Reshape(%k, %sh)\n  %z = Transpose(%r) {perm = [1, 2, 0]}\n  output %y, %z\n}\n", f);
     assert_int_equal(fclose(f), 0);
-    check_model(path, "transposes", 0, false);
-    check_model(path, "transposes_c", 0, true);
+    check_model(path, "transposes", 0, false, false);
+    check_model(path, "transposes_c", 0, true, false);
+}
+
+/* Unfused, elementwise kernels write their outputs over the inputs they read last
+ * (passes/in_place.c): the C library's kernels then take those two pointers without
+ * `restrict`. A chain over a MatMul's result, a residual Add, a Softmax row between; both
+ * backends against the interpreter. */
+static void test_in_place(void **state) {
+    (void)state;
+    char path[600];
+    FILE *f = model_file("in_place.kiln", path);
+    fputs("graph in_place {\n  input %x: f32[7, 40]\n", f);
+    random_const(f, "w", 40, 33);
+    fputs("  %m = MatMul(%x, %w)\n  %e = Exp(%m)\n  %n = Neg(%e)\n  %s = Softmax(%n) {axis = -1}\n"
+          "  %t = Tanh(%s)\n  %r = Add(%t, %s)\n  %y = Relu(%r)\n  output %y\n}\n", f);
+    assert_int_equal(fclose(f), 0);
+    check_model(path, "in_place", 0, false, true);
+    check_model(path, "in_place_c", 0, true, true);
 }
 
 static void test_torch_exports(void **state) {
     (void)state;
-    check_model("models/torch/cnn_bn_opset13/model.onnx", "cnn_bn", 0, false);
-    check_model("models/torch/transformer_encoder_opset17/model.onnx", "encoder", 0, false);
-    check_model("models/torch/cnn_bn_opset13/model.onnx", "cnn_bn_c", 0, true);
-    check_model("models/torch/transformer_encoder_opset17/model.onnx", "encoder_c", 0, true);
+    check_model("models/torch/cnn_bn_opset13/model.onnx", "cnn_bn", 0, false, false);
+    check_model("models/torch/transformer_encoder_opset17/model.onnx", "encoder", 0, false, false);
+    check_model("models/torch/cnn_bn_opset13/model.onnx", "cnn_bn_c", 0, true, false);
+    check_model("models/torch/transformer_encoder_opset17/model.onnx", "encoder_c", 0, true, false);
 }
 
 static void test_kernel_error(void **state) {
@@ -224,7 +243,7 @@ static void test_kernel_error(void **state) {
     FILE *f = fopen(path, "w");
     fputs("graph div {\n  input %a: i32[3]\n  input %b: i32[3]\n  \"divide\": %y = Div(%a, %b)\n  output %y\n}\n", f);
     fclose(f);
-    library l = build(path, "div", 0, false);
+    library l = build(path, "div", 0, false, false);
     int32_t a[3] = {7, -7, 5}, b[3] = {2, 2, 0}, y[3];
     const void *in[2] = {a, b};
     void *out[1] = {y};
@@ -246,6 +265,7 @@ int main(void) {
         cmocka_unit_test(test_packed_weights),
         cmocka_unit_test(test_twin_kernels),
         cmocka_unit_test(test_transposes),
+        cmocka_unit_test(test_in_place),
         cmocka_unit_test(test_torch_exports),
         cmocka_unit_test(test_kernel_error),
     };

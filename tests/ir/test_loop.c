@@ -4,11 +4,14 @@
  * that can be negative; lir_tanh_affine, which the stages and the JIT fold into tanh,
  * finds c * tanh(y) + d only where c is a power of two beside an f32 tanh; lir_lane_offsets,
  * which turns a grouped conv's per-lane reads into a load and a shuffle, knows the lanes'
- * offsets only where the lane enters apart from the rest.
+ * offsets only where the lane enters apart from the rest; lower_in_place_safe, which lets
+ * the memory plan write a kernel's output over its input, only for a kernel that reads each
+ * element in the one store that overwrites it, at an index no two iterations share.
  */
 #include "../test_util.h"
 
 #include "ir/loop.h"
+#include "passes/lower.h"
 
 /* An empty module with one kernel: expressions to build, variables to declare. */
 typedef struct fixture {
@@ -151,11 +154,96 @@ static void test_lane_offsets(void **state) {
     }
 }
 
+/* Kernels over `in` and `out` (32 elements) for lower_in_place_safe, each rebuilt in the
+ * fixture's kernel: its body is replaced case by case. */
+static void test_in_place_proof(void **state) {
+    fixture *f = *state;
+    lir_module *m = f->m;
+    lir_kernel *k = f->k;
+    lir_buffer *in = lir_local(m, k, "in", KILN_F32, 32), *out = lir_local(m, k, "out", KILN_F32, 32);
+    lir_buffer *wide = lir_local(m, k, "wide", KILN_F64, 32);
+    assert_true(in && out && wide);
+#define I(v) lir_int(m, v)
+#define B(op, a, b) lir_binary(m, LIR_##op, a, b)
+#define LD(buf, at) lir_load(m, buf, at)
+#define ST(buf, at, v) lir_store(m, buf, at, v)
+    for (int c = 0; c < 11; c++) {
+        int iv = lir_var_new(m, k, "i", KILN_I64), jv = lir_var_new(m, k, "j", KILN_I64), xv = lir_var_new(m, k, "x", KILN_F32);
+        lir_expr *i = lir_var_ref(m, k, iv), *j = lir_var_ref(m, k, jv);
+        lir_expr *e = B(ADD, B(MUL, i, I(8)), j); /* i 8 + j: each of 32 elements once */
+        lir_expr *one = lir_const(m, KILN_F32, 1);
+        lir_stmt *inner = lir_seq(m);
+        const char *what = NULL;
+        bool want = false;
+        lir_buffer *dst = out;
+        int64_t ni = 4, nj = 8;
+        switch (c) {
+        case 0: what = "out[i 8 + j] = in[i 8 + j] + 1", want = true;
+            lir_seq_push(m, inner, ST(out, e, B(ADD, LD(in, e), one)));
+            break;
+        case 1: what = "out[31 - (i 8 + j)] = in[31 - (i 8 + j)]: a falling index", want = true;
+            e = B(SUB, I(31), e);
+            lir_seq_push(m, inner, ST(out, e, LD(in, e)));
+            break;
+        case 2: what = "out[j] = in[j] + 1 for each i: the store revisits j";
+            e = j;
+            lir_seq_push(m, inner, ST(out, e, B(ADD, LD(in, e), one)));
+            break;
+        case 3: what = "out[i 4 + j] = in[i 4 + j], j < 8: rows overlap";
+            e = B(ADD, B(MUL, i, I(4)), j), ni = 7;
+            lir_seq_push(m, inner, ST(out, e, LD(in, e)));
+            break;
+        case 4: what = "out[i 8 + j] = in[j 4 + i]: another element";
+            lir_seq_push(m, inner, ST(out, e, LD(in, B(ADD, B(MUL, j, I(4)), i))));
+            break;
+        case 5: what = "two stores to out";
+            lir_seq_push(m, inner, ST(out, e, LD(in, e)));
+            lir_seq_push(m, inner, ST(out, e, B(ADD, LD(in, e), one)));
+            break;
+        case 6: what = "let x = in[e]; out[e] = x: the load outside the store";
+            lir_seq_push(m, inner, lir_let(m, xv, LD(in, e)));
+            lir_seq_push(m, inner, ST(out, e, lir_var_ref(m, k, xv)));
+            break;
+        case 7: what = "out[e] = in[e] + out[e]: the kernel reads its output";
+            lir_seq_push(m, inner, ST(out, e, B(ADD, LD(in, e), LD(out, e))));
+            break;
+        case 8: what = "out[e] = i 8 + j, then in read by a later loop";
+            lir_seq_push(m, inner, ST(out, e, lir_cast(m, KILN_F32, e)));
+            break;
+        case 9: what = "wide[e] = in[e]: another element size";
+            dst = wide;
+            lir_seq_push(m, inner, ST(wide, e, lir_cast(m, KILN_F64, LD(in, e))));
+            break;
+        case 10: what = "out[i 8 + j] = in[i 8 + j] * 2, i's loop not constant";
+            ni = -1;
+            lir_seq_push(m, inner, ST(out, e, B(MUL, LD(in, e), lir_const(m, KILN_F32, 2))));
+            break;
+        }
+        lir_stmt *jl = lir_for(m, jv, I(0), I(nj), inner);
+        lir_stmt *il = lir_for(m, iv, I(0), ni < 0 ? lir_var_ref(m, k, xv) : I(ni), lir_seq(m));
+        lir_seq_push(m, il->body, jl);
+        k->body = lir_seq(m);
+        lir_seq_push(m, k->body, il);
+        if (c == 8) { /* a second nest reading in after out is written */
+            int v = lir_var_new(m, k, "t", KILN_I64);
+            lir_expr *t = lir_var_ref(m, k, v);
+            lir_seq_push(m, k->body, lir_for(m, v, I(0), I(32), ST(wide, t, lir_cast(m, KILN_F64, LD(in, t)))));
+        }
+        if (lower_in_place_safe(k, in, dst) != want)
+            fail_msg("lower_in_place_safe(%s): got %d", what, !want);
+    }
+#undef I
+#undef B
+#undef LD
+#undef ST
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_nonneg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tanh_affine, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lane_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_in_place_proof, setup, teardown),
     };
     return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }
