@@ -573,7 +573,7 @@ kiln_status lower_conv_nchwc(lower_ctx *c) {
      * load and a shuffle, the costliest step here) is loaded once and serves every tap that
      * reads it, as in the depthwise kernel: at stride 1, 12 for the 30 multiply-adds of a
      * 3-tap row over 10 pixels, where an element per tap took 30; at stride 2, 21 (ResNeXt-50's
-     * stride-2 3x3 with 8 channels a group, 28x28 out: 1.29 -> 0.95 ms at 1 thread). Pixel r
+     * stride-2 3x3 with 8 channels a group, 28x28 out: 1.29 -> 0.91 ms at 1 thread). Pixel r
      * reads column r sw + q dilation at tap q (`used`: some pixel and tap read it). The
      * inputs, sums and a weight must fit the 32 vector registers. */
     int64_t pixels = p.rows * p.cols, sw = w.stride[1];

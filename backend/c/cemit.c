@@ -533,9 +533,10 @@ kiln_status cemit_source(const lir_module *m, const char *name, bool external, F
                 free(same);
                 return diag_error(d, LOC_NONE, KILN_ERR_OOM, "out of memory");
             }
-            for (int j = i; j < m->kernel_count; j++)
-                for (int p = 0; same[j] == i && p < m->kernels[j]->param_count; p++)
-                    shared[p] |= param_shared(m, m->kernels[j], p);
+            for (int j = i; j < m->kernel_count; j++) /* i and every kernel that runs i's code */
+                if (same[j] == i)
+                    for (int p = 0; p < m->kernels[j]->param_count; p++)
+                        shared[p] |= param_shared(m, m->kernels[j], p);
             kernel(&e, m->kernels[i], shared);
             free(shared);
         }
