@@ -313,6 +313,18 @@ static void test_random_matmul(void **state) {
                      trial % 2 ? bt : b);
         differential_atol_scale = 1;
     }
+    /* one row (a classifier at batch 1) on 2 threads, columns past a vector's multiple:
+     * few_rows' sums in scratch, B streamed by rows */
+    static const int64_t one_row[][2] = {{17, 65}, {300, 1000}, {64, 257}, {1280, 100}};
+    differential_threads = 2;
+    for (int i = 0; i < ARRAY_LEN(one_row); i++) {
+        int64_t a[2] = {1, one_row[i][0]}, b[2] = {one_row[i][0], one_row[i][1]};
+        differential_atol_scale = a[1] > 36 ? (double)a[1] / 36 : 1;
+        differential("%y = MatMul(%a, %b)", 2, a, 2, b);
+        int64_t bt[2] = {b[1], b[0]};
+        differential("%y = Gemm(%a, %b) {transB = 1, alpha = 0.5}", 2, a, 2, bt);
+    }
+    differential_threads = 0, differential_atol_scale = 1;
     /* the sizes around the vector and block edges: 1, 7, 17, 63, 65, 129 for each of M, K,
      * N (squares, and rotations so no two are equal), batched MatMul and Gemm with a bias */
     static const int64_t edges[] = {1, 7, 17, 63, 65, 129};
