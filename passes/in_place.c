@@ -7,7 +7,8 @@
  * Safe when no element of the input is read after the output's store has overwritten it.
  * The proof kept here is simple and conservative:
  *   - the kernel stores to the output in exactly one statement, and never loads from it
- *     (a kernel reading its own output accumulates: its stores revisit indices);
+ *     (a kernel reading its own output accumulates: its stores revisit indices); it never
+ *     writes the input (another output of a kernel with several is no donor);
  *   - every load of the input in the kernel sits in that store's value, at the store's own
  *     index (so each iteration reads the element, then writes the same bytes: the
  *     elements are the same size), nowhere else; no register tile touches either;
@@ -27,7 +28,7 @@ enum { DEPTH_MAX = 32 }; /* loops around the store that the proof follows */
 
 typedef struct loop_at {
     int var;
-    int64_t begin, step, trips; /* trips < 0: bounds not constant */
+    int64_t step, trips; /* trips < 0: bounds not constant */
 } loop_at;
 
 typedef struct in_place {
@@ -37,26 +38,17 @@ typedef struct in_place {
     const lir_stmt *store;       /* the one store to out */
     loop_at store_loops[DEPTH_MAX]; /* the loops around it */
     int store_depth;
-    int loads;                   /* loads of in, anywhere */
     bool ok;
 } in_place;
 
-/* Loads of in inside e; false when one reads the output, or reads in at another index than
- * `at` (NULL: any load of in is wrong here). */
-static int count_loads(in_place *p, const lir_expr *e, const lir_expr *at) {
+/* Clears p->ok if e loads from the output, or loads the input at another index than `at`
+ * (NULL: e may not load the input at all). */
+static void check_loads(in_place *p, const lir_expr *e, const lir_expr *at) {
     if (!e)
-        return 0;
-    int n = 0;
-    if (e->kind == LIR_LOAD) {
-        if (e->buf == p->out)
-            p->ok = false;
-        if (e->buf == p->in) {
-            n++;
-            if (!at || !lir_expr_same(e->a, at))
-                p->ok = false;
-        }
-    }
-    return n + count_loads(p, e->a, at) + count_loads(p, e->b, at) + count_loads(p, e->c, at);
+        return;
+    if (e->kind == LIR_LOAD && (e->buf == p->out || (e->buf == p->in && (!at || !lir_expr_same(e->a, at)))))
+        p->ok = false;
+    check_loads(p, e->a, at), check_loads(p, e->b, at), check_loads(p, e->c, at);
 }
 
 static void walk(in_place *p, const lir_stmt *s) {
@@ -68,28 +60,29 @@ static void walk(in_place *p, const lir_stmt *s) {
             walk(p, s->items[i]);
         return;
     case LIR_FOR: {
-        p->loads += count_loads(p, s->begin, NULL) + count_loads(p, s->end, NULL);
+        check_loads(p, s->begin, NULL), check_loads(p, s->end, NULL);
         if (p->depth == DEPTH_MAX) {
             p->ok = false;
             return;
         }
         bool known = s->begin->kind == LIR_CONST && s->end->kind == LIR_CONST && s->step > 0;
         int64_t span = known ? s->end->i - s->begin->i : -1;
-        p->loops[p->depth++] = (loop_at){s->var, known ? s->begin->i : 0, s->step,
-                                         known ? (span > 0 ? (span + s->step - 1) / s->step : 0) : -1};
+        p->loops[p->depth++] = (loop_at){s->var, s->step, known ? (span > 0 ? (span + s->step - 1) / s->step : 0) : -1};
         walk(p, s->body);
         p->depth--;
         return;
     }
     case LIR_IF:
-        p->loads += count_loads(p, s->cond, NULL);
+        check_loads(p, s->cond, NULL);
         walk(p, s->body);
         if (s->other)
             walk(p, s->other);
         return;
     case LIR_LET:
-    case LIR_ASSIGN: p->loads += count_loads(p, s->value, NULL); return;
+    case LIR_ASSIGN: check_loads(p, s->value, NULL); return;
     case LIR_STORE:
+        if (s->buf == p->in) /* another output of the kernel, not an input */
+            p->ok = false;
         if (s->buf == p->out) {
             if (p->store) { /* a second store to the output */
                 p->ok = false;
@@ -99,15 +92,13 @@ static void walk(in_place *p, const lir_stmt *s) {
             p->store_depth = p->depth;
             for (int i = 0; i < p->depth; i++)
                 p->store_loops[i] = p->loops[i];
-            p->loads += count_loads(p, s->index, NULL) + count_loads(p, s->value, s->index);
-        } else {
-            p->loads += count_loads(p, s->index, NULL) + count_loads(p, s->value, NULL);
         }
+        check_loads(p, s->index, NULL), check_loads(p, s->value, s->buf == p->out ? s->index : NULL);
         return;
-    case LIR_TRANSPOSE:
-        if (s->buf == p->out || (s->value && s->value->buf == p->in))
+    case LIR_TRANSPOSE: /* its value loads the source tile's first element */
+        if (s->buf == p->out || s->buf == p->in)
             p->ok = false;
-        p->loads += count_loads(p, s->index, NULL);
+        check_loads(p, s->index, NULL), check_loads(p, s->value, NULL);
         return;
     case LIR_FAIL: return;
     }
@@ -183,5 +174,5 @@ bool lower_in_place_safe(const lir_kernel *k, const lir_buffer *in, const lir_bu
         return false;
     in_place p = {.in = in, .out = out, .ok = true};
     walk(&p, k->body);
-    return p.ok && p.store && p.loads > 0 && injective(&p);
+    return p.ok && p.store && injective(&p);
 }

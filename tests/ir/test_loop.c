@@ -167,7 +167,7 @@ static void test_in_place_proof(void **state) {
 #define B(op, a, b) lir_binary(m, LIR_##op, a, b)
 #define LD(buf, at) lir_load(m, buf, at)
 #define ST(buf, at, v) lir_store(m, buf, at, v)
-    for (int c = 0; c < 11; c++) {
+    for (int c = 0; c < 12; c++) {
         int iv = lir_var_new(m, k, "i", KILN_I64), jv = lir_var_new(m, k, "j", KILN_I64), xv = lir_var_new(m, k, "x", KILN_F32);
         lir_expr *i = lir_var_ref(m, k, iv), *j = lir_var_ref(m, k, jv);
         lir_expr *e = B(ADD, B(MUL, i, I(8)), j); /* i 8 + j: each of 32 elements once */
@@ -213,6 +213,10 @@ static void test_in_place_proof(void **state) {
         case 9: what = "wide[e] = in[e]: another element size";
             dst = wide;
             lir_seq_push(m, inner, ST(wide, e, lir_cast(m, KILN_F64, LD(in, e))));
+            break;
+        case 11: what = "out[e] = 1, in[e] = 2: in is another output, not read";
+            lir_seq_push(m, inner, ST(out, e, one));
+            lir_seq_push(m, inner, ST(in, e, lir_const(m, KILN_F32, 2)));
             break;
         case 10: what = "out[i 8 + j] = in[i 8 + j] * 2, i's loop not constant";
             ni = -1;
