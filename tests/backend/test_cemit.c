@@ -52,9 +52,8 @@ static void *symbol(library *l, const char *name, const char *fn) {
     return p;
 }
 
-/* Compiles `model` (batch `batch`) into a library, with LLVM or the C backend, and opens it. */
-/* libNAME.so from MODEL: LLVM's objects or (c_backend) C source alone; no_fuse: one kernel
- * per node. */
+/* Compiles `model` (batch `batch`) into a library, with LLVM or the C backend, and opens it;
+ * no_fuse: one kernel per node. */
 static library build(const char *model, const char *name, int64_t batch, bool c_backend, bool no_fuse) {
     char so[512];
     snprintf(so, sizeof so, "%s/lib%s.so", tmp_dir, name);
