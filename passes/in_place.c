@@ -13,8 +13,8 @@
  *     index (so each iteration reads the element, then writes the same bytes: the
  *     elements are the same size), nowhere else; no register tile touches either;
  *   - that index visits each element at most once: it is affine in the loops around the
- *     store, and their coefficients, sorted, each exceed what all the smaller ones can
- *     reach (a mixed radix), so distinct iterations write distinct elements.
+ *     store (lir_stride), and their coefficients, sorted, each exceed what all the smaller
+ *     ones can reach (a mixed radix), so distinct iterations write distinct elements.
  * A vector iteration then loads its lanes before it stores them, and the parallel
  * iterations' indices are disjoint. Elementwise kernels pass (an unfused Relu, a residual
  * Add whose operand dies there); a transpose, a broadcast, a row reduction or a staged
@@ -23,6 +23,7 @@
 #include "passes/lower.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 enum { DEPTH_MAX = 32 }; /* loops around the store that the proof follows */
 
@@ -33,13 +34,14 @@ typedef struct loop_at {
 
 typedef struct in_place {
     const lir_buffer *in, *out;
-    loop_at loops[DEPTH_MAX];
+    loop_at loops[DEPTH_MAX]; /* around the statement being walked */
     int depth;
-    const lir_stmt *store;       /* the one store to out */
-    loop_at store_loops[DEPTH_MAX]; /* the loops around it */
-    int store_depth;
+    bool *varying;            /* by variable: all but these loops' (lir_stride's sense) */
+    const lir_stmt *store;    /* the one store to out */
     bool ok;
 } in_place;
+
+static bool injective(in_place *p, const lir_expr *index);
 
 /* Clears p->ok if e loads from the output, or loads the input at another index than `at`
  * (NULL: e may not load the input at all). */
@@ -89,9 +91,7 @@ static void walk(in_place *p, const lir_stmt *s) {
                 return;
             }
             p->store = s;
-            p->store_depth = p->depth;
-            for (int i = 0; i < p->depth; i++)
-                p->store_loops[i] = p->loops[i];
+            p->ok = p->ok && injective(p, s->index);
         }
         check_loads(p, s->index, NULL), check_loads(p, s->value, s->buf == p->out ? s->index : NULL);
         return;
@@ -104,31 +104,8 @@ static void walk(in_place *p, const lir_stmt *s) {
     }
 }
 
-/* Adds scale times e's coefficients on the store's loops into coef; false if e is not an
- * affine form of those loops' variables and constants (or a coefficient overflows). */
-static bool affine(const in_place *p, const lir_expr *e, int64_t scale, int64_t *coef) {
-    switch (e->kind) {
-    case LIR_CONST: return true;
-    case LIR_VAR:
-        for (int i = 0; i < p->store_depth; i++)
-            if (p->store_loops[i].var == e->var)
-                return !__builtin_add_overflow(coef[i], scale, &coef[i]);
-        return false;
-    case LIR_BINARY: break;
-    default: return false;
-    }
-    int64_t k;
-    switch (e->op) {
-    case LIR_ADD: return affine(p, e->a, scale, coef) && affine(p, e->b, scale, coef);
-    case LIR_SUB: return affine(p, e->a, scale, coef) && affine(p, e->b, -scale, coef);
-    case LIR_MUL:
-        if (e->a->kind == LIR_CONST)
-            return !__builtin_mul_overflow(scale, e->a->i, &k) && affine(p, e->b, k, coef);
-        if (e->b->kind == LIR_CONST)
-            return !__builtin_mul_overflow(scale, e->b->i, &k) && affine(p, e->a, k, coef);
-        return false;
-    default: return false;
-    }
+static bool has_load(const lir_expr *e) {
+    return e && (e->kind == LIR_LOAD || has_load(e->a) || has_load(e->b) || has_load(e->c));
 }
 
 typedef struct digit {
@@ -140,24 +117,30 @@ static int by_weight(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Whether the store's index takes a distinct value in every iteration of its loops. */
-static bool injective(const in_place *p) {
-    int64_t coef[DEPTH_MAX] = {0};
-    if (!affine(p, p->store->index, 1, coef))
+/* Whether index takes a distinct value in every iteration of the loops around it: affine
+ * in their variables (lir_stride constant in each, the others held; no other variable, no
+ * load), the steps, sorted, each past what all the smaller ones reach together. */
+static bool injective(in_place *p, const lir_expr *index) {
+    if (has_load(index))
         return false;
     digit d[DEPTH_MAX];
     int n = 0;
-    for (int i = 0; i < p->store_depth; i++) {
-        const loop_at *l = &p->store_loops[i];
-        if (l->trips < 0)
-            return false;
-        if (l->trips <= 1)
+    bool ok = true;
+    for (int i = 0; i < p->depth; i++)
+        p->varying[p->loops[i].var] = false;
+    for (int i = 0; ok && i < p->depth; i++) {
+        const loop_at *l = &p->loops[i];
+        int64_t c = lir_stride(index, l->var, p->varying), w;
+        ok = l->trips >= 0 && c != LIR_STRIDE_VARYING;
+        if (!ok || l->trips <= 1)
             continue;
-        int64_t w;
-        if (__builtin_mul_overflow(coef[i], l->step, &w) || w == 0 || w == INT64_MIN)
-            return false;
+        ok = !__builtin_mul_overflow(c, l->step, &w) && w != 0 && w != INT64_MIN;
         d[n++] = (digit){w < 0 ? -w : w, l->trips};
     }
+    for (int i = 0; i < p->depth; i++)
+        p->varying[p->loops[i].var] = true;
+    if (!ok)
+        return false;
     qsort(d, (size_t)n, sizeof *d, by_weight);
     int64_t reach = 0; /* the most the smaller digits move the index */
     for (int i = 0; i < n; i++) {
@@ -172,7 +155,11 @@ static bool injective(const in_place *p) {
 bool lower_in_place_safe(const lir_kernel *k, const lir_buffer *in, const lir_buffer *out) {
     if (in == out || kiln_dtype_size(in->dtype) != kiln_dtype_size(out->dtype) || k->once)
         return false;
-    in_place p = {.in = in, .out = out, .ok = true};
+    in_place p = {.in = in, .out = out, .varying = malloc((size_t)k->var_count + 1), .ok = true};
+    if (!p.varying)
+        return false;
+    memset(p.varying, 1, (size_t)k->var_count + 1);
     walk(&p, k->body);
-    return p.ok && p.store && injective(&p);
+    free(p.varying);
+    return p.ok && p.store;
 }
